@@ -1,0 +1,260 @@
+//! Fuzzing entry points. Each cargo-fuzz target in `fuzz/` is one call to a function here, and
+//! the unit tests run the same functions over seeded inputs, so that what the fuzzers check is
+//! also checked by `cargo test`.
+//!
+//! Every entry point panics only when an invariant is broken: a panic is a bug.
+
+use alloc::vec::Vec;
+
+use crate::digest::Digest;
+use crate::host::{Level, Reference};
+use crate::store::codec::{RAW_CONTENT_HEADER, decode_frame};
+use crate::store::{ChunkConfig, Chunker, CodeStore, RuzstdCompressor, StoreConfig};
+use crate::testing::MemKv;
+
+/// Reads little-endian integers from the front of fuzz input, then hands out the rest.
+struct Input<'a>(&'a [u8]);
+
+impl<'a> Input<'a> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from(self.u8()) | (u16::from(self.u8()) << 8)
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from(self.u16()) | (u32::from(self.u16()) << 16)
+    }
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.0.split_at(n.min(self.0.len()));
+        self.0 = b;
+        a
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        self.take(self.0.len())
+    }
+}
+
+/// Record decoding: builds a store from the input, damages one stored value as the input says
+/// (bit flip, truncation, extension, removal, replacement), reopens it and reads every record.
+/// A read returns the original bytes or an error, never other bytes, and never panics.
+pub fn record_decode(data: &[u8]) {
+    let mut input = Input(data);
+    let mode = input.u8();
+    let target = input.u16() as usize;
+    let position = input.u32() as usize;
+    let bit = input.u8() % 8;
+    let split = input.u16() as usize;
+    let body = input.rest();
+    let (a, b) = body.split_at(split.min(body.len()));
+    let config = StoreConfig {
+        level: if mode & 0x10 != 0 {
+            Level::None
+        } else {
+            Level::Fast
+        },
+        chunking: ChunkConfig::new(64, 128, 512).expect("valid chunk bounds"),
+        max_size: 1 << 20,
+        ..StoreConfig::default()
+    };
+    let Ok(mut store) = CodeStore::open(MemKv::default(), RuzstdCompressor, config.clone()) else {
+        panic!("opening an empty store failed");
+    };
+    let mut originals: Vec<(Digest, Vec<u8>)> = Vec::new();
+    let mut previous = None;
+    for (i, piece) in [a, b, &body[body.len() / 2..]].into_iter().enumerate() {
+        let put = if i == 1 && mode & 0x20 != 0 {
+            store.put_blob(piece, None)
+        } else {
+            match previous {
+                Some(p) => store.put_upgrade(&p, piece),
+                None => store.put(piece),
+            }
+        };
+        let report = put.expect("putting into an in-memory store");
+        previous = Some(report.id);
+        originals.push((report.id, piece.to_vec()));
+    }
+    for (id, bytes) in &originals {
+        assert_eq!(&store.get(id).expect("intact record"), bytes);
+    }
+    let (mut kv, _) = store.into_parts();
+    let keys: Vec<Vec<u8>> = kv.entries().keys().cloned().collect();
+    if !keys.is_empty() {
+        let key = &keys[target % keys.len()];
+        let entries = kv.entries_mut();
+        match mode % 5 {
+            0 => {
+                if let Some(v) = entries.get_mut(key)
+                    && !v.is_empty()
+                {
+                    let at = position % v.len();
+                    v[at] ^= 1 << bit;
+                }
+            }
+            1 => {
+                if let Some(v) = entries.get_mut(key) {
+                    let n = position % (v.len() + 1);
+                    v.truncate(n);
+                }
+            }
+            2 => {
+                if let Some(v) = entries.get_mut(key) {
+                    v.extend_from_slice(&data[..data.len().min(position % 64)]);
+                }
+            }
+            3 => {
+                entries.remove(key);
+            }
+            _ => {
+                entries.insert(key.clone(), b.to_vec());
+            }
+        }
+    }
+    let Ok(store) = CodeStore::open(kv, RuzstdCompressor, config) else {
+        return;
+    };
+    for (id, bytes) in &originals {
+        if let Ok(got) = store.get(id) {
+            assert_eq!(&got, bytes, "a damaged store returned wrong bytes");
+        }
+    }
+    let _ = store.verify(true);
+}
+
+/// Delta application: decodes the input's frame against the input's reference (a raw prefix,
+/// and optionally a dictionary). Never panics; success means exactly the declared size.
+pub fn delta_apply(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.u8();
+    let declared = input.u16() as usize;
+    let prefix_len = input.u16() as usize;
+    let prefix = input.take(prefix_len);
+    let frame = input.rest();
+    let mut dictionary = Vec::new();
+    let reference = if flags & 1 != 0 {
+        dictionary.extend_from_slice(&RAW_CONTENT_HEADER);
+        dictionary.extend_from_slice(&prefix[..prefix.len() / 2]);
+        Reference {
+            dictionary: Some(&dictionary),
+            prefix: &prefix[prefix.len() / 2..],
+        }
+    } else {
+        Reference {
+            dictionary: None,
+            prefix,
+        }
+    };
+    if let Ok(out) = decode_frame(frame, reference, declared) {
+        assert_eq!(out.len(), declared);
+    }
+}
+
+/// Chunking: chunks concatenate to the input, respect the bounds, and cutting is content
+/// defined (chunking the data after the first chunk gives the remaining chunks).
+pub fn chunking(data: &[u8]) {
+    let mut input = Input(data);
+    let min = 64 + u32::from(input.u16() % 4096);
+    let avg = min + u32::from(input.u16() % 8192);
+    let max = avg + u32::from(input.u16() % 16384);
+    let config = ChunkConfig::new(min, avg, max).expect("bounds built in order");
+    let bytes = input.rest();
+    let chunker = Chunker::new(config);
+    let chunks: Vec<&[u8]> = chunker.chunks(bytes).collect();
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    assert_eq!(total, bytes.len());
+    for (i, c) in chunks.iter().enumerate() {
+        assert!(c.len() <= max as usize);
+        assert!(c.len() >= min as usize || i + 1 == chunks.len());
+    }
+    if let Some(first) = chunks.first() {
+        let rest: Vec<&[u8]> = chunker.chunks(&bytes[first.len()..]).collect();
+        assert_eq!(&rest[..], &chunks[1..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// splitmix64: a deterministic source of seeded inputs.
+    fn rng(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Inputs of every size up to `max`, some random, some repetitive (compressible).
+    fn inputs(seed: u64, count: usize, max: usize) -> Vec<Vec<u8>> {
+        let mut s = seed;
+        (0..count)
+            .map(|i| {
+                let len = (rng(&mut s) as usize) % max;
+                let period = 1 + (rng(&mut s) as usize) % 64;
+                (0..len)
+                    .map(|j| {
+                        if i % 2 == 0 {
+                            rng(&mut s) as u8
+                        } else {
+                            (j % period) as u8 ^ (rng(&mut s) % 4 == 0) as u8
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn record_decode_on_seeded_inputs() {
+        for data in inputs(1, 300, 6000) {
+            record_decode(&data);
+        }
+    }
+
+    #[test]
+    fn delta_apply_on_seeded_inputs() {
+        for data in inputs(2, 500, 4000) {
+            delta_apply(&data);
+        }
+        // Valid frames, then every truncation and a bit flip at every position of one of them.
+        let content: Vec<u8> = (0..3000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 700) as u8)
+            .collect();
+        let frame = ruzstd::encoding::compress_to_vec(
+            &content[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        let mut data = vec![0u8];
+        data.extend_from_slice(&(content.len() as u16).to_le_bytes());
+        data.extend_from_slice(&0u16.to_le_bytes());
+        let header = data.len();
+        data.extend_from_slice(&frame);
+        delta_apply(&data);
+        for cut in header..data.len() {
+            delta_apply(&data[..cut]);
+        }
+        for at in header..data.len() {
+            for bit in [0, 3, 7] {
+                let mut d = data.clone();
+                d[at] ^= 1 << bit;
+                delta_apply(&d);
+            }
+        }
+    }
+
+    #[test]
+    fn chunking_on_seeded_inputs() {
+        for data in inputs(3, 200, 100_000) {
+            chunking(&data);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! # synor-core
+//!
+//! The `no_std` core of synor: formats, algorithms and policies that make WebAssembly
+//! smart-contract execution compact, fast and deterministic. It owns no thread, file or clock;
+//! hosts pass what it needs into each call through the traits of [`host`].
+//!
+//! | layer | module | what it does |
+//! |---|---|---|
+//! | code store | [`store`] | content-addressed bytecode and data blobs: zstd with trained dictionaries, content-defined chunking, upgrade deltas, bounded decoding |
+//! | host boundary | [`host`] | [`KvStore`], [`Compressor`] |
+//! | identity | [`digest`] | blake3 [`CodeId`]s |
+//! | encoding | [`wire`] | varints and checked readers shared by every format |
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "testing")] {
+//! use synor_core::store::{CodeStore, RuzstdCompressor, StoreConfig};
+//! use synor_core::testing::MemKv;
+//!
+//! let mut store = CodeStore::open(MemKv::default(), RuzstdCompressor, StoreConfig::default())?;
+//! let v1 = store.put(b"\0asm\x01\0\0\0 contract version one")?.id;
+//! let v2 = store.put_upgrade(&v1, b"\0asm\x01\0\0\0 contract version two")?.id;
+//! assert_eq!(store.get(&v2)?, b"\0asm\x01\0\0\0 contract version two");
+//! store.delete(&v1)?;
+//! assert!(!store.contains(&v1));
+//! # }
+//! # Ok::<(), synor_core::Error>(())
+//! ```
+//!
+//! # Cargo features
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `std` | yes | std in dependencies (runtime SIMD detection for blake3) |
+//! | `testing` | no | [`testing`]: in-memory implementations of every host trait |
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+pub mod digest;
+pub mod error;
+pub mod host;
+pub mod store;
+pub mod wire;
+
+#[cfg(any(feature = "testing", test))]
+pub mod testing;
+
+#[cfg(any(feature = "testing", test))]
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use digest::{ChunkId, CodeId, Digest};
+pub use error::{Error, StoreError};
+pub use host::{Compressor, KvStore, Level, Reference, WriteBatch};
+pub use store::{CodeStore, StoreConfig};
