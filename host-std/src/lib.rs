@@ -1,1 +1,51 @@
-//! placeholder
+//! # synor-host-std
+//!
+//! The std host of synor: what the `no_std` core needs from an operating system.
+//!
+//! | module | provides | core trait |
+//! |---|---|---|
+//! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
+//! | [`zstd`] | [`ZstdCompressor`]: libzstd at every level, with dictionaries and prefixes; dictionary training | [`synor_core::Compressor`] |
+//!
+//! # Example
+//!
+//! ```
+//! use synor_core::store::StoreConfig;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut store = synor_host_std::open_store(dir.path(), StoreConfig::default())?;
+//! let id = store.put(b"\0asm\x01\0\0\0")?.id;
+//! drop(store);
+//! let store = synor_host_std::open_store(dir.path(), StoreConfig::default())?;
+//! assert_eq!(store.get(&id)?, b"\0asm\x01\0\0\0");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod kv;
+pub mod zstd;
+
+pub use kv::RedbKv;
+pub use zstd::ZstdCompressor;
+
+use std::path::Path;
+
+use synor_core::StoreError;
+use synor_core::store::{CodeStore, StoreConfig};
+
+/// The file of the code store inside a data directory.
+pub const STORE_FILE: &str = "store.redb";
+
+/// A code store persisted in `dir` (created if missing) and compressed with libzstd.
+///
+/// # Errors
+/// The directory or database cannot be created or opened, or the store in it is unreadable.
+pub fn open_store(
+    dir: &Path,
+    config: StoreConfig,
+) -> Result<CodeStore<RedbKv, ZstdCompressor>, StoreError> {
+    std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
+    let kv = RedbKv::open(dir.join(STORE_FILE)).map_err(StoreError::backend)?;
+    CodeStore::open(kv, ZstdCompressor::default(), config)
+}

@@ -1,1 +1,379 @@
-fn main() {}
+//! `synor`: the command-line program.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use synor_core::digest::CodeId;
+use synor_core::host::Level;
+use synor_core::store::{RecordKind, StoreConfig};
+use synor_host_std::open_store;
+use synor_host_wasmtime::bench;
+use synor_host_wasmtime::corpus;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser)]
+#[command(
+    name = "synor",
+    version,
+    about = "Fast, compact, deterministic WebAssembly smart-contract execution",
+    long_about = "Fast, compact, deterministic WebAssembly smart-contract execution.\n\n\
+                  Without a command, runs the store benchmark on the contracts embedded in the \
+                  program (see `synor bench store --help`)."
+)]
+struct Cli {
+    /// Data directory of the code store.
+    #[arg(long, global = true, default_value = "synor-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with the code store in the data directory.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Measure synor against its peers (ratios, one run).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LevelArg {
+    None,
+    Fast,
+    Balanced,
+    Maximum,
+}
+
+impl From<LevelArg> for Level {
+    fn from(l: LevelArg) -> Level {
+        match l {
+            LevelArg::None => Level::None,
+            LevelArg::Fast => Level::Fast,
+            LevelArg::Balanced => Level::Balanced,
+            LevelArg::Maximum => Level::Maximum,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Store a contract (or a data blob); prints its id.
+    Put {
+        /// The file to store.
+        file: PathBuf,
+        /// Store it as a new version of this record (a delta when that is smallest).
+        #[arg(long, value_name = "ID")]
+        upgrade_of: Option<String>,
+        /// Store it as a data blob (code-as-storage).
+        #[arg(long)]
+        blob: bool,
+        /// Compression effort.
+        #[arg(long, value_enum, default_value = "balanced")]
+        level: LevelArg,
+    },
+    /// Write a record's bytes to a file (checked against its id).
+    Get {
+        /// The record's id (64 hex digits).
+        id: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Remove one pin of a record.
+    Rm {
+        /// The record's id.
+        id: String,
+    },
+    /// Statistics of the store, or of one record.
+    Stat {
+        /// A record's id.
+        id: Option<String>,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the live records.
+    Ls,
+    /// Recount every reference and check every object; `--deep` also decodes every record.
+    Verify {
+        /// Decode every live record.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Remove objects nothing refers to.
+    Gc,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Code store: synor against zstd -19 per file and zstd --patch-from for upgrades.
+    Store(BenchStoreArgs),
+}
+
+#[derive(clap::Args, Default)]
+struct BenchStoreArgs {
+    /// Directory of .wasm files (searched recursively); the embedded contracts when absent.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Upgrade pairs: tab-separated `kind old new` lines, paths relative to the corpus.
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Compression level of the store.
+    #[arg(long, value_enum)]
+    level: Option<LevelArg>,
+    /// Repetitions of each timed measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Write one line per file (name, size, encoding, stored bytes, peers) to this TSV file.
+    #[arg(long, value_name = "FILE")]
+    files_out: Option<PathBuf>,
+    /// Ablation: no trained dictionaries.
+    #[arg(long, hide = true)]
+    no_dictionary: bool,
+    /// Ablation: dictionary size in bytes.
+    #[arg(long, hide = true)]
+    dictionary_size: Option<usize>,
+    /// Ablation: at most this many reference records.
+    #[arg(long, hide = true)]
+    max_refs: Option<usize>,
+    /// Ablation: longest reference chain.
+    #[arg(long, hide = true)]
+    max_depth: Option<u32>,
+    /// Ablation: no search for similar records.
+    #[arg(long, hide = true)]
+    no_similar: bool,
+}
+
+fn parse_id(s: &str) -> Result<CodeId, Error> {
+    CodeId::from_hex(s).ok_or_else(|| format!("`{s}` is not a record id (64 hex digits)").into())
+}
+
+fn kind_name(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Full => "full",
+        RecordKind::Delta => "delta",
+        RecordKind::Chunked => "chunked",
+    }
+}
+
+fn store_command(data: &Path, command: StoreCommand) -> Result<(), Error> {
+    match command {
+        StoreCommand::Put {
+            file,
+            upgrade_of,
+            blob,
+            level,
+        } => {
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let config = StoreConfig {
+                level: level.into(),
+                ..StoreConfig::default()
+            };
+            let mut store = open_store(data, config)?;
+            let previous = upgrade_of.as_deref().map(parse_id).transpose()?;
+            let report = if blob {
+                store.put_blob(&bytes, previous.as_ref())?
+            } else {
+                match previous {
+                    Some(p) => store.put_upgrade(&p, &bytes)?,
+                    None => store.put(&bytes)?,
+                }
+            };
+            println!("{}", report.id);
+            eprintln!(
+                "{} bytes stored as {} in {} bytes{}{}",
+                report.raw_bytes,
+                kind_name(report.kind),
+                report.stored_bytes,
+                if report.refs.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", against {}",
+                        report
+                            .refs
+                            .iter()
+                            .map(|r| r.short().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                if report.created {
+                    ""
+                } else {
+                    " (already stored: pinned again)"
+                }
+            );
+        }
+        StoreCommand::Get { id, output } => {
+            let store = open_store(data, StoreConfig::default())?;
+            let bytes = store.get(&parse_id(&id)?)?;
+            std::fs::write(&output, bytes).map_err(|e| format!("{}: {e}", output.display()))?;
+        }
+        StoreCommand::Rm { id } => {
+            let mut store = open_store(data, StoreConfig::default())?;
+            store.delete(&parse_id(&id)?)?;
+        }
+        StoreCommand::Stat { id, json } => {
+            let store = open_store(data, StoreConfig::default())?;
+            match id {
+                Some(id) => {
+                    let s = store.record_stats(&parse_id(&id)?)?;
+                    let value = serde_json::json!({
+                        "id": s.id.to_string(),
+                        "kind": kind_name(s.kind),
+                        "blob": s.blob,
+                        "raw_bytes": s.raw_bytes,
+                        "stored_bytes": s.stored_bytes,
+                        "pins": s.pins,
+                        "dependents": s.dependents,
+                        "refs": s.refs.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                        "dictionary": s.dictionary,
+                        "depth": s.depth,
+                    });
+                    print_value(&value, json);
+                }
+                None => {
+                    let s = store.stats()?;
+                    let kind = |k: &synor_core::store::KindStats| {
+                        serde_json::json!({
+                            "records": k.records,
+                            "raw_bytes": k.raw_bytes,
+                            "stored_bytes": k.stored_bytes,
+                        })
+                    };
+                    let value = serde_json::json!({
+                        "live_records": s.live_records,
+                        "live_raw_bytes": s.live_raw_bytes,
+                        "retained_records": s.retained_records,
+                        "stored_bytes": s.total_bytes,
+                        "full": kind(&s.full),
+                        "delta": kind(&s.delta),
+                        "chunked": kind(&s.chunked),
+                        "chunks": s.chunks,
+                        "chunk_bytes": s.chunk_bytes,
+                        "dictionaries": s.dictionaries,
+                        "dictionary_bytes": s.dictionary_bytes,
+                        "index_bytes": s.index_bytes,
+                    });
+                    print_value(&value, json);
+                }
+            }
+        }
+        StoreCommand::Ls => {
+            let store = open_store(data, StoreConfig::default())?;
+            for id in store.ids() {
+                let s = store.record_stats(&id)?;
+                println!(
+                    "{id} {:>9} {:>9} {}",
+                    s.raw_bytes,
+                    s.stored_bytes,
+                    kind_name(s.kind)
+                );
+            }
+        }
+        StoreCommand::Verify { deep } => {
+            let store = open_store(data, StoreConfig::default())?;
+            let report = store.verify(deep)?;
+            for p in &report.problems {
+                println!("{p}");
+            }
+            eprintln!(
+                "{} records, {} chunks, {} dictionaries: {} problems",
+                report.records,
+                report.chunks,
+                report.dictionaries,
+                report.problems.len()
+            );
+            if !report.problems.is_empty() {
+                return Err("the store is inconsistent".into());
+            }
+        }
+        StoreCommand::Gc => {
+            let mut store = open_store(data, StoreConfig::default())?;
+            let r = store.gc()?;
+            eprintln!(
+                "removed {} records, {} chunks, {} dictionaries ({} bytes)",
+                r.records, r.chunks, r.dictionaries, r.bytes
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_value(value: &serde_json::Value, json: bool) {
+    if json {
+        println!("{value}");
+    } else if let Some(map) = value.as_object() {
+        for (k, v) in map {
+            println!("{k:<18} {v}");
+        }
+    }
+}
+
+fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
+    let (name, files, pairs) = match &args.corpus {
+        Some(dir) => {
+            let files = corpus::load_dir(dir)?;
+            let pairs = match &args.pairs {
+                Some(p) => corpus::load_pairs(p, &files)?,
+                None => corpus::Pairs::new(),
+            };
+            (dir.display().to_string(), files, pairs)
+        }
+        None => {
+            if args.pairs.is_some() {
+                return Err("--pairs needs --corpus".into());
+            }
+            let (files, pairs) = corpus::embedded();
+            ("embedded contracts".to_string(), files, pairs)
+        }
+    };
+    let mut config = StoreConfig::default();
+    config.dictionary.enabled &= !args.no_dictionary;
+    config.dictionary.size = args.dictionary_size.unwrap_or(config.dictionary.size);
+    config.max_refs = args.max_refs.unwrap_or(config.max_refs);
+    config.max_depth = args.max_depth.unwrap_or(config.max_depth);
+    config.find_similar &= !args.no_similar;
+    let options = bench::store::Options {
+        level: args.level.map_or(Level::Maximum, Level::from),
+        reps: args.reps.max(1),
+        progress: true,
+        data: None,
+        config,
+        files_out: args.files_out,
+    };
+    let report = bench::store::run(&name, &files, &pairs, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", bench::store::table(&report));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Store(c)) => store_command(&cli.data, c),
+        Some(Command::Bench(BenchCommand::Store(args))) => bench_store(args),
+        None => bench_store(BenchStoreArgs {
+            reps: 3,
+            ..BenchStoreArgs::default()
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("synor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

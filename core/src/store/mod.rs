@@ -85,10 +85,10 @@ impl Default for DictionaryPolicy {
     fn default() -> Self {
         Self {
             enabled: true,
-            size: 64 * 1024,
+            size: 32 * 1024,
             min_records: 8,
             min_bytes: 512 * 1024,
-            growth_percent: 100,
+            growth_percent: 300,
             max_training_bytes: 16 << 20,
         }
     }
@@ -129,7 +129,7 @@ impl Default for StoreConfig {
             chunking: ChunkConfig::default(),
             chunk_threshold: 4 << 20,
             max_refs: MAX_REFS,
-            max_depth: 8,
+            max_depth: 32,
             max_closure_bytes: 32 << 20,
             find_similar: true,
             min_similarity: SIMILARITY_ONE / 16,
