@@ -1,8 +1,9 @@
 //! [`ZstdCompressor`]: the core's [`Compressor`] on libzstd.
 //!
 //! libzstd encodes; the core's ruzstd decoder reads everything it writes (the store checks every
-//! record before committing it). Frames carry no checksum and no dictionary id: the store
-//! seals every value and records which dictionary and references a frame needs.
+//! record before committing it). Frames carry no checksum, no dictionary id and no content size:
+//! the store seals every value and records sizes and which dictionary and references a frame
+//! needs.
 
 use synor_core::error::CompressError;
 use synor_core::host::{Compressor, Level, Reference};
@@ -56,7 +57,8 @@ impl Compressor for ZstdCompressor {
         };
         set(&mut cctx, CParameter::CompressionLevel(level.zstd_level()))?;
         set(&mut cctx, CParameter::ChecksumFlag(false))?;
-        set(&mut cctx, CParameter::ContentSizeFlag(true))?;
+        // The store records every size itself: the frame need not repeat it.
+        set(&mut cctx, CParameter::ContentSizeFlag(false))?;
         set(&mut cctx, CParameter::DictIdFlag(false))?;
         let mut combined = Vec::new();
         if !reference.prefix.is_empty() {

@@ -1,50 +1,59 @@
 //! The store's persisted layout.
 //!
-//! | key | value (sealed) | mutable |
-//! |---|---|---|
-//! | `M` | [`StoreMeta`]: format version, insertion counter, current dictionary | yes |
-//! | `R` + code id | a record's payload: raw bytes, one zstd frame, or a chunk list | no |
-//! | `N` + code id | [`RecordMeta`]: counts, encoding, references, sketch | counts only |
-//! | `C` + chunk id | [`ChunkBody`]: one chunk, raw or as a zstd frame | no |
-//! | `K` + chunk id | reference count of the chunk | yes |
-//! | `D` + version | a zstd dictionary | no |
-//! | `E` + version | reference count of the dictionary | yes |
+//! | key | value (sealed) |
+//! |---|---|
+//! | `M` | [`StoreMeta`]: format version, insertion counter, current dictionary |
+//! | `R` + code id | [`RecordMeta`], then the payload when it is at most [`INLINE_MAX`] bytes |
+//! | `B` + code id | the payload of a larger record |
+//! | `C` + chunk id | the chunk's reference count, then [`ChunkBody`] |
+//! | `D` + version | a zstd dictionary |
+//! | `E` + version | the dictionary's reference count |
 //!
-//! Every value is *sealed*: the first eight bytes of the blake3 digest of the body precede it,
+//! Every value is *sealed*: the first four bytes of the blake3 digest of the body precede it,
 //! so that a damaged value is reported as such, by name, before anything is decoded from it.
-//! Immutable payloads are kept apart from the counts that change, so that a new reference to a
-//! large record rewrites only its small metadata.
+//!
+//! A record's metadata and small payload share one value, so that a small contract costs one
+//! key; a change of its counts rewrites at most [`INLINE_MAX`] bytes. Larger payloads live
+//! apart and are never rewritten. Records refer to each other by insertion sequence number
+//! (a varint of two or three bytes) rather than by digest.
+//!
+//! A payload holding a zstd frame omits the frame's four-byte magic number; the decoder puts it
+//! back.
 
 use alloc::vec::Vec;
 
-use crate::digest::{ChunkId, CodeId, Digest};
+use crate::digest::{ChunkId, Digest};
 use crate::error::{Corruption, Object, StoreError};
-use crate::wire::{Reader, WireError, put_varint};
+use crate::wire::{Problem, Reader, WireError, put_varint};
 
-use super::sketch::{ENCODED_LEN as SKETCH_LEN, Sketch};
+use super::sketch::{self, Sketch};
 
 /// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The most records one record may refer to.
 pub const MAX_REFS: usize = 3;
 
 /// Length of the integrity seal before every value.
-pub const SEAL_LEN: usize = 8;
+pub const SEAL_LEN: usize = 4;
+
+/// Payloads up to this size are kept in the record's own value.
+pub const INLINE_MAX: usize = 16 * 1024;
 
 /// Key of the store's metadata.
 pub const STORE_META_KEY: &[u8] = b"M";
 
+/// The zstd frame magic number, which stored frames omit.
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
 /// One-byte key prefixes.
 pub mod tag {
-    /// Record payloads.
+    /// Records: metadata and small payloads.
     pub const RECORD: u8 = b'R';
-    /// Record metadata.
-    pub const META: u8 = b'N';
-    /// Chunk payloads.
+    /// Payloads of large records.
+    pub const BODY: u8 = b'B';
+    /// Chunks with their counts.
     pub const CHUNK: u8 = b'C';
-    /// Chunk reference counts.
-    pub const CHUNK_COUNT: u8 = b'K';
     /// Dictionaries.
     pub const DICT: u8 = b'D';
     /// Dictionary reference counts.
@@ -84,11 +93,16 @@ fn seal_of(body: &[u8]) -> [u8; SEAL_LEN] {
     s
 }
 
-/// Prefixes `body` with its seal.
-pub fn seal(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SEAL_LEN + body.len());
-    out.extend_from_slice(&seal_of(body));
-    out.extend_from_slice(body);
+/// Seals the concatenation of `parts`.
+pub fn seal(parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(SEAL_LEN + len);
+    out.extend_from_slice(&[0; SEAL_LEN]);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    let s = seal_of(&out[SEAL_LEN..]);
+    out[..SEAL_LEN].copy_from_slice(&s);
     out
 }
 
@@ -103,7 +117,7 @@ pub fn unseal(object: Object, value: &[u8]) -> Result<&[u8], StoreError> {
             WireError {
                 field: "seal",
                 offset: 0,
-                problem: crate::wire::Problem::Truncated,
+                problem: Problem::Truncated,
             },
         ));
     }
@@ -119,7 +133,7 @@ pub fn unseal(object: Object, value: &[u8]) -> Result<&[u8], StoreError> {
 pub enum Encoding {
     /// The bytes themselves.
     Raw,
-    /// One zstd frame, possibly referring to a dictionary and to other records.
+    /// One zstd frame (without magic), possibly referring to a dictionary and other records.
     Zstd,
     /// A list of chunks stored apart and shared between records.
     Chunked,
@@ -144,31 +158,34 @@ impl Encoding {
     }
 }
 
+const FLAG_BLOB: u8 = 1 << 2;
+const FLAG_SEPARATE: u8 = 1 << 3;
+const FLAGS_KNOWN: u8 = 0b11 | FLAG_BLOB | FLAG_SEPARATE;
+
 /// A record's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMeta {
+    /// Insertion sequence number: the record's short name for references.
+    pub seq: u64,
     /// Puts minus deletes: the record is visible while this is positive.
     pub pins: u32,
     /// Records that refer to this one: it stays stored while this is positive.
     pub dependents: u32,
-    /// Insertion order.
-    pub seq: u64,
     /// Size of the original bytes.
     pub raw_len: u64,
     /// How the payload holds them.
     pub encoding: Encoding,
     /// A data blob (code-as-storage) rather than contract code.
     pub blob: bool,
-    /// Dictionary version the payload (or its chunks) was compressed with; 0 for none.
+    /// Whether the payload is in its own value (`B` + id) rather than after the metadata.
+    pub separate: bool,
+    /// Dictionary version of the payload's frame; 0 for none.
     pub dictionary: u32,
-    /// Records whose content precedes this one's in the zstd window, farthest first.
-    pub refs: heapless::Vec<CodeId, MAX_REFS>,
-    /// Length of the longest chain of references below this record.
-    pub depth: u8,
+    /// Sequence numbers of the records whose content precedes this one's in the zstd window,
+    /// nearest first.
+    pub refs: heapless::Vec<u64, MAX_REFS>,
     /// Similarity sketch of the original bytes.
     pub sketch: Sketch,
-    /// Size of the sealed payload value.
-    pub stored: u64,
 }
 
 impl RecordMeta {
@@ -177,73 +194,87 @@ impl RecordMeta {
         self.pins > 0
     }
 
-    /// Encodes the metadata (unsealed).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + SKETCH_LEN + 32 * self.refs.len());
-        out.push(1);
+    /// Encodes the metadata followed by `payload` (empty for a separate payload), unsealed.
+    pub fn encode(&self, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + sketch::BINS + payload.len());
+        let mut flags = self.encoding.code();
+        if self.blob {
+            flags |= FLAG_BLOB;
+        }
+        if self.separate {
+            flags |= FLAG_SEPARATE;
+        }
+        out.push(flags);
+        put_varint(&mut out, self.seq);
         put_varint(&mut out, self.pins.into());
         put_varint(&mut out, self.dependents.into());
-        put_varint(&mut out, self.seq);
         put_varint(&mut out, self.raw_len);
-        out.push(self.encoding.code());
-        out.push(u8::from(self.blob));
         put_varint(&mut out, self.dictionary.into());
         out.push(self.refs.len() as u8);
         for r in &self.refs {
-            out.extend_from_slice(r.as_bytes());
+            put_varint(&mut out, *r);
         }
-        out.push(self.depth);
-        out.extend_from_slice(&self.sketch.encode());
-        put_varint(&mut out, self.stored);
+        self.sketch.encode(&mut out);
+        out.extend_from_slice(payload);
         out
     }
 
-    /// Decodes [`RecordMeta::encode`]'s output.
+    /// Decodes [`RecordMeta::encode`]'s output into the metadata and the inline payload.
     ///
     /// # Errors
     /// Names the field that is malformed.
-    pub fn decode(body: &[u8]) -> Result<Self, Corruption> {
+    pub fn decode(body: &[u8]) -> Result<(Self, &[u8]), Corruption> {
         let mut r = Reader::new(body);
-        let version = r.u8("meta version")?;
-        if version != 1 {
-            return Err(Corruption::Unsupported {
-                found: version.into(),
-            });
-        }
-        let pins = r.varint_max("pins", u32::MAX.into())? as u32;
-        let dependents = r.varint_max("dependents", u32::MAX.into())? as u32;
-        let seq = r.varint("seq")?;
-        let raw_len = r.varint("raw_len")?;
-        let code = r.u8("encoding")?;
-        let encoding = Encoding::from_code(code).ok_or(r.invalid("encoding", code.into()))?;
         let flags = r.u8("flags")?;
-        if flags > 1 {
+        if flags & !FLAGS_KNOWN != 0 {
             return Err(r.invalid("flags", flags.into()).into());
         }
+        let encoding = Encoding::from_code(flags & 0b11)
+            .ok_or(r.invalid("encoding", (flags & 0b11).into()))?;
+        let seq = r.varint("seq")?;
+        let pins = r.varint_max("pins", u32::MAX.into())? as u32;
+        let dependents = r.varint_max("dependents", u32::MAX.into())? as u32;
+        let raw_len = r.varint("raw_len")?;
         let dictionary = r.varint_max("dictionary", u32::MAX.into())? as u32;
         let n = r.len("refs", MAX_REFS)?;
         let mut refs = heapless::Vec::new();
         for _ in 0..n {
             // `n <= MAX_REFS`, the capacity: the push cannot fail.
-            let _ = refs.push(Digest(r.array("ref")?));
+            let _ = refs.push(r.varint("ref")?);
         }
-        let depth = r.u8("depth")?;
-        let sketch = Sketch::decode(&r.array("sketch")?);
-        let stored = r.varint("stored")?;
-        r.finish("meta")?;
-        Ok(Self {
-            pins,
-            dependents,
-            seq,
-            raw_len,
-            encoding,
-            blob: flags == 1,
-            dictionary,
-            refs,
-            depth,
-            sketch,
-            stored,
-        })
+        let at = r.offset();
+        let sketch = Sketch::decode(r.take("sketch", sketch::encoded_len(raw_len))?, raw_len)
+            .ok_or(Corruption::Wire(WireError {
+                field: "sketch",
+                offset: at,
+                problem: Problem::Truncated,
+            }))?;
+        let separate = flags & FLAG_SEPARATE != 0;
+        let payload = r.rest();
+        if separate && !payload.is_empty() {
+            return Err(Corruption::Wire(WireError {
+                field: "payload",
+                offset: body.len() - payload.len(),
+                problem: Problem::Trailing {
+                    bytes: payload.len(),
+                },
+            }));
+        }
+        Ok((
+            Self {
+                seq,
+                pins,
+                dependents,
+                raw_len,
+                encoding,
+                blob: flags & FLAG_BLOB != 0,
+                separate,
+                dictionary,
+                refs,
+                sketch,
+            },
+            payload,
+        ))
     }
 }
 
@@ -256,7 +287,7 @@ pub struct StoreMeta {
     pub dictionary: u32,
     /// Last dictionary version ever assigned.
     pub last_dictionary: u32,
-    /// Live raw bytes when the current dictionary was trained.
+    /// Live raw bytes when a dictionary was last trained.
     pub trained_at: u64,
 }
 
@@ -307,20 +338,23 @@ impl StoreMeta {
 /// A chunk's stored form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkBody<'a> {
+    /// Records listing the chunk (each listing counts).
+    pub count: u64,
     /// Raw or zstd.
     pub encoding: Encoding,
     /// Dictionary version of the frame; 0 for none.
     pub dictionary: u32,
     /// The chunk's size.
     pub raw_len: u64,
-    /// The bytes or the frame.
+    /// The bytes or the frame (without magic).
     pub payload: &'a [u8],
 }
 
 impl<'a> ChunkBody<'a> {
     /// Encodes the chunk (unsealed).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 + self.payload.len());
+        let mut out = Vec::with_capacity(16 + self.payload.len());
+        put_varint(&mut out, self.count);
         out.push(self.encoding.code());
         put_varint(&mut out, self.dictionary.into());
         put_varint(&mut out, self.raw_len);
@@ -334,6 +368,7 @@ impl<'a> ChunkBody<'a> {
     /// Names the field that is malformed.
     pub fn decode(body: &'a [u8]) -> Result<Self, Corruption> {
         let mut r = Reader::new(body);
+        let count = r.varint("chunk count")?;
         let code = r.u8("chunk encoding")?;
         let encoding = match Encoding::from_code(code) {
             Some(e @ (Encoding::Raw | Encoding::Zstd)) => e,
@@ -343,6 +378,7 @@ impl<'a> ChunkBody<'a> {
         let raw_len = r.varint("raw_len")?;
         let payload = r.rest();
         Ok(Self {
+            count,
             encoding,
             dictionary,
             raw_len,
@@ -411,4 +447,94 @@ pub fn decode_count(body: &[u8]) -> Result<u64, Corruption> {
     let n = r.varint("count")?;
     r.finish("count")?;
     Ok(n)
+}
+
+/// Puts the zstd magic number back in front of a stored frame.
+pub fn with_magic(frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + frame.len());
+    out.extend_from_slice(&ZSTD_MAGIC);
+    out.extend_from_slice(frame);
+    out
+}
+
+/// Removes the zstd magic number from a frame a compressor wrote.
+///
+/// # Errors
+/// The frame does not start with the magic number.
+pub fn without_magic(mut frame: Vec<u8>) -> Result<Vec<u8>, Corruption> {
+    if frame.get(..4) != Some(&ZSTD_MAGIC[..]) {
+        return Err(Corruption::Zstd(
+            "compressor output is not a zstd frame".into(),
+        ));
+    }
+    frame.drain(..4);
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn meta(refs: &[u64], separate: bool) -> RecordMeta {
+        RecordMeta {
+            seq: 300,
+            pins: 2,
+            dependents: 70_000,
+            raw_len: 123_456,
+            encoding: Encoding::Zstd,
+            blob: true,
+            separate,
+            dictionary: 3,
+            refs: refs.iter().copied().collect(),
+            sketch: Sketch::of(
+                &(0..123_456u32)
+                    .map(|i| (i * 7 % 251) as u8)
+                    .collect::<Vec<u8>>(),
+            ),
+        }
+    }
+
+    #[test]
+    fn record_meta_round_trip() {
+        let m = meta(&[1, 200, 70_000], false);
+        let enc = m.encode(b"payload");
+        assert_eq!(RecordMeta::decode(&enc).unwrap(), (m, &b"payload"[..]));
+        let m = meta(&[], true);
+        let enc = m.encode(&[]);
+        assert_eq!(RecordMeta::decode(&enc).unwrap(), (m.clone(), &[][..]));
+        let mut bad = m.encode(&[]);
+        bad.push(1);
+        assert!(RecordMeta::decode(&bad).is_err());
+        let mut bad = m.encode(&[]);
+        bad[0] |= 0x80;
+        assert!(RecordMeta::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn every_truncation_of_a_meta_is_an_error() {
+        let enc = meta(&[5, 6], true).encode(&[]);
+        for cut in 0..enc.len() {
+            assert!(RecordMeta::decode(&enc[..cut]).is_err(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn seal_detects_changes() {
+        let v = seal(&[b"ab", b"cd"]);
+        assert_eq!(unseal(Object::StoreMeta, &v).unwrap(), b"abcd");
+        let mut w = v.clone();
+        w[SEAL_LEN + 1] ^= 1;
+        assert!(unseal(Object::StoreMeta, &w).is_err());
+        assert!(unseal(Object::StoreMeta, &v[..SEAL_LEN - 1]).is_err());
+    }
+
+    #[test]
+    fn magic_round_trip() {
+        let frame = vec![0x28, 0xB5, 0x2F, 0xFD, 1, 2];
+        let stripped = without_magic(frame.clone()).unwrap();
+        assert_eq!(stripped, [1, 2]);
+        assert_eq!(with_magic(&stripped), frame);
+        assert!(without_magic(vec![1, 2, 3, 4]).is_err());
+    }
 }

@@ -60,8 +60,9 @@ pub use format::{Encoding, FORMAT_VERSION, MAX_REFS, RecordMeta};
 pub use sketch::{SIMILARITY_ONE, Sketch};
 
 use format::{
-    ChunkBody, STORE_META_KEY, StoreMeta, decode_chunk_list, decode_count, encode_chunk_list,
-    encode_count, id_key, key_id, key_version, seal, tag, unseal, version_key,
+    ChunkBody, INLINE_MAX, STORE_META_KEY, StoreMeta, decode_chunk_list, decode_count,
+    encode_chunk_list, encode_count, id_key, key_id, key_version, seal, tag, unseal, version_key,
+    with_magic, without_magic,
 };
 
 /// When the store trains a new dictionary.
@@ -177,6 +178,8 @@ pub struct PutReport {
     pub refs: Vec<CodeId>,
     /// The dictionary version it uses, if any.
     pub dictionary: Option<u32>,
+    /// Length of its chain of references.
+    pub depth: u32,
 }
 
 /// Statistics of one record.
@@ -274,26 +277,63 @@ pub struct GcReport {
 /// An encoding planned for a new record.
 struct Plan {
     encoding: Encoding,
-    /// The sealed payload value.
-    value: Vec<u8>,
+    /// The payload: raw bytes, a zstd frame without magic, or a chunk list.
+    payload: Vec<u8>,
     dictionary: u32,
+    /// Records referred to, nearest first in the window.
     refs: heapless::Vec<CodeId, MAX_REFS>,
     /// The reference content the frame was compressed against (for verification).
     prefix: Vec<u8>,
-    /// Chunk list of a chunked record, and the sealed values of chunks not stored yet.
+    /// Chunk list of a chunked record, and the chunks not stored yet.
     chunks: Vec<(ChunkId, u32)>,
-    new_chunks: Vec<(ChunkId, Vec<u8>)>,
+    new_chunks: Vec<NewChunk>,
 }
 
-impl Plan {
-    fn cost(&self) -> u64 {
-        // A new chunk also costs its two keys and its count.
-        let chunks: usize = self.new_chunks.iter().map(|(_, v)| v.len() + 75).sum();
-        (self.value.len() + chunks) as u64
+/// A chunk a plan adds to the store.
+struct NewChunk {
+    id: ChunkId,
+    encoding: Encoding,
+    dictionary: u32,
+    raw_len: u64,
+    payload: Vec<u8>,
+}
+
+impl NewChunk {
+    fn body(&self, count: u64) -> Vec<u8> {
+        ChunkBody {
+            count,
+            encoding: self.encoding,
+            dictionary: self.dictionary,
+            raw_len: self.raw_len,
+            payload: &self.payload,
+        }
+        .encode()
     }
 }
 
-/// Pending changes to the record index, applied after a batch commits.
+impl Plan {
+    /// Bytes the plan adds to the store, near enough to compare plans: the payload, a varint
+    /// per reference, and each new chunk with its key, seal and header.
+    fn cost(&self) -> u64 {
+        let chunks: usize = self
+            .new_chunks
+            .iter()
+            .map(|c| c.payload.len() + 33 + format::SEAL_LEN + 6)
+            .sum();
+        (self.payload.len() + 3 * self.refs.len() + chunks) as u64
+    }
+}
+
+/// A stored record in memory: its metadata and what is derived from it.
+#[derive(Debug, Clone)]
+struct Entry {
+    meta: RecordMeta,
+    /// Length of the longest chain of references below the record.
+    depth: u32,
+}
+
+/// Pending changes to record metadata, written with a batch and applied to the index after it
+/// commits. `None` removes the record.
 type Pending = HashMap<CodeId, Option<RecordMeta>>;
 
 /// The content-addressed code store. See the [module documentation](self).
@@ -303,19 +343,111 @@ pub struct CodeStore<K: KvStore, C: Compressor> {
     config: StoreConfig,
     chunker: Chunker,
     meta: StoreMeta,
-    /// Metadata of every stored record.
-    index: HashMap<CodeId, RecordMeta>,
+    /// Every stored record.
+    index: HashMap<CodeId, Entry>,
+    /// Sequence number to record.
+    by_seq: HashMap<u64, CodeId>,
     /// Records whose metadata could not be read at open.
     damaged: HashMap<CodeId, Corruption>,
     cache: spin::Mutex<ContentCache>,
     dictionaries: spin::Mutex<HashMap<u32, Arc<[u8]>>>,
 }
 
+/// Records considered as references for one put (the predecessor and the most similar).
+const POOL: usize = 12;
+
+/// Records considered as references for a small input, all of them tried alone.
+const POOL_SMALL: usize = 32;
+
+/// Best-ranked references whose combinations are tried.
+const COMBINE: usize = 6;
+
+/// A put of a small input may process (compress, or index as reference) at least this many
+/// bytes while searching references...
+const SEARCH_FLOOR: usize = 4 << 20;
+
+/// ... or this many times its input, whichever is more.
+const SEARCH_FACTOR: usize = 32;
+
+/// Inputs up to this size get the wide reference search.
+const EXHAUSTIVE_BELOW: usize = 64 * 1024;
+
+/// The `k`-element subsets of `0..n`, each ascending, in lexicographic order.
+fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut combo: Vec<usize> = (0..k).collect();
+    if k == 0 || k > n {
+        return out;
+    }
+    loop {
+        out.push(combo.clone());
+        // Advance the rightmost index that can move.
+        let Some(i) = (0..k).rev().find(|&i| combo[i] < n - k + i) else {
+            return out;
+        };
+        combo[i] += 1;
+        for j in i + 1..k {
+            combo[j] = combo[j - 1] + 1;
+        }
+    }
+}
+
 /// Decoding stops past this many nested references, whatever the configuration that wrote them.
 const DECODE_DEPTH_LIMIT: usize = 64;
 
+/// Depth given to records whose references cannot be followed: never chosen as references.
+const UNUSABLE_DEPTH: u32 = u32::MAX / 2;
+
 fn backend<E: core::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::backend(e)
+}
+
+/// Depth of every record: the longest chain of references below it. Records on a cycle or
+/// above a missing reference get [`UNUSABLE_DEPTH`].
+fn compute_depths(
+    metas: &HashMap<CodeId, RecordMeta>,
+    by_seq: &HashMap<u64, CodeId>,
+) -> HashMap<CodeId, u32> {
+    let mut depth: HashMap<CodeId, u32> = HashMap::new();
+    let mut on_path: HashSet<CodeId> = HashSet::new();
+    let mut ids: Vec<&CodeId> = metas.keys().collect();
+    ids.sort_unstable();
+    for start in ids {
+        let mut stack = vec![(*start, 0usize)];
+        while let Some((id, next)) = stack.pop() {
+            if next == 0 {
+                if depth.contains_key(&id) {
+                    continue;
+                }
+                on_path.insert(id);
+            }
+            let refs = &metas[&id].refs;
+            if let Some(seq) = refs.get(next) {
+                stack.push((id, next + 1));
+                match by_seq.get(seq) {
+                    Some(r) if on_path.contains(r) => {
+                        depth.insert(*r, UNUSABLE_DEPTH);
+                    }
+                    Some(r) if !depth.contains_key(r) => stack.push((*r, 0)),
+                    _ => {}
+                }
+                continue;
+            }
+            let d = refs
+                .iter()
+                .map(|s| {
+                    by_seq
+                        .get(s)
+                        .and_then(|r| depth.get(r))
+                        .map_or(UNUSABLE_DEPTH, |d| d.saturating_add(1).min(UNUSABLE_DEPTH))
+                })
+                .max()
+                .unwrap_or(0);
+            on_path.remove(&id);
+            depth.insert(id, d);
+        }
+    }
+    depth
 }
 
 impl<K: KvStore, C: Compressor> CodeStore<K, C> {
@@ -325,16 +457,19 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     /// Backend failures, an unsupported layout version, or damaged store metadata. Damaged
     /// record metadata does not fail the open: reads of those records fail instead.
     pub fn open(mut kv: K, compressor: C, config: StoreConfig) -> Result<Self, StoreError> {
-        let mut index = HashMap::new();
+        let mut metas = HashMap::new();
         let mut damaged = HashMap::new();
-        kv.scan(&[tag::META], &mut |key, value| {
+        kv.scan(&[tag::RECORD], &mut |key, value| {
             let Some(id) = key_id(key) else { return };
-            let meta = unseal(Object::RecordMeta(id), value).and_then(|body| {
-                RecordMeta::decode(body).map_err(|e| StoreError::corrupt(Object::RecordMeta(id), e))
+            let object = Object::Record(id);
+            let meta = unseal(object, value).and_then(|body| {
+                RecordMeta::decode(body)
+                    .map(|(m, _)| m)
+                    .map_err(|e| StoreError::corrupt(object, e))
             });
             match meta {
                 Ok(m) => {
-                    index.insert(id, m);
+                    metas.insert(id, m);
                 }
                 Err(StoreError::Corrupt { reason, .. }) => {
                     damaged.insert(id, reason);
@@ -343,17 +478,34 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             }
         })
         .map_err(backend)?;
+        let mut by_seq = HashMap::new();
+        for (id, m) in &metas {
+            if let Some(other) = by_seq.insert(m.seq, *id) {
+                // Two records claim one sequence number: neither can be referred to safely.
+                damaged.insert(other, Corruption::Unsupported { found: 0 });
+                damaged.insert(*id, Corruption::Unsupported { found: 0 });
+            }
+        }
+        for id in damaged.keys() {
+            if let Some(m) = metas.remove(id) {
+                by_seq.remove(&m.seq);
+            }
+        }
+        let depths = compute_depths(&metas, &by_seq);
+        let index: HashMap<CodeId, Entry> = metas
+            .into_iter()
+            .map(|(id, meta)| {
+                let depth = depths.get(&id).copied().unwrap_or(UNUSABLE_DEPTH);
+                (id, Entry { meta, depth })
+            })
+            .collect();
         let meta = match kv.get(STORE_META_KEY).map_err(backend)? {
             Some(v) => StoreMeta::decode(unseal(Object::StoreMeta, &v)?)?,
             None => {
                 // A new store, or one whose metadata was lost: never reuse a sequence number
-                // or a dictionary version that is already in use.
+                // or a dictionary version that may be in use.
                 let mut m = StoreMeta {
-                    seq: index
-                        .values()
-                        .map(|m: &RecordMeta| m.seq + 1)
-                        .max()
-                        .unwrap_or(0),
+                    seq: by_seq.keys().map(|s| s + 1).max().unwrap_or(0),
                     ..StoreMeta::default()
                 };
                 kv.scan(&[tag::DICT], &mut |key, _| {
@@ -363,7 +515,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 })
                 .map_err(backend)?;
                 let mut batch = WriteBatch::new();
-                batch.put(STORE_META_KEY.to_vec(), seal(&m.encode()));
+                batch.put(STORE_META_KEY.to_vec(), seal(&[&m.encode()]));
                 kv.apply(batch).map_err(backend)?;
                 m
             }
@@ -377,6 +529,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             chunker,
             meta,
             index,
+            by_seq,
             damaged,
             cache,
             dictionaries: spin::Mutex::new(HashMap::new()),
@@ -411,7 +564,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
 
     /// Whether `id` is live.
     pub fn contains(&self, id: &CodeId) -> bool {
-        self.index.get(id).is_some_and(RecordMeta::is_live)
+        self.index.get(id).is_some_and(|e| e.meta.is_live())
     }
 
     /// The live records, sorted by id.
@@ -419,11 +572,18 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         let mut ids: Vec<CodeId> = self
             .index
             .iter()
-            .filter(|(_, m)| m.is_live())
+            .filter(|(_, e)| e.meta.is_live())
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    fn ref_id(&self, from: &CodeId, seq: u64) -> Result<CodeId, StoreError> {
+        self.by_seq.get(&seq).copied().ok_or(StoreError::Dangling {
+            from: Object::Record(*from),
+            to: Object::StoreMeta,
+        })
     }
 
     /// Stores contract code. Storing bytes already stored adds a pin.
@@ -480,19 +640,18 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         }
         let id = Digest::of(bytes);
         if let Some(reason) = self.damaged.get(&id) {
-            return Err(StoreError::corrupt(Object::RecordMeta(id), reason.clone()));
+            return Err(StoreError::corrupt(Object::Record(id), reason.clone()));
         }
         if let Some(existing) = self.index.get(&id) {
-            let mut meta = existing.clone();
+            let mut meta = existing.meta.clone();
             meta.pins = meta.pins.checked_add(1).ok_or(StoreError::TooLarge {
                 size: u64::from(meta.pins) + 1,
                 limit: u32::MAX.into(),
             })?;
-            let mut batch = WriteBatch::new();
-            batch.put(id_key(tag::META, &id), seal(&meta.encode()));
-            self.kv.apply(batch).map_err(backend)?;
-            let report = self.report(&id, &meta, false, 0);
-            self.index.insert(id, meta);
+            let report = self.report(&id, &meta, existing.depth, false, 0);
+            let mut pending = Pending::new();
+            pending.insert(id, Some(meta));
+            self.commit(WriteBatch::new(), pending, None, self.meta.clone())?;
             return Ok(report);
         }
         self.maybe_train_dictionary()?;
@@ -502,15 +661,27 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         self.commit_new(id, bytes.len() as u64, blob, sketch, plan)
     }
 
-    fn report(&self, id: &CodeId, meta: &RecordMeta, created: bool, added: u64) -> PutReport {
+    fn report(
+        &self,
+        id: &CodeId,
+        meta: &RecordMeta,
+        depth: u32,
+        created: bool,
+        added: u64,
+    ) -> PutReport {
         PutReport {
             id: *id,
             created,
             kind: RecordKind::of(meta),
             raw_bytes: meta.raw_len,
             stored_bytes: added,
-            refs: meta.refs.to_vec(),
+            refs: meta
+                .refs
+                .iter()
+                .filter_map(|s| self.by_seq.get(s).copied())
+                .collect(),
             dictionary: (meta.dictionary != 0).then_some(meta.dictionary),
+            depth,
         }
     }
 
@@ -523,16 +694,15 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         sketch: &Sketch,
     ) -> Result<Plan, StoreError> {
         let level = self.config.level;
-        let raw = Plan {
+        let mut best = Plan {
             encoding: Encoding::Raw,
-            value: seal(bytes),
+            payload: bytes.to_vec(),
             dictionary: 0,
             refs: heapless::Vec::new(),
             prefix: Vec::new(),
             chunks: Vec::new(),
             new_chunks: Vec::new(),
         };
-        let mut best = raw;
         let consider = |best: &mut Plan, plan: Plan| {
             if plan.cost() < best.cost() {
                 *best = plan;
@@ -548,14 +718,12 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 consider(&mut best, self.frame_plan(bytes, Some(d), &[])?);
             }
             if self.compressor.supports_references() {
-                let bases = self.reference_candidates(previous, sketch);
-                let sets: Vec<&[CodeId]> = match level {
-                    Level::Maximum => (1..=bases.len()).map(|k| &bases[..k]).collect(),
-                    _ if bases.is_empty() => Vec::new(),
-                    _ => vec![&bases[..]],
-                };
-                for set in sets {
-                    consider(&mut best, self.frame_plan(bytes, dictionary.as_ref(), set)?);
+                let pool = self.reference_pool(previous, sketch, bytes.len() as u64);
+                for set in self.reference_sets(bytes, dictionary.as_ref(), &pool, &mut best)? {
+                    consider(
+                        &mut best,
+                        self.frame_plan(bytes, dictionary.as_ref(), &set)?,
+                    );
                 }
             }
         }
@@ -576,8 +744,20 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         Ok(best)
     }
 
-    /// One zstd frame, with an optional dictionary and the content of `bases` (nearest first)
-    /// as prefix.
+    fn compress(
+        &self,
+        bytes: &[u8],
+        reference: Reference<'_>,
+        object: Object,
+    ) -> Result<Vec<u8>, StoreError> {
+        let frame = self
+            .compressor
+            .compress(bytes, self.config.level, reference)?;
+        without_magic(frame).map_err(|e| StoreError::corrupt(object, e))
+    }
+
+    /// One zstd frame at the configured level, with an optional dictionary and the content of
+    /// `bases` (nearest first) as prefix.
     fn frame_plan(
         &self,
         bytes: &[u8],
@@ -592,19 +772,12 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             dictionary: dictionary.map(|(_, d)| &d[..]),
             prefix: &prefix,
         };
-        let frame = self
-            .compressor
-            .compress(bytes, self.config.level, reference)?;
-        let mut refs = heapless::Vec::new();
-        for b in bases {
-            // `bases.len() <= MAX_REFS`, the capacity.
-            let _ = refs.push(*b);
-        }
+        let payload = self.compress(bytes, reference, Object::Record(Digest::of(bytes)))?;
         Ok(Plan {
             encoding: Encoding::Zstd,
-            value: seal(&frame),
+            payload,
             dictionary: dictionary.map_or(0, |(v, _)| *v),
-            refs,
+            refs: bases.iter().copied().collect(),
             prefix,
             chunks: Vec::new(),
             new_chunks: Vec::new(),
@@ -618,7 +791,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         dictionary: Option<&(u32, Arc<[u8]>)>,
     ) -> Result<Plan, StoreError> {
         let mut chunks = Vec::new();
-        let mut new_chunks: Vec<(ChunkId, Vec<u8>)> = Vec::new();
+        let mut new_chunks = Vec::new();
         let mut seen = HashSet::new();
         for piece in self.chunker.chunks(bytes) {
             let cid = Digest::of(piece);
@@ -626,49 +799,37 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             if !seen.insert(cid)
                 || self
                     .kv
-                    .get(&id_key(tag::CHUNK_COUNT, &cid))
+                    .get(&id_key(tag::CHUNK, &cid))
                     .map_err(backend)?
                     .is_some()
             {
                 continue;
             }
-            let mut body = ChunkBody {
+            let mut chunk = NewChunk {
+                id: cid,
                 encoding: Encoding::Raw,
                 dictionary: 0,
                 raw_len: piece.len() as u64,
-                payload: piece,
-            }
-            .encode();
+                payload: piece.to_vec(),
+            };
             if self.config.level != Level::None {
+                let usable = dictionary.filter(|_| self.compressor.supports_references());
                 let reference = Reference {
-                    dictionary: dictionary.map(|(_, d)| &d[..]),
+                    dictionary: usable.map(|(_, d)| &d[..]),
                     prefix: &[],
                 };
-                let reference = match self.compressor.supports_references() {
-                    true => reference,
-                    false => Reference::default(),
-                };
-                let frame = self
-                    .compressor
-                    .compress(piece, self.config.level, reference)?;
+                let frame = self.compress(piece, reference, Object::Chunk(cid))?;
                 if frame.len() < piece.len() {
-                    body = ChunkBody {
-                        encoding: Encoding::Zstd,
-                        dictionary: match reference.dictionary {
-                            Some(_) => dictionary.map_or(0, |(v, _)| *v),
-                            None => 0,
-                        },
-                        raw_len: piece.len() as u64,
-                        payload: &frame,
-                    }
-                    .encode();
+                    chunk.encoding = Encoding::Zstd;
+                    chunk.dictionary = usable.map_or(0, |(v, _)| *v);
+                    chunk.payload = frame;
                 }
             }
-            new_chunks.push((cid, seal(&body)));
+            new_chunks.push(chunk);
         }
         Ok(Plan {
             encoding: Encoding::Chunked,
-            value: seal(&encode_chunk_list(&chunks)),
+            payload: encode_chunk_list(&chunks),
             dictionary: 0,
             refs: heapless::Vec::new(),
             prefix: Vec::new(),
@@ -677,61 +838,176 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         })
     }
 
-    /// Records to try as references, best first: the previous version, then the most similar
-    /// stored records; each within the depth and decode bounds together with those before it.
-    fn reference_candidates(&self, previous: Option<CodeId>, sketch: &Sketch) -> Vec<CodeId> {
-        let mut ranked: Vec<CodeId> = previous.into_iter().collect();
+    /// Records that may serve as references, best guess first: the previous version, then the
+    /// stored records estimated to share the most bytes with the input; each shallow enough to
+    /// stay within the depth bound.
+    ///
+    /// With Jaccard similarity `J` between two feature sets, the shared part is about
+    /// `J / (1 + J)` of their combined size: ranking by it rather than by `J` alone prefers a
+    /// large, moderately similar record over a small one whose few sketch bins happen to agree.
+    fn reference_pool(&self, previous: Option<CodeId>, sketch: &Sketch, len: u64) -> Vec<CodeId> {
+        let mut pool: Vec<CodeId> = previous.into_iter().collect();
         if self.config.find_similar {
-            let mut scored: Vec<(u32, u64, CodeId)> = self
+            let one = u64::from(SIMILARITY_ONE);
+            let mut scored: Vec<(u64, u64, CodeId)> = self
                 .index
                 .iter()
                 .filter(|(id, _)| Some(**id) != previous)
-                .map(|(id, m)| (m.sketch.similarity(sketch), m.seq, *id))
-                .filter(|(s, _, _)| *s >= self.config.min_similarity)
+                .filter_map(|(id, e)| {
+                    let sim = e.meta.sketch.similarity(sketch);
+                    // Small inputs try every pool member cheaply: no threshold for them.
+                    let wanted = sim >= self.config.min_similarity
+                        || (len as usize <= EXHAUSTIVE_BELOW && sim > 0);
+                    wanted.then(|| {
+                        let sim = u64::from(sim);
+                        let shared = (sim * (len + e.meta.raw_len) / (one + sim))
+                            .min(len.min(e.meta.raw_len));
+                        (shared, e.meta.seq, *id)
+                    })
+                })
                 .collect();
             scored.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-            ranked.extend(scored.iter().take(4 * MAX_REFS).map(|(_, _, id)| *id));
+            pool.extend(scored.iter().map(|(_, _, id)| *id));
         }
+        let small = len as usize <= EXHAUSTIVE_BELOW;
+        if small && pool.len() < POOL_SMALL {
+            // Small contracts built with the same toolchain share runtime code that their
+            // sketches, dominated by their own code, do not reveal: fill the pool with other
+            // small records, newest first, and let trial compression judge.
+            let mut others: Vec<(u64, CodeId)> = self
+                .index
+                .iter()
+                .filter(|(id, e)| e.meta.raw_len as usize <= EXHAUSTIVE_BELOW && !pool.contains(id))
+                .map(|(id, e)| (e.meta.seq, *id))
+                .collect();
+            others.sort_unstable_by(|a, b| b.cmp(a));
+            pool.extend(others.into_iter().map(|(_, id)| id).take(POOL_SMALL));
+        }
+        pool.retain(|id| {
+            self.index
+                .get(id)
+                .is_some_and(|e| e.depth.saturating_add(1) <= self.config.max_depth)
+        });
+        pool.truncate(if small { POOL_SMALL } else { POOL });
+        pool
+    }
+
+    /// Whether a record referring to `set` stays within the decode bound: everything a read
+    /// would decode, references of references included, at most `max_closure_bytes`.
+    fn within_bounds(&self, set: &[CodeId]) -> bool {
+        let mut seen = HashSet::new();
+        let mut bytes = 0u64;
+        let mut stack: Vec<CodeId> = set.to_vec();
+        while let Some(x) = stack.pop() {
+            if !seen.insert(x) {
+                continue;
+            }
+            if let Some(e) = self.index.get(&x) {
+                bytes += e.meta.raw_len;
+                if bytes > self.config.max_closure_bytes {
+                    return false;
+                }
+                stack.extend(e.meta.refs.iter().filter_map(|s| self.by_seq.get(s)));
+            }
+        }
+        true
+    }
+
+    /// Sets of references to try, nearest first within each set.
+    ///
+    /// Below [`Level::Maximum`], one set: the first records of the pool that fit the bounds
+    /// together. At [`Level::Maximum`], the nested prefixes of the pool (previous version, then
+    /// most similar). Inputs up to [`EXHAUSTIVE_BELOW`] bytes, where trials are cheap and where
+    /// references matter most (a tiny upgrade is mostly references), get a wider search: the
+    /// pool is ranked by the size of the input compressed against each record alone (those
+    /// trials are candidate plans too), then every combination of the best-ranked records is
+    /// tried, nearest prefixes of the ranking first, while the search budget
+    /// ([`SEARCH_FLOOR`], [`SEARCH_FACTOR`]) lasts.
+    fn reference_sets(
+        &self,
+        bytes: &[u8],
+        dictionary: Option<&(u32, Arc<[u8]>)>,
+        pool: &[CodeId],
+        best: &mut Plan,
+    ) -> Result<Vec<Vec<CodeId>>, StoreError> {
         let max_refs = self.config.max_refs.min(MAX_REFS);
-        let mut accepted = Vec::new();
-        let mut closure = HashSet::new();
-        let mut closure_bytes = 0u64;
-        for candidate in ranked {
-            if accepted.len() == max_refs {
+        let mut nested: Vec<CodeId> = Vec::new();
+        let mut sets = Vec::new();
+        for id in pool {
+            if nested.len() == max_refs {
                 break;
             }
-            let Some(meta) = self.index.get(&candidate) else {
-                continue;
-            };
-            if u32::from(meta.depth) + 1 > self.config.max_depth {
-                continue;
+            nested.push(*id);
+            if self.within_bounds(&nested) {
+                sets.push(nested.clone());
+            } else {
+                nested.pop();
             }
-            let mut added = HashSet::new();
-            let mut added_bytes = 0u64;
-            let mut stack = vec![candidate];
-            while let Some(x) = stack.pop() {
-                if closure.contains(&x) || !added.insert(x) {
-                    continue;
-                }
-                if let Some(m) = self.index.get(&x) {
-                    added_bytes += m.raw_len;
-                    stack.extend(m.refs.iter().copied());
-                }
-            }
-            if closure_bytes + added_bytes > self.config.max_closure_bytes {
-                continue;
-            }
-            closure_bytes += added_bytes;
-            closure.extend(added);
-            accepted.push(candidate);
         }
-        accepted
+        if self.config.level != Level::Maximum {
+            return Ok(sets.pop().into_iter().collect());
+        }
+        if bytes.len() > EXHAUSTIVE_BELOW {
+            return Ok(sets);
+        }
+        // A trial costs about the bytes it compresses plus the reference bytes it indexes.
+        let len = bytes.len().max(1);
+        let cost = |set: &[CodeId]| -> usize {
+            len + set
+                .iter()
+                .filter_map(|id| self.index.get(id))
+                .map(|e| e.meta.raw_len as usize)
+                .sum::<usize>()
+        };
+        let mut budget = SEARCH_FLOOR.max(SEARCH_FACTOR * len);
+        let mut ranked: Vec<(u64, usize)> = Vec::new();
+        for (i, base) in pool.iter().enumerate() {
+            let c = cost(&[*base]);
+            if budget < c || !self.within_bounds(&[*base]) {
+                continue;
+            }
+            budget -= c;
+            let plan = self.frame_plan(bytes, dictionary, &[*base])?;
+            ranked.push((plan.cost(), i));
+            if plan.cost() < best.cost() {
+                *best = plan;
+            }
+        }
+        ranked.sort_unstable();
+        let top: Vec<CodeId> = ranked.iter().take(COMBINE).map(|(_, i)| pool[*i]).collect();
+        let mut combos: Vec<Vec<usize>> = (2..=max_refs.min(top.len()))
+            .map(|k| (0..k).collect())
+            .collect();
+        for k in 2..=max_refs.min(top.len()) {
+            combos.extend(
+                combinations(top.len(), k)
+                    .into_iter()
+                    .filter(|c| c.iter().enumerate().any(|(i, &x)| i != x)),
+            );
+        }
+        let mut out = Vec::new();
+        for combo in combos {
+            let set: Vec<CodeId> = combo.iter().map(|&i| top[i]).collect();
+            let c = cost(&set);
+            if budget >= c && self.within_bounds(&set) {
+                budget -= c;
+                out.push(set);
+            }
+        }
+        Ok(out)
     }
 
     /// Decodes a planned record with the core's decoder and checks it against the original.
     fn verify_plan(&self, id: &CodeId, bytes: &[u8], plan: &Plan) -> Result<(), StoreError> {
         let object = Object::Record(*id);
-        let payload = unseal(object, &plan.value)?;
+        let mismatch = |object, decoded: &[u8]| {
+            StoreError::corrupt(
+                object,
+                Corruption::Digest {
+                    actual: Digest::of(decoded),
+                },
+            )
+        };
         match plan.encoding {
             Encoding::Raw => {}
             Encoding::Zstd => {
@@ -740,33 +1016,23 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                     dictionary: dictionary.as_deref(),
                     prefix: &plan.prefix,
                 };
-                let decoded = decode_frame(payload, reference, bytes.len())
+                let decoded = decode_frame(&with_magic(&plan.payload), reference, bytes.len())
                     .map_err(|e| StoreError::corrupt(object, e))?;
                 if decoded != bytes {
-                    return Err(StoreError::corrupt(
-                        object,
-                        Corruption::Digest {
-                            actual: Digest::of(&decoded),
-                        },
-                    ));
+                    return Err(mismatch(object, &decoded));
                 }
             }
             Encoding::Chunked => {
+                let new: HashMap<ChunkId, &NewChunk> =
+                    plan.new_chunks.iter().map(|c| (c.id, c)).collect();
                 let mut at = 0usize;
-                let new: HashMap<ChunkId, &Vec<u8>> =
-                    plan.new_chunks.iter().map(|(c, v)| (*c, v)).collect();
                 for (cid, len) in &plan.chunks {
                     let piece = &bytes[at..at + *len as usize];
                     at += *len as usize;
-                    if let Some(value) = new.get(cid) {
-                        let decoded = self.decode_chunk(cid, value, *len)?;
+                    if let Some(chunk) = new.get(cid) {
+                        let decoded = self.decode_chunk(cid, &chunk.body(1), *len)?;
                         if decoded != piece {
-                            return Err(StoreError::corrupt(
-                                Object::Chunk(*cid),
-                                Corruption::Digest {
-                                    actual: Digest::of(&decoded),
-                                },
-                            ));
+                            return Err(mismatch(Object::Chunk(*cid), &decoded));
                         }
                     }
                 }
@@ -783,34 +1049,44 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         sketch: Sketch,
         plan: Plan,
     ) -> Result<PutReport, StoreError> {
-        let depth = plan
-            .refs
-            .iter()
-            .filter_map(|r| self.index.get(r))
-            .map(|m| m.depth.saturating_add(1))
-            .max()
-            .unwrap_or(0);
+        let separate = plan.payload.len() > INLINE_MAX;
         let meta = RecordMeta {
+            seq: self.meta.seq,
             pins: 1,
             dependents: 0,
-            seq: self.meta.seq,
             raw_len,
             encoding: plan.encoding,
             blob,
+            separate,
             dictionary: plan.dictionary,
-            refs: plan.refs.clone(),
-            depth,
+            refs: plan
+                .refs
+                .iter()
+                .map(|r| {
+                    self.index
+                        .get(r)
+                        .map(|e| e.meta.seq)
+                        .ok_or(StoreError::NotFound(*r))
+                })
+                .collect::<Result<_, _>>()?,
             sketch,
-            stored: plan.value.len() as u64,
         };
         let mut batch = WriteBatch::new();
         let mut pending = Pending::new();
-        let meta_value = seal(&meta.encode());
-        let added = plan.cost() + meta_value.len() as u64 + 66;
-        batch.put(id_key(tag::RECORD, &id), plan.value);
-        batch.put(id_key(tag::META, &id), meta_value);
+        let mut added = (33 + format::SEAL_LEN + meta.encode(&[]).len()) as u64;
+        if separate {
+            added += (33 + format::SEAL_LEN + plan.payload.len()) as u64;
+            batch.put(id_key(tag::BODY, &id), seal(&[&plan.payload]));
+        } else {
+            added += plan.payload.len() as u64;
+        }
         for r in &plan.refs {
-            let mut m = self.index.get(r).cloned().ok_or(StoreError::NotFound(*r))?;
+            let mut m = self
+                .index
+                .get(r)
+                .ok_or(StoreError::NotFound(*r))?
+                .meta
+                .clone();
             m.dependents += 1;
             pending.insert(*r, Some(m));
         }
@@ -822,45 +1098,99 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         for (cid, _) in &plan.chunks {
             *chunk_deltas.entry(*cid).or_default() += 1;
         }
-        for (cid, value) in plan.new_chunks {
-            if let Ok(body) = unseal(Object::Chunk(cid), &value)
-                && let Ok(chunk) = ChunkBody::decode(body)
-                && chunk.dictionary != 0
-            {
-                *dict_deltas.entry(chunk.dictionary).or_default() += 1;
-            }
-            batch.put(id_key(tag::CHUNK, &cid), value);
-        }
-        self.apply_chunk_deltas(&chunk_deltas, &mut batch)?;
+        let new_chunks: HashMap<ChunkId, NewChunk> = plan
+            .new_chunks
+            .into_iter()
+            .map(|c| {
+                if c.dictionary != 0 {
+                    *dict_deltas.entry(c.dictionary).or_default() += 1;
+                }
+                added += (33 + format::SEAL_LEN + c.body(1).len()) as u64;
+                (c.id, c)
+            })
+            .collect();
+        self.apply_chunk_deltas(&chunk_deltas, &new_chunks, &mut batch)?;
         self.apply_dict_deltas(&dict_deltas, &mut batch)?;
         let mut store_meta = self.meta.clone();
         store_meta.seq += 1;
-        batch.put(STORE_META_KEY.to_vec(), seal(&store_meta.encode()));
         pending.insert(id, Some(meta.clone()));
-        self.commit(batch, pending, store_meta)?;
-        Ok(self.report(&id, &meta, true, added))
+        let payload = if separate { Vec::new() } else { plan.payload };
+        self.commit(batch, pending, Some((id, payload)), store_meta)?;
+        let depth = self.index.get(&id).map_or(0, |e| e.depth);
+        Ok(self.report(&id, &meta, depth, true, added))
     }
 
-    /// Writes `batch` (plus the metadata in `pending`) and, once it is durable, updates the
-    /// in-memory index.
+    /// The inline payload of a stored record (empty when it is separate).
+    fn inline_payload(&self, id: &CodeId) -> Result<Vec<u8>, StoreError> {
+        let object = Object::Record(*id);
+        let value = self
+            .kv
+            .get(&id_key(tag::RECORD, id))
+            .map_err(backend)?
+            .ok_or(StoreError::NotFound(*id))?;
+        let (_, payload) = RecordMeta::decode(unseal(object, &value)?)
+            .map_err(|e| StoreError::corrupt(object, e))?;
+        Ok(payload.to_vec())
+    }
+
+    /// Writes `batch`, the records' metadata in `pending` (with `new`'s inline payload for the
+    /// record being created, the stored one for others) and the store metadata; once the batch
+    /// is durable, updates the in-memory index.
     fn commit(
         &mut self,
         mut batch: WriteBatch,
         pending: Pending,
+        new: Option<(CodeId, Vec<u8>)>,
         store_meta: StoreMeta,
     ) -> Result<(), StoreError> {
         for (id, meta) in &pending {
             match meta {
-                Some(m) => batch.put(id_key(tag::META, id), seal(&m.encode())),
-                None => batch.delete(id_key(tag::META, id)),
+                Some(m) => {
+                    let payload = match &new {
+                        Some((new_id, payload)) if new_id == id => payload.clone(),
+                        _ if m.separate => Vec::new(),
+                        _ => self.inline_payload(id)?,
+                    };
+                    batch.put(id_key(tag::RECORD, id), seal(&[&m.encode(&payload)]));
+                }
+                None => {
+                    batch.delete(id_key(tag::RECORD, id));
+                    if self.index.get(id).is_some_and(|e| e.meta.separate) {
+                        batch.delete(id_key(tag::BODY, id));
+                    }
+                }
             }
+        }
+        if store_meta != self.meta {
+            batch.put(STORE_META_KEY.to_vec(), seal(&[&store_meta.encode()]));
         }
         self.kv.apply(batch).map_err(backend)?;
         for (id, meta) in pending {
             match meta {
-                Some(m) => self.index.insert(id, m),
-                None => self.index.remove(&id),
-            };
+                Some(m) => {
+                    let depth = match self.index.get(&id) {
+                        Some(e) => e.depth,
+                        None => m
+                            .refs
+                            .iter()
+                            .map(|s| {
+                                self.by_seq
+                                    .get(s)
+                                    .and_then(|r| self.index.get(r))
+                                    .map_or(UNUSABLE_DEPTH, |e| e.depth.saturating_add(1))
+                            })
+                            .max()
+                            .unwrap_or(0),
+                    };
+                    self.by_seq.insert(m.seq, id);
+                    self.index.insert(id, Entry { meta: m, depth });
+                }
+                None => {
+                    if let Some(e) = self.index.remove(&id) {
+                        self.by_seq.remove(&e.meta.seq);
+                    }
+                }
+            }
         }
         self.meta = store_meta;
         Ok(())
@@ -875,30 +1205,53 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         }
     }
 
+    fn negative_count(object: Object, count: u64, delta: i64) -> StoreError {
+        StoreError::corrupt(
+            object,
+            Corruption::Size {
+                declared: count,
+                actual: delta.unsigned_abs(),
+            },
+        )
+    }
+
+    /// Adds `deltas` to chunk counts: new chunks are written with their count, chunks whose
+    /// count reaches zero are removed.
     fn apply_chunk_deltas(
         &self,
         deltas: &BTreeMap<ChunkId, i64>,
+        new_chunks: &HashMap<ChunkId, NewChunk>,
         batch: &mut WriteBatch,
     ) -> Result<(), StoreError> {
         for (cid, delta) in deltas {
-            let key = id_key(tag::CHUNK_COUNT, cid);
-            let object = Object::ChunkCount(*cid);
-            let count = self.read_count(&key, object)?.unwrap_or(0) as i64 + delta;
-            if count < 0 {
-                return Err(StoreError::corrupt(
-                    object,
-                    Corruption::Size {
-                        declared: (count - delta) as u64,
-                        actual: delta.unsigned_abs(),
-                    },
-                ));
-            }
-            if count == 0 {
-                batch.delete(key);
-                batch.delete(id_key(tag::CHUNK, cid));
-            } else {
-                batch.put(key, seal(&encode_count(count as u64)));
-            }
+            let key = id_key(tag::CHUNK, cid);
+            let object = Object::Chunk(*cid);
+            let body = match new_chunks.get(cid) {
+                Some(chunk) => chunk.body(*delta as u64),
+                None => {
+                    let value =
+                        self.kv
+                            .get(&key)
+                            .map_err(backend)?
+                            .ok_or(StoreError::Dangling {
+                                from: Object::StoreMeta,
+                                to: object,
+                            })?;
+                    let mut chunk = ChunkBody::decode(unseal(object, &value)?)
+                        .map_err(|e| StoreError::corrupt(object, e))?;
+                    let count = chunk.count as i64 + delta;
+                    if count < 0 {
+                        return Err(Self::negative_count(object, chunk.count, *delta));
+                    }
+                    if count == 0 {
+                        batch.delete(key);
+                        continue;
+                    }
+                    chunk.count = count as u64;
+                    chunk.encode()
+                }
+            };
+            batch.put(key, seal(&[&body]));
         }
         Ok(())
     }
@@ -919,19 +1272,13 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             };
             let count = current as i64 + delta;
             if count < 0 {
-                return Err(StoreError::corrupt(
-                    object,
-                    Corruption::Size {
-                        declared: current,
-                        actual: delta.unsigned_abs(),
-                    },
-                ));
+                return Err(Self::negative_count(object, current, *delta));
             }
             if count == 0 && *version != self.meta.dictionary {
                 batch.delete(key);
                 batch.delete(version_key(tag::DICT, *version));
             } else {
-                batch.put(key, seal(&encode_count(count as u64)));
+                batch.put(key, seal(&[&encode_count(count as u64)]));
             }
         }
         Ok(())
@@ -944,7 +1291,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     /// [`StoreError::NotFound`] when `id` is not live; backend failures; inconsistent counts.
     pub fn delete(&mut self, id: &CodeId) -> Result<(), StoreError> {
         let mut meta = match self.index.get(id) {
-            Some(m) if m.is_live() => m.clone(),
+            Some(e) if e.meta.is_live() => e.meta.clone(),
             _ => return Err(StoreError::NotFound(*id)),
         };
         meta.pins -= 1;
@@ -957,7 +1304,6 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             let mut chunk_deltas: BTreeMap<ChunkId, i64> = BTreeMap::new();
             let mut doomed = vec![(*id, meta)];
             while let Some((x, m)) = doomed.pop() {
-                batch.delete(id_key(tag::RECORD, &x));
                 pending.insert(x, None);
                 if m.dictionary != 0 {
                     *dict_deltas.entry(m.dictionary).or_default() -= 1;
@@ -967,39 +1313,36 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                         *chunk_deltas.entry(cid).or_default() -= 1;
                     }
                 }
-                for r in &m.refs {
-                    let mut rm = match pending.get(r) {
+                for seq in &m.refs {
+                    let r = self.ref_id(&x, *seq)?;
+                    let mut rm = match pending.get(&r) {
                         Some(Some(p)) => p.clone(),
                         Some(None) => continue,
-                        None => self.index.get(r).cloned().ok_or(StoreError::Dangling {
-                            from: Object::RecordMeta(x),
-                            to: Object::RecordMeta(*r),
-                        })?,
+                        None => self.index[&r].meta.clone(),
                     };
                     rm.dependents = rm.dependents.checked_sub(1).ok_or(StoreError::corrupt(
-                        Object::RecordMeta(*r),
+                        Object::Record(r),
                         Corruption::Size {
                             declared: 0,
                             actual: 1,
                         },
                     ))?;
                     if rm.pins == 0 && rm.dependents == 0 {
-                        pending.remove(r);
-                        doomed.push((*r, rm));
+                        pending.remove(&r);
+                        doomed.push((r, rm));
                     } else {
-                        pending.insert(*r, Some(rm));
+                        pending.insert(r, Some(rm));
                     }
                 }
             }
-            // Chunks lose their count from the chunk lists, which are read before deletion.
-            for (cid, delta) in self.chunk_dict_deltas(&chunk_deltas)? {
-                *dict_deltas.entry(cid).or_default() += delta;
+            // Chunks that go entirely release their dictionaries.
+            for (version, delta) in self.chunk_dict_deltas(&chunk_deltas)? {
+                *dict_deltas.entry(version).or_default() += delta;
             }
-            self.apply_chunk_deltas(&chunk_deltas, &mut batch)?;
+            self.apply_chunk_deltas(&chunk_deltas, &HashMap::new(), &mut batch)?;
             self.apply_dict_deltas(&dict_deltas, &mut batch)?;
         }
-        let store_meta = self.meta.clone();
-        self.commit(batch, pending, store_meta)
+        self.commit(batch, pending, None, self.meta.clone())
     }
 
     /// Dictionary count changes caused by chunks that `chunk_deltas` removes entirely.
@@ -1009,35 +1352,46 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     ) -> Result<BTreeMap<u32, i64>, StoreError> {
         let mut out = BTreeMap::new();
         for (cid, delta) in chunk_deltas {
-            let object = Object::ChunkCount(*cid);
-            let count = self
-                .read_count(&id_key(tag::CHUNK_COUNT, cid), object)?
-                .unwrap_or(0) as i64;
-            if count + delta == 0 {
-                let value = self
-                    .kv
-                    .get(&id_key(tag::CHUNK, cid))
-                    .map_err(backend)?
-                    .ok_or(StoreError::Dangling {
-                        from: object,
-                        to: Object::Chunk(*cid),
-                    })?;
-                let body = unseal(Object::Chunk(*cid), &value)?;
-                let chunk = ChunkBody::decode(body)
-                    .map_err(|e| StoreError::corrupt(Object::Chunk(*cid), e))?;
-                if chunk.dictionary != 0 {
-                    *out.entry(chunk.dictionary).or_default() -= 1;
-                }
+            let object = Object::Chunk(*cid);
+            let value = self
+                .kv
+                .get(&id_key(tag::CHUNK, cid))
+                .map_err(backend)?
+                .ok_or(StoreError::Dangling {
+                    from: Object::StoreMeta,
+                    to: object,
+                })?;
+            let chunk = ChunkBody::decode(unseal(object, &value)?)
+                .map_err(|e| StoreError::corrupt(object, e))?;
+            if chunk.count as i64 + delta == 0 && chunk.dictionary != 0 {
+                *out.entry(chunk.dictionary).or_default() -= 1;
             }
         }
         Ok(out)
     }
 
-    fn meta_of(&self, id: &CodeId) -> Result<&RecordMeta, StoreError> {
+    fn meta_of(&self, id: &CodeId) -> Result<&Entry, StoreError> {
         if let Some(reason) = self.damaged.get(id) {
-            return Err(StoreError::corrupt(Object::RecordMeta(*id), reason.clone()));
+            return Err(StoreError::corrupt(Object::Record(*id), reason.clone()));
         }
         self.index.get(id).ok_or(StoreError::NotFound(*id))
+    }
+
+    /// The payload of a stored record, from its own value or its separate body.
+    fn payload(&self, id: &CodeId, meta: &RecordMeta) -> Result<Vec<u8>, StoreError> {
+        if !meta.separate {
+            return self.inline_payload(id);
+        }
+        let object = Object::Record(*id);
+        let value = self
+            .kv
+            .get(&id_key(tag::BODY, id))
+            .map_err(backend)?
+            .ok_or(StoreError::Dangling {
+                from: object,
+                to: object,
+            })?;
+        Ok(unseal(object, &value)?.to_vec())
     }
 
     fn chunk_list(
@@ -1045,17 +1399,12 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         id: &CodeId,
         meta: &RecordMeta,
     ) -> Result<Vec<(ChunkId, u32)>, StoreError> {
-        let object = Object::Record(*id);
-        let value = self
-            .kv
-            .get(&id_key(tag::RECORD, id))
-            .map_err(backend)?
-            .ok_or(StoreError::Dangling {
-                from: Object::RecordMeta(*id),
-                to: object,
-            })?;
-        decode_chunk_list(unseal(object, &value)?, meta.raw_len, ChunkConfig::MAX_SIZE)
-            .map_err(|e| StoreError::corrupt(object, e))
+        decode_chunk_list(
+            &self.payload(id, meta)?,
+            meta.raw_len,
+            ChunkConfig::MAX_SIZE,
+        )
+        .map_err(|e| StoreError::corrupt(Object::Record(*id), e))
     }
 
     /// The bytes of the live record `id`, checked against its digest.
@@ -1073,7 +1422,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     /// # Errors
     /// As [`CodeStore::get`].
     pub fn get_shared(&self, id: &CodeId) -> Result<Arc<[u8]>, StoreError> {
-        if !self.meta_of(id)?.is_live() {
+        if !self.meta_of(id)?.meta.is_live() {
             return Err(StoreError::NotFound(*id));
         }
         let content = self.content(id)?;
@@ -1107,11 +1456,11 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             });
         }
         let meta = match self.meta_of(id) {
-            Ok(m) => m,
+            Ok(e) => &e.meta,
             Err(StoreError::NotFound(_)) if !stack.is_empty() => {
                 return Err(StoreError::Dangling {
-                    from: Object::RecordMeta(*stack.last().unwrap_or(id)),
-                    to: Object::RecordMeta(*id),
+                    from: Object::Record(*stack.last().unwrap_or(id)),
+                    to: Object::Record(*id),
                 });
             }
             Err(e) => return Err(e),
@@ -1124,15 +1473,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         }
         let raw_len = meta.raw_len as usize;
         let object = Object::Record(*id);
-        let value = self
-            .kv
-            .get(&id_key(tag::RECORD, id))
-            .map_err(backend)?
-            .ok_or(StoreError::Dangling {
-                from: Object::RecordMeta(*id),
-                to: object,
-            })?;
-        let payload = unseal(object, &value)?;
+        let payload = self.payload(id, meta)?;
         let content: Vec<u8> = match meta.encoding {
             Encoding::Raw => {
                 if payload.len() != raw_len {
@@ -1144,13 +1485,14 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                         },
                     ));
                 }
-                payload.to_vec()
+                payload
             }
             Encoding::Zstd => {
                 stack.push(*id);
                 let mut prefix = Vec::new();
-                for r in meta.refs.iter().rev() {
-                    prefix.extend_from_slice(&self.materialize(r, stack)?);
+                for seq in meta.refs.iter().rev() {
+                    let r = self.ref_id(id, *seq)?;
+                    prefix.extend_from_slice(&self.materialize(&r, stack)?);
                 }
                 stack.pop();
                 let dictionary = self.dictionary_bytes_opt(meta.dictionary)?;
@@ -1158,11 +1500,11 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                     dictionary: dictionary.as_deref(),
                     prefix: &prefix,
                 };
-                decode_frame(payload, reference, raw_len)
+                decode_frame(&with_magic(&payload), reference, raw_len)
                     .map_err(|e| StoreError::corrupt(object, e))?
             }
             Encoding::Chunked => {
-                let list = decode_chunk_list(payload, meta.raw_len, ChunkConfig::MAX_SIZE)
+                let list = decode_chunk_list(&payload, meta.raw_len, ChunkConfig::MAX_SIZE)
                     .map_err(|e| StoreError::corrupt(object, e))?;
                 let mut out = Vec::with_capacity(raw_len);
                 for (cid, len) in list {
@@ -1174,7 +1516,11 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                             from: object,
                             to: Object::Chunk(cid),
                         })?;
-                    out.extend_from_slice(&self.decode_chunk(&cid, &value, len)?);
+                    out.extend_from_slice(&self.decode_chunk(
+                        &cid,
+                        unseal(Object::Chunk(cid), &value)?,
+                        len,
+                    )?);
                 }
                 out
             }
@@ -1188,11 +1534,10 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         Ok(content)
     }
 
-    /// Decodes a sealed chunk value of `len` bytes and checks its digest.
-    fn decode_chunk(&self, cid: &ChunkId, value: &[u8], len: u32) -> Result<Vec<u8>, StoreError> {
+    /// Decodes an (unsealed) chunk body of `len` bytes and checks its digest.
+    fn decode_chunk(&self, cid: &ChunkId, body: &[u8], len: u32) -> Result<Vec<u8>, StoreError> {
         let object = Object::Chunk(*cid);
-        let chunk = ChunkBody::decode(unseal(object, value)?)
-            .map_err(|e| StoreError::corrupt(object, e))?;
+        let chunk = ChunkBody::decode(body).map_err(|e| StoreError::corrupt(object, e))?;
         if chunk.raw_len != u64::from(len) {
             return Err(StoreError::corrupt(
                 object,
@@ -1209,7 +1554,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                     dictionary: dictionary.as_deref(),
                     prefix: &[],
                 };
-                decode_frame(chunk.payload, reference, len as usize)
+                decode_frame(&with_magic(chunk.payload), reference, len as usize)
                     .map_err(|e| StoreError::corrupt(object, e))?
             }
             _ => chunk.payload.to_vec(),
@@ -1259,8 +1604,8 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     fn live_totals(&self) -> (usize, u64) {
         self.index
             .values()
-            .filter(|m| m.is_live())
-            .fold((0, 0), |(n, b), m| (n + 1, b + m.raw_len))
+            .filter(|e| e.meta.is_live())
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.meta.raw_len))
     }
 
     fn maybe_train_dictionary(&mut self) -> Result<(), StoreError> {
@@ -1297,8 +1642,8 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         let mut live: Vec<(u64, CodeId)> = self
             .index
             .iter()
-            .filter(|(_, m)| m.is_live())
-            .map(|(id, m)| (m.seq, *id))
+            .filter(|(_, e)| e.meta.is_live())
+            .map(|(id, e)| (e.meta.seq, *id))
             .collect();
         live.sort_unstable_by(|a, b| b.cmp(a));
         let mut samples = Vec::new();
@@ -1334,39 +1679,48 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                         batch.delete(version_key(tag::DICT, old));
                     }
                 }
-                batch.put(version_key(tag::DICT, version), seal(&dict));
+                batch.put(version_key(tag::DICT, version), seal(&[&dict]));
                 batch.put(
                     version_key(tag::DICT_COUNT, version),
-                    seal(&encode_count(0)),
+                    seal(&[&encode_count(0)]),
                 );
                 store_meta.dictionary = version;
                 store_meta.last_dictionary = version;
                 Some(version)
             }
         };
-        batch.put(STORE_META_KEY.to_vec(), seal(&store_meta.encode()));
-        self.commit(batch, Pending::new(), store_meta)?;
+        self.commit(batch, Pending::new(), None, store_meta)?;
         Ok(version)
     }
 
-    /// Statistics of the live record `id`.
+    /// Statistics of the stored record `id`.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] when `id` is not stored.
+    /// [`StoreError::NotFound`] when `id` is not stored; backend failures.
     pub fn record_stats(&self, id: &CodeId) -> Result<RecordStats, StoreError> {
-        let meta = self.meta_of(id)?;
-        let meta_len = seal(&meta.encode()).len() as u64;
+        let entry = self.meta_of(id)?;
+        let meta = &entry.meta;
+        let mut stored = 0u64;
+        for tag in [tag::RECORD, tag::BODY] {
+            if let Some(v) = self.kv.get(&id_key(tag, id)).map_err(backend)? {
+                stored += 33 + v.len() as u64;
+            }
+        }
         Ok(RecordStats {
             id: *id,
             kind: RecordKind::of(meta),
             blob: meta.blob,
             raw_bytes: meta.raw_len,
-            stored_bytes: meta.stored + meta_len + 66,
+            stored_bytes: stored,
             pins: meta.pins.into(),
             dependents: meta.dependents.into(),
-            refs: meta.refs.to_vec(),
+            refs: meta
+                .refs
+                .iter()
+                .filter_map(|s| self.by_seq.get(s).copied())
+                .collect(),
             dictionary: (meta.dictionary != 0).then_some(meta.dictionary),
-            depth: meta.depth.into(),
+            depth: entry.depth,
         })
     }
 
@@ -1382,7 +1736,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 let n = (key.len() + value.len()) as u64;
                 s.total_bytes += n;
                 match key.first().copied() {
-                    Some(tag::RECORD | tag::META) => match key_id(key) {
+                    Some(tag::RECORD | tag::BODY) => match key_id(key) {
                         Some(id) => *sizes.entry(id).or_default() += n,
                         None => s.index_bytes += n,
                     },
@@ -1390,7 +1744,6 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                         s.chunks += 1;
                         s.chunk_bytes += n;
                     }
-                    Some(tag::CHUNK_COUNT) => s.chunk_bytes += n,
                     Some(tag::DICT) => {
                         s.dictionaries += 1;
                         s.dictionary_bytes += n;
@@ -1401,10 +1754,11 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             })
             .map_err(backend)?;
         for (id, n) in sizes {
-            let Some(meta) = self.index.get(&id) else {
+            let Some(entry) = self.index.get(&id) else {
                 s.index_bytes += n;
                 continue;
             };
+            let meta = &entry.meta;
             if meta.is_live() {
                 s.live_records += 1;
                 s.live_raw_bytes += meta.raw_len;
@@ -1432,45 +1786,39 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         let truth = self.recount()?;
         let mut report = VerifyReport {
             records: self.index.len() as u64,
-            chunks: truth.chunk_values.len() as u64,
-            dictionaries: truth.dict_values.len() as u64,
+            chunks: truth.chunks.len() as u64,
+            dictionaries: truth.dicts.len() as u64,
             problems: truth.problems,
         };
         let problems = &mut report.problems;
         for (id, reason) in &self.damaged {
-            problems.push(format!("{}: {reason}", Object::RecordMeta(*id)));
+            problems.push(format!("{}: {reason}", Object::Record(*id)));
         }
         let mut ids: Vec<&CodeId> = self.index.keys().collect();
         ids.sort_unstable();
         for id in ids {
-            let meta = &self.index[id];
+            let meta = &self.index[id].meta;
             let want = truth.dependents.get(id).copied().unwrap_or(0);
             if u64::from(meta.dependents) != want {
                 problems.push(format!(
                     "{} counts {} dependents, {want} found",
-                    Object::RecordMeta(*id),
+                    Object::Record(*id),
                     meta.dependents
                 ));
             }
             if meta.pins == 0 && meta.dependents == 0 {
                 problems.push(format!("{} is held by nothing", Object::Record(*id)));
             }
-            for r in &meta.refs {
-                if !self.index.contains_key(r) {
+            for seq in &meta.refs {
+                if !self.by_seq.contains_key(seq) {
                     problems.push(format!(
-                        "{} refers to missing record {}",
-                        Object::Record(*id),
-                        r.short()
+                        "{} refers to missing record #{seq}",
+                        Object::Record(*id)
                     ));
                 }
             }
-            match self.kv.get(&id_key(tag::RECORD, id)).map_err(backend)? {
-                None => problems.push(format!("{} is missing", Object::Record(*id))),
-                Some(v) => {
-                    if let Err(e) = unseal(Object::Record(*id), &v) {
-                        problems.push(format!("{e}"));
-                    }
-                }
+            if let Err(e) = self.payload(id, meta) {
+                problems.push(format!("{e}"));
             }
             if deep
                 && meta.is_live()
@@ -1479,21 +1827,21 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 problems.push(format!("{e}"));
             }
         }
-        for (cid, (count, _)) in &truth.chunk_values {
+        for (cid, (count, _)) in &truth.chunks {
             let want = truth.chunk_uses.get(cid).copied().unwrap_or(0);
-            if *count != Some(want) {
+            if *count != want {
                 problems.push(format!(
-                    "{} is {count:?}, {want} uses found",
-                    Object::ChunkCount(*cid)
+                    "{} counts {count} uses, {want} found",
+                    Object::Chunk(*cid)
                 ));
             }
         }
         for cid in truth.chunk_uses.keys() {
-            if !truth.chunk_values.contains_key(cid) {
+            if !truth.chunks.contains_key(cid) {
                 problems.push(format!("{} is missing", Object::Chunk(*cid)));
             }
         }
-        for (v, (count, _)) in &truth.dict_values {
+        for (v, (count, _)) in &truth.dicts {
             let want = truth.dict_uses.get(v).copied().unwrap_or(0);
             if *count != Some(want) {
                 problems.push(format!(
@@ -1503,7 +1851,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             }
         }
         for v in truth.dict_uses.keys() {
-            if !truth.dict_values.contains_key(v) {
+            if !truth.dicts.contains_key(v) {
                 problems.push(format!("{} is missing", Object::Dictionary(*v)));
             }
         }
@@ -1522,23 +1870,20 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         let mut report = GcReport::default();
         let mut batch = WriteBatch::new();
         let mut pending = Pending::new();
-        for (id, meta) in &self.index {
-            if !meta.is_live() && truth.dependents.get(id).copied().unwrap_or(0) == 0 {
+        for (id, entry) in &self.index {
+            if !entry.meta.is_live() && truth.dependents.get(id).copied().unwrap_or(0) == 0 {
                 report.records += 1;
-                report.bytes += meta.stored + 66;
-                batch.delete(id_key(tag::RECORD, id));
                 pending.insert(*id, None);
             }
         }
-        for (cid, (_, bytes)) in &truth.chunk_values {
+        for (cid, (_, bytes)) in &truth.chunks {
             if !truth.chunk_uses.contains_key(cid) {
                 report.chunks += 1;
                 report.bytes += bytes;
                 batch.delete(id_key(tag::CHUNK, cid));
-                batch.delete(id_key(tag::CHUNK_COUNT, cid));
             }
         }
-        for (v, (_, bytes)) in &truth.dict_values {
+        for (v, (_, bytes)) in &truth.dicts {
             if !truth.dict_uses.contains_key(v) && *v != self.meta.dictionary {
                 report.dictionaries += 1;
                 report.bytes += bytes;
@@ -1546,17 +1891,19 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 batch.delete(version_key(tag::DICT_COUNT, *v));
             }
         }
-        let store_meta = self.meta.clone();
-        self.commit(batch, pending, store_meta)?;
+        self.commit(batch, pending, None, self.meta.clone())?;
         Ok(report)
     }
 
     /// Counts every reference from the records' metadata and chunk lists.
     fn recount(&self) -> Result<Recount, StoreError> {
         let mut t = Recount::default();
-        for (id, meta) in &self.index {
-            for r in &meta.refs {
-                *t.dependents.entry(*r).or_default() += 1;
+        for (id, entry) in &self.index {
+            let meta = &entry.meta;
+            for seq in &meta.refs {
+                if let Some(r) = self.by_seq.get(seq) {
+                    *t.dependents.entry(*r).or_default() += 1;
+                }
             }
             if meta.dictionary != 0 {
                 *t.dict_uses.entry(meta.dictionary).or_default() += 1;
@@ -1572,77 +1919,55 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 }
             }
         }
-        let mut chunk_counts: HashMap<ChunkId, Option<u64>> = HashMap::new();
-        let mut chunk_bytes: Vec<(ChunkId, u64, Option<Vec<u8>>)> = Vec::new();
+        let mut problems = Vec::new();
+        let mut chunks = HashMap::new();
+        let mut dict_uses = Vec::new();
         self.kv
             .scan(&[tag::CHUNK], &mut |key, value| {
-                if let Some(cid) = key_id(key) {
-                    chunk_bytes.push((cid, (key.len() + value.len()) as u64, Some(value.to_vec())));
-                }
-            })
-            .map_err(backend)?;
-        let mut count_problems = Vec::new();
-        self.kv
-            .scan(&[tag::CHUNK_COUNT], &mut |key, value| {
-                if let Some(cid) = key_id(key) {
-                    let count = unseal(Object::ChunkCount(cid), value)
-                        .ok()
-                        .and_then(|b| decode_count(b).ok());
-                    if count.is_none() {
-                        count_problems.push(format!("{} is damaged", Object::ChunkCount(cid)));
-                    }
-                    chunk_counts.insert(cid, count);
-                }
-            })
-            .map_err(backend)?;
-        t.problems.extend(count_problems);
-        for (cid, bytes, value) in chunk_bytes {
-            let count = chunk_counts.remove(&cid).flatten();
-            if let Some(value) = value {
-                match unseal(Object::Chunk(cid), &value).and_then(|b| {
-                    ChunkBody::decode(b).map_err(|e| StoreError::corrupt(Object::Chunk(cid), e))
-                }) {
+                let Some(cid) = key_id(key) else { return };
+                let object = Object::Chunk(cid);
+                match unseal(object, value)
+                    .and_then(|b| ChunkBody::decode(b).map_err(|e| StoreError::corrupt(object, e)))
+                {
                     Ok(chunk) => {
                         if chunk.dictionary != 0 {
-                            *t.dict_uses.entry(chunk.dictionary).or_default() += 1;
+                            dict_uses.push(chunk.dictionary);
                         }
+                        chunks.insert(cid, (chunk.count, (key.len() + value.len()) as u64));
                     }
-                    Err(e) => t.problems.push(format!("{e}")),
+                    Err(e) => problems.push(format!("{e}")),
                 }
-            }
-            t.chunk_values.insert(cid, (count, bytes + 41));
+            })
+            .map_err(backend)?;
+        for v in dict_uses {
+            *t.dict_uses.entry(v).or_default() += 1;
         }
-        for cid in chunk_counts.keys() {
-            t.problems
-                .push(format!("{} has a count but no chunk", Object::Chunk(*cid)));
-        }
-        let mut dict_problems = Vec::new();
+        t.chunks = chunks;
         let mut dicts: Vec<(u32, u64)> = Vec::new();
         self.kv
             .scan(&[tag::DICT], &mut |key, value| {
-                if let Some(v) = key_version(key) {
-                    dicts.push((v, (key.len() + value.len()) as u64));
-                    if let Err(e) = unseal(Object::Dictionary(v), value).and_then(|b| {
-                        codec::check_dictionary(b)
-                            .map_err(|e| StoreError::corrupt(Object::Dictionary(v), e))
-                    }) {
-                        dict_problems.push(format!("{e}"));
-                    }
+                let Some(v) = key_version(key) else { return };
+                dicts.push((v, (key.len() + value.len()) as u64));
+                if let Err(e) = unseal(Object::Dictionary(v), value).and_then(|b| {
+                    codec::check_dictionary(b)
+                        .map_err(|e| StoreError::corrupt(Object::Dictionary(v), e))
+                }) {
+                    problems.push(format!("{e}"));
                 }
             })
             .map_err(backend)?;
-        t.problems.extend(dict_problems);
+        t.problems.extend(problems);
         for (v, bytes) in dicts {
-            let count =
-                self.read_count(&version_key(tag::DICT_COUNT, v), Object::DictionaryCount(v));
-            let count = match count {
+            let count = match self
+                .read_count(&version_key(tag::DICT_COUNT, v), Object::DictionaryCount(v))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     t.problems.push(format!("{e}"));
                     None
                 }
             };
-            t.dict_values.insert(v, (count, bytes));
+            t.dicts.insert(v, (count, bytes));
         }
         Ok(t)
     }
@@ -1654,10 +1979,10 @@ struct Recount {
     dependents: HashMap<CodeId, u64>,
     chunk_uses: HashMap<ChunkId, u64>,
     dict_uses: HashMap<u32, u64>,
-    /// Stored chunks: their count (if readable) and bytes.
-    chunk_values: HashMap<ChunkId, (Option<u64>, u64)>,
+    /// Stored chunks: their recorded count and bytes.
+    chunks: HashMap<ChunkId, (u64, u64)>,
     /// Stored dictionaries: their count (if readable) and bytes.
-    dict_values: HashMap<u32, (Option<u64>, u64)>,
+    dicts: HashMap<u32, (Option<u64>, u64)>,
     problems: Vec<String>,
 }
 

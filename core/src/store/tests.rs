@@ -312,7 +312,6 @@ fn gc_removes_orphans_left_by_outside_edits() {
     let (mut kv, c) = store.into_parts();
     // Remove the record behind the store's back: its chunks become orphans.
     kv.entries_mut().remove(&format::id_key(tag::RECORD, &id));
-    kv.entries_mut().remove(&format::id_key(tag::META, &id));
     let mut store = CodeStore::open(kv, c, small_chunks()).unwrap();
     assert!(!store.verify(false).unwrap().problems.is_empty());
     let report = store.gc().unwrap();
@@ -329,5 +328,23 @@ fn lost_store_metadata_never_reuses_versions() {
     kv.entries_mut().remove(format::STORE_META_KEY);
     let mut store = CodeStore::open(kv, c, StoreConfig::default()).unwrap();
     let id2 = store.put(&text(8, 10_000)).unwrap().id;
-    assert_ne!(store.index[&id].seq, store.index[&id2].seq);
+    assert_ne!(store.index[&id].meta.seq, store.index[&id2].meta.seq);
+}
+
+#[test]
+fn combinations_are_lexicographic_subsets() {
+    assert_eq!(
+        combinations(4, 2),
+        vec![
+            vec![0, 1],
+            vec![0, 2],
+            vec![0, 3],
+            vec![1, 2],
+            vec![1, 3],
+            vec![2, 3]
+        ]
+    );
+    assert_eq!(combinations(6, 3).len(), 20);
+    assert!(combinations(2, 3).is_empty());
+    assert!(combinations(3, 0).is_empty());
 }
