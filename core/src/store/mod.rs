@@ -392,6 +392,14 @@ fn combinations(n: usize, k: usize) -> Vec<Vec<usize>> {
     }
 }
 
+/// Dictionary training samples when whole contracts are too few for the trainer:
+/// content-defined pieces of them.
+const TRAINING_PIECES: ChunkConfig = ChunkConfig {
+    min: 4 * 1024,
+    avg: 16 * 1024,
+    max: 64 * 1024,
+};
+
 /// Decoding stops past this many nested references, whatever the configuration that wrote them.
 const DECODE_DEPTH_LIMIT: usize = 64;
 
@@ -1659,8 +1667,18 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         let (_, live_bytes) = self.live_totals();
         let mut store_meta = self.meta.clone();
         store_meta.trained_at = live_bytes;
-        let sample_refs: Vec<&[u8]> = samples.iter().map(|s| &s[..]).collect();
-        let trained = self.compressor.train_dictionary(&sample_refs, policy.size);
+        // The trainer wants many samples of a few kilobytes: content-defined chunks of the
+        // contracts, the same however the contracts are ordered.
+        let whole: Vec<&[u8]> = samples.iter().map(|s| &s[..]).collect();
+        let trained = self
+            .compressor
+            .train_dictionary(&whole, policy.size)
+            .or_else(|| {
+                // Too few contracts for the trainer: offer it content-defined pieces instead.
+                let pieces = Chunker::new(TRAINING_PIECES);
+                let pieces: Vec<&[u8]> = samples.iter().flat_map(|s| pieces.chunks(s)).collect();
+                self.compressor.train_dictionary(&pieces, policy.size)
+            });
         let mut batch = WriteBatch::new();
         let version = match trained {
             None => None,
