@@ -205,7 +205,7 @@ mod tests {
                         if i % 2 == 0 {
                             rng(&mut s) as u8
                         } else {
-                            (j % period) as u8 ^ (rng(&mut s) % 4 == 0) as u8
+                            (j % period) as u8 ^ rng(&mut s).is_multiple_of(4) as u8
                         }
                     })
                     .collect()

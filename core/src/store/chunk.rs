@@ -49,7 +49,10 @@ const fn shifted(table: &[u64; 256]) -> [u64; 256] {
 /// comparison of the two-byte loop is exact.
 const fn spread_mask(bits: u32) -> u64 {
     let span = 48u32;
-    let step = if bits == 0 { 1 } else { span / bits };
+    let step = match span.checked_div(bits) {
+        Some(step) => step,
+        None => 1,
+    };
     let mut mask = 0u64;
     let mut i = 0;
     while i < bits {

@@ -332,6 +332,9 @@ struct Entry {
     depth: u32,
 }
 
+/// A dictionary and its version.
+type VersionedDictionary = (u32, Arc<[u8]>);
+
 /// Pending changes to record metadata, written with a batch and applied to the index after it
 /// commits. `None` removes the record.
 type Pending = HashMap<CodeId, Option<RecordMeta>>;
@@ -769,7 +772,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     fn frame_plan(
         &self,
         bytes: &[u8],
-        dictionary: Option<&(u32, Arc<[u8]>)>,
+        dictionary: Option<&VersionedDictionary>,
         bases: &[CodeId],
     ) -> Result<Plan, StoreError> {
         let mut prefix = Vec::new();
@@ -796,7 +799,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     fn chunk_plan(
         &self,
         bytes: &[u8],
-        dictionary: Option<&(u32, Arc<[u8]>)>,
+        dictionary: Option<&VersionedDictionary>,
     ) -> Result<Plan, StoreError> {
         let mut chunks = Vec::new();
         let mut new_chunks = Vec::new();
@@ -934,7 +937,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     fn reference_sets(
         &self,
         bytes: &[u8],
-        dictionary: Option<&(u32, Arc<[u8]>)>,
+        dictionary: Option<&VersionedDictionary>,
         pool: &[CodeId],
         best: &mut Plan,
     ) -> Result<Vec<Vec<CodeId>>, StoreError> {
@@ -1602,7 +1605,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         Ok(bytes)
     }
 
-    fn dictionary_for_writes(&self) -> Result<Option<(u32, Arc<[u8]>)>, StoreError> {
+    fn dictionary_for_writes(&self) -> Result<Option<VersionedDictionary>, StoreError> {
         match self.meta.dictionary {
             0 => Ok(None),
             v => Ok(Some((v, self.dictionary_bytes(v)?))),
