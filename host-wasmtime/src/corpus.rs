@@ -60,9 +60,8 @@ pub fn load_dir(root: &Path) -> Result<Vec<CorpusFile>, CorpusError> {
         for entry in entries {
             let entry = entry.map_err(|e| CorpusError::Io(dir.clone(), e))?;
             let path = entry.path();
-            let kind = entry
-                .file_type()
-                .map_err(|e| CorpusError::Io(path.clone(), e))?;
+            // Follows symbolic links, so a corpus may be assembled from links.
+            let kind = std::fs::metadata(&path).map_err(|e| CorpusError::Io(path.clone(), e))?;
             if kind.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "wasm") {
