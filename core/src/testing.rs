@@ -117,3 +117,35 @@ impl KvStore for FaultyKv {
         Ok(())
     }
 }
+
+/// Deterministic pseudo-random bytes (splitmix64), for tests.
+pub fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as u8
+        })
+        .collect()
+}
+
+/// Deterministic compressible bytes, for tests: phrases drawn from a fixed vocabulary, so that
+/// different seeds resemble each other as compiled code does.
+pub fn text(seed: u64, n: usize) -> Vec<u8> {
+    let words = noise(0x5EED, 4096);
+    let mut out = Vec::with_capacity(n);
+    let mut s = seed;
+    while out.len() < n {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = (s >> 40) as usize % 4000;
+        let len = 4 + (s >> 20) as usize % 60;
+        out.extend_from_slice(&words[at..at + len]);
+    }
+    out.truncate(n);
+    out
+}

@@ -102,27 +102,7 @@ impl Compressor for ZstdCompressor {
 mod tests {
     use super::*;
     use synor_core::store::decode_frame;
-
-    fn text(seed: u64, n: usize) -> Vec<u8> {
-        let mut s = seed;
-        let words: Vec<u8> = (0..4096)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                (s >> 33) as u8
-            })
-            .collect();
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-            let at = (s >> 40) as usize % 4000;
-            let len = 4 + (s >> 20) as usize % 60;
-            out.extend_from_slice(&words[at..at + len]);
-        }
-        out.truncate(n);
-        out
-    }
+    use synor_core::testing::text;
 
     #[test]
     fn every_level_decodes_with_the_core() {

@@ -1,32 +1,6 @@
 use super::*;
 use crate::testing::{FaultyKv, MemKv};
-
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) as u8
-        })
-        .collect()
-}
-
-/// Compressible, code-like bytes: repeated phrases with variations.
-fn text(seed: u64, n: usize) -> Vec<u8> {
-    let words = noise(seed, 4096);
-    let mut out = Vec::with_capacity(n);
-    let mut s = seed;
-    while out.len() < n {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
-        let at = (s >> 40) as usize % 4000;
-        let len = 4 + (s >> 20) as usize % 60;
-        out.extend_from_slice(&words[at..at + len]);
-    }
-    out.truncate(n);
-    out
-}
+use crate::testing::{noise, text};
 
 fn small_chunks() -> StoreConfig {
     StoreConfig {

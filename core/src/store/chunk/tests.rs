@@ -1,17 +1,6 @@
 use super::*;
+use crate::testing::noise;
 use alloc::vec::Vec;
-
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) as u8
-        })
-        .collect()
-}
 
 /// The two-bytes-per-iteration scan finds the same cut as the textbook one-byte loop.
 fn reference_cut(c: &Chunker, data: &[u8]) -> usize {
