@@ -47,9 +47,13 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod abi;
 pub mod digest;
 pub mod error;
+pub mod gas;
 pub mod host;
+pub mod instrument;
+pub mod lru;
 pub mod store;
 pub mod wire;
 

@@ -35,7 +35,6 @@
 //! version, and compresses new records with it. Dictionaries are stored, counted and collected
 //! like everything else; their bytes count toward the store's size.
 
-mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod format;
@@ -52,8 +51,8 @@ use hashbrown::{HashMap, HashSet};
 use crate::digest::{ChunkId, CodeId, Digest};
 use crate::error::{Corruption, Object, StoreError};
 use crate::host::{Compressor, KvStore, Level, Reference, WriteBatch};
+use crate::lru::Lru;
 
-pub use cache::ContentCache;
 pub use chunk::{ChunkConfig, Chunker, Chunks};
 pub use codec::{RuzstdCompressor, decode_frame};
 pub use format::{Encoding, FORMAT_VERSION, MAX_REFS, RecordMeta};
@@ -352,7 +351,7 @@ pub struct CodeStore<K: KvStore, C: Compressor> {
     by_seq: HashMap<u64, CodeId>,
     /// Records whose metadata could not be read at open.
     damaged: HashMap<CodeId, Corruption>,
-    cache: spin::Mutex<ContentCache>,
+    cache: spin::Mutex<Lru<CodeId, Arc<[u8]>>>,
     dictionaries: spin::Mutex<HashMap<u32, Arc<[u8]>>>,
 }
 
@@ -532,7 +531,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             }
         };
         let chunker = Chunker::new(config.chunking);
-        let cache = spin::Mutex::new(ContentCache::new(config.cache_bytes));
+        let cache = spin::Mutex::new(Lru::new(config.cache_bytes));
         Ok(Self {
             kv,
             compressor,
@@ -1541,7 +1540,8 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             return Err(StoreError::corrupt(object, Corruption::Digest { actual }));
         }
         let content: Arc<[u8]> = content.into();
-        self.cache.lock().insert(*id, content.clone());
+        let n = content.len();
+        self.cache.lock().insert(*id, content.clone(), n);
         Ok(content)
     }
 

@@ -1,0 +1,882 @@
+//! Validation and instrumentation: the module every tier runs.
+//!
+//! The core rewrites each contract once, before any engine sees it, so that gas, traps and
+//! results are identical on every tier and tier promotion is invisible to consensus.
+//!
+//! # Deterministic feature set
+//!
+//! WebAssembly's "lime1" set ([`wasmparser::WasmFeatures::LIME1`]): 1.0 plus mutable globals,
+//! multi-value, sign extension, saturating float-to-int, `memory.copy`/`memory.fill`, extended
+//! constant expressions, and the overlong `call_indirect` encoding of current compilers. Threads,
+//! SIMD, reference types, tail calls, exceptions, GC, multiple memories and 64-bit memories are
+//! rejected: each is either nondeterministic or not supported identically by every tier.
+//!
+//! Floats are allowed and **NaN-canonicalised**: the result of every instruction that may
+//! produce a NaN (arithmetic, `min`/`max`, rounding, `sqrt`, `promote`/`demote`) is replaced by
+//! the canonical NaN (`0x7fc00000`, `0x7ff8000000000000`) when it is a NaN, by instructions the
+//! instrumenter inserts. Instructions that only move bits (`abs`, `neg`, `copysign`, loads,
+//! stores, reinterpretations) keep them exactly on every engine, so every float bit pattern is
+//! the same on every tier. Modules without floats pay nothing.
+//!
+//! # What is inserted
+//!
+//! Three globals are appended (so no existing index moves) and exported:
+//! [`GAS_GLOBAL`] (`i64` gas left), [`DEPTH_GLOBAL`] (`i32` call depth in stack units) and
+//! [`TRAP_GLOBAL`] (`i32` reason of the last trap the instrumentation raised). Then:
+//!
+//! - **Gas**: code is cut into segments at the points control can reach other than by falling
+//!   through (function entry, loop headers, `if` and `else` arms, after every `end`); each
+//!   segment's cost (per the [`GasSchedule`]) is charged when the segment starts. Instructions
+//!   whose cost depends on an operand (`memory.grow` per page, `memory.fill`/`copy` per 8 bytes)
+//!   are charged again, dynamically, just before they run.
+//! - **Stack**: every call adds the callee's frame weight (one unit plus one per four of its
+//!   parameters, locals and maximum operand stack height) to the depth before the call and
+//!   subtracts it after; past [`Limits::max_stack_units`] the call traps with `stack_overflow`
+//!   on every tier, long before any engine's native stack is at risk.
+//! - **Memory**: `memory.grow` past [`Limits::max_memory_pages`] traps with `memory_limit`.
+//!
+//! A trap raised by instrumentation stores its reason in [`TRAP_GLOBAL`] and executes
+//! `unreachable`; engines read the global to name the trap.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+use wasm_encoder::{
+    ConstExpr, ExportKind, ExportSection, Function, GlobalSection, GlobalType, Instruction, Module,
+    RawSection, ValType as EValType,
+};
+use wasmparser::{
+    FuncValidatorAllocations, Operator, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
+};
+
+use crate::abi::{IMPORT_MODULE, Import, Ty};
+use crate::digest::{CodeId, Digest};
+use crate::gas::GasSchedule;
+
+/// Version of the instrumentation; part of every artifact cache key.
+pub const INSTRUMENTER_VERSION: u32 = 1;
+
+/// Export name of the gas counter.
+pub const GAS_GLOBAL: &str = "__synor_gas";
+/// Export name of the call-depth counter.
+pub const DEPTH_GLOBAL: &str = "__synor_depth";
+/// Export name of the trap reason.
+pub const TRAP_GLOBAL: &str = "__synor_trap";
+
+/// [`TRAP_GLOBAL`] value: out of gas.
+pub const TRAP_OUT_OF_GAS: i32 = 1;
+/// [`TRAP_GLOBAL`] value: call depth limit.
+pub const TRAP_STACK_OVERFLOW: i32 = 2;
+/// [`TRAP_GLOBAL`] value: memory limit.
+pub const TRAP_MEMORY_LIMIT: i32 = 3;
+
+/// The features every tier accepts identically.
+pub const FEATURES: WasmFeatures = WasmFeatures::LIME1;
+
+/// Resource limits checked at validation and enforced at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// Largest module accepted, in bytes.
+    pub max_module_bytes: usize,
+    /// Most 64 KiB pages of linear memory.
+    pub max_memory_pages: u32,
+    /// Most table elements.
+    pub max_table_elements: u32,
+    /// Most functions (imported and defined).
+    pub max_functions: u32,
+    /// Most locals in one function.
+    pub max_locals: u32,
+    /// Call depth limit, in frame weight units (see the module documentation).
+    pub max_stack_units: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_module_bytes: 8 << 20,
+            max_memory_pages: 1024,
+            max_table_elements: 65_536,
+            max_functions: 100_000,
+            max_locals: 50_000,
+            max_stack_units: 16_384,
+        }
+    }
+}
+
+/// Why a module was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstrumentError {
+    /// Not valid WebAssembly under the deterministic feature set.
+    Invalid {
+        /// The validator's message.
+        message: String,
+        /// Byte offset in the module.
+        offset: usize,
+    },
+    /// A limit is exceeded.
+    Limit {
+        /// What is limited.
+        what: &'static str,
+        /// The module's value.
+        value: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// An import that ABI v1 does not offer, or with the wrong signature.
+    Import {
+        /// The import's module.
+        module: String,
+        /// The import's name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An export uses a name reserved for the instrumenter.
+    ReservedExport(String),
+}
+
+impl fmt::Display for InstrumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstrumentError::Invalid { message, offset } => {
+                write!(f, "invalid module at byte {offset}: {message}")
+            }
+            InstrumentError::Limit { what, value, limit } => {
+                write!(f, "{what} is {value}, over the limit of {limit}")
+            }
+            InstrumentError::Import {
+                module,
+                name,
+                reason,
+            } => write!(f, "import {module}.{name}: {reason}"),
+            InstrumentError::ReservedExport(name) => {
+                write!(f, "export `{name}` uses a name reserved for synor")
+            }
+        }
+    }
+}
+
+impl core::error::Error for InstrumentError {}
+
+fn invalid(e: wasmparser::BinaryReaderError) -> InstrumentError {
+    InstrumentError::Invalid {
+        message: e.message().to_string(),
+        offset: e.offset() as usize,
+    }
+}
+
+fn limit(what: &'static str, value: u64, limit: u64) -> Result<(), InstrumentError> {
+    if value > limit {
+        return Err(InstrumentError::Limit { what, value, limit });
+    }
+    Ok(())
+}
+
+/// A value type of an exported function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    /// `i32`.
+    I32,
+    /// `i64`.
+    I64,
+    /// `f32`.
+    F32,
+    /// `f64`.
+    F64,
+}
+
+/// An exported function and its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedFunction {
+    /// Export name.
+    pub name: String,
+    /// Parameter types.
+    pub params: Vec<ValueType>,
+    /// Result types.
+    pub results: Vec<ValueType>,
+}
+
+/// A validated, instrumented module: what every engine compiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instrumented {
+    /// Identity of the original module.
+    pub code_id: CodeId,
+    /// The instrumented module.
+    pub bytes: Vec<u8>,
+    /// blake3 of the instrumented module, the schedule and limits and the instrumenter version:
+    /// what artifact caches key on.
+    pub fingerprint: Digest,
+    /// The exported functions.
+    pub exports: Vec<ExportedFunction>,
+    /// The ABI imports used, in import order.
+    pub imports: Vec<Import>,
+    /// Whether the module exports a linear memory named `memory`.
+    pub exports_memory: bool,
+}
+
+impl Instrumented {
+    /// The exported function `name`.
+    pub fn export(&self, name: &str) -> Option<&ExportedFunction> {
+        self.exports.iter().find(|e| e.name == name)
+    }
+}
+
+fn value_type(t: ValType) -> ValueType {
+    match t {
+        ValType::I64 => ValueType::I64,
+        ValType::F32 => ValueType::F32,
+        ValType::F64 => ValueType::F64,
+        // The feature set admits no other types; i32 covers the rest.
+        _ => ValueType::I32,
+    }
+}
+
+/// Module facts gathered before the code is rewritten.
+#[derive(Default)]
+struct Info {
+    /// Function types: (params, results).
+    types: Vec<(Vec<ValType>, Vec<ValType>)>,
+    /// Type index of every function, imports first.
+    func_types: Vec<u32>,
+    imported_funcs: u32,
+    imported_globals: u32,
+    defined_globals: u32,
+    imports: Vec<Import>,
+    exports_memory: bool,
+    exports: Vec<(String, u32)>,
+    /// Frame weight of every function (imports weigh one).
+    weights: Vec<u32>,
+    /// Largest weight of each type's functions, for indirect calls.
+    type_weights: Vec<u32>,
+}
+
+/// Validates `wasm` under the deterministic feature set and `limits`, and instruments it.
+///
+/// # Errors
+/// The module is invalid, uses an unsupported feature or import, or exceeds a limit; the error
+/// says which and where.
+pub fn instrument(
+    wasm: &[u8],
+    schedule: &GasSchedule,
+    limits: &Limits,
+) -> Result<Instrumented, InstrumentError> {
+    limit(
+        "module size",
+        wasm.len() as u64,
+        limits.max_module_bytes as u64,
+    )?;
+    let info = analyse(wasm, limits)?;
+    let bytes = rewrite(wasm, &info, schedule, limits)?;
+    // The output must be valid too: a check against instrumenter bugs, not user input.
+    Validator::new_with_features(FEATURES)
+        .validate_all(&bytes)
+        .map_err(invalid)?;
+    let mut fingerprint = blake3::Hasher::new();
+    fingerprint.update(&bytes);
+    fingerprint.update(&INSTRUMENTER_VERSION.to_le_bytes());
+    fingerprint.update(&schedule.version.to_le_bytes());
+    fingerprint.update(&limits.max_memory_pages.to_le_bytes());
+    fingerprint.update(&limits.max_stack_units.to_le_bytes());
+    let exports = info
+        .exports
+        .iter()
+        .map(|(name, func)| {
+            let (params, results) = &info.types[info.func_types[*func as usize] as usize];
+            ExportedFunction {
+                name: name.clone(),
+                params: params.iter().copied().map(value_type).collect(),
+                results: results.iter().copied().map(value_type).collect(),
+            }
+        })
+        .collect();
+    Ok(Instrumented {
+        code_id: Digest::of(wasm),
+        bytes,
+        fingerprint: Digest(*fingerprint.finalize().as_bytes()),
+        exports,
+        imports: info.imports,
+        exports_memory: info.exports_memory,
+    })
+}
+
+fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
+    let mut info = Info::default();
+    let mut validator = Validator::new_with_features(FEATURES);
+    let mut allocs = FuncValidatorAllocations::default();
+    let mut defined = 0u32;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(invalid)?;
+        let valid = validator.payload(&payload).map_err(invalid)?;
+        match &payload {
+            Payload::TypeSection(reader) => {
+                for group in reader.clone() {
+                    for sub in group.map_err(invalid)?.into_types() {
+                        let f = sub.unwrap_func();
+                        info.types.push((f.params().to_vec(), f.results().to_vec()));
+                    }
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.clone().into_imports() {
+                    let import = import.map_err(invalid)?;
+                    let err = |reason| InstrumentError::Import {
+                        module: import.module.to_string(),
+                        name: import.name.to_string(),
+                        reason,
+                    };
+                    let TypeRef::Func(ty) = import.ty else {
+                        return Err(err("only functions may be imported"));
+                    };
+                    if import.module != IMPORT_MODULE {
+                        return Err(err("unknown import module (ABI v1 offers `synor`)"));
+                    }
+                    let abi = Import::by_name(import.name).ok_or(err("not in ABI v1"))?;
+                    let (params, results) = &info.types[ty as usize];
+                    let want = |t: &[Ty]| -> Vec<ValType> {
+                        t.iter()
+                            .map(|t| match t {
+                                Ty::I32 => ValType::I32,
+                                Ty::I64 => ValType::I64,
+                            })
+                            .collect()
+                    };
+                    if *params != want(abi.params()) || *results != want(abi.results()) {
+                        return Err(err("signature differs from ABI v1"));
+                    }
+                    info.imports.push(abi);
+                    info.func_types.push(ty);
+                    info.imported_funcs += 1;
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for ty in reader.clone() {
+                    info.func_types.push(ty.map_err(invalid)?);
+                }
+                limit(
+                    "function count",
+                    info.func_types.len() as u64,
+                    limits.max_functions.into(),
+                )?;
+            }
+            Payload::TableSection(reader) => {
+                for table in reader.clone() {
+                    let table = table.map_err(invalid)?;
+                    limit(
+                        "table size",
+                        table.ty.initial,
+                        limits.max_table_elements.into(),
+                    )?;
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader.clone() {
+                    let memory = memory.map_err(invalid)?;
+                    limit(
+                        "initial memory pages",
+                        memory.initial,
+                        limits.max_memory_pages.into(),
+                    )?;
+                }
+            }
+            Payload::GlobalSection(reader) => info.defined_globals = reader.count(),
+            Payload::ExportSection(reader) => {
+                for export in reader.clone() {
+                    let export = export.map_err(invalid)?;
+                    if export.name.starts_with("__synor") {
+                        return Err(InstrumentError::ReservedExport(export.name.to_string()));
+                    }
+                    match export.kind {
+                        wasmparser::ExternalKind::Func => {
+                            info.exports.push((export.name.to_string(), export.index))
+                        }
+                        wasmparser::ExternalKind::Memory if export.name == "memory" => {
+                            info.exports_memory = true
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Payload::CodeSectionEntry(body) => {
+                let wasmparser::ValidPayload::Func(func, _) = valid else {
+                    continue;
+                };
+                let mut v = func.into_validator(core::mem::take(&mut allocs));
+                let mut locals = 0u64;
+                let mut reader = body.get_locals_reader().map_err(invalid)?;
+                for _ in 0..reader.get_count() {
+                    let offset = reader.original_position();
+                    let (count, ty) = reader.read().map_err(invalid)?;
+                    locals += u64::from(count);
+                    limit("locals in a function", locals, limits.max_locals.into())?;
+                    v.define_locals(offset, count, ty).map_err(invalid)?;
+                }
+                let mut ops = body.get_operators_reader().map_err(invalid)?;
+                let mut max_height = 0u32;
+                while !ops.eof() {
+                    let (op, offset) = ops.read_with_offset().map_err(invalid)?;
+                    v.op(offset, &op).map_err(invalid)?;
+                    max_height = max_height.max(v.operand_stack_height());
+                }
+                ops.finish().map_err(invalid)?;
+                allocs = v.into_allocations();
+                let ty = info.func_types[(info.imported_funcs + defined) as usize];
+                let params = info.types[ty as usize].0.len() as u64;
+                let slots = params + locals + u64::from(max_height);
+                info.weights
+                    .push(1 + slots.div_ceil(4).min(u64::from(u32::MAX / 2)) as u32);
+                defined += 1;
+            }
+            _ => {}
+        }
+    }
+    // Imports weigh one unit: host calls do not recurse into wasm.
+    let mut weights = alloc::vec![1u32; info.imported_funcs as usize];
+    weights.append(&mut info.weights);
+    info.weights = weights;
+    info.type_weights = alloc::vec![1u32; info.types.len()];
+    for (f, ty) in info.func_types.iter().enumerate() {
+        let w = &mut info.type_weights[*ty as usize];
+        *w = (*w).max(info.weights[f]);
+    }
+    Ok(info)
+}
+
+/// Where a section goes in the module, to insert new ones in order.
+fn rank(id: u8) -> u8 {
+    match id {
+        1..=5 => id,
+        13 => 6,
+        6 => 7,
+        7 => 8,
+        8 => 9,
+        9 => 10,
+        12 => 11,
+        10 => 12,
+        11 => 13,
+        _ => 0,
+    }
+}
+
+const GLOBAL_RANK: u8 = 7;
+const EXPORT_RANK: u8 = 8;
+
+fn rewrite(
+    wasm: &[u8],
+    info: &Info,
+    schedule: &GasSchedule,
+    limits: &Limits,
+) -> Result<Vec<u8>, InstrumentError> {
+    let gas = info.imported_globals + info.defined_globals;
+    let globals = Globals {
+        gas,
+        depth: gas + 1,
+        trap: gas + 2,
+    };
+    let mut module = Module::new();
+    let mut globals_done = false;
+    let mut exports_done = false;
+    let mut code = wasm_encoder::CodeSection::new();
+    let mut func_index = info.imported_funcs;
+    let emit_globals = |module: &mut Module, existing: Option<wasmparser::GlobalSectionReader>| {
+        let mut section = GlobalSection::new();
+        if let Some(reader) = existing {
+            for g in reader {
+                let g = g.map_err(invalid)?;
+                let ty = RoundtripReencoder
+                    .global_type(g.ty)
+                    .map_err(|e| reencode_error(&e))?;
+                let init = RoundtripReencoder
+                    .const_expr(g.init_expr)
+                    .map_err(|e| reencode_error(&e))?;
+                section.global(ty, &init);
+            }
+        }
+        let mutable = |val_type| GlobalType {
+            val_type,
+            mutable: true,
+            shared: false,
+        };
+        section.global(mutable(EValType::I64), &ConstExpr::i64_const(0));
+        section.global(mutable(EValType::I32), &ConstExpr::i32_const(0));
+        section.global(mutable(EValType::I32), &ConstExpr::i32_const(0));
+        module.section(&section);
+        Ok::<(), InstrumentError>(())
+    };
+    let emit_exports = |module: &mut Module, existing: Option<wasmparser::ExportSectionReader>| {
+        let mut section = ExportSection::new();
+        if let Some(reader) = existing {
+            for e in reader {
+                let e = e.map_err(invalid)?;
+                let kind = RoundtripReencoder
+                    .export_kind(e.kind)
+                    .map_err(|e| reencode_error(&e))?;
+                section.export(e.name, kind, e.index);
+            }
+        }
+        section.export(GAS_GLOBAL, ExportKind::Global, globals.gas);
+        section.export(DEPTH_GLOBAL, ExportKind::Global, globals.depth);
+        section.export(TRAP_GLOBAL, ExportKind::Global, globals.trap);
+        module.section(&section);
+        Ok::<(), InstrumentError>(())
+    };
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload.map_err(invalid)?;
+        let Some((id, range)) = payload.as_section() else {
+            if let Payload::CodeSectionEntry(body) = payload {
+                let f = rewrite_body(&body, func_index, info, &globals, schedule, limits)?;
+                code.function(&f);
+                func_index += 1;
+                if func_index as usize == info.func_types.len() {
+                    module.section(&code);
+                }
+            }
+            continue;
+        };
+        let r = rank(id);
+        if r > GLOBAL_RANK && !globals_done {
+            emit_globals(&mut module, None)?;
+            globals_done = true;
+        }
+        if r > EXPORT_RANK && !exports_done {
+            emit_exports(&mut module, None)?;
+            exports_done = true;
+        }
+        match payload {
+            Payload::GlobalSection(reader) => {
+                emit_globals(&mut module, Some(reader))?;
+                globals_done = true;
+            }
+            Payload::ExportSection(reader) => {
+                if !globals_done {
+                    emit_globals(&mut module, None)?;
+                    globals_done = true;
+                }
+                emit_exports(&mut module, Some(reader))?;
+                exports_done = true;
+            }
+            Payload::CodeSectionStart { .. } => {}
+            Payload::CustomSection(_) => {}
+            _ => {
+                module.section(&RawSection {
+                    id,
+                    data: &wasm[range.start as usize..range.end as usize],
+                });
+            }
+        }
+    }
+    if !globals_done {
+        emit_globals(&mut module, None)?;
+    }
+    if !exports_done {
+        emit_exports(&mut module, None)?;
+    }
+    Ok(module.finish())
+}
+
+fn reencode_error<E: fmt::Debug>(e: &E) -> InstrumentError {
+    InstrumentError::Invalid {
+        message: format!("cannot re-encode: {e:?}"),
+        offset: 0,
+    }
+}
+
+/// Indices of the inserted globals.
+struct Globals {
+    gas: u32,
+    depth: u32,
+    trap: u32,
+}
+
+/// Indices of the scratch locals added to every function.
+struct Scratch {
+    i64: u32,
+    i32: u32,
+    f32: u32,
+    f64: u32,
+}
+
+fn op_cost(op: &Operator<'_>, s: &GasSchedule) -> u64 {
+    use Operator as O;
+    match op {
+        O::I32Load { .. }
+        | O::I64Load { .. }
+        | O::F32Load { .. }
+        | O::F64Load { .. }
+        | O::I32Load8S { .. }
+        | O::I32Load8U { .. }
+        | O::I32Load16S { .. }
+        | O::I32Load16U { .. }
+        | O::I64Load8S { .. }
+        | O::I64Load8U { .. }
+        | O::I64Load16S { .. }
+        | O::I64Load16U { .. }
+        | O::I64Load32S { .. }
+        | O::I64Load32U { .. }
+        | O::I32Store { .. }
+        | O::I64Store { .. }
+        | O::F32Store { .. }
+        | O::F64Store { .. }
+        | O::I32Store8 { .. }
+        | O::I32Store16 { .. }
+        | O::I64Store8 { .. }
+        | O::I64Store16 { .. }
+        | O::I64Store32 { .. } => s.memory_access,
+        O::I32DivS
+        | O::I32DivU
+        | O::I32RemS
+        | O::I32RemU
+        | O::I64DivS
+        | O::I64DivU
+        | O::I64RemS
+        | O::I64RemU
+        | O::F32Div
+        | O::F64Div
+        | O::F32Sqrt
+        | O::F64Sqrt => s.divide,
+        O::Call { .. } => s.call,
+        O::CallIndirect { .. } => s.call_indirect,
+        // Structure costs nothing by itself: what runs inside is charged.
+        O::Block { .. } | O::Loop { .. } | O::End | O::Else | O::Nop => 0,
+        _ => s.base,
+    }
+}
+
+/// Whether `op` may produce a NaN, and of which width (32 or 64).
+fn nan_producing(op: &Operator<'_>) -> Option<u8> {
+    use Operator as O;
+    match op {
+        O::F32Add
+        | O::F32Sub
+        | O::F32Mul
+        | O::F32Div
+        | O::F32Sqrt
+        | O::F32Min
+        | O::F32Max
+        | O::F32Ceil
+        | O::F32Floor
+        | O::F32Trunc
+        | O::F32Nearest
+        | O::F32DemoteF64 => Some(32),
+        O::F64Add
+        | O::F64Sub
+        | O::F64Mul
+        | O::F64Div
+        | O::F64Sqrt
+        | O::F64Min
+        | O::F64Max
+        | O::F64Ceil
+        | O::F64Floor
+        | O::F64Trunc
+        | O::F64Nearest
+        | O::F64PromoteF32 => Some(64),
+        _ => None,
+    }
+}
+
+/// Emits code that stores `reason` in the trap global and traps.
+fn trap(f: &mut Function, g: &Globals, reason: i32) {
+    f.instruction(&Instruction::I32Const(reason));
+    f.instruction(&Instruction::GlobalSet(g.trap));
+    f.instruction(&Instruction::Unreachable);
+}
+
+/// Emits a charge of `cost` gas.
+fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64) {
+    f.instruction(&Instruction::GlobalGet(g.gas));
+    f.instruction(&Instruction::I64Const(cost as i64));
+    charge_tail(f, g, s);
+}
+
+/// With the gas left and a cost on the stack: subtracts, stores, traps when negative.
+fn charge_tail(f: &mut Function, g: &Globals, s: &Scratch) {
+    f.instruction(&Instruction::I64Sub);
+    f.instruction(&Instruction::LocalTee(s.i64));
+    f.instruction(&Instruction::GlobalSet(g.gas));
+    f.instruction(&Instruction::LocalGet(s.i64));
+    f.instruction(&Instruction::I64Const(0));
+    f.instruction(&Instruction::I64LtS);
+    f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+    trap(f, g, TRAP_OUT_OF_GAS);
+    f.instruction(&Instruction::End);
+}
+
+/// With an `i32` count on the stack: charges `per` gas per unit of `count >> shift`, leaving
+/// the count on the stack.
+fn charge_dynamic(f: &mut Function, g: &Globals, s: &Scratch, per: u64, shift: i64) {
+    f.instruction(&Instruction::LocalSet(s.i32));
+    f.instruction(&Instruction::GlobalGet(g.gas));
+    f.instruction(&Instruction::LocalGet(s.i32));
+    f.instruction(&Instruction::I64ExtendI32U);
+    if shift > 0 {
+        f.instruction(&Instruction::I64Const(shift));
+        f.instruction(&Instruction::I64ShrU);
+    }
+    f.instruction(&Instruction::I64Const(per as i64));
+    f.instruction(&Instruction::I64Mul);
+    charge_tail(f, g, s);
+    f.instruction(&Instruction::LocalGet(s.i32));
+}
+
+/// Adds `weight` to the call depth, trapping past the limit.
+fn depth_enter(f: &mut Function, g: &Globals, s: &Scratch, weight: u32, limit: u32) {
+    f.instruction(&Instruction::GlobalGet(g.depth));
+    f.instruction(&Instruction::I32Const(weight as i32));
+    f.instruction(&Instruction::I32Add);
+    f.instruction(&Instruction::LocalTee(s.i32));
+    f.instruction(&Instruction::GlobalSet(g.depth));
+    f.instruction(&Instruction::LocalGet(s.i32));
+    f.instruction(&Instruction::I32Const(limit as i32));
+    f.instruction(&Instruction::I32GtU);
+    f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+    trap(f, g, TRAP_STACK_OVERFLOW);
+    f.instruction(&Instruction::End);
+}
+
+fn depth_leave(f: &mut Function, g: &Globals, weight: u32) {
+    f.instruction(&Instruction::GlobalGet(g.depth));
+    f.instruction(&Instruction::I32Const(weight as i32));
+    f.instruction(&Instruction::I32Sub);
+    f.instruction(&Instruction::GlobalSet(g.depth));
+}
+
+fn rewrite_body(
+    body: &wasmparser::FunctionBody<'_>,
+    func_index: u32,
+    info: &Info,
+    g: &Globals,
+    schedule: &GasSchedule,
+    limits: &Limits,
+) -> Result<Function, InstrumentError> {
+    let ty = info.func_types[func_index as usize];
+    let params = info.types[ty as usize].0.len() as u32;
+    let mut locals: Vec<(u32, EValType)> = Vec::new();
+    let mut count = params;
+    for local in body.get_locals_reader().map_err(invalid)? {
+        let (n, t) = local.map_err(invalid)?;
+        locals.push((
+            n,
+            RoundtripReencoder
+                .val_type(t)
+                .map_err(|e| reencode_error(&e))?,
+        ));
+        count += n;
+    }
+    let s = Scratch {
+        i64: count,
+        i32: count + 1,
+        f32: count + 2,
+        f64: count + 3,
+    };
+    locals.extend([
+        (1, EValType::I64),
+        (1, EValType::I32),
+        (1, EValType::F32),
+        (1, EValType::F64),
+    ]);
+    let mut ops = Vec::new();
+    for op in body.get_operators_reader().map_err(invalid)? {
+        ops.push(op.map_err(invalid)?);
+    }
+    // Segment costs, charged where each segment starts: at 0 and after every loop, if, else
+    // and end.
+    let mut starts = alloc::collections::BTreeMap::new();
+    let mut start = 0usize;
+    let mut cost = 0u64;
+    for (i, op) in ops.iter().enumerate() {
+        cost += op_cost(op, schedule);
+        if matches!(
+            op,
+            Operator::Loop { .. } | Operator::If { .. } | Operator::Else | Operator::End
+        ) {
+            starts.insert(start, cost);
+            start = i + 1;
+            cost = 0;
+        }
+    }
+    starts.insert(start, cost);
+    let mut f = Function::new(locals);
+    for (i, op) in ops.into_iter().enumerate() {
+        // A segment's charge goes before its first instruction (for a segment opened by a
+        // structured instruction, right after that instruction).
+        if let Some(&c) = starts.get(&i)
+            && c > 0
+        {
+            charge_static(&mut f, g, &s, c);
+        }
+        let nan = nan_producing(&op);
+        match &op {
+            Operator::Call { function_index } => {
+                let w = info.weights[*function_index as usize];
+                depth_enter(&mut f, g, &s, w, limits.max_stack_units);
+                emit(&mut f, op)?;
+                depth_leave(&mut f, g, w);
+                continue;
+            }
+            Operator::CallIndirect { type_index, .. } => {
+                let w = info.type_weights[*type_index as usize];
+                depth_enter(&mut f, g, &s, w, limits.max_stack_units);
+                emit(&mut f, op)?;
+                depth_leave(&mut f, g, w);
+                continue;
+            }
+            Operator::MemoryGrow { .. } => {
+                charge_dynamic(&mut f, g, &s, schedule.memory_grow_page, 0);
+                // Pages after growth, in 64 bits so that no request wraps around.
+                f.instruction(&Instruction::I64ExtendI32U);
+                f.instruction(&Instruction::MemorySize(0));
+                f.instruction(&Instruction::I64ExtendI32U);
+                f.instruction(&Instruction::I64Add);
+                f.instruction(&Instruction::I64Const(limits.max_memory_pages.into()));
+                f.instruction(&Instruction::I64GtU);
+                f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+                trap(&mut f, g, TRAP_MEMORY_LIMIT);
+                f.instruction(&Instruction::End);
+                f.instruction(&Instruction::LocalGet(s.i32));
+            }
+            Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => {
+                charge_dynamic(&mut f, g, &s, schedule.bulk_per_8_bytes, 3);
+            }
+            _ => {}
+        }
+        emit(&mut f, op)?;
+        if let Some(width) = nan {
+            canonicalize(&mut f, &s, width);
+        }
+    }
+    Ok(f)
+}
+
+fn emit(f: &mut Function, op: Operator<'_>) -> Result<(), InstrumentError> {
+    let ins = RoundtripReencoder
+        .instruction(op)
+        .map_err(|e| reencode_error(&e))?;
+    f.instruction(&ins);
+    Ok(())
+}
+
+/// Replaces the float on the stack by the canonical NaN when it is a NaN.
+fn canonicalize(f: &mut Function, s: &Scratch, width: u8) {
+    if width == 32 {
+        f.instruction(&Instruction::LocalTee(s.f32));
+        f.instruction(&Instruction::F32Const(f32::from_bits(0x7fc0_0000).into()));
+        f.instruction(&Instruction::LocalGet(s.f32));
+        f.instruction(&Instruction::LocalGet(s.f32));
+        f.instruction(&Instruction::F32Eq);
+    } else {
+        f.instruction(&Instruction::LocalTee(s.f64));
+        f.instruction(&Instruction::F64Const(
+            f64::from_bits(0x7ff8_0000_0000_0000).into(),
+        ));
+        f.instruction(&Instruction::LocalGet(s.f64));
+        f.instruction(&Instruction::LocalGet(s.f64));
+        f.instruction(&Instruction::F64Eq);
+    }
+    f.instruction(&Instruction::Select);
+}
+
+#[cfg(test)]
+mod tests;
