@@ -1,13 +1,14 @@
-//! Embeds the project's own contracts (`tests/contracts/wasm/*.wasm` and its `PAIRS.tsv`) in the
-//! `synor` program, for runs without a corpus.
+//! Embeds the project's own contracts (`tests/contracts/wasm/*.wasm` and its `PAIRS.tsv`) and
+//! compute programs (`tests/contracts/wasm/programs/*.wasm`) in the `synor` program, for runs
+//! without a corpus.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/contracts/wasm");
+/// Appends `pub static NAME: &[(&str, &[u8])]` holding every `.wasm` file of `dir`.
+fn embed(code: &mut String, name: &str, doc: &str, dir: &Path) {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
+    let mut files: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok())
@@ -17,20 +18,34 @@ fn main() {
         })
         .unwrap_or_default();
     files.sort();
-    let mut code = String::from(
-        "/// The embedded contracts: (name, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
-    );
-    for name in &files {
-        let path = dir.join(name);
+    writeln!(
+        code,
+        "/// {doc}: (name, bytes).\npub static {name}: &[(&str, &[u8])] = &["
+    )
+    .unwrap();
+    for file in &files {
+        let path = dir.join(file);
         println!("cargo:rerun-if-changed={}", path.display());
         writeln!(
             code,
-            "    ({name:?}, include_bytes!({:?})),",
+            "    ({file:?}, include_bytes!({:?})),",
             path.display().to_string()
         )
         .unwrap();
     }
     code.push_str("];\n");
+}
+
+fn main() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/contracts/wasm");
+    let mut code = String::new();
+    embed(&mut code, "FILES", "The embedded contracts", &dir);
+    embed(
+        &mut code,
+        "PROGRAMS",
+        "The embedded compute programs",
+        &dir.join("programs"),
+    );
     let pairs = dir.join("PAIRS.tsv");
     println!("cargo:rerun-if-changed={}", pairs.display());
     let pairs_text = std::fs::read_to_string(&pairs).unwrap_or_default();

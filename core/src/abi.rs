@@ -33,6 +33,7 @@
 //! modules that import nothing (compute programs) may take and return `i32`/`i64` values.
 //! Exports named `__synor_*` are reserved for the instrumenter.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -210,12 +211,23 @@ impl fmt::Display for Trap {
     }
 }
 
+impl core::error::Error for Trap {}
+
 /// Linear memory, as an engine exposes it to host calls.
 pub trait Memory {
     /// The whole memory.
     fn bytes(&self) -> &[u8];
     /// The whole memory, writable.
     fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl Memory for &mut [u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
 }
 
 impl Memory for Vec<u8> {
@@ -278,7 +290,23 @@ pub trait Blobs {
     fn blob(&mut self, id: &CodeId) -> Result<Option<alloc::sync::Arc<[u8]>>, String>;
 }
 
-/// No state at all (modules that import nothing, or tests).
+/// No state and no blobs: every read finds nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Empty;
+
+impl State for Empty {
+    fn read(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+}
+
+impl Blobs for Empty {
+    fn blob(&mut self, _id: &CodeId) -> Result<Option<alloc::sync::Arc<[u8]>>, String> {
+        Ok(None)
+    }
+}
+
+/// State held in a map (tests, `synor run`).
 impl State for BTreeMap<Vec<u8>, Vec<u8>> {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         Ok(self.get(key).cloned())
@@ -334,21 +362,21 @@ pub fn changed_bytes(previous: &[u8], new: &[u8]) -> u64 {
 
 /// Everything a call may ask of the node, with the gas it costs: the one implementation of ABI
 /// v1 that every tier uses.
-pub struct CallContext<'a> {
+pub struct CallContext {
     /// The contract whose storage the call sees.
     pub contract: CodeId,
     /// The calling account.
     pub caller: [u8; 32],
     /// The input.
-    pub input: &'a [u8],
+    pub input: Vec<u8>,
     /// Costs.
     pub schedule: GasSchedule,
     /// Gas left; engines copy it from and back to the module's gas counter around each host call.
     pub gas_left: i64,
     /// The state.
-    pub state: &'a mut dyn State,
+    pub state: Box<dyn State>,
     /// The blobs.
-    pub blobs: &'a mut dyn Blobs,
+    pub blobs: Box<dyn Blobs>,
     /// Return data set so far.
     pub return_data: Vec<u8>,
     /// Events emitted so far.
@@ -359,21 +387,36 @@ pub struct CallContext<'a> {
     pub new_blobs: Vec<NewBlob>,
 }
 
-impl<'a> CallContext<'a> {
-    /// A context for one call.
+impl Default for CallContext {
+    /// A context with no input, no gas, and no state or blobs.
+    fn default() -> Self {
+        Self::new(
+            Digest([0; 32]),
+            [0; 32],
+            Vec::new(),
+            0,
+            Box::new(Empty),
+            Box::new(Empty),
+        )
+    }
+}
+
+impl CallContext {
+    /// A context for one call of `contract` by `caller` with `input` and `gas` to spend.
     pub fn new(
         contract: CodeId,
         caller: [u8; 32],
-        input: &'a [u8],
-        state: &'a mut dyn State,
-        blobs: &'a mut dyn Blobs,
+        input: Vec<u8>,
+        gas: u64,
+        state: Box<dyn State>,
+        blobs: Box<dyn Blobs>,
     ) -> Self {
         Self {
             contract,
             caller,
             input,
             schedule: GasSchedule::V1,
-            gas_left: 0,
+            gas_left: i64::try_from(gas).unwrap_or(i64::MAX),
             state,
             blobs,
             return_data: Vec::new(),
@@ -381,6 +424,11 @@ impl<'a> CallContext<'a> {
             writes: BTreeMap::new(),
             new_blobs: Vec::new(),
         }
+    }
+
+    /// Gas used out of `limit`, the gas the call started with.
+    pub fn gas_used(&self, limit: u64) -> u64 {
+        limit.saturating_sub(u64::try_from(self.gas_left).unwrap_or(0))
     }
 
     fn charge(&mut self, gas: u64) -> Result<(), Trap> {
@@ -573,11 +621,16 @@ mod tests {
 
     #[test]
     fn dispatch_charges_and_buffers() {
-        let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
-        let mut blobs: BTreeMap<CodeId, Vec<u8>> = BTreeMap::new();
+        let state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let contract = Digest([7; 32]);
-        let mut ctx = CallContext::new(contract, [1; 32], b"hi", &mut state, &mut blobs);
-        ctx.gas_left = 1_000_000;
+        let mut ctx = CallContext::new(
+            contract,
+            [1; 32],
+            b"hi".to_vec(),
+            1_000_000,
+            Box::new(state),
+            Box::new(Empty),
+        );
         let mut mem = vec![0u8; 256];
         mem[..3].copy_from_slice(b"key");
         mem[10..15].copy_from_slice(b"value");

@@ -73,6 +73,17 @@ pub const TRAP_STACK_OVERFLOW: i32 = 2;
 /// [`TRAP_GLOBAL`] value: memory limit.
 pub const TRAP_MEMORY_LIMIT: i32 = 3;
 
+/// The trap named by a value of [`TRAP_GLOBAL`], if it names one.
+pub fn trap_reason(value: i32) -> Option<crate::abi::Trap> {
+    use crate::abi::Trap;
+    match value {
+        TRAP_OUT_OF_GAS => Some(Trap::OutOfGas),
+        TRAP_STACK_OVERFLOW => Some(Trap::StackOverflow),
+        TRAP_MEMORY_LIMIT => Some(Trap::MemoryLimit),
+        _ => None,
+    }
+}
+
 /// The features every tier accepts identically.
 pub const FEATURES: WasmFeatures = WasmFeatures::LIME1;
 
@@ -137,6 +148,8 @@ pub enum InstrumentError {
     },
     /// An export uses a name reserved for the instrumenter.
     ReservedExport(String),
+    /// A construct ABI v1 does not accept.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for InstrumentError {
@@ -156,6 +169,7 @@ impl fmt::Display for InstrumentError {
             InstrumentError::ReservedExport(name) => {
                 write!(f, "export `{name}` uses a name reserved for synor")
             }
+            InstrumentError::Unsupported(what) => write!(f, "unsupported: {what}"),
         }
     }
 }
@@ -383,6 +397,11 @@ fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
                 }
             }
             Payload::GlobalSection(reader) => info.defined_globals = reader.count(),
+            Payload::StartSection { .. } => {
+                return Err(InstrumentError::Unsupported(
+                    "a start function (ABI v1 contracts initialise in an exported entry point)",
+                ));
+            }
             Payload::ExportSection(reader) => {
                 for export in reader.clone() {
                     let export = export.map_err(invalid)?;

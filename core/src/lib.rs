@@ -7,6 +7,10 @@
 //! | layer | module | what it does |
 //! |---|---|---|
 //! | code store | [`store`] | content-addressed bytecode and data blobs: zstd with trained dictionaries, content-defined chunking, upgrade deltas, bounded decoding |
+//! | contract ABI | [`abi`], [`gas`] | imports, their semantics and costs: one implementation for every tier |
+//! | instrumentation | [`instrument`] | validation under a deterministic feature set; gas, stack-depth and memory limits injected into the module |
+//! | tiers | [`tier`] | the [`tier::Engine`] boundary and the promotion policy ([`tier::Tiering`]) |
+//! | caches | [`lru`] | byte-bounded LRU for decoded code and compiled modules |
 //! | host boundary | [`host`] | [`KvStore`], [`Compressor`] |
 //! | identity | [`digest`] | blake3 [`CodeId`]s |
 //! | encoding | [`wire`] | varints and checked readers shared by every format |
@@ -55,6 +59,7 @@ pub mod host;
 pub mod instrument;
 pub mod lru;
 pub mod store;
+pub mod tier;
 pub mod wire;
 
 #[cfg(any(feature = "testing", test))]

@@ -4,6 +4,8 @@
 //!
 //! | module | provides | core trait |
 //! |---|---|---|
+//! | [`artifact`] | [`FsArtifactCache`]: compiled artifacts in a directory, checked, compressed, bounded | [`synor_core::tier::ArtifactCache`] |
+//! | [`cold`] | [`WasmiEngine`]: the cold tier, wasmi with lazy compilation | [`synor_core::tier::Engine`] |
 //! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
 //! | [`zstd`] | [`ZstdCompressor`]: libzstd at every level, with dictionaries and prefixes; dictionary training | [`synor_core::Compressor`] |
 //!
@@ -23,9 +25,13 @@
 
 #![warn(missing_docs)]
 
+pub mod artifact;
+pub mod cold;
 pub mod kv;
 pub mod zstd;
 
+pub use artifact::FsArtifactCache;
+pub use cold::WasmiEngine;
 pub use kv::RedbKv;
 pub use zstd::ZstdCompressor;
 

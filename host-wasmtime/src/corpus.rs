@@ -245,3 +245,15 @@ pub fn embedded() -> (Vec<CorpusFile>, Pairs) {
     }
     (files, pairs)
 }
+
+/// The compute programs embedded in the program (`tests/contracts/wasm/programs`): import-free
+/// kernels exporting `setup`, `run` and `teardown`.
+pub fn embedded_programs() -> Vec<CorpusFile> {
+    generated::PROGRAMS
+        .iter()
+        .map(|(name, bytes)| CorpusFile {
+            name: (*name).to_string(),
+            bytes: bytes.to_vec(),
+        })
+        .collect()
+}

@@ -7,8 +7,14 @@
 //! |---|---|
 //! | [`bench`] | `synor bench ...`: measurements against peers, reported as ratios |
 //! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
+//! | [`engine`] | [`engine::WasmtimeEngine`]: the warm (Winch) and hot (Cranelift) tiers, with an artifact cache |
+//! | [`run`] | `synor run`: one call on a chosen tier, printed identically on every tier |
+//! | [`tiered`] | [`tiered::TieredExecutor`]: the tier manager, with background tier-up |
 
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod corpus;
+pub mod engine;
+pub mod run;
+pub mod tiered;

@@ -35,9 +35,44 @@ enum Command {
     /// Work with the code store in the data directory.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Validate, instrument and call one export of a module once; prints results, return
+    /// data, gas used, trap and a hash of memory (identical on every tier).
+    Run(RunArgs),
     /// Measure synor against its peers (ratios, one run).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TierArg {
+    Cold,
+    Warm,
+    Hot,
+    Auto,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The module (.wasm): an ABI v1 contract or a module that imports nothing.
+    file: PathBuf,
+    /// The export to call.
+    entry: String,
+    /// Arguments: integers for i32/i64 parameters (decimal or 0x hex), decimals for floats.
+    #[arg(allow_negative_numbers = true)]
+    args: Vec<String>,
+    /// The tier to run on; `auto` lets the tier manager choose (cold, or an artifact cached
+    /// by an earlier run).
+    #[arg(long, value_enum, default_value = "auto")]
+    tier: TierArg,
+    /// The call's input (what `input_read` returns).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Gas limit.
+    #[arg(long, default_value_t = synor_host_wasmtime::run::DEFAULT_GAS)]
+    gas: u64,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -318,6 +353,47 @@ fn print_value(value: &serde_json::Value, json: bool) {
     }
 }
 
+fn run_command(data: &Path, args: RunArgs) -> Result<(), Error> {
+    use synor_core::tier::Tier;
+    let wasm = std::fs::read(&args.file)
+        .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
+    let input = match &args.input {
+        Some(p) => std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        None => Vec::new(),
+    };
+    let tier = match args.tier {
+        TierArg::Cold => Some(Tier::Cold),
+        TierArg::Warm => Some(Tier::Warm),
+        TierArg::Hot => Some(Tier::Hot),
+        TierArg::Auto => None,
+    };
+    let cache = artifact_cache(data);
+    let engines =
+        synor_host_wasmtime::engine::engines(&synor_core::instrument::Limits::default(), cache)?;
+    let request = synor_host_wasmtime::run::RunRequest {
+        wasm: &wasm,
+        entry: &args.entry,
+        args: &args.args,
+        input,
+        gas: args.gas,
+    };
+    let (report, ran) = synor_host_wasmtime::run::run(&request, tier, engines)?;
+    eprintln!("synor: ran on the {ran} tier");
+    print_value(&report, args.json);
+    Ok(())
+}
+
+/// The artifact cache in the data directory, when it can be opened.
+fn artifact_cache(data: &Path) -> Option<std::sync::Arc<dyn synor_core::tier::ArtifactCache>> {
+    match synor_host_std::FsArtifactCache::open(data.join("artifacts"), Default::default()) {
+        Ok(c) => Some(std::sync::Arc::new(c)),
+        Err(e) => {
+            eprintln!("synor: no artifact cache ({e}); compiling every time");
+            None
+        }
+    }
+}
+
 fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
     let (name, files, pairs) = match &args.corpus {
         Some(dir) => {
@@ -363,6 +439,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Store(c)) => store_command(&cli.data, c),
+        Some(Command::Run(args)) => run_command(&cli.data, args),
         Some(Command::Bench(BenchCommand::Store(args))) => bench_store(args),
         None => bench_store(BenchStoreArgs {
             reps: 3,

@@ -110,3 +110,9 @@ fn limits_and_reserved_names() {
         Err(InstrumentError::Invalid { .. })
     ));
 }
+
+#[test]
+fn start_functions_are_rejected() {
+    let e = run("(module (func $s) (start $s))").unwrap_err();
+    assert!(matches!(e, InstrumentError::Unsupported(_)), "{e}");
+}

@@ -1,0 +1,602 @@
+//! Tiered execution: the engine boundary, and the policy that moves contracts between tiers.
+//!
+//! Three tiers run the same [instrumented](crate::instrument) module: **cold** (an interpreter,
+//! nothing to compile), **warm** (a baseline compiler, fast to compile, slower code) and **hot**
+//! (an optimising compiler). Gas, traps and results come from the instrumented module and from
+//! [`CallContext`], never from the engine, so which tier runs a call is invisible to consensus.
+//!
+//! [`Tiering`] is the tier manager's state machine, threadless so that hosts choose how to
+//! compile in the background:
+//!
+//! 1. [`Tiering::select`] gives the best compiled module held for a contract (the caller keeps
+//!    its `Arc` for the whole call, so a module swapped or evicted meanwhile finishes the calls
+//!    already running on it).
+//! 2. After the call, [`Tiering::record`] counts the call and its gas; when a promotion pays,
+//!    it returns the tier to compile, at most once at a time per contract.
+//! 3. The host compiles on a background thread and hands the module to [`Tiering::install`].
+//!
+//! # Policy
+//!
+//! Promotion is a ski-rental decision: compile the next tier once the gas already spent in
+//! lower tiers would have paid for the compilation. Compile time grows with the module's size,
+//! execution time with gas, so a contract is promoted to tier *t* when its accumulated gas
+//! reaches `gas_per_byte[t] × module bytes` (and it was called at least `min_calls[t]` times).
+//! The defaults come from `synor bench tiers` on the project's contracts (see
+//! [`TierPolicy::DEFAULT`]). Tiers only go up; a module evicted from the byte-bounded cache
+//! must earn its promotion again from zero, so a contract cannot flap between tiers faster
+//! than it pays back each compilation.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use hashbrown::HashMap;
+
+use crate::abi::{CallContext, Trap};
+use crate::digest::{CodeId, Digest};
+use crate::instrument::{InstrumentError, Instrumented};
+use crate::lru::Lru;
+
+/// An execution tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tier {
+    /// Interpreter (wasmi): no compilation.
+    Cold = 0,
+    /// Baseline compiler (wasmtime Winch).
+    Warm = 1,
+    /// Optimising compiler (wasmtime Cranelift).
+    Hot = 2,
+}
+
+impl Tier {
+    /// Every tier, lowest first.
+    pub const ALL: [Tier; 3] = [Tier::Cold, Tier::Warm, Tier::Hot];
+
+    /// `cold`, `warm` or `hot`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Cold => "cold",
+            Tier::Warm => "warm",
+            Tier::Hot => "hot",
+        }
+    }
+
+    /// The tier called `name`.
+    pub fn by_name(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A WebAssembly value crossing the engine boundary. Floats are kept as bits, so that every
+/// NaN payload compares exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// `i32`.
+    I32(i32),
+    /// `i64`.
+    I64(i64),
+    /// `f32`, as bits.
+    F32(u32),
+    /// `f64`, as bits.
+    F64(u64),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Value::I32(v) => write!(f, "{v}"),
+            Value::I64(v) => write!(f, "{v}"),
+            Value::F32(v) => write!(f, "{}", f32::from_bits(v)),
+            Value::F64(v) => write!(f, "{}", f64::from_bits(v)),
+        }
+    }
+}
+
+/// One call: which export, with which arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The exported function.
+    pub entry: &'a str,
+    /// Its arguments; their types must match the export's parameters.
+    pub args: &'a [Value],
+    /// Whether to hash linear memory after the call (for `synor run` and differential tests;
+    /// it costs a pass over memory).
+    pub hash_memory: bool,
+    /// Run a compute program instead of `entry`: when the module exports `setup`, call
+    /// `ptr = setup()`, then `run(ptr)` and `teardown(ptr)`, all in one instance; otherwise
+    /// just `run()`. The outcome is `run`'s, with the gas of all three.
+    pub program: bool,
+}
+
+impl<'a> Call<'a> {
+    /// A call of `entry` with `args`.
+    pub fn new(entry: &'a str, args: &'a [Value]) -> Self {
+        Self {
+            entry,
+            args,
+            hash_memory: false,
+            program: false,
+        }
+    }
+
+    /// A compute program's `setup`, `run` and `teardown` (see [`Call::program`]).
+    pub fn program() -> Self {
+        Self {
+            entry: "run",
+            args: &[],
+            hash_memory: false,
+            program: true,
+        }
+    }
+
+    /// The same call, hashing memory afterwards.
+    pub fn hashing_memory(mut self) -> Self {
+        self.hash_memory = true;
+        self
+    }
+}
+
+/// The steps of a compute program (see [`Call::program`]): whether it has `setup` (and
+/// `teardown`), after checking that its exports follow the convention.
+///
+/// # Errors
+/// `run` is missing, or an export has the wrong signature.
+pub fn program_steps(module: &Instrumented) -> Result<bool, EngineError> {
+    use crate::instrument::ValueType;
+    let bad = |entry: &str, reason: &str| EngineError::Arguments {
+        entry: entry.into(),
+        reason: reason.into(),
+    };
+    let run = module
+        .export("run")
+        .ok_or_else(|| EngineError::NoSuchExport("run".into()))?;
+    let Some(setup) = module.export("setup") else {
+        if !run.params.is_empty() {
+            return Err(bad(
+                "run",
+                "a program without `setup` has a `run` without parameters",
+            ));
+        }
+        return Ok(false);
+    };
+    if setup.params.is_empty()
+        && setup.results == [ValueType::I32]
+        && run.params == [ValueType::I32]
+        && module
+            .export("teardown")
+            .is_none_or(|t| t.params == [ValueType::I32] && t.results.is_empty())
+    {
+        Ok(true)
+    } else {
+        Err(bad(
+            "setup",
+            "a program exports `setup() -> i32`, `run(i32)` and `teardown(i32)`",
+        ))
+    }
+}
+
+/// What a call did. Together with the effects buffered in the [`CallContext`], this is
+/// identical on every tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The export's results (empty when it trapped).
+    pub results: Vec<Value>,
+    /// Why the call stopped early, if it did. The context's writes, events and blobs must then
+    /// be discarded.
+    pub trap: Option<Trap>,
+    /// Gas used, out of the gas the context started with.
+    pub gas_used: u64,
+    /// blake3 of linear memory after the call, when asked for and the module has a memory.
+    pub memory_hash: Option<Digest>,
+}
+
+/// Why a call could not be made at all (as opposed to a [`Trap`] during the call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The module was rejected by validation or instrumentation.
+    Rejected(InstrumentError),
+    /// The module exports no function of that name.
+    NoSuchExport(String),
+    /// The arguments do not match the export's parameters.
+    Arguments {
+        /// The export.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The engine failed to compile or instantiate a module the instrumenter accepted (a bug:
+    /// the instrumenter's feature set and limits are meant to be within every engine's).
+    Engine(String),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Rejected(e) => write!(f, "module rejected: {e}"),
+            EngineError::NoSuchExport(e) => write!(f, "the module exports no function `{e}`"),
+            EngineError::Arguments { entry, reason } => {
+                write!(f, "arguments of `{entry}`: {reason}")
+            }
+            EngineError::Engine(e) => write!(f, "engine failure: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for EngineError {}
+
+impl From<InstrumentError> for EngineError {
+    fn from(e: InstrumentError) -> Self {
+        EngineError::Rejected(e)
+    }
+}
+
+/// Checks `call`'s arguments against the export's signature; every engine calls this first so
+/// that a bad call gets the same error on every tier.
+///
+/// # Errors
+/// No such export, or the arguments do not match.
+pub fn check_call(module: &Instrumented, call: &Call<'_>) -> Result<(), EngineError> {
+    use crate::instrument::ValueType;
+    if call.program {
+        return program_steps(module).map(drop);
+    }
+    let export = module
+        .export(call.entry)
+        .ok_or_else(|| EngineError::NoSuchExport(call.entry.into()))?;
+    let matches = export.params.len() == call.args.len()
+        && export.params.iter().zip(call.args).all(|(t, v)| {
+            matches!(
+                (t, v),
+                (ValueType::I32, Value::I32(_))
+                    | (ValueType::I64, Value::I64(_))
+                    | (ValueType::F32, Value::F32(_))
+                    | (ValueType::F64, Value::F64(_))
+            )
+        });
+    if !matches {
+        return Err(EngineError::Arguments {
+            entry: call.entry.into(),
+            reason: alloc::format!("expected {:?}, got {:?}", export.params, call.args),
+        });
+    }
+    Ok(())
+}
+
+/// A module compiled by one engine, ready to call any number of times from any thread.
+pub trait Compiled: Send + Sync {
+    /// The tier that compiled it.
+    fn tier(&self) -> Tier;
+
+    /// Bytes of compiled code (or, for an interpreter, of its internal code), which the tier
+    /// manager's cache is bounded by.
+    fn code_bytes(&self) -> usize;
+
+    /// Calls `call.entry` in a fresh instance with `ctx`: gas comes from and goes back to
+    /// `ctx.gas_left`, and host calls go through [`CallContext::dispatch`].
+    ///
+    /// # Errors
+    /// The call could not be made (no such export, wrong arguments); traps are not errors but
+    /// part of the [`Outcome`].
+    fn call(&self, ctx: &mut CallContext, call: &Call<'_>) -> Result<Outcome, EngineError>;
+}
+
+/// An engine that compiles instrumented modules for one tier.
+pub trait Engine: Send + Sync {
+    /// Its tier.
+    fn tier(&self) -> Tier;
+
+    /// Compiles `module` (or loads it from an artifact cache the engine was given).
+    ///
+    /// # Errors
+    /// The engine cannot compile a module the instrumenter accepted (a bug).
+    fn compile(&self, module: &Arc<Instrumented>) -> Result<Arc<dyn Compiled>, EngineError>;
+
+    /// Loads `module` from the engine's artifact cache, if it is there, without compiling.
+    fn load_cached(&self, module: &Arc<Instrumented>) -> Option<Arc<dyn Compiled>> {
+        let _ = module;
+        None
+    }
+
+    /// How many times this engine really compiled (as opposed to loading an artifact).
+    fn compilations(&self) -> u64;
+}
+
+/// Compiled artifacts kept across restarts, keyed by a digest of everything that affects the
+/// artifact (code, engine build and configuration, instrumenter version).
+///
+/// Implementations check integrity themselves: `load` returns exactly the bytes given to
+/// `store`, or nothing. Failures are never errors: a missing or bad artifact means "compile".
+pub trait ArtifactCache: Send + Sync {
+    /// The artifact stored under `key`, if present and intact.
+    fn load(&self, key: &Digest) -> Option<Vec<u8>>;
+    /// Stores `artifact` under `key` (atomically: a reader sees all of it or nothing).
+    fn store(&self, key: &Digest, artifact: &[u8]);
+}
+
+/// When to promote a contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierPolicy {
+    /// For warm and hot: gas spent (in lower tiers) per byte of instrumented module before
+    /// compiling that tier.
+    pub gas_per_byte: [u64; 2],
+    /// For warm and hot: calls before compiling that tier.
+    pub min_calls: [u64; 2],
+}
+
+impl TierPolicy {
+    /// Defaults measured with `synor bench tiers` on this project's contracts: Winch compiles
+    /// at roughly 10–15 ns per module byte and Cranelift at 60–120 ns, while wasmi runs about
+    /// 3–6x slower than Winch and Winch about 1.5–2x slower than Cranelift, at a few ns per
+    /// gas. Breaking even on warm thus takes a few gas per byte and on hot a few tens; the
+    /// defaults lean late for hot (a background compile still uses a core).
+    pub const DEFAULT: TierPolicy = TierPolicy {
+        gas_per_byte: [4, 40],
+        min_calls: [2, 4],
+    };
+
+    /// Never promote (a single-tier configuration).
+    pub const NEVER: TierPolicy = TierPolicy {
+        gas_per_byte: [u64::MAX, u64::MAX],
+        min_calls: [u64::MAX, u64::MAX],
+    };
+
+    fn target(&self, calls: u64, gas: u64, module_bytes: u64) -> Tier {
+        let meets = |i: usize| {
+            calls >= self.min_calls[i] && gas >= self.gas_per_byte[i].saturating_mul(module_bytes)
+        };
+        if meets(1) {
+            Tier::Hot
+        } else if meets(0) {
+            Tier::Warm
+        } else {
+            Tier::Cold
+        }
+    }
+}
+
+impl Default for TierPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Per-contract counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    /// Calls since the contract's best module was last lost (or ever).
+    calls: u64,
+    /// Gas over those calls.
+    gas: u64,
+    /// Size of the instrumented module.
+    module_bytes: u64,
+    /// Tier being compiled in the background.
+    pending: Option<Tier>,
+    /// Highest tier installed.
+    installed: Option<Tier>,
+}
+
+/// What [`Tiering`] counted, for benches and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TieringStats {
+    /// Promotions requested.
+    pub promotions: u64,
+    /// Modules evicted from the cache.
+    pub evictions: u64,
+    /// Calls served per tier.
+    pub calls: [u64; 3],
+}
+
+/// The tier manager's state: counters per contract and a byte-bounded LRU of compiled modules.
+pub struct Tiering {
+    policy: TierPolicy,
+    counters: HashMap<CodeId, Counters>,
+    modules: Lru<(CodeId, Tier), Arc<dyn Compiled>>,
+    stats: TieringStats,
+}
+
+impl Tiering {
+    /// A manager with `policy`, keeping at most `cache_bytes` of compiled code.
+    pub fn new(policy: TierPolicy, cache_bytes: usize) -> Self {
+        Self {
+            policy,
+            counters: HashMap::new(),
+            modules: Lru::new(cache_bytes),
+            stats: TieringStats::default(),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> TierPolicy {
+        self.policy
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> TieringStats {
+        self.stats
+    }
+
+    /// Bytes of compiled code held.
+    pub fn cached_bytes(&self) -> usize {
+        self.modules.used()
+    }
+
+    /// The best module held for `id` (marked as recently used), or `None` when the contract has
+    /// no module in the cache and the caller must compile the cold tier.
+    pub fn select(&mut self, id: &CodeId) -> Option<Arc<dyn Compiled>> {
+        for tier in [Tier::Hot, Tier::Warm, Tier::Cold] {
+            if let Some(m) = self.modules.get(&(*id, tier)) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// The tier of the module [`Tiering::select`] would give, without marking it used.
+    pub fn current(&self, id: &CodeId) -> Option<Tier> {
+        [Tier::Hot, Tier::Warm, Tier::Cold]
+            .into_iter()
+            .find(|t| self.modules.peek(&(*id, *t)).is_some())
+    }
+
+    /// Whether a compilation of `id` is in flight.
+    pub fn pending(&self, id: &CodeId) -> Option<Tier> {
+        self.counters.get(id).and_then(|c| c.pending)
+    }
+
+    /// Installs `module` for contract `id`, evicting least recently used modules beyond the
+    /// byte budget. Lower-tier modules of the same contract are dropped: nothing selects them
+    /// any more.
+    pub fn install(&mut self, id: CodeId, module: Arc<dyn Compiled>, module_bytes: usize) {
+        let tier = module.tier();
+        let c = self.counters.entry(id).or_default();
+        c.module_bytes = module_bytes as u64;
+        if c.pending == Some(tier) {
+            c.pending = None;
+        }
+        c.installed = Some(c.installed.map_or(tier, |t| t.max(tier)));
+        for lower in Tier::ALL.into_iter().filter(|t| *t < tier) {
+            self.modules.remove(&(id, lower));
+        }
+        let bytes = module.code_bytes();
+        for ((evicted, _), _) in self.modules.insert((id, tier), module, bytes) {
+            self.stats.evictions += 1;
+            self.lost(&evicted);
+        }
+    }
+
+    /// A contract lost its module: it restarts counting from zero, so that it must earn its
+    /// promotion again (no flapping).
+    fn lost(&mut self, id: &CodeId) {
+        let still = self.current(id);
+        if let Some(c) = self.counters.get_mut(id) {
+            c.installed = still;
+            c.calls = 0;
+            c.gas = 0;
+        }
+    }
+
+    /// A background compilation of `id` at `tier` failed: forget it, and never retry that tier
+    /// for this contract (the same input would fail the same way).
+    pub fn failed(&mut self, id: &CodeId, tier: Tier) {
+        if let Some(c) = self.counters.get_mut(id) {
+            if c.pending == Some(tier) {
+                c.pending = None;
+            }
+            c.calls = 0;
+            c.gas = 0;
+            c.installed = Some(c.installed.map_or(tier, |t| t.max(tier)));
+        }
+    }
+
+    /// Counts a call of `id` served by `tier` that used `gas`; returns the tier to compile in
+    /// the background, if a promotion is due now. The caller must compile it and
+    /// [`install`](Self::install) it (or report [`failed`](Self::failed)).
+    pub fn record(&mut self, id: &CodeId, tier: Tier, gas: u64) -> Option<Tier> {
+        self.stats.calls[tier as usize] += 1;
+        let c = self.counters.get_mut(id)?;
+        c.calls += 1;
+        c.gas = c.gas.saturating_add(gas);
+        if c.pending.is_some() {
+            return None;
+        }
+        let target = self.policy.target(c.calls, c.gas, c.module_bytes);
+        let have = c.installed.unwrap_or(Tier::Cold).max(tier);
+        if target <= have {
+            return None;
+        }
+        c.pending = Some(target);
+        self.stats.promotions += 1;
+        Some(target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(Tier, usize);
+    impl Compiled for Fake {
+        fn tier(&self) -> Tier {
+            self.0
+        }
+        fn code_bytes(&self) -> usize {
+            self.1
+        }
+        fn call(&self, _: &mut CallContext, _: &Call<'_>) -> Result<Outcome, EngineError> {
+            unreachable!("the policy never calls modules")
+        }
+    }
+
+    fn id(n: u8) -> CodeId {
+        Digest([n; 32])
+    }
+
+    #[test]
+    fn promotes_by_gas_per_byte_once_at_a_time() {
+        let policy = TierPolicy {
+            gas_per_byte: [10, 100],
+            min_calls: [2, 3],
+        };
+        let mut t = Tiering::new(policy, 1 << 20);
+        t.install(id(1), Arc::new(Fake(Tier::Cold, 100)), 1000);
+        // 10 gas/byte * 1000 bytes = 10_000 gas and 2 calls for warm.
+        assert_eq!(t.record(&id(1), Tier::Cold, 9_000), None);
+        assert_eq!(t.record(&id(1), Tier::Cold, 2_000), Some(Tier::Warm));
+        // In flight: no second request, whatever the gas.
+        assert_eq!(t.record(&id(1), Tier::Cold, 1_000_000), None);
+        assert_eq!(t.pending(&id(1)), Some(Tier::Warm));
+        t.install(id(1), Arc::new(Fake(Tier::Warm, 200)), 1000);
+        assert_eq!(t.current(&id(1)), Some(Tier::Warm));
+        // Already past the hot threshold (100 * 1000) with 3 calls.
+        assert_eq!(t.record(&id(1), Tier::Warm, 1), Some(Tier::Hot));
+        t.install(id(1), Arc::new(Fake(Tier::Hot, 150)), 1000);
+        assert_eq!(t.select(&id(1)).unwrap().tier(), Tier::Hot);
+        // The lower tiers are gone; nothing is left to promote to.
+        assert_eq!(t.cached_bytes(), 150);
+        assert_eq!(t.record(&id(1), Tier::Hot, u64::MAX), None);
+        assert_eq!(t.stats().promotions, 2);
+    }
+
+    #[test]
+    fn eviction_by_bytes_restarts_the_count() {
+        let policy = TierPolicy {
+            gas_per_byte: [1, 1000],
+            min_calls: [1, 1],
+        };
+        let mut t = Tiering::new(policy, 1000);
+        t.install(id(1), Arc::new(Fake(Tier::Warm, 600)), 10);
+        t.install(id(2), Arc::new(Fake(Tier::Warm, 300)), 10);
+        assert!(t.select(&id(1)).is_some()); // 2 is now the least recently used
+        t.install(id(3), Arc::new(Fake(Tier::Warm, 300)), 10);
+        assert!(t.current(&id(2)).is_none());
+        assert_eq!(t.cached_bytes(), 900);
+        assert_eq!(t.stats().evictions, 1);
+        // Contract 2 starts again from cold and must earn warm again.
+        t.install(id(2), Arc::new(Fake(Tier::Cold, 10)), 10);
+        assert_eq!(t.record(&id(2), Tier::Cold, 5), None);
+        assert_eq!(t.record(&id(2), Tier::Cold, 5), Some(Tier::Warm));
+    }
+
+    #[test]
+    fn failed_compilation_is_not_retried() {
+        let mut t = Tiering::new(
+            TierPolicy {
+                gas_per_byte: [0, 1_000_000],
+                min_calls: [1, 1],
+            },
+            1 << 20,
+        );
+        t.install(id(1), Arc::new(Fake(Tier::Cold, 1)), 10);
+        assert_eq!(t.record(&id(1), Tier::Cold, 1), Some(Tier::Warm));
+        t.failed(&id(1), Tier::Warm);
+        assert_eq!(t.record(&id(1), Tier::Cold, 1), None);
+    }
+}

@@ -1,0 +1,335 @@
+//! The cold tier: wasmi, an interpreter with lazy compilation, so a contract's first call pays
+//! only for the functions it runs.
+//!
+//! Limits are set so that wasmi's own never trip before the instrumented ones: the instrumented
+//! call depth (at most [`Limits::max_stack_units`] frames, each of at most four value slots per
+//! unit) stays far below wasmi's recursion and value-stack limits, so a deep recursion traps
+//! with the same `stack_overflow`, at the same gas, as on every other tier.
+
+use std::sync::Arc;
+
+use synor_core::abi::{CallContext, Import, Trap};
+use synor_core::instrument::{self, Instrumented, Limits};
+use synor_core::tier::{self, Call, Compiled, EngineError, Outcome, Tier, Value};
+use synor_core::{Digest, abi};
+use wasmi::{Caller, Config, Linker, Module, Store, Val};
+
+/// What a wasmi store holds during one call.
+struct Host {
+    ctx: CallContext,
+    gas: Option<wasmi::Global>,
+    trap: Option<wasmi::Global>,
+    memory: Option<wasmi::Memory>,
+}
+
+/// A [`Trap`] raised by a host call, carried through wasmi.
+#[derive(Debug)]
+struct HostTrap(Trap);
+
+impl std::fmt::Display for HostTrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl wasmi::errors::HostError for HostTrap {}
+
+/// The cold-tier engine.
+pub struct WasmiEngine {
+    engine: wasmi::Engine,
+    linker: Arc<Linker<Host>>,
+}
+
+impl std::fmt::Debug for WasmiEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WasmiEngine")
+    }
+}
+
+impl WasmiEngine {
+    /// An engine for modules instrumented with `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        let mut config = Config::default();
+        config
+            .compilation_mode(wasmi::CompilationMode::Lazy)
+            // Features: exactly the instrumenter's (it validated already; wasmi must agree).
+            .wasm_mutable_global(true)
+            .wasm_sign_extension(true)
+            .wasm_saturating_float_to_int(true)
+            .wasm_multi_value(true)
+            .wasm_bulk_memory(true)
+            .wasm_extended_const(true)
+            .wasm_multi_memory(false)
+            .wasm_reference_types(false)
+            .wasm_tail_call(false)
+            .wasm_custom_page_sizes(false)
+            .wasm_wide_arithmetic(false)
+            .ignore_custom_sections(true)
+            // Each frame weighs at least one stack unit and holds at most four slots per unit:
+            // wasmi's limits sit well above what the instrumented depth limit allows.
+            .set_max_recursion_depth(limits.max_stack_units as usize + 1024)
+            .set_max_stack_height((limits.max_stack_units as usize * 4 + 65_536) * 16 * 4);
+        let engine = wasmi::Engine::new(&config);
+        let mut linker = Linker::new(&engine);
+        define_imports(&mut linker);
+        Self {
+            engine,
+            linker: Arc::new(linker),
+        }
+    }
+}
+
+impl Default for WasmiEngine {
+    fn default() -> Self {
+        Self::new(&Limits::default())
+    }
+}
+
+impl tier::Engine for WasmiEngine {
+    fn tier(&self) -> Tier {
+        Tier::Cold
+    }
+
+    fn compile(&self, module: &Arc<Instrumented>) -> Result<Arc<dyn Compiled>, EngineError> {
+        let compiled = Module::new(&self.engine, &module.bytes)
+            .map_err(|e| EngineError::Engine(format!("wasmi: {e}")))?;
+        Ok(Arc::new(WasmiModule {
+            module: compiled,
+            linker: self.linker.clone(),
+            engine: self.engine.clone(),
+            source: module.clone(),
+        }))
+    }
+
+    fn compilations(&self) -> u64 {
+        0
+    }
+}
+
+/// A module ready for wasmi.
+pub struct WasmiModule {
+    module: Module,
+    linker: Arc<Linker<Host>>,
+    engine: wasmi::Engine,
+    source: Arc<Instrumented>,
+}
+
+impl Compiled for WasmiModule {
+    fn tier(&self) -> Tier {
+        Tier::Cold
+    }
+
+    fn code_bytes(&self) -> usize {
+        // wasmi translates lazily; its internal code is a few times the wasm.
+        self.source.bytes.len() * 3
+    }
+
+    fn call(&self, ctx: &mut CallContext, call: &Call<'_>) -> Result<Outcome, EngineError> {
+        tier::check_call(&self.source, call)?;
+        let limit = u64::try_from(ctx.gas_left).unwrap_or(0);
+        let host = Host {
+            ctx: std::mem::take(ctx),
+            gas: None,
+            trap: None,
+            memory: None,
+        };
+        let mut store = Store::new(&self.engine, host);
+        let result = run(&self.linker, &self.module, &mut store, call);
+        let reason = match store.data().trap.map(|g| g.get(&store)) {
+            Some(Val::I32(r)) => r,
+            _ => 0,
+        };
+        let Host {
+            ctx: mut returned,
+            gas,
+            trap: _,
+            memory,
+        } = store.data_mut().take();
+        if let Some(g) = gas
+            && let Val::I64(left) = g.get(&store)
+        {
+            returned.gas_left = left;
+        }
+        let memory_hash = match (call.hash_memory, memory) {
+            (true, Some(m)) => Some(Digest::of(m.data(&store))),
+            _ => None,
+        };
+        let gas_used = returned.gas_used(limit);
+        *ctx = returned;
+        let (results, trap) = match result {
+            Ok(values) => (values, None),
+            Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
+        };
+        Ok(Outcome {
+            results,
+            trap,
+            gas_used,
+            memory_hash,
+        })
+    }
+}
+
+impl Host {
+    fn take(&mut self) -> Host {
+        Host {
+            ctx: std::mem::take(&mut self.ctx),
+            gas: self.gas.take(),
+            trap: self.trap.take(),
+            memory: self.memory.take(),
+        }
+    }
+}
+
+fn run(
+    linker: &Linker<Host>,
+    module: &Module,
+    store: &mut Store<Host>,
+    call: &Call<'_>,
+) -> Result<Vec<Value>, wasmi::Error> {
+    let instance = linker.instantiate_and_start(&mut *store, module)?;
+    let gas = instance
+        .get_global(&*store, instrument::GAS_GLOBAL)
+        .ok_or_else(|| wasmi::Error::new("instrumented module without a gas counter"))?;
+    let left = store.data().ctx.gas_left;
+    gas.set(&mut *store, Val::I64(left))
+        .map_err(|e| wasmi::Error::new(e.to_string()))?;
+    store.data_mut().gas = Some(gas);
+    store.data_mut().trap = instance.get_global(&*store, instrument::TRAP_GLOBAL);
+    store.data_mut().memory = instance.get_memory(&*store, "memory");
+    let invoke = |store: &mut Store<Host>, name: &str, args: &[Val]| {
+        let func = instance
+            .get_func(&*store, name)
+            .ok_or_else(|| wasmi::Error::new("no such export"))?;
+        let ty = func.ty(&*store);
+        let mut results: Vec<Val> = ty
+            .results()
+            .iter()
+            .map(|t| Val::default_for_ty(*t))
+            .collect();
+        func.call(&mut *store, args, &mut results)?;
+        Ok::<_, wasmi::Error>(results)
+    };
+    let results = if !call.program {
+        let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
+        invoke(store, call.entry, &args)?
+    } else if instance.get_func(&*store, "setup").is_some() {
+        let ptr = invoke(store, "setup", &[])?;
+        let results = invoke(store, "run", &ptr)?;
+        if instance.get_func(&*store, "teardown").is_some() {
+            invoke(store, "teardown", &ptr)?;
+        }
+        results
+    } else {
+        invoke(store, "run", &[])?
+    };
+    Ok(results.into_iter().map(from_val).collect())
+}
+
+fn to_val(v: Value) -> Val {
+    match v {
+        Value::I32(v) => Val::I32(v),
+        Value::I64(v) => Val::I64(v),
+        Value::F32(v) => Val::F32(wasmi::F32::from_bits(v)),
+        Value::F64(v) => Val::F64(wasmi::F64::from_bits(v)),
+    }
+}
+
+fn from_val(v: Val) -> Value {
+    match v {
+        Val::I64(v) => Value::I64(v),
+        Val::F32(v) => Value::F32(v.to_bits()),
+        Val::F64(v) => Value::F64(v.to_bits()),
+        Val::I32(v) => Value::I32(v),
+        // The feature set has no other value types.
+        other => Value::I32(other.i32().unwrap_or(0)),
+    }
+}
+
+/// The stable trap for a wasmi error; the instrumentation's `reason` wins over `unreachable`.
+fn trap_of(e: &wasmi::Error, reason: i32) -> Trap {
+    use wasmi::TrapCode as C;
+    if let Some(HostTrap(t)) = e.downcast_ref::<HostTrap>() {
+        return t.clone();
+    }
+    let Some(code) = e.as_trap_code() else {
+        return Trap::Other(e.to_string());
+    };
+    match code {
+        C::UnreachableCodeReached => instrument::trap_reason(reason).unwrap_or(Trap::Unreachable),
+        C::MemoryOutOfBounds => Trap::MemoryOutOfBounds,
+        C::TableOutOfBounds => Trap::TableOutOfBounds,
+        C::IndirectCallToNull => Trap::IndirectCallToNull,
+        C::IntegerDivisionByZero => Trap::IntegerDivisionByZero,
+        C::IntegerOverflow => Trap::IntegerOverflow,
+        C::BadConversionToInteger => Trap::BadConversionToInteger,
+        C::BadSignature => Trap::BadSignature,
+        C::StackOverflow => Trap::Other("wasmi stack limit before the instrumented one".into()),
+        other => Trap::Other(other.to_string()),
+    }
+}
+
+/// Performs `import` for a wasmi host function.
+fn host_call(
+    caller: &mut Caller<'_, Host>,
+    import: Import,
+    args: &[u64],
+) -> Result<Option<u64>, wasmi::Error> {
+    let gas = caller.data().gas;
+    let memory = caller.data().memory;
+    if let Some(g) = gas
+        && let Val::I64(left) = g.get(&*caller)
+    {
+        caller.data_mut().ctx.gas_left = left;
+    }
+    let result = match memory {
+        Some(m) => {
+            let (bytes, host) = m.data_and_store_mut(&mut *caller);
+            let mut view: &mut [u8] = bytes;
+            host.ctx.dispatch(import, args, &mut view)
+        }
+        None => {
+            let mut none: Vec<u8> = Vec::new();
+            caller.data_mut().ctx.dispatch(import, args, &mut none)
+        }
+    };
+    let left = caller.data().ctx.gas_left;
+    if let Some(g) = gas {
+        g.set(&mut *caller, Val::I64(left))
+            .map_err(|e| wasmi::Error::new(e.to_string()))?;
+    }
+    result.map_err(|t| wasmi::Error::host(HostTrap(t)))
+}
+
+fn define_imports(linker: &mut Linker<Host>) {
+    let ty = |t: &abi::Ty| match t {
+        abi::Ty::I32 => wasmi::ValType::I32,
+        abi::Ty::I64 => wasmi::ValType::I64,
+    };
+    for import in Import::ALL {
+        let func_type = wasmi::FuncType::new(
+            import.params().iter().map(ty),
+            import.results().iter().map(ty),
+        );
+        let result = linker.func_new(
+            abi::IMPORT_MODULE,
+            import.name(),
+            func_type,
+            move |mut caller: Caller<'_, Host>, params: &[Val], results: &mut [Val]| {
+                let mut args = [0u64; 4];
+                for (a, p) in args.iter_mut().zip(params) {
+                    *a = p.i32().map_or(0, |v| u64::from(v as u32));
+                }
+                let value = host_call(&mut caller, import, &args[..params.len()])?;
+                if let (Some(slot), Some(v)) = (results.first_mut(), value) {
+                    *slot = match import.results() {
+                        [abi::Ty::I64] => Val::I64(v as i64),
+                        _ => Val::I32(v as i32),
+                    };
+                }
+                Ok(())
+            },
+        );
+        // Names are unique in the ABI table (checked by core's tests).
+        let _ = result;
+    }
+}

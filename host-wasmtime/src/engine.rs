@@ -1,0 +1,453 @@
+//! The warm and hot tiers: wasmtime with Winch (baseline) and Cranelift (optimising).
+//!
+//! Both engines take the instrumented module (so gas, stack depth and memory limits come from
+//! the module, not from engine fuel), accept exactly the instrumenter's feature set, and can
+//! keep compiled artifacts in an [`ArtifactCache`] keyed by everything that affects the
+//! artifact.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use synor_core::Digest;
+use synor_core::abi::{self, CallContext, Import, Trap};
+use synor_core::instrument::{self, INSTRUMENTER_VERSION, Instrumented, Limits};
+use synor_core::tier::{self, ArtifactCache, Call, Compiled, EngineError, Outcome, Tier, Value};
+use wasmtime::{Caller, Config, InstancePre, Linker, Module, OptLevel, Store, Strategy, Val};
+
+/// Native stack wasm may use. The instrumented depth limit (16,384 units by default) needs
+/// under 2 MiB on Winch, whose frames are the largest (see the `deep_recursion` tests), so the
+/// engine's own limit never trips first. Calls must run on threads with at least
+/// [`STACK_NEEDED`] bytes of stack (the main thread has 8 MiB; the tier manager's threads are
+/// created with it).
+pub const MAX_WASM_STACK: usize = 4 << 20;
+
+/// Stack a thread needs to run calls: the wasm stack plus room for the host.
+pub const STACK_NEEDED: usize = MAX_WASM_STACK + (2 << 20);
+
+/// What a wasmtime store holds during one call.
+pub(crate) struct Host {
+    ctx: CallContext,
+    gas: Option<wasmtime::Global>,
+    memory: Option<wasmtime::Memory>,
+}
+
+/// A warm (Winch) or hot (Cranelift) engine.
+pub struct WasmtimeEngine {
+    tier: Tier,
+    engine: wasmtime::Engine,
+    linker: Linker<Host>,
+    cache: Option<Arc<dyn ArtifactCache>>,
+    /// Digest of the engine's build and configuration, part of every artifact key.
+    config_key: Digest,
+    compilations: AtomicU64,
+    instrumented: bool,
+}
+
+impl std::fmt::Debug for WasmtimeEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmtimeEngine")
+            .field("tier", &self.tier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Feeds `Hash` output into blake3, to digest wasmtime's compatibility hash.
+struct Blake3Hasher(blake3::Hasher);
+
+impl Hasher for Blake3Hasher {
+    fn finish(&self) -> u64 {
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&self.0.finalize().as_bytes()[..8]);
+        u64::from_le_bytes(out)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+impl WasmtimeEngine {
+    /// The warm tier (Winch).
+    ///
+    /// # Errors
+    /// wasmtime cannot create the engine (e.g. Winch does not support this CPU).
+    pub fn winch(cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
+        Self::new(Tier::Warm, cache)
+    }
+
+    /// The hot tier (Cranelift, optimising for speed).
+    ///
+    /// # Errors
+    /// wasmtime cannot create the engine.
+    pub fn cranelift(cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
+        Self::new(Tier::Hot, cache)
+    }
+
+    /// An engine for `tier` (warm or hot).
+    ///
+    /// # Errors
+    /// wasmtime cannot create the engine, or `tier` is cold.
+    pub fn new(tier: Tier, cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        let strategy = match tier {
+            Tier::Warm => Strategy::Winch,
+            Tier::Hot => Strategy::Cranelift,
+            Tier::Cold => return Err(EngineError::Engine("wasmtime serves warm and hot".into())),
+        };
+        config
+            .strategy(strategy)
+            .cranelift_opt_level(OptLevel::Speed)
+            .async_stack_size(STACK_NEEDED)
+            .max_wasm_stack(MAX_WASM_STACK)
+            // Exactly the instrumenter's feature set (lime1).
+            .wasm_bulk_memory(true)
+            .wasm_multi_value(true)
+            .wasm_extended_const(true)
+            .wasm_simd(false)
+            .wasm_relaxed_simd(false)
+            .wasm_multi_memory(false)
+            .wasm_tail_call(false)
+            .wasm_wide_arithmetic(false)
+            .wasm_custom_page_sizes(false)
+            .wasm_backtrace_max_frames(None)
+            .parallel_compilation(false);
+        let engine = wasmtime::Engine::new(&config)
+            .map_err(|e| EngineError::Engine(format!("wasmtime ({tier}): {e}")))?;
+        let mut key = Blake3Hasher(blake3::Hasher::new());
+        key.write(b"synor wasmtime artifact v1");
+        key.write(tier.name().as_bytes());
+        key.write(&(MAX_WASM_STACK as u64).to_le_bytes());
+        key.write(&INSTRUMENTER_VERSION.to_le_bytes());
+        engine.precompile_compatibility_hash().hash(&mut key);
+        let config_key = Digest(*key.0.finalize().as_bytes());
+        let mut linker = Linker::new(&engine);
+        define_imports(&mut linker)?;
+        Ok(Self {
+            tier,
+            engine,
+            linker,
+            cache,
+            config_key,
+            compilations: AtomicU64::new(0),
+            instrumented: true,
+        })
+    }
+
+    /// Runs modules as they are, without instrumentation: for measuring metering overhead
+    /// only (no gas, no deterministic stack limit; a call's gas is reported as 0).
+    pub fn uninstrumented(mut self) -> Self {
+        self.instrumented = false;
+        self
+    }
+
+    /// The artifact key of `module` on this engine: code, instrumentation, engine build and
+    /// configuration.
+    pub fn artifact_key(&self, module: &Instrumented) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(self.config_key.as_bytes());
+        h.update(module.fingerprint.as_bytes());
+        h.update(&INSTRUMENTER_VERSION.to_le_bytes());
+        Digest(*h.finalize().as_bytes())
+    }
+
+    fn finish(
+        &self,
+        compiled: Module,
+        source: &Arc<Instrumented>,
+    ) -> Result<Arc<dyn Compiled>, EngineError> {
+        let pre = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
+        let range = compiled.image_range();
+        let code_bytes = (range.end as usize).saturating_sub(range.start as usize);
+        Ok(Arc::new(WasmtimeModule {
+            tier: self.tier,
+            pre,
+            code_bytes,
+            source: source.clone(),
+            instrumented: self.instrumented,
+        }))
+    }
+
+    /// Compiles `wasm` as it is (for [`uninstrumented`](Self::uninstrumented) measurements).
+    ///
+    /// # Errors
+    /// wasmtime rejects the module.
+    pub fn compile_raw(
+        &self,
+        wasm: &[u8],
+        source: &Arc<Instrumented>,
+    ) -> Result<Arc<dyn Compiled>, EngineError> {
+        let compiled = Module::new(&self.engine, wasm)
+            .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
+        self.finish(compiled, source)
+    }
+}
+
+impl tier::Engine for WasmtimeEngine {
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    fn compile(&self, module: &Arc<Instrumented>) -> Result<Arc<dyn Compiled>, EngineError> {
+        if let Some(m) = self.load_cached(module) {
+            return Ok(m);
+        }
+        self.compilations.fetch_add(1, Ordering::Relaxed);
+        let compiled = Module::new(&self.engine, &module.bytes)
+            .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
+        if let Some(cache) = &self.cache
+            && let Ok(bytes) = compiled.serialize()
+        {
+            cache.store(&self.artifact_key(module), &bytes);
+        }
+        self.finish(compiled, module)
+    }
+
+    fn load_cached(&self, module: &Arc<Instrumented>) -> Option<Arc<dyn Compiled>> {
+        let cache = self.cache.as_ref()?;
+        let bytes = cache.load(&self.artifact_key(module))?;
+        // SAFETY: `Module::deserialize` requires bytes produced by `Module::serialize` of a
+        // compatible engine, since it maps them as executable code. The cache returns only
+        // bytes whose blake3 matches the hash it recorded when this process (or an earlier
+        // one) stored an artifact it serialized, under a key that includes the engine's
+        // `precompile_compatibility_hash` and configuration; wasmtime itself also checks the
+        // header's version and configuration and fails cleanly on a mismatch.
+        let compiled = unsafe { Module::deserialize(&self.engine, &bytes) }.ok()?;
+        self.finish(compiled, module).ok()
+    }
+
+    fn compilations(&self) -> u64 {
+        self.compilations.load(Ordering::Relaxed)
+    }
+}
+
+/// A module compiled by wasmtime, ready to instantiate.
+pub struct WasmtimeModule {
+    tier: Tier,
+    pre: InstancePre<Host>,
+    code_bytes: usize,
+    source: Arc<Instrumented>,
+    instrumented: bool,
+}
+
+impl Compiled for WasmtimeModule {
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    fn code_bytes(&self) -> usize {
+        self.code_bytes
+    }
+
+    fn call(&self, ctx: &mut CallContext, call: &Call<'_>) -> Result<Outcome, EngineError> {
+        tier::check_call(&self.source, call)?;
+        let limit = u64::try_from(ctx.gas_left).unwrap_or(0);
+        let host = Host {
+            ctx: std::mem::take(ctx),
+            gas: None,
+            memory: None,
+        };
+        let mut store = Store::new(self.pre.module().engine(), host);
+        let mut trap_global = None;
+        let result = self.run(&mut store, call, &mut trap_global);
+        if let Some(g) = store.data().gas
+            && let Val::I64(left) = g.get(&mut store)
+        {
+            store.data_mut().ctx.gas_left = left;
+        }
+        let reason = match trap_global.map(|g: wasmtime::Global| g.get(&mut store)) {
+            Some(Val::I32(r)) => r,
+            _ => 0,
+        };
+        let memory_hash = match (call.hash_memory, store.data().memory) {
+            (true, Some(m)) => Some(Digest::of(m.data(&store))),
+            _ => None,
+        };
+        let mut returned = std::mem::take(&mut store.data_mut().ctx);
+        let gas_used = if self.instrumented {
+            returned.gas_used(limit)
+        } else {
+            returned.gas_left = i64::try_from(limit).unwrap_or(i64::MAX);
+            0
+        };
+        *ctx = returned;
+        let (results, trap) = match result {
+            Ok(values) => (values, None),
+            Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
+        };
+        Ok(Outcome {
+            results,
+            trap,
+            gas_used,
+            memory_hash,
+        })
+    }
+}
+
+impl WasmtimeModule {
+    fn run(
+        &self,
+        store: &mut Store<Host>,
+        call: &Call<'_>,
+        trap_global: &mut Option<wasmtime::Global>,
+    ) -> wasmtime::Result<Vec<Value>> {
+        let instance = self.pre.instantiate(&mut *store)?;
+        if self.instrumented {
+            let gas = instance
+                .get_global(&mut *store, instrument::GAS_GLOBAL)
+                .ok_or_else(|| wasmtime::Error::msg("instrumented module without a gas counter"))?;
+            let left = store.data().ctx.gas_left;
+            gas.set(&mut *store, Val::I64(left))?;
+            store.data_mut().gas = Some(gas);
+            *trap_global = instance.get_global(&mut *store, instrument::TRAP_GLOBAL);
+        }
+        store.data_mut().memory = instance.get_memory(&mut *store, "memory");
+        let invoke = |store: &mut Store<Host>, name: &str, args: &[Val]| {
+            let func = instance
+                .get_func(&mut *store, name)
+                .ok_or_else(|| wasmtime::Error::msg("no such export"))?;
+            let n = func.ty(&*store).results().len();
+            let mut results = vec![Val::I32(0); n];
+            func.call(&mut *store, args, &mut results)?;
+            Ok::<_, wasmtime::Error>(results)
+        };
+        let results = if !call.program {
+            let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
+            invoke(store, call.entry, &args)?
+        } else if instance.get_func(&mut *store, "setup").is_some() {
+            let ptr = invoke(store, "setup", &[])?;
+            let results = invoke(store, "run", &ptr)?;
+            if instance.get_func(&mut *store, "teardown").is_some() {
+                invoke(store, "teardown", &ptr)?;
+            }
+            results
+        } else {
+            invoke(store, "run", &[])?
+        };
+        Ok(results.into_iter().map(from_val).collect())
+    }
+}
+
+fn to_val(v: Value) -> Val {
+    match v {
+        Value::I32(v) => Val::I32(v),
+        Value::I64(v) => Val::I64(v),
+        Value::F32(v) => Val::F32(v),
+        Value::F64(v) => Val::F64(v),
+    }
+}
+
+fn from_val(v: Val) -> Value {
+    match v {
+        Val::I64(v) => Value::I64(v),
+        Val::F32(v) => Value::F32(v),
+        Val::F64(v) => Value::F64(v),
+        Val::I32(v) => Value::I32(v),
+        // The feature set has no other value types.
+        _ => Value::I32(0),
+    }
+}
+
+/// The stable trap for a wasmtime error; the instrumentation's `reason` wins over
+/// `unreachable`.
+fn trap_of(e: &wasmtime::Error, reason: i32) -> Trap {
+    use wasmtime::Trap as W;
+    if let Some(t) = e.downcast_ref::<Trap>() {
+        return t.clone();
+    }
+    let Some(code) = e.downcast_ref::<W>() else {
+        return Trap::Other(format!("{e:#}"));
+    };
+    match code {
+        W::UnreachableCodeReached => instrument::trap_reason(reason).unwrap_or(Trap::Unreachable),
+        W::MemoryOutOfBounds | W::HeapMisaligned => Trap::MemoryOutOfBounds,
+        W::TableOutOfBounds => Trap::TableOutOfBounds,
+        W::IndirectCallToNull => Trap::IndirectCallToNull,
+        W::IntegerDivisionByZero => Trap::IntegerDivisionByZero,
+        W::IntegerOverflow => Trap::IntegerOverflow,
+        W::BadConversionToInteger => Trap::BadConversionToInteger,
+        W::BadSignature => Trap::BadSignature,
+        W::StackOverflow => Trap::Other("native stack limit before the instrumented one".into()),
+        other => Trap::Other(other.to_string()),
+    }
+}
+
+/// Performs `import` for a wasmtime host function.
+fn host_call(
+    caller: &mut Caller<'_, Host>,
+    import: Import,
+    args: &[u64],
+) -> wasmtime::Result<Option<u64>> {
+    let gas = caller.data().gas;
+    if let Some(g) = gas
+        && let Val::I64(left) = g.get(&mut *caller)
+    {
+        caller.data_mut().ctx.gas_left = left;
+    }
+    let result = match caller.data().memory {
+        Some(m) => {
+            let (bytes, host) = m.data_and_store_mut(&mut *caller);
+            let mut view: &mut [u8] = bytes;
+            host.ctx.dispatch(import, args, &mut view)
+        }
+        None => {
+            let mut none: Vec<u8> = Vec::new();
+            caller.data_mut().ctx.dispatch(import, args, &mut none)
+        }
+    };
+    let left = caller.data().ctx.gas_left;
+    if let Some(g) = gas {
+        g.set(&mut *caller, Val::I64(left))?;
+    }
+    result.map_err(wasmtime::Error::new)
+}
+
+fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
+    let ty = |t: &abi::Ty| match t {
+        abi::Ty::I32 => wasmtime::ValType::I32,
+        abi::Ty::I64 => wasmtime::ValType::I64,
+    };
+    for import in Import::ALL {
+        let func_type = wasmtime::FuncType::new(
+            linker.engine(),
+            import.params().iter().map(ty),
+            import.results().iter().map(ty),
+        );
+        linker
+            .func_new(
+                abi::IMPORT_MODULE,
+                import.name(),
+                func_type,
+                move |mut caller: Caller<'_, Host>, params: &[Val], results: &mut [Val]| {
+                    let mut args = [0u64; 4];
+                    for (a, p) in args.iter_mut().zip(params) {
+                        *a = p.i32().map_or(0, |v| u64::from(v as u32));
+                    }
+                    let value = host_call(&mut caller, import, &args[..params.len()])?;
+                    if let (Some(slot), Some(v)) = (results.first_mut(), value) {
+                        *slot = match import.results() {
+                            [abi::Ty::I64] => Val::I64(v as i64),
+                            _ => Val::I32(v as i32),
+                        };
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| EngineError::Engine(format!("linker: {e:#}")))?;
+    }
+    Ok(())
+}
+
+/// The engines of all three tiers, sharing one artifact cache.
+pub fn engines(
+    limits: &Limits,
+    cache: Option<Arc<dyn ArtifactCache>>,
+) -> Result<[Arc<dyn tier::Engine>; 3], EngineError> {
+    Ok([
+        Arc::new(synor_host_std::WasmiEngine::new(limits)),
+        Arc::new(WasmtimeEngine::winch(cache.clone())?),
+        Arc::new(WasmtimeEngine::cranelift(cache)?),
+    ])
+}

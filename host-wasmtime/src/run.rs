@@ -1,0 +1,197 @@
+//! `synor run`: one call of one module, on a chosen tier, printed so that tiers can be compared
+//! byte for byte.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Value as Json, json};
+use synor_core::abi::{CallContext, Empty};
+use synor_core::gas::GasSchedule;
+use synor_core::instrument::{self, Instrumented, Limits, ValueType};
+use synor_core::tier::{Call, EngineError, Outcome, Tier, Value};
+
+use crate::tiered::{Mode, TieredExecutor};
+
+/// Gas of a call when none is given: enough for seconds of work on the cold tier.
+pub const DEFAULT_GAS: u64 = 10_000_000_000;
+
+/// The account `synor run` calls as.
+pub const CALLER: [u8; 32] = [0xca; 32];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest<'a> {
+    /// The module.
+    pub wasm: &'a [u8],
+    /// The export to call.
+    pub entry: &'a str,
+    /// Its arguments, as text (integers for `i32`/`i64`, decimals for floats).
+    pub args: &'a [String],
+    /// The input the contract reads.
+    pub input: Vec<u8>,
+    /// Gas limit.
+    pub gas: u64,
+}
+
+/// Parses `args` for the parameters of `entry`.
+///
+/// # Errors
+/// Wrong count, or a value that does not parse as its parameter's type.
+pub fn parse_args(
+    module: &Instrumented,
+    entry: &str,
+    args: &[String],
+) -> Result<Vec<Value>, EngineError> {
+    let export = module
+        .export(entry)
+        .ok_or_else(|| EngineError::NoSuchExport(entry.into()))?;
+    let bad = |reason: String| EngineError::Arguments {
+        entry: entry.into(),
+        reason,
+    };
+    if export.params.len() != args.len() {
+        return Err(bad(format!(
+            "{} parameters ({:?}), {} given",
+            export.params.len(),
+            export.params,
+            args.len()
+        )));
+    }
+    export
+        .params
+        .iter()
+        .zip(args)
+        .map(|(t, a)| {
+            let err = |_| bad(format!("`{a}` is not a valid {t:?}"));
+            Ok(match t {
+                ValueType::I32 => Value::I32(
+                    parse_int(a)
+                        .and_then(|v| {
+                            i32::try_from(v)
+                                .or_else(|_| u32::try_from(v).map(|u| u as i32))
+                                .map_err(|_| ())
+                        })
+                        .map_err(err)?,
+                ),
+                ValueType::I64 => Value::I64(
+                    parse_int(a)
+                        .and_then(|v| {
+                            i64::try_from(v)
+                                .or_else(|_| u64::try_from(v).map(|u| u as i64))
+                                .map_err(|_| ())
+                        })
+                        .map_err(err)?,
+                ),
+                ValueType::F32 => {
+                    Value::F32(a.parse::<f32>().map_err(|_| ()).map_err(err)?.to_bits())
+                }
+                ValueType::F64 => {
+                    Value::F64(a.parse::<f64>().map_err(|_| ()).map_err(err)?.to_bits())
+                }
+            })
+        })
+        .collect()
+}
+
+fn parse_int(a: &str) -> Result<i128, ()> {
+    let (neg, digits) = match a.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, a),
+    };
+    let v = match digits.strip_prefix("0x") {
+        Some(hex) => i128::from_str_radix(hex, 16),
+        None => digits.parse::<i128>(),
+    }
+    .map_err(|_| ())?;
+    Ok(if neg { -v } else { v })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The JSON `synor run` prints for `outcome` and the effects left in `ctx`. It contains nothing
+/// that depends on the tier.
+pub fn report(outcome: &Outcome, ctx: &CallContext) -> Json {
+    let results: Vec<Json> = outcome
+        .results
+        .iter()
+        .map(|v| match v {
+            Value::I32(v) => json!({"type": "i32", "value": v}),
+            Value::I64(v) => json!({"type": "i64", "value": v}),
+            Value::F32(v) => json!({"type": "f32", "bits": format!("{v:#010x}"), "value": f32::from_bits(*v).to_string()}),
+            Value::F64(v) => json!({"type": "f64", "bits": format!("{v:#018x}"), "value": f64::from_bits(*v).to_string()}),
+        })
+        .collect();
+    let ok = outcome.trap.is_none();
+    let writes: Vec<Json> = if ok {
+        ctx.writes
+            .iter()
+            .map(|(k, v)| json!({"key": hex(k), "value": v.as_deref().map(hex)}))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let events: Vec<Json> = if ok {
+        ctx.events
+            .iter()
+            .map(|e| json!({"topic": hex(&e.topic), "data": hex(&e.data)}))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let blobs: Vec<Json> = if ok {
+        ctx.new_blobs
+            .iter()
+            .map(|b| json!(b.id.to_string()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    json!({
+        "results": results,
+        "return_data": hex(&ctx.return_data),
+        "gas_used": outcome.gas_used,
+        "trap": outcome.trap.as_ref().map(|t| t.name()),
+        "trap_message": outcome.trap.as_ref().map(|t| t.to_string()),
+        "memory_hash": outcome.memory_hash.map(|d| d.to_string()),
+        "storage_writes": writes,
+        "events": events,
+        "blobs": blobs,
+    })
+}
+
+/// Validates and instruments `request.wasm`, calls it once on `tier` (`None`: the tier manager
+/// decides), and returns the report and the tier that ran it.
+///
+/// # Errors
+/// The module is rejected, the export or arguments are wrong, or an engine failed.
+pub fn run(
+    request: &RunRequest<'_>,
+    tier: Option<Tier>,
+    engines: [Arc<dyn synor_core::tier::Engine>; 3],
+) -> Result<(Json, Tier), EngineError> {
+    let module = Arc::new(instrument::instrument(
+        request.wasm,
+        &GasSchedule::V1,
+        &Limits::default(),
+    )?);
+    let args = parse_args(&module, request.entry, request.args)?;
+    let mode = match tier {
+        Some(t) => Mode::Static(t),
+        None => Mode::Tiered(Default::default()),
+    };
+    let executor = TieredExecutor::new(engines, mode, crate::tiered::DEFAULT_CACHE_BYTES);
+    let state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut ctx = CallContext::new(
+        module.code_id,
+        CALLER,
+        request.input.clone(),
+        request.gas,
+        Box::new(state),
+        Box::new(Empty),
+    );
+    let call = Call::new(request.entry, &args).hashing_memory();
+    let (outcome, ran) = executor.call(&module, &mut ctx, &call)?;
+    Ok((report(&outcome, &ctx), ran))
+}

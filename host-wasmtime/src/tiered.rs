@@ -1,0 +1,210 @@
+//! The tier manager: runs each call on the best module held for its contract, and compiles
+//! promotions on a background thread.
+//!
+//! The policy and the byte-bounded module cache are core's [`Tiering`]; this module adds the
+//! thread. Callers never wait for a tier-up: a call takes an `Arc` of the module it starts on
+//! and finishes on it, whatever is swapped in or evicted meanwhile. On a contract's first call,
+//! a hot or warm artifact left by an earlier run is loaded (no compilation); otherwise the
+//! call runs cold at once.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use synor_core::abi::CallContext;
+use synor_core::instrument::Instrumented;
+use synor_core::tier::{
+    Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Tiering, TieringStats,
+};
+
+/// Default budget of compiled code held in memory.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+struct Shared {
+    tiering: Mutex<Tiering>,
+    /// Background compilations queued or running.
+    queued: Mutex<usize>,
+    idle: Condvar,
+}
+
+impl Shared {
+    fn tiering(&self) -> MutexGuard<'_, Tiering> {
+        // A panic elsewhere never leaves the tiering state inconsistent: each method of
+        // `Tiering` completes or does nothing, so a poisoned lock is still usable.
+        self.tiering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn done(&self) {
+        let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        *q = q.saturating_sub(1);
+        self.idle.notify_all();
+    }
+}
+
+/// How a [`TieredExecutor`] picks tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Start cold (or from a cached artifact) and promote by the policy in the background.
+    Tiered(TierPolicy),
+    /// Always this tier, compiled on first use (the single-tier baselines).
+    Static(Tier),
+}
+
+/// Runs calls on tiered engines.
+pub struct TieredExecutor {
+    engines: [Arc<dyn Engine>; 3],
+    mode: Mode,
+    shared: Arc<Shared>,
+    jobs: Option<Sender<(Arc<Instrumented>, Tier)>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TieredExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TieredExecutor")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TieredExecutor {
+    /// An executor over `engines` (cold, warm, hot) keeping at most `cache_bytes` of compiled
+    /// code.
+    pub fn new(engines: [Arc<dyn Engine>; 3], mode: Mode, cache_bytes: usize) -> Self {
+        let policy = match mode {
+            Mode::Tiered(p) => p,
+            Mode::Static(_) => TierPolicy::NEVER,
+        };
+        let shared = Arc::new(Shared {
+            tiering: Mutex::new(Tiering::new(policy, cache_bytes)),
+            queued: Mutex::new(0),
+            idle: Condvar::new(),
+        });
+        let (jobs, worker) = match mode {
+            Mode::Tiered(_) => {
+                let (tx, rx) = channel();
+                let engines = engines.clone();
+                let s = shared.clone();
+                let worker = std::thread::Builder::new()
+                    .name("synor-tier-up".into())
+                    .spawn(move || compile_loop(&engines, &s, &rx))
+                    .ok();
+                (worker.is_some().then_some(tx), worker)
+            }
+            Mode::Static(_) => (None, None),
+        };
+        Self {
+            engines,
+            mode,
+            shared,
+            jobs,
+            worker,
+        }
+    }
+
+    /// The module a call of `module` would run on now, compiling or loading it if the contract
+    /// has none.
+    ///
+    /// # Errors
+    /// The engine failed to compile.
+    pub fn module_for(&self, module: &Arc<Instrumented>) -> Result<Arc<dyn Compiled>, EngineError> {
+        let id = module.code_id;
+        if let Some(m) = self.shared.tiering().select(&id) {
+            return Ok(m);
+        }
+        let compiled = match self.mode {
+            Mode::Static(tier) => self.engines[tier as usize].compile(module)?,
+            Mode::Tiered(_) => match self.engines[Tier::Hot as usize]
+                .load_cached(module)
+                .or_else(|| self.engines[Tier::Warm as usize].load_cached(module))
+            {
+                Some(m) => m,
+                None => self.engines[Tier::Cold as usize].compile(module)?,
+            },
+        };
+        self.shared
+            .tiering()
+            .install(id, compiled.clone(), module.bytes.len());
+        Ok(compiled)
+    }
+
+    /// Calls `call.entry` of `module` with `ctx`; returns the outcome and the tier that ran it.
+    ///
+    /// # Errors
+    /// See [`Compiled::call`].
+    pub fn call(
+        &self,
+        module: &Arc<Instrumented>,
+        ctx: &mut CallContext,
+        call: &Call<'_>,
+    ) -> Result<(Outcome, Tier), EngineError> {
+        let compiled = self.module_for(module)?;
+        let tier = compiled.tier();
+        let outcome = compiled.call(ctx, call)?;
+        let promote = self
+            .shared
+            .tiering()
+            .record(&module.code_id, tier, outcome.gas_used);
+        if let (Some(target), Some(jobs)) = (promote, &self.jobs) {
+            *self.shared.queued.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            if jobs.send((module.clone(), target)).is_err() {
+                self.shared.done();
+                self.shared.tiering().failed(&module.code_id, target);
+            }
+        }
+        Ok((outcome, tier))
+    }
+
+    /// Waits until no background compilation is queued or running (benches and tests).
+    pub fn wait_idle(&self) {
+        let mut q = self.shared.queued.lock().unwrap_or_else(|e| e.into_inner());
+        while *q > 0 {
+            q = self.shared.idle.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The tier a call of contract `module` would run on now, if it has a module.
+    pub fn current_tier(&self, module: &Instrumented) -> Option<Tier> {
+        self.shared.tiering().current(&module.code_id)
+    }
+
+    /// Counts of the tier manager.
+    pub fn stats(&self) -> TieringStats {
+        self.shared.tiering().stats()
+    }
+
+    /// Bytes of compiled code held.
+    pub fn cached_bytes(&self) -> usize {
+        self.shared.tiering().cached_bytes()
+    }
+
+    /// Real compilations per engine (cold, warm, hot), excluding artifacts loaded from a cache.
+    pub fn compilations(&self) -> [u64; 3] {
+        [0, 1, 2].map(|i| self.engines[i].compilations())
+    }
+}
+
+impl Drop for TieredExecutor {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn compile_loop(
+    engines: &[Arc<dyn Engine>; 3],
+    shared: &Shared,
+    jobs: &Receiver<(Arc<Instrumented>, Tier)>,
+) {
+    while let Ok((module, tier)) = jobs.recv() {
+        match engines[tier as usize].compile(&module) {
+            Ok(compiled) => shared
+                .tiering()
+                .install(module.code_id, compiled, module.bytes.len()),
+            Err(_) => shared.tiering().failed(&module.code_id, tier),
+        }
+        shared.done();
+    }
+}
