@@ -11,13 +11,17 @@
 //! SIMD, reference types, tail calls, exceptions, GC, multiple memories and 64-bit memories are
 //! rejected: each is either nondeterministic or not supported identically by every tier.
 //!
-//! Floats are allowed and **NaN-canonicalised**: the result of every instruction that may
-//! produce a NaN (arithmetic, `min`/`max`, rounding, `sqrt`, `promote`/`demote`) is replaced by
-//! the canonical NaN (`0x7fc00000`, `0x7ff8000000000000`) when it is a NaN, by instructions the
-//! instrumenter inserts. Instructions that only move bits (`abs`, `neg`, `copysign`, loads,
-//! stores, reinterpretations) keep them exactly on every engine, so every float bit pattern is
-//! the same on every tier. Modules without floats pay nothing.
-//!
+//! Floats are allowed and **NaN-canonicalised**: engines may differ only in the sign and
+//! payload of a NaN, and those bits become observable only where a float is stored to memory,
+//! reinterpreted as an integer, used as the sign of `copysign`, or returned to the host. At
+//! each of those points the instrumenter inserts a check that replaces a NaN by the canonical
+//! NaN (`0x7fc00000`, `0x7ff8000000000000`) — for stores and reinterpretations as an integer
+//! compare and select, the store becoming an integer store of the same bytes — and engines
+//! canonicalise float results they return ([`crate::tier::Value::canonical`]). Everything
+//! else a NaN can do (arithmetic, comparisons, conversions, which trap or saturate on any NaN)
+//! does not depend on its bits, so every observable bit is the same on every tier, while
+//! arithmetic runs unchecked. Modules without floats pay nothing.
+
 //! # What is inserted
 //!
 //! Three globals are appended (so no existing index moves) and exported:
@@ -26,7 +30,12 @@
 //!
 //! - **Gas**: code is cut into segments at the points control can reach other than by falling
 //!   through (function entry, loop headers, `if` and `else` arms, after every `end`); each
-//!   segment's cost (per the [`GasSchedule`]) is charged when the segment starts. Instructions
+//!   segment's cost (per the [`GasSchedule`]) is charged when the segment starts. A function
+//!   keeps the gas left in a local (a register on the compiling tiers) and writes it to the
+//!   global before every call, return, `unreachable` and instrumentation trap, reading it back
+//!   after calls, so host calls and engines see the exact count there. A machine fault
+//!   (out-of-bounds access, division by zero, ...) happens between those points; a call that
+//!   faults is charged its whole gas limit, on every tier ([`crate::tier::gas_used`]). Instructions
 //!   whose cost depends on an operand (`memory.grow` per page, `memory.fill`/`copy` per 8 bytes)
 //!   are charged again, dynamically, just before they run.
 //! - **Stack**: every call adds the callee's frame weight (one unit plus one per four of its
@@ -57,7 +66,7 @@ use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
 
 /// Version of the instrumentation; part of every artifact cache key.
-pub const INSTRUMENTER_VERSION: u32 = 1;
+pub const INSTRUMENTER_VERSION: u32 = 2;
 
 /// Export name of the gas counter.
 pub const GAS_GLOBAL: &str = "__synor_gas";
@@ -616,6 +625,8 @@ struct Scratch {
     i32: u32,
     f32: u32,
     f64: u32,
+    /// The function's gas counter.
+    gas: u32,
 }
 
 fn op_cost(op: &Operator<'_>, s: &GasSchedule) -> u64 {
@@ -664,62 +675,65 @@ fn op_cost(op: &Operator<'_>, s: &GasSchedule) -> u64 {
     }
 }
 
-/// Whether `op` may produce a NaN, and of which width (32 or 64).
-fn nan_producing(op: &Operator<'_>) -> Option<u8> {
+/// Where a float's bits become observable, so that a NaN must be canonical there.
+enum Observe {
+    /// `f32.store` / `f64.store`: canonicalised in the integer domain and stored as an integer
+    /// (same bytes, same traps).
+    Store(u8, wasmparser::MemArg),
+    /// `i32.reinterpret_f32` / `i64.reinterpret_f64`: the integer is canonicalised after.
+    Reinterpret(u8),
+    /// `copysign`: the sign operand (on top) is canonicalised before.
+    SignOperand(u8),
+}
+
+fn observe(op: &Operator<'_>) -> Option<Observe> {
     use Operator as O;
     match op {
-        O::F32Add
-        | O::F32Sub
-        | O::F32Mul
-        | O::F32Div
-        | O::F32Sqrt
-        | O::F32Min
-        | O::F32Max
-        | O::F32Ceil
-        | O::F32Floor
-        | O::F32Trunc
-        | O::F32Nearest
-        | O::F32DemoteF64 => Some(32),
-        O::F64Add
-        | O::F64Sub
-        | O::F64Mul
-        | O::F64Div
-        | O::F64Sqrt
-        | O::F64Min
-        | O::F64Max
-        | O::F64Ceil
-        | O::F64Floor
-        | O::F64Trunc
-        | O::F64Nearest
-        | O::F64PromoteF32 => Some(64),
+        O::F32Store { memarg } => Some(Observe::Store(32, *memarg)),
+        O::F64Store { memarg } => Some(Observe::Store(64, *memarg)),
+        O::I32ReinterpretF32 => Some(Observe::Reinterpret(32)),
+        O::I64ReinterpretF64 => Some(Observe::Reinterpret(64)),
+        O::F32Copysign => Some(Observe::SignOperand(32)),
+        O::F64Copysign => Some(Observe::SignOperand(64)),
         _ => None,
     }
 }
 
-/// Emits code that stores `reason` in the trap global and traps.
-fn trap(f: &mut Function, g: &Globals, reason: i32) {
+/// Emits code that stores `reason` in the trap global and traps, after saving the gas left.
+fn trap(f: &mut Function, g: &Globals, s: &Scratch, reason: i32) {
+    flush(f, g, s);
     f.instruction(&Instruction::I32Const(reason));
     f.instruction(&Instruction::GlobalSet(g.trap));
     f.instruction(&Instruction::Unreachable);
 }
 
+/// Copies the function's gas counter to the global (before calls, returns and traps).
+fn flush(f: &mut Function, g: &Globals, s: &Scratch) {
+    f.instruction(&Instruction::LocalGet(s.gas));
+    f.instruction(&Instruction::GlobalSet(g.gas));
+}
+
+/// Copies the global gas counter to the function's (at entry and after calls).
+fn reload(f: &mut Function, g: &Globals, s: &Scratch) {
+    f.instruction(&Instruction::GlobalGet(g.gas));
+    f.instruction(&Instruction::LocalSet(s.gas));
+}
+
 /// Emits a charge of `cost` gas.
 fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64) {
-    f.instruction(&Instruction::GlobalGet(g.gas));
+    f.instruction(&Instruction::LocalGet(s.gas));
     f.instruction(&Instruction::I64Const(cost as i64));
     charge_tail(f, g, s);
 }
 
-/// With the gas left and a cost on the stack: subtracts, stores, traps when negative.
+/// With the gas left and a cost on the stack: subtracts, traps when negative.
 fn charge_tail(f: &mut Function, g: &Globals, s: &Scratch) {
     f.instruction(&Instruction::I64Sub);
-    f.instruction(&Instruction::LocalTee(s.i64));
-    f.instruction(&Instruction::GlobalSet(g.gas));
-    f.instruction(&Instruction::LocalGet(s.i64));
+    f.instruction(&Instruction::LocalTee(s.gas));
     f.instruction(&Instruction::I64Const(0));
     f.instruction(&Instruction::I64LtS);
     f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
-    trap(f, g, TRAP_OUT_OF_GAS);
+    trap(f, g, s, TRAP_OUT_OF_GAS);
     f.instruction(&Instruction::End);
 }
 
@@ -727,7 +741,7 @@ fn charge_tail(f: &mut Function, g: &Globals, s: &Scratch) {
 /// the count on the stack.
 fn charge_dynamic(f: &mut Function, g: &Globals, s: &Scratch, per: u64, shift: i64) {
     f.instruction(&Instruction::LocalSet(s.i32));
-    f.instruction(&Instruction::GlobalGet(g.gas));
+    f.instruction(&Instruction::LocalGet(s.gas));
     f.instruction(&Instruction::LocalGet(s.i32));
     f.instruction(&Instruction::I64ExtendI32U);
     if shift > 0 {
@@ -751,7 +765,7 @@ fn depth_enter(f: &mut Function, g: &Globals, s: &Scratch, weight: u32, limit: u
     f.instruction(&Instruction::I32Const(limit as i32));
     f.instruction(&Instruction::I32GtU);
     f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
-    trap(f, g, TRAP_STACK_OVERFLOW);
+    trap(f, g, s, TRAP_STACK_OVERFLOW);
     f.instruction(&Instruction::End);
 }
 
@@ -789,12 +803,14 @@ fn rewrite_body(
         i32: count + 1,
         f32: count + 2,
         f64: count + 3,
+        gas: count + 4,
     };
     locals.extend([
         (1, EValType::I64),
         (1, EValType::I32),
         (1, EValType::F32),
         (1, EValType::F64),
+        (1, EValType::I64),
     ]);
     let mut ops = Vec::new();
     for op in body.get_operators_reader().map_err(invalid)? {
@@ -818,6 +834,12 @@ fn rewrite_body(
     }
     starts.insert(start, cost);
     let mut f = Function::new(locals);
+    // Gas lives in a local while the function runs (a register, where the global would be a
+    // load and a store per segment); the global is brought up to date before every call,
+    // return and trap, and read back after every call.
+    reload(&mut f, g, &s);
+    // Open blocks: a branch to depth `nesting` leaves the function.
+    let mut nesting = 0u32;
     for (i, op) in ops.into_iter().enumerate() {
         // A segment's charge goes before its first instruction (for a segment opened by a
         // structured instruction, right after that instruction).
@@ -826,20 +848,39 @@ fn rewrite_body(
         {
             charge_static(&mut f, g, &s, c);
         }
-        let nan = nan_producing(&op);
         match &op {
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => nesting += 1,
+            Operator::End if nesting == 0 => flush(&mut f, g, &s),
+            Operator::End => nesting -= 1,
+            Operator::Return | Operator::Unreachable => flush(&mut f, g, &s),
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth }
+                if *relative_depth == nesting =>
+            {
+                flush(&mut f, g, &s)
+            }
+            Operator::BrTable { targets } => {
+                let leaves = targets.default() == nesting
+                    || targets.targets().any(|t| t.is_ok_and(|t| t == nesting));
+                if leaves {
+                    flush(&mut f, g, &s);
+                }
+            }
             Operator::Call { function_index } => {
                 let w = info.weights[*function_index as usize];
+                flush(&mut f, g, &s);
                 depth_enter(&mut f, g, &s, w, limits.max_stack_units);
                 emit(&mut f, op)?;
                 depth_leave(&mut f, g, w);
+                reload(&mut f, g, &s);
                 continue;
             }
             Operator::CallIndirect { type_index, .. } => {
                 let w = info.type_weights[*type_index as usize];
+                flush(&mut f, g, &s);
                 depth_enter(&mut f, g, &s, w, limits.max_stack_units);
                 emit(&mut f, op)?;
                 depth_leave(&mut f, g, w);
+                reload(&mut f, g, &s);
                 continue;
             }
             Operator::MemoryGrow { .. } => {
@@ -852,7 +893,7 @@ fn rewrite_body(
                 f.instruction(&Instruction::I64Const(limits.max_memory_pages.into()));
                 f.instruction(&Instruction::I64GtU);
                 f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
-                trap(&mut f, g, TRAP_MEMORY_LIMIT);
+                trap(&mut f, g, &s, TRAP_MEMORY_LIMIT);
                 f.instruction(&Instruction::End);
                 f.instruction(&Instruction::LocalGet(s.i32));
             }
@@ -861,9 +902,30 @@ fn rewrite_body(
             }
             _ => {}
         }
-        emit(&mut f, op)?;
-        if let Some(width) = nan {
-            canonicalize(&mut f, &s, width);
+        match observe(&op) {
+            None => emit(&mut f, op)?,
+            Some(Observe::Store(width, memarg)) => {
+                let memarg = RoundtripReencoder
+                    .mem_arg(memarg)
+                    .map_err(|e| reencode_error(&e))?;
+                if width == 32 {
+                    f.instruction(&Instruction::I32ReinterpretF32);
+                    canonicalize_bits(&mut f, &s, 32);
+                    f.instruction(&Instruction::I32Store(memarg));
+                } else {
+                    f.instruction(&Instruction::I64ReinterpretF64);
+                    canonicalize_bits(&mut f, &s, 64);
+                    f.instruction(&Instruction::I64Store(memarg));
+                }
+            }
+            Some(Observe::Reinterpret(width)) => {
+                emit(&mut f, op)?;
+                canonicalize_bits(&mut f, &s, width);
+            }
+            Some(Observe::SignOperand(width)) => {
+                canonicalize(&mut f, &s, width);
+                emit(&mut f, op)?;
+            }
         }
     }
     Ok(f)
@@ -893,6 +955,31 @@ fn canonicalize(f: &mut Function, s: &Scratch, width: u8) {
         f.instruction(&Instruction::LocalGet(s.f64));
         f.instruction(&Instruction::LocalGet(s.f64));
         f.instruction(&Instruction::F64Eq);
+    }
+    f.instruction(&Instruction::Select);
+}
+
+/// Replaces the float bits (as an integer) on the stack by the canonical NaN's when they are a
+/// NaN's: integer compare and select, cheaper on every engine than a float compare.
+fn canonicalize_bits(f: &mut Function, s: &Scratch, width: u8) {
+    if width == 32 {
+        f.instruction(&Instruction::LocalSet(s.i32));
+        f.instruction(&Instruction::I32Const(0x7fc0_0000));
+        f.instruction(&Instruction::LocalGet(s.i32));
+        f.instruction(&Instruction::LocalGet(s.i32));
+        f.instruction(&Instruction::I32Const(0x7fff_ffff));
+        f.instruction(&Instruction::I32And);
+        f.instruction(&Instruction::I32Const(0x7f80_0000));
+        f.instruction(&Instruction::I32GtU);
+    } else {
+        f.instruction(&Instruction::LocalSet(s.i64));
+        f.instruction(&Instruction::I64Const(0x7ff8_0000_0000_0000));
+        f.instruction(&Instruction::LocalGet(s.i64));
+        f.instruction(&Instruction::LocalGet(s.i64));
+        f.instruction(&Instruction::I64Const(0x7fff_ffff_ffff_ffff));
+        f.instruction(&Instruction::I64And);
+        f.instruction(&Instruction::I64Const(0x7ff0_0000_0000_0000));
+        f.instruction(&Instruction::I64GtU);
     }
     f.instruction(&Instruction::Select);
 }

@@ -88,6 +88,43 @@ pub enum Value {
     F64(u64),
 }
 
+impl Value {
+    /// The value with a NaN replaced by the canonical NaN (what engines return to the host).
+    pub fn canonical(self) -> Value {
+        match self {
+            Value::F32(b) if b & 0x7fff_ffff > 0x7f80_0000 => Value::F32(0x7fc0_0000),
+            Value::F64(b) if b & 0x7fff_ffff_ffff_ffff > 0x7ff0_0000_0000_0000 => {
+                Value::F64(0x7ff8_0000_0000_0000)
+            }
+            v => v,
+        }
+    }
+}
+
+/// Gas used by a call that started with `limit`, given the gas left in `ctx` and its trap: a
+/// machine fault (raised by the engine between the instrumentation's accounting points) is
+/// charged the whole limit, so every tier charges the same; anything else is charged exactly.
+pub fn gas_used(limit: u64, ctx: &mut CallContext, trap: Option<&Trap>) -> u64 {
+    let fault = matches!(
+        trap,
+        Some(
+            Trap::MemoryOutOfBounds
+                | Trap::TableOutOfBounds
+                | Trap::IndirectCallToNull
+                | Trap::BadSignature
+                | Trap::IntegerDivisionByZero
+                | Trap::IntegerOverflow
+                | Trap::BadConversionToInteger
+                | Trap::Other(_)
+        )
+    );
+    if fault {
+        ctx.gas_left = 0;
+        return limit;
+    }
+    ctx.gas_used(limit)
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -110,8 +147,9 @@ pub struct Call<'a> {
     /// it costs a pass over memory).
     pub hash_memory: bool,
     /// Run a compute program instead of `entry`: when the module exports `setup`, call
-    /// `ptr = setup()`, then `run(ptr)` and `teardown(ptr)`, all in one instance; otherwise
-    /// just `run()`. The outcome is `run`'s, with the gas of all three.
+    /// `ptr = setup(args...)` (a program's `setup` may take a size), then `run(ptr)` and
+    /// `teardown(ptr)`, all in one instance; otherwise just `run()`. The outcome is `run`'s,
+    /// with the gas of all three.
     pub program: bool,
 }
 
@@ -126,11 +164,11 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// A compute program's `setup`, `run` and `teardown` (see [`Call::program`]).
-    pub fn program() -> Self {
+    /// A compute program's `setup(args...)`, `run` and `teardown` (see [`Call::program`]).
+    pub fn program(args: &'a [Value]) -> Self {
         Self {
             entry: "run",
-            args: &[],
+            args,
             hash_memory: false,
             program: true,
         }
@@ -140,6 +178,17 @@ impl<'a> Call<'a> {
     pub fn hashing_memory(mut self) -> Self {
         self.hash_memory = true;
         self
+    }
+}
+
+/// The arguments of a compute program's `setup`: `size` when it takes one (as the corpus
+/// programs do), nothing otherwise.
+pub fn program_args(module: &Instrumented, size: i64) -> Vec<Value> {
+    use crate::instrument::ValueType;
+    match module.export("setup").map(|s| s.params.as_slice()) {
+        Some([ValueType::I32]) => alloc::vec![Value::I32(size as i32)],
+        Some([ValueType::I64]) => alloc::vec![Value::I64(size)],
+        _ => Vec::new(),
     }
 }
 
@@ -166,7 +215,11 @@ pub fn program_steps(module: &Instrumented) -> Result<bool, EngineError> {
         }
         return Ok(false);
     };
-    if setup.params.is_empty()
+    if setup.params.len() <= 1
+        && setup
+            .params
+            .iter()
+            .all(|p| matches!(p, ValueType::I32 | ValueType::I64))
         && setup.results == [ValueType::I32]
         && run.params == [ValueType::I32]
         && module
@@ -177,7 +230,7 @@ pub fn program_steps(module: &Instrumented) -> Result<bool, EngineError> {
     } else {
         Err(bad(
             "setup",
-            "a program exports `setup() -> i32`, `run(i32)` and `teardown(i32)`",
+            "a program exports `setup([size: i32 or i64]) -> i32`, `run(i32)` and `teardown(i32)`",
         ))
     }
 }
@@ -245,12 +298,17 @@ impl From<InstrumentError> for EngineError {
 /// No such export, or the arguments do not match.
 pub fn check_call(module: &Instrumented, call: &Call<'_>) -> Result<(), EngineError> {
     use crate::instrument::ValueType;
-    if call.program {
-        return program_steps(module).map(drop);
-    }
+    let entry = if call.program {
+        match program_steps(module)? {
+            true => "setup",
+            false => "run",
+        }
+    } else {
+        call.entry
+    };
     let export = module
-        .export(call.entry)
-        .ok_or_else(|| EngineError::NoSuchExport(call.entry.into()))?;
+        .export(entry)
+        .ok_or_else(|| EngineError::NoSuchExport(entry.into()))?;
     let matches = export.params.len() == call.args.len()
         && export.params.iter().zip(call.args).all(|(t, v)| {
             matches!(
@@ -263,7 +321,7 @@ pub fn check_call(module: &Instrumented, call: &Call<'_>) -> Result<(), EngineEr
         });
     if !matches {
         return Err(EngineError::Arguments {
-            entry: call.entry.into(),
+            entry: entry.into(),
             reason: alloc::format!("expected {:?}, got {:?}", export.params, call.args),
         });
     }

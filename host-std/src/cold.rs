@@ -154,12 +154,12 @@ impl Compiled for WasmiModule {
             (true, Some(m)) => Some(Digest::of(m.data(&store))),
             _ => None,
         };
-        let gas_used = returned.gas_used(limit);
-        *ctx = returned;
         let (results, trap) = match result {
             Ok(values) => (values, None),
             Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
         };
+        let gas_used = tier::gas_used(limit, &mut returned, trap.as_ref());
+        *ctx = returned;
         Ok(Outcome {
             results,
             trap,
@@ -213,7 +213,8 @@ fn run(
         let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
         invoke(store, call.entry, &args)?
     } else if instance.get_func(&*store, "setup").is_some() {
-        let ptr = invoke(store, "setup", &[])?;
+        let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
+        let ptr = invoke(store, "setup", &args)?;
         let results = invoke(store, "run", &ptr)?;
         if instance.get_func(&*store, "teardown").is_some() {
             invoke(store, "teardown", &ptr)?;
@@ -222,7 +223,10 @@ fn run(
     } else {
         invoke(store, "run", &[])?
     };
-    Ok(results.into_iter().map(from_val).collect())
+    Ok(results
+        .into_iter()
+        .map(|v| from_val(v).canonical())
+        .collect())
 }
 
 fn to_val(v: Value) -> Val {

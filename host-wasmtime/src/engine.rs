@@ -266,17 +266,17 @@ impl Compiled for WasmtimeModule {
             _ => None,
         };
         let mut returned = std::mem::take(&mut store.data_mut().ctx);
+        let (results, trap) = match result {
+            Ok(values) => (values, None),
+            Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
+        };
         let gas_used = if self.instrumented {
-            returned.gas_used(limit)
+            tier::gas_used(limit, &mut returned, trap.as_ref())
         } else {
             returned.gas_left = i64::try_from(limit).unwrap_or(i64::MAX);
             0
         };
         *ctx = returned;
-        let (results, trap) = match result {
-            Ok(values) => (values, None),
-            Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
-        };
         Ok(Outcome {
             results,
             trap,
@@ -317,7 +317,8 @@ impl WasmtimeModule {
             let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
             invoke(store, call.entry, &args)?
         } else if instance.get_func(&mut *store, "setup").is_some() {
-            let ptr = invoke(store, "setup", &[])?;
+            let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
+            let ptr = invoke(store, "setup", &args)?;
             let results = invoke(store, "run", &ptr)?;
             if instance.get_func(&mut *store, "teardown").is_some() {
                 invoke(store, "teardown", &ptr)?;
@@ -326,7 +327,10 @@ impl WasmtimeModule {
         } else {
             invoke(store, "run", &[])?
         };
-        Ok(results.into_iter().map(from_val).collect())
+        Ok(results
+            .into_iter()
+            .map(|v| from_val(v).canonical())
+            .collect())
     }
 }
 

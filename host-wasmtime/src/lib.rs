@@ -9,6 +9,7 @@
 //! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
 //! | [`engine`] | [`engine::WasmtimeEngine`]: the warm (Winch) and hot (Cranelift) tiers, with an artifact cache |
 //! | [`run`] | `synor run`: one call on a chosen tier, printed identically on every tier |
+//! | [`workload`] | deployments of the project's contracts and Zipf-skewed call sequences |
 //! | [`tiered`] | [`tiered::TieredExecutor`]: the tier manager, with background tier-up |
 
 #![warn(missing_docs)]
@@ -18,3 +19,4 @@ pub mod corpus;
 pub mod engine;
 pub mod run;
 pub mod tiered;
+pub mod workload;

@@ -147,6 +147,37 @@ enum StoreCommand {
 enum BenchCommand {
     /// Code store: synor against zstd -19 per file and zstd --patch-from for upgrades.
     Store(BenchStoreArgs),
+    /// Tiered execution against wasmi, Winch and Cranelift alone, on a Zipf-skewed workload.
+    Tiers(BenchTiersArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchTiersArgs {
+    /// Directory of compute programs for `metering_overhead` (every .wasm there); the
+    /// embedded programs when absent.
+    #[arg(long)]
+    programs: Option<PathBuf>,
+    /// Calls in the workload.
+    #[arg(long, default_value_t = 3000)]
+    calls: usize,
+    /// Deployments of each embedded contract.
+    #[arg(long, default_value_t = 4)]
+    copies: usize,
+    /// Zipf exponent of call frequency.
+    #[arg(long, default_value_t = 1.2)]
+    skew: f64,
+    /// Workload seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Runs of each program per configuration (the fastest counts).
+    #[arg(long, default_value_t = 3)]
+    program_reps: usize,
+    /// Size given to a program's `setup` when it takes one (as the corpus programs do).
+    #[arg(long, default_value_t = 100)]
+    program_size: i64,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -394,6 +425,33 @@ fn artifact_cache(data: &Path) -> Option<std::sync::Arc<dyn synor_core::tier::Ar
     }
 }
 
+fn bench_tiers(args: BenchTiersArgs) -> Result<(), Error> {
+    let programs = match &args.programs {
+        Some(dir) => corpus::load_dir(dir)?,
+        None => corpus::embedded_programs(),
+    };
+    let (contracts, _) = corpus::embedded();
+    let options = bench::tiers::Options {
+        calls: args.calls,
+        copies: args.copies.max(1),
+        skew: args.skew,
+        seed: args.seed,
+        programs: programs.into_iter().map(|f| (f.name, f.bytes)).collect(),
+        program_reps: args.program_reps,
+        program_size: args.program_size,
+        progress: true,
+        policy: Default::default(),
+    };
+    let files: Vec<(String, Vec<u8>)> = contracts.into_iter().map(|f| (f.name, f.bytes)).collect();
+    let report = bench::tiers::run(&files, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", bench::tiers::table(&report));
+    }
+    Ok(())
+}
+
 fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
     let (name, files, pairs) = match &args.corpus {
         Some(dir) => {
@@ -441,6 +499,7 @@ fn main() -> ExitCode {
         Some(Command::Store(c)) => store_command(&cli.data, c),
         Some(Command::Run(args)) => run_command(&cli.data, args),
         Some(Command::Bench(BenchCommand::Store(args))) => bench_store(args),
+        Some(Command::Bench(BenchCommand::Tiers(args))) => bench_tiers(args),
         None => bench_store(BenchStoreArgs {
             reps: 3,
             ..BenchStoreArgs::default()

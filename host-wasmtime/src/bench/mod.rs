@@ -2,6 +2,7 @@
 //! as ratios. Progress goes to stderr; results are returned as serializable reports.
 
 pub mod store;
+pub mod tiers;
 
 use std::time::Instant;
 

@@ -1,0 +1,419 @@
+//! `synor bench tiers`: tiered execution against each single tier, in one run.
+//!
+//! One Zipf-skewed workload over deployments of the project's contracts runs four times, each
+//! from scratch (no compiled module, no artifact): wasmi only, Winch only, Cranelift only, and
+//! tiered (with a fresh artifact cache). Every call's results, gas, trap and effects must agree
+//! across the four runs. Then:
+//!
+//! - `tiered_over_oracle`: tiered total time over the best static choice of one tier per
+//!   contract, chosen in hindsight from the single-tier runs (each contract's time includes
+//!   its compilation);
+//! - `tiered_over_best_single`: over the fastest single-tier run;
+//! - `cold_first_call_over_wasmi`: the first call of each contract, tiered over wasmi only;
+//! - `hot_over_cranelift`: steady-state time per call of the hottest contract;
+//! - `metering_overhead`: instrumented over uninstrumented on Cranelift, geometric mean over
+//!   compute programs;
+//! - `restart_recompiles`: compilations when the workload runs again after a restart with the
+//!   tiered run's artifact cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use synor_core::abi::CallContext;
+use synor_core::gas::GasSchedule;
+use synor_core::instrument::{self, Limits};
+use synor_core::tier::{ArtifactCache, Call, Engine, Tier, TierPolicy};
+use synor_host_std::FsArtifactCache;
+
+use super::progress;
+use crate::engine::{WasmtimeEngine, engines};
+use crate::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
+use crate::workload::{self, Chain, Deployment, Record};
+
+/// Options of the tiers benchmark.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Calls in the workload.
+    pub calls: usize,
+    /// Deployments of each contract.
+    pub copies: usize,
+    /// Zipf exponent.
+    pub skew: f64,
+    /// Workload seed.
+    pub seed: u64,
+    /// Compute programs for `metering_overhead` (name, bytes).
+    pub programs: Vec<(String, Vec<u8>)>,
+    /// Repetitions of each program run (the minimum is kept).
+    pub program_reps: usize,
+    /// The size given to a program's `setup` when it takes one.
+    pub program_size: i64,
+    /// Show progress on stderr.
+    pub progress: bool,
+    /// The promotion policy of the tiered run.
+    pub policy: TierPolicy,
+}
+
+/// Per-configuration totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// `wasmi`, `winch`, `cranelift` or `tiered`.
+    pub config: String,
+    /// Total time of every call, in seconds (compilation on the caller's thread included).
+    pub total_secs: f64,
+    /// Time of the first call of each contract, summed, in seconds.
+    pub first_calls_secs: f64,
+    /// Calls per tier (cold, warm, hot).
+    pub calls_per_tier: [u64; 3],
+    /// Real compilations per engine (cold, warm, hot).
+    pub compilations: [u64; 3],
+}
+
+/// One compute program's metering overhead.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramReport {
+    /// File name.
+    pub name: String,
+    /// Instrumented run time on Cranelift, seconds.
+    pub instrumented_secs: f64,
+    /// Uninstrumented run time on Cranelift, seconds.
+    pub uninstrumented_secs: f64,
+    /// Their ratio.
+    pub overhead: f64,
+    /// Gas the instrumented run used.
+    pub gas_used: u64,
+}
+
+/// The report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Calls in the workload.
+    pub calls: usize,
+    /// Contracts deployed.
+    pub contracts: usize,
+    /// Whether every call gave the same results, gas, trap and effects on every configuration,
+    /// and the final states agree.
+    pub gas_identical: bool,
+    /// Calls that differed somewhere.
+    pub mismatches: usize,
+    /// Tiered total over the per-contract best static tier chosen in hindsight.
+    pub tiered_over_oracle: f64,
+    /// Tiered total over the fastest single tier.
+    pub tiered_over_best_single: f64,
+    /// First-call latency, tiered over wasmi only.
+    pub cold_first_call_over_wasmi: f64,
+    /// Steady-state time per call of the hottest contract, tiered over Cranelift only.
+    pub hot_over_cranelift: f64,
+    /// Instrumented over uninstrumented execution on Cranelift, geometric mean over programs.
+    pub metering_overhead: f64,
+    /// Compilations after a restart with the tiered run's artifact cache.
+    pub restart_recompiles: u64,
+    /// The hottest contract (for `hot_over_cranelift`).
+    pub hottest: String,
+    /// Per configuration.
+    pub runs: Vec<RunReport>,
+    /// Per program.
+    pub programs: Vec<ProgramReport>,
+    /// Programs left out of `metering_overhead`, and why (e.g. they need input they were not
+    /// given).
+    pub skipped_programs: Vec<String>,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct RunResult {
+    report: RunReport,
+    records: Vec<Record>,
+    /// Per contract: total time, and first-call time.
+    per_contract: Vec<(Duration, Duration)>,
+    state: synor_core::Digest,
+}
+
+fn run_config(
+    config: &str,
+    exec: &TieredExecutor,
+    deployments: &[Deployment],
+    calls: &[workload::CallSpec],
+    show: bool,
+) -> Result<RunResult, Error> {
+    let bar = progress(calls.len() as u64, config, show);
+    let chain = Chain::default();
+    let mut records = Vec::with_capacity(calls.len());
+    let mut per_contract = vec![(Duration::ZERO, Duration::ZERO); deployments.len()];
+    let mut seen = vec![false; deployments.len()];
+    let mut calls_per_tier = [0u64; 3];
+    for spec in calls {
+        let (record, tier, took) = chain.execute(exec, deployments, spec, false)?;
+        calls_per_tier[tier as usize] += 1;
+        let c = &mut per_contract[spec.contract];
+        c.0 += took;
+        if !seen[spec.contract] {
+            seen[spec.contract] = true;
+            c.1 = took;
+        }
+        records.push(record);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    exec.wait_idle();
+    let total: Duration = per_contract.iter().map(|c| c.0).sum();
+    let first: Duration = per_contract.iter().map(|c| c.1).sum();
+    Ok(RunResult {
+        report: RunReport {
+            config: config.into(),
+            total_secs: total.as_secs_f64(),
+            first_calls_secs: first.as_secs_f64(),
+            calls_per_tier,
+            compilations: exec.compilations(),
+        },
+        records,
+        per_contract,
+        state: chain.digest(),
+    })
+}
+
+/// Steady-state seconds per call of `spec` on `exec` (median of `reps` batches).
+fn steady(
+    exec: &TieredExecutor,
+    deployments: &[Deployment],
+    specs: &[workload::CallSpec],
+    reps: usize,
+) -> Result<f64, Error> {
+    let mut batches = Vec::new();
+    for _ in 0..reps {
+        let chain = Chain::default();
+        let mut t = Duration::ZERO;
+        for spec in specs {
+            t += chain.execute(exec, deployments, spec, false)?.2;
+        }
+        batches.push(t.as_secs_f64() / specs.len() as f64);
+    }
+    batches.sort_by(f64::total_cmp);
+    Ok(batches[batches.len() / 2])
+}
+
+fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramReport>, Error> {
+    let instrumented = WasmtimeEngine::cranelift(None)?;
+    let raw = WasmtimeEngine::cranelift(None)?.uninstrumented();
+    let limits = Limits::default();
+    let mut out = Vec::new();
+    let bar = progress(options.programs.len() as u64, "metering", options.progress);
+    for (name, wasm) in &options.programs {
+        let module = Arc::new(
+            instrument::instrument(wasm, &GasSchedule::V1, &limits)
+                .map_err(|e| format!("{name}: {e}"))?,
+        );
+        let a = instrumented.compile(&module)?;
+        let b = raw.compile_raw(wasm, &module)?;
+        let args = synor_core::tier::program_args(&module, options.program_size);
+        let time = |m: &Arc<dyn synor_core::tier::Compiled>| -> Result<(f64, u64), String> {
+            let mut best = f64::INFINITY;
+            let mut gas = 0;
+            for _ in 0..options.program_reps.max(1) {
+                let mut ctx = CallContext::default();
+                ctx.gas_left = i64::MAX;
+                let t = std::time::Instant::now();
+                let o = m
+                    .call(&mut ctx, &Call::program(&args))
+                    .map_err(|e| e.to_string())?;
+                best = best.min(t.elapsed().as_secs_f64());
+                if let Some(trap) = o.trap {
+                    return Err(trap.to_string());
+                }
+                gas = o.gas_used;
+            }
+            Ok((best, gas))
+        };
+        // Interleave, so that drift on a busy machine hits both alike.
+        let (ti, gas) = match time(&a) {
+            Ok(t) => t,
+            Err(e) => {
+                skipped.push(format!("{name}: {e}"));
+                bar.inc(1);
+                continue;
+            }
+        };
+        let (tu, _) = time(&b)?;
+        let (ti2, _) = time(&a)?;
+        let (tu2, _) = time(&b)?;
+        let (ti, tu) = (ti.min(ti2), tu.min(tu2));
+        out.push(ProgramReport {
+            name: name.clone(),
+            instrumented_secs: ti,
+            uninstrumented_secs: tu,
+            overhead: ti / tu,
+            gas_used: gas,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Runs the benchmark on `files` (contracts: name, bytes).
+///
+/// # Errors
+/// A contract or program is rejected, an engine fails, or the cache directory cannot be made.
+pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Error> {
+    let limits = Limits::default();
+    let deployments = workload::deploy(files, options.copies)?;
+    let calls = workload::zipf(&deployments, options.calls, options.skew, options.seed);
+    let show = options.progress;
+
+    let mut runs = Vec::new();
+    let mut statics = Vec::new();
+    for (config, tier) in [
+        ("wasmi", Tier::Cold),
+        ("winch", Tier::Warm),
+        ("cranelift", Tier::Hot),
+    ] {
+        let exec = TieredExecutor::new(
+            engines(&limits, None)?,
+            Mode::Static(tier),
+            DEFAULT_CACHE_BYTES,
+        );
+        let r = run_config(config, &exec, &deployments, &calls, show)?;
+        statics.push((r, exec));
+    }
+    let dir = tempfile::tempdir()?;
+    let cache: Arc<dyn ArtifactCache> =
+        Arc::new(FsArtifactCache::open(dir.path(), Default::default())?);
+    let tiered_exec = TieredExecutor::new(
+        engines(&limits, Some(cache.clone()))?,
+        Mode::Tiered(options.policy),
+        DEFAULT_CACHE_BYTES,
+    );
+    let tiered = run_config("tiered", &tiered_exec, &deployments, &calls, show)?;
+
+    // Agreement: every call, every configuration, and the final states.
+    let mut mismatches = 0;
+    for (i, rec) in tiered.records.iter().enumerate() {
+        if statics.iter().any(|(s, _)| s.records[i] != *rec) {
+            mismatches += 1;
+        }
+    }
+    let gas_identical = mismatches == 0 && statics.iter().all(|(s, _)| s.state == tiered.state);
+
+    // Hindsight oracle: per contract, the best of the three static tiers.
+    let oracle: f64 = (0..deployments.len())
+        .map(|c| {
+            statics
+                .iter()
+                .map(|(s, _)| s.per_contract[c].0.as_secs_f64())
+                .fold(f64::INFINITY, f64::min)
+        })
+        .sum();
+    let best_single = statics
+        .iter()
+        .map(|(s, _)| s.report.total_secs)
+        .fold(f64::INFINITY, f64::min);
+    let tiered_total = tiered.report.total_secs;
+
+    // Steady state of the hottest contract, tiered (now hot) against Cranelift only.
+    let mut counts = vec![0usize; deployments.len()];
+    for c in &calls {
+        counts[c.contract] += 1;
+    }
+    let hottest = (0..deployments.len())
+        .max_by_key(|c| counts[*c])
+        .unwrap_or(0);
+    let hot_specs: Vec<_> = calls
+        .iter()
+        .filter(|c| c.contract == hottest)
+        .take(200)
+        .cloned()
+        .collect();
+    let t_tiered = steady(&tiered_exec, &deployments, &hot_specs, 5)?;
+    let t_cranelift = steady(&statics[2].1, &deployments, &hot_specs, 5)?;
+
+    // Restart: new engines and executor over the same artifact cache.
+    drop(tiered_exec);
+    let restarted = TieredExecutor::new(
+        engines(&limits, Some(cache))?,
+        Mode::Tiered(options.policy),
+        DEFAULT_CACHE_BYTES,
+    );
+    let again = run_config("restart", &restarted, &deployments, &calls, show)?;
+    let restart_recompiles = again.report.compilations[1] + again.report.compilations[2];
+
+    let mut skipped = Vec::new();
+    let programs = metering(options, &mut skipped)?;
+    let metering_overhead = if programs.is_empty() {
+        f64::NAN
+    } else {
+        (programs.iter().map(|p| p.overhead.ln()).sum::<f64>() / programs.len() as f64).exp()
+    };
+
+    runs.extend(statics.iter().map(|(s, _)| s.report.clone()));
+    runs.push(tiered.report.clone());
+    runs.push(again.report.clone());
+    Ok(Report {
+        calls: calls.len(),
+        contracts: deployments.len(),
+        gas_identical,
+        mismatches,
+        tiered_over_oracle: tiered_total / oracle,
+        tiered_over_best_single: tiered_total / best_single,
+        cold_first_call_over_wasmi: tiered.report.first_calls_secs
+            / statics[0].0.report.first_calls_secs,
+        hot_over_cranelift: t_tiered / t_cranelift,
+        metering_overhead,
+        restart_recompiles,
+        hottest: deployments[hottest].name.clone(),
+        runs,
+        programs,
+        skipped_programs: skipped,
+    })
+}
+
+/// A human-readable summary.
+pub fn table(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{} calls over {} contracts; gas identical on every tier: {} ({} mismatches)\n\n",
+        r.calls, r.contracts, r.gas_identical, r.mismatches
+    ));
+    s.push_str(&format!(
+        "{:<10} {:>10} {:>12} {:>22} {:>16}\n",
+        "config", "total s", "first s", "calls cold/warm/hot", "compilations"
+    ));
+    for run in &r.runs {
+        s.push_str(&format!(
+            "{:<10} {:>10.4} {:>12.5} {:>22} {:>16}\n",
+            run.config,
+            run.total_secs,
+            run.first_calls_secs,
+            format!(
+                "{}/{}/{}",
+                run.calls_per_tier[0], run.calls_per_tier[1], run.calls_per_tier[2]
+            ),
+            format!(
+                "{}/{}/{}",
+                run.compilations[0], run.compilations[1], run.compilations[2]
+            ),
+        ));
+    }
+    s.push_str("\nprogram      instrumented s  uninstrumented s  overhead\n");
+    for p in &r.programs {
+        s.push_str(&format!(
+            "{:<12} {:>14.4} {:>17.4} {:>9.3}\n",
+            p.name, p.instrumented_secs, p.uninstrumented_secs, p.overhead
+        ));
+    }
+    for p in &r.skipped_programs {
+        s.push_str(&format!("skipped: {p}\n"));
+    }
+    s.push_str(&format!(
+        "\ntiered_over_oracle         {:.3}\ntiered_over_best_single    {:.3}\n\
+         cold_first_call_over_wasmi {:.3}\nhot_over_cranelift         {:.3} ({})\n\
+         metering_overhead          {:.3}\nrestart_recompiles         {}\n",
+        r.tiered_over_oracle,
+        r.tiered_over_best_single,
+        r.cold_first_call_over_wasmi,
+        r.hot_over_cranelift,
+        r.hottest,
+        r.metering_overhead,
+        r.restart_recompiles
+    ));
+    s
+}

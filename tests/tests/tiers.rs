@@ -1,0 +1,622 @@
+//! Differential and behavioural tests of the three tiers and the tier manager.
+//!
+//! Every module runs on wasmi (cold), Winch (warm) and Cranelift (hot); results, return data,
+//! gas, traps, storage writes, events and memory must be identical.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use synor_core::abi::{CallContext, Empty};
+use synor_core::gas::GasSchedule;
+use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
+use synor_core::tier::{ArtifactCache, Call, Compiled, Engine, Outcome, Tier, TierPolicy, Value};
+use synor_host_std::FsArtifactCache;
+use synor_host_wasmtime::engine::engines;
+use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
+use synor_host_wasmtime::workload::{self, Chain, Deployment};
+
+fn contracts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wasm")
+}
+
+fn read_dir(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn instrumented(wasm: &[u8]) -> Arc<Instrumented> {
+    Arc::new(instrument::instrument(wasm, &GasSchedule::V1, &Limits::default()).unwrap())
+}
+
+fn wat(text: &str) -> Arc<Instrumented> {
+    instrumented(&wat::parse_str(text).unwrap())
+}
+
+/// Compiles `module` on every tier.
+fn compile_all(module: &Arc<Instrumented>) -> Vec<Arc<dyn Compiled>> {
+    engines(&Limits::default(), None)
+        .unwrap()
+        .iter()
+        .map(|e| e.compile(module).unwrap())
+        .collect()
+}
+
+/// Calls `call` with `gas` on every tier; asserts that all agree; returns the outcome.
+fn agree(module: &Arc<Instrumented>, call: &Call<'_>, gas: u64) -> Outcome {
+    let mut first: Option<(Outcome, String)> = None;
+    for compiled in compile_all(module) {
+        let mut ctx = CallContext::new(
+            module.code_id,
+            [1; 32],
+            Vec::new(),
+            gas,
+            Box::new(BTreeMap::<Vec<u8>, Vec<u8>>::new()),
+            Box::new(Empty),
+        );
+        let outcome = compiled.call(&mut ctx, &call.hashing_memory()).unwrap();
+        let effects = format!("{:?} {:?} {:?}", ctx.return_data, ctx.writes, ctx.events);
+        match &first {
+            None => first = Some((outcome, effects)),
+            Some((o, e)) => {
+                assert_eq!(
+                    (o, e),
+                    (&outcome, &effects),
+                    "cold vs {} differ on `{}`",
+                    compiled.tier(),
+                    call.entry
+                );
+            }
+        }
+    }
+    first.unwrap().0
+}
+
+#[test]
+fn project_contracts_agree_on_every_tier() {
+    let files = read_dir(&contracts_dir());
+    assert!(
+        files.len() >= 6,
+        "built contracts missing from {}",
+        contracts_dir().display()
+    );
+    let deployments = workload::deploy(&files, 1).unwrap();
+    let calls = workload::zipf(&deployments, 400, 0.6, 7);
+    let mut runs = Vec::new();
+    for tier in Tier::ALL {
+        let exec = TieredExecutor::new(
+            engines(&Limits::default(), None).unwrap(),
+            Mode::Static(tier),
+            DEFAULT_CACHE_BYTES,
+        );
+        let chain = Chain::default();
+        let records: Vec<_> = calls
+            .iter()
+            .map(|c| {
+                let (r, ran, _) = chain.execute(&exec, &deployments, c, true).unwrap();
+                assert_eq!(ran, tier);
+                r
+            })
+            .collect();
+        runs.push((records, chain.digest()));
+    }
+    for (i, call) in calls.iter().enumerate() {
+        let d = &deployments[call.contract].name;
+        assert_eq!(
+            runs[0].0[i], runs[1].0[i],
+            "call {i} ({d}.{}) cold vs warm",
+            call.entry
+        );
+        assert_eq!(
+            runs[0].0[i], runs[2].0[i],
+            "call {i} ({d}.{}) cold vs hot",
+            call.entry
+        );
+    }
+    assert_eq!(runs[0].1, runs[1].1);
+    assert_eq!(runs[0].1, runs[2].1);
+    // Not vacuous: most calls succeed, some trap (insufficient balance, unknown names), and
+    // every contract kind was exercised.
+    let ok = runs[0].0.iter().filter(|r| r.trap.is_none()).count();
+    let aborted = runs[0]
+        .0
+        .iter()
+        .filter(|r| r.trap == Some("aborted"))
+        .count();
+    assert!(
+        ok > calls.len() / 2 && aborted > 0,
+        "{ok} ok, {aborted} aborted"
+    );
+    for kind in ["token", "compute", "registry"] {
+        assert!(calls.iter().any(|c| deployments[c.contract].kind == kind));
+    }
+}
+
+fn programs(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    read_dir(dir)
+}
+
+/// Runs every program of `dir` on every tier; returns how many finished within the budget (the
+/// others ran out of gas or trapped, identically on every tier).
+fn programs_agree(dir: &std::path::Path) -> (usize, usize) {
+    let files = programs(dir);
+    assert!(!files.is_empty(), "no programs in {}", dir.display());
+    let mut finished = 0;
+    let count = files.len();
+    for (name, wasm) in files {
+        let module = instrumented(&wasm);
+        // A budget that stops the longer programs mid-way: the trap, the gas and the memory at
+        // that exact point must agree too.
+        let args = synor_core::tier::program_args(&module, 100);
+        let o = agree(&module, &Call::program(&args), 30_000_000);
+        assert!(o.memory_hash.is_some(), "{name}");
+        finished += usize::from(o.trap.is_none());
+    }
+    (finished, count)
+}
+
+#[test]
+fn project_programs_agree_on_every_tier() {
+    let (finished, count) = programs_agree(&contracts_dir().join("programs"));
+    assert!(count >= 6, "{count} programs");
+    // The kernels are sized for benchmarks: most stop at the budget.
+    let _ = finished;
+}
+
+#[test]
+fn corpus_programs_agree_on_every_tier() {
+    let Some(corpus) = synor_tests::corpus_dir() else {
+        return;
+    };
+    let (finished, count) = programs_agree(&corpus.join("programs"));
+    assert_eq!(count, 14);
+    assert!(
+        finished >= 8,
+        "only {finished} of {count} programs finished"
+    );
+}
+
+#[test]
+fn floats_are_nan_canonical_on_every_tier() {
+    let m = wat(r#"(module
+        (func (export "f32") (result i32)
+            f32.const 0 f32.const 0 f32.div     ;; a NaN whose sign and payload engines may differ on
+            f32.const -nan:0x7fff00 f32.add
+            i32.reinterpret_f32)
+        (func (export "f64") (result i64)
+            f64.const -nan:0xfffffffffffff f64.sqrt
+            i64.reinterpret_f64)
+        (memory (export "memory") 1)
+        (func (export "stored") (result i64)
+            (f64.store (i32.const 8) (f64.div (f64.const 0) (f64.const 0)))
+            (f32.store (i32.const 16) (f32.sub (f32.const -nan:0x1234) (f32.const 1)))
+            (i64.load (i32.const 8)))
+        (func (export "returned") (result f64) (f64.mul (f64.const -nan:0x5) (f64.const 2)))
+        (func (export "sign") (result f32) (f32.copysign (f32.const 1) (f32.const -nan))))"#);
+    let o = agree(&m, &Call::new("f32", &[]), 1_000);
+    assert_eq!(o.results, [Value::I32(0x7fc0_0000)]);
+    let o = agree(&m, &Call::new("f64", &[]), 1_000);
+    assert_eq!(o.results, [Value::I64(0x7ff8_0000_0000_0000)]);
+    let o = agree(&m, &Call::new("stored", &[]), 1_000);
+    assert_eq!(o.results, [Value::I64(0x7ff8_0000_0000_0000)]);
+    let o = agree(&m, &Call::new("returned", &[]), 1_000);
+    assert_eq!(o.results, [Value::F64(0x7ff8_0000_0000_0000)]);
+    let o = agree(&m, &Call::new("sign", &[]), 1_000);
+    assert_eq!(o.results, [Value::F32(1f32.to_bits())]);
+}
+
+#[test]
+fn bulk_memory_gas_is_identical() {
+    // Engine fuel disagrees on this (Winch 9, Cranelift 64,009, wasmi 1,327): gas must not.
+    let m = wat(r#"(module (memory (export "memory") 2)
+        (func (export "fill") (param i32)
+            (memory.fill (i32.const 0) (i32.const 7) (local.get 0))
+            (memory.copy (i32.const 65536) (i32.const 0) (local.get 0))))"#);
+    let small = agree(&m, &Call::new("fill", &[Value::I32(8)]), 1_000_000);
+    let big = agree(&m, &Call::new("fill", &[Value::I32(64_000)]), 1_000_000);
+    assert!(small.trap.is_none() && big.trap.is_none());
+    // Charged per 8 bytes moved, on both instructions.
+    assert_eq!(big.gas_used - small.gas_used, 2 * (64_000 / 8 - 1));
+    let oob = agree(&m, &Call::new("fill", &[Value::I32(200_000)]), 1_000_000);
+    assert_eq!(oob.trap, Some(synor_core::abi::Trap::MemoryOutOfBounds));
+    // A machine fault is charged the whole limit.
+    assert_eq!(oob.gas_used, 1_000_000);
+}
+
+#[test]
+fn infinite_loop_runs_out_of_gas_identically() {
+    let m = wat(r#"(module (func (export "spin") (loop br 0)))"#);
+    let o = agree(&m, &Call::new("spin", &[]), 1_000_000);
+    assert_eq!(o.trap, Some(synor_core::abi::Trap::OutOfGas));
+    assert_eq!(o.gas_used, 1_000_000);
+}
+
+#[test]
+fn deep_recursion_traps_identically() {
+    // Recursion without a base case, with locals so that frames are large on every engine.
+    let m = wat(r#"(module
+        (memory (export "memory") 1)
+        (func $down (export "down") (param i64) (result i64)
+            (local i64 i64 i64 i64 i64 i64 i64 i64)
+            local.get 0 i64.const 1 i64.add call $down))"#);
+    let o = agree(&m, &Call::new("down", &[Value::I64(0)]), 100_000_000);
+    assert_eq!(o.trap, Some(synor_core::abi::Trap::StackOverflow));
+    // And with the smallest frames (the most frames the limit allows).
+    let m = wat(r#"(module (func $f (export "f") call $f))"#);
+    let o = agree(&m, &Call::new("f", &[]), 100_000_000);
+    assert_eq!(o.trap, Some(synor_core::abi::Trap::StackOverflow));
+}
+
+#[test]
+fn memory_growth_past_the_limit_traps_identically() {
+    let m = wat(r#"(module (memory (export "memory") 1)
+        (func (export "grow") (result i32) (i32.const 100) memory.grow drop (i32.const 2000) memory.grow))"#);
+    let o = agree(&m, &Call::new("grow", &[]), 1_000_000_000);
+    assert_eq!(o.trap, Some(synor_core::abi::Trap::MemoryLimit));
+}
+
+#[test]
+fn engine_traps_have_stable_names() {
+    let m = wat(r#"(module (memory (export "memory") 1)
+        (func (export "div") (param i32) (result i32) i32.const 1 local.get 0 i32.div_u)
+        (func (export "oob") (result i32) i32.const 70000 i32.load)
+        (func (export "unreachable") unreachable))"#);
+    use synor_core::abi::Trap;
+    let o = agree(&m, &Call::new("div", &[Value::I32(0)]), 1_000);
+    assert_eq!(o.trap, Some(Trap::IntegerDivisionByZero));
+    let o = agree(&m, &Call::new("oob", &[]), 1_000);
+    assert_eq!(o.trap, Some(Trap::MemoryOutOfBounds));
+    let o = agree(&m, &Call::new("unreachable", &[]), 1_000);
+    assert_eq!(o.trap, Some(Trap::Unreachable));
+}
+
+#[test]
+fn malformed_and_oversized_modules_are_rejected_clearly() {
+    let e = instrument::instrument(b"\0asm\x01\0\0\0\x01", &GasSchedule::V1, &Limits::default())
+        .unwrap_err();
+    assert!(matches!(e, InstrumentError::Invalid { .. }), "{e}");
+    let big = vec![0u8; Limits::default().max_module_bytes + 1];
+    let e = instrument::instrument(&big, &GasSchedule::V1, &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("module size"), "{e}");
+    let e = instrument::instrument(
+        &wat::parse_str(r#"(module (import "env" "f" (func)))"#).unwrap(),
+        &GasSchedule::V1,
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("env.f"), "{e}");
+    let e = instrument::instrument(
+        &wat::parse_str(r#"(module (memory 5000))"#).unwrap(),
+        &GasSchedule::V1,
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("memory"), "{e}");
+}
+
+/// Modules from wasm-smith within the deterministic feature set, with every export called on
+/// every tier.
+#[test]
+fn generated_modules_agree_on_every_tier() {
+    use arbitrary::Unstructured;
+    let mut rng = workload::Rng::new(42);
+    let mut calls = 0;
+    let mut modules = 0;
+    let mut rejected = Vec::new();
+    for _ in 0..200 {
+        let bytes: Vec<u8> = (0..16_384).map(|_| rng.next() as u8).collect();
+        let mut u = Unstructured::new(&bytes);
+        let config = wasm_smith::Config {
+            max_imports: 0,
+            allow_start_export: false,
+            export_everything: true,
+            // Full bulk memory (passive segments, `memory.init`) is outside lime1, which has
+            // only `memory.copy` and `memory.fill`; those are tested with the contracts and
+            // `bulk_memory_gas_is_identical`.
+            bulk_memory_enabled: false,
+            multi_value_enabled: true,
+            saturating_float_to_int_enabled: true,
+            sign_extension_ops_enabled: true,
+            extended_const_enabled: true,
+            reference_types_enabled: false,
+            simd_enabled: false,
+            relaxed_simd_enabled: false,
+            threads_enabled: false,
+            tail_call_enabled: false,
+            exceptions_enabled: false,
+            gc_enabled: false,
+            memory64_enabled: false,
+            max_memories: 1,
+            max_tables: 1,
+            max_memory32_bytes: 4 << 16,
+            max_table_elements: 1000,
+            max_funcs: 20,
+            min_funcs: 1,
+            wide_arithmetic_enabled: false,
+            min_exports: 1,
+            ..wasm_smith::Config::default()
+        };
+        let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+            continue;
+        };
+        let wasm = module.to_bytes();
+        let m = match instrument::instrument(&wasm, &GasSchedule::V1, &Limits::default()) {
+            Ok(m) => m,
+            Err(e) => {
+                rejected.push(e.to_string());
+                continue;
+            }
+        };
+        let m = Arc::new(m);
+        modules += 1;
+        for export in m.exports.clone() {
+            let args: Vec<Value> = export
+                .params
+                .iter()
+                .map(|t| match t {
+                    instrument::ValueType::I32 => Value::I32(rng.next() as i32),
+                    instrument::ValueType::I64 => Value::I64(rng.next() as i64),
+                    instrument::ValueType::F32 => Value::F32(rng.next() as u32),
+                    instrument::ValueType::F64 => Value::F64(rng.next()),
+                })
+                .collect();
+            agree(&m, &Call::new(&export.name, &args), 200_000);
+            calls += 1;
+        }
+    }
+    assert!(
+        modules >= 150 && calls >= 150,
+        "{modules} modules, {calls} calls; rejected: {rejected:?}"
+    );
+}
+
+fn counting_module() -> Arc<Instrumented> {
+    wat(r#"(module (memory (export "memory") 1)
+        (func (export "work") (param i32) (result i32) (local i32)
+            loop
+                local.get 1 local.get 0 i32.add local.set 1
+                local.get 0 i32.const 1 i32.sub local.tee 0
+                br_if 0
+            end
+            local.get 1))"#)
+}
+
+#[test]
+fn hot_contracts_are_promoted_in_the_background() {
+    let m = counting_module();
+    // work(1000) uses about 8,000 gas; the module is a few hundred bytes.
+    let policy = TierPolicy {
+        gas_per_byte: [10, 100],
+        min_calls: [2, 3],
+    };
+    let exec = TieredExecutor::new(
+        engines(&Limits::default(), None).unwrap(),
+        Mode::Tiered(policy),
+        DEFAULT_CACHE_BYTES,
+    );
+    let call = |n: i32| {
+        let args = [Value::I32(n)];
+        let mut ctx = CallContext::default();
+        ctx.gas_left = 1 << 40;
+        exec.call(&m, &mut ctx, &Call::new("work", &args)).unwrap()
+    };
+    let (o, tier) = call(1000);
+    assert_eq!(tier, Tier::Cold);
+    let reference = o.results.clone();
+    let mut seen = vec![tier];
+    for _ in 0..20 {
+        exec.wait_idle();
+        let (o, tier) = call(1000);
+        assert_eq!(o.results, reference);
+        seen.push(tier);
+    }
+    // The count starts cold, reaches warm, then hot, and never goes back.
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(seen.contains(&Tier::Warm), "{seen:?}");
+    assert_eq!(*seen.last().unwrap(), Tier::Hot, "{seen:?}");
+    assert_eq!(exec.stats().promotions, 2);
+}
+
+#[test]
+fn compiled_modules_are_evicted_by_bytes() {
+    let a = counting_module();
+    let b = wat(r#"(module (func (export "work") (param i32) (result i32) local.get 0))"#);
+    let probe = engines(&Limits::default(), None).unwrap()[2]
+        .compile(&a)
+        .unwrap();
+    // Room for one hot module, not two.
+    let budget = probe.code_bytes() * 3 / 2;
+    let exec = TieredExecutor::new(
+        engines(&Limits::default(), None).unwrap(),
+        Mode::Static(Tier::Hot),
+        budget,
+    );
+    let call = |m: &Arc<Instrumented>| {
+        let mut ctx = CallContext::default();
+        ctx.gas_left = 1 << 30;
+        exec.call(m, &mut ctx, &Call::new("work", &[Value::I32(3)]))
+            .unwrap()
+    };
+    call(&a);
+    assert_eq!(exec.current_tier(&a), Some(Tier::Hot));
+    call(&b);
+    assert_eq!(exec.current_tier(&b), Some(Tier::Hot));
+    assert_eq!(exec.current_tier(&a), None, "a was the least recently used");
+    assert!(exec.cached_bytes() <= budget);
+    assert_eq!(exec.stats().evictions, 1);
+    // a comes back (compiled again) and pushes b out.
+    call(&a);
+    assert_eq!(exec.current_tier(&b), None);
+    assert_eq!(exec.compilations()[2], 3);
+}
+
+#[test]
+fn calls_in_flight_finish_on_their_module() {
+    let m = counting_module();
+    let exec = Arc::new(TieredExecutor::new(
+        engines(&Limits::default(), None).unwrap(),
+        Mode::Tiered(TierPolicy {
+            gas_per_byte: [0, 0],
+            min_calls: [1, 2],
+        }),
+        DEFAULT_CACHE_BYTES,
+    ));
+    let run = |exec: &TieredExecutor, n: i32| {
+        let args = [Value::I32(n)];
+        let mut ctx = CallContext::default();
+        ctx.gas_left = 1 << 40;
+        exec.call(&m, &mut ctx, &Call::new("work", &args)).unwrap()
+    };
+    let (reference, _) = run(&exec, 3_000_000);
+    // Long calls on other threads while promotions swap modules underneath them.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let exec = exec.clone();
+                std::thread::Builder::new()
+                    .stack_size(synor_host_wasmtime::engine::STACK_NEEDED)
+                    .spawn_scoped(s, move || run(&exec, 3_000_000))
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..20 {
+            let (o, _) = run(&exec, 10);
+            assert!(o.trap.is_none());
+        }
+        for h in handles {
+            let (o, _) = h.join().unwrap();
+            assert_eq!(o, reference);
+        }
+    });
+    exec.wait_idle();
+    assert_eq!(run(&exec, 3_000_000), (reference, Tier::Hot));
+}
+
+fn artifact_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "art"))
+        .collect()
+}
+
+#[test]
+fn restart_runs_hot_from_the_artifact_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = counting_module();
+    let open = || -> Arc<dyn ArtifactCache> {
+        Arc::new(FsArtifactCache::open(dir.path(), Default::default()).unwrap())
+    };
+    let policy = TierPolicy {
+        gas_per_byte: [0, 0],
+        min_calls: [1, 2],
+    };
+    let call = |exec: &TieredExecutor| {
+        let mut ctx = CallContext::default();
+        ctx.gas_left = 1 << 30;
+        exec.call(&m, &mut ctx, &Call::new("work", &[Value::I32(100)]))
+            .unwrap()
+    };
+    {
+        let exec = TieredExecutor::new(
+            engines(&Limits::default(), Some(open())).unwrap(),
+            Mode::Tiered(policy),
+            DEFAULT_CACHE_BYTES,
+        );
+        for _ in 0..4 {
+            call(&exec);
+            exec.wait_idle();
+        }
+        assert_eq!(exec.current_tier(&m), Some(Tier::Hot));
+        assert_eq!(exec.compilations(), [0, 1, 1]);
+    }
+    assert_eq!(artifact_files(dir.path()).len(), 2);
+    let exec = TieredExecutor::new(
+        engines(&Limits::default(), Some(open())).unwrap(),
+        Mode::Tiered(policy),
+        DEFAULT_CACHE_BYTES,
+    );
+    let (_, tier) = call(&exec);
+    assert_eq!(tier, Tier::Hot, "the first call after a restart runs hot");
+    assert_eq!(exec.compilations(), [0, 0, 0]);
+}
+
+#[test]
+fn bad_artifacts_are_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = counting_module();
+    let cache: Arc<dyn ArtifactCache> =
+        Arc::new(FsArtifactCache::open(dir.path(), Default::default()).unwrap());
+    let hot =
+        || synor_host_wasmtime::engine::WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
+    let check = |compiled: Arc<dyn Compiled>| {
+        let mut ctx = CallContext::default();
+        ctx.gas_left = 1 << 30;
+        let o = compiled
+            .call(&mut ctx, &Call::new("work", &[Value::I32(4)]))
+            .unwrap();
+        assert_eq!(o.results, [Value::I32(10)]);
+    };
+    let e = hot();
+    check(e.compile(&m).unwrap());
+    assert_eq!(e.compilations(), 1);
+    let file = artifact_files(dir.path()).pop().expect("artifact written");
+    let good = std::fs::read(&file).unwrap();
+    let damages: Vec<(&str, Vec<u8>)> = vec![
+        ("corrupt", {
+            let mut b = good.clone();
+            let i = b.len() / 2;
+            b[i] ^= 0x40;
+            b
+        }),
+        ("truncated", good[..good.len() * 2 / 3].to_vec()),
+        ("foreign version", {
+            let mut b = good.clone();
+            b[4] = b[4].wrapping_add(1);
+            b
+        }),
+        ("empty", Vec::new()),
+    ];
+    for (what, bytes) in damages {
+        std::fs::write(&file, &bytes).unwrap();
+        let e = hot();
+        assert!(e.load_cached(&m).is_none(), "{what} artifact loaded");
+        check(e.compile(&m).unwrap());
+        assert_eq!(e.compilations(), 1, "{what} artifact was not recompiled");
+        // The recompiled artifact replaced the bad one.
+        let e = hot();
+        check(e.compile(&m).unwrap());
+        assert_eq!(e.compilations(), 0, "after {what}");
+    }
+}
+
+#[test]
+fn artifacts_of_another_engine_configuration_are_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = counting_module();
+    let cache: Arc<dyn ArtifactCache> =
+        Arc::new(FsArtifactCache::open(dir.path(), Default::default()).unwrap());
+    let hot = synor_host_wasmtime::engine::WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
+    let warm = synor_host_wasmtime::engine::WasmtimeEngine::winch(Some(cache)).unwrap();
+    assert_ne!(hot.artifact_key(&m), warm.artifact_key(&m));
+    hot.compile(&m).unwrap();
+    assert!(warm.load_cached(&m).is_none());
+}
+
+#[test]
+fn deployments_have_distinct_ids() {
+    let files = read_dir(&contracts_dir());
+    let d: Vec<Deployment> = workload::deploy(&files, 2).unwrap();
+    let ids: std::collections::BTreeSet<_> = d.iter().map(|d| d.module.code_id).collect();
+    assert_eq!(ids.len(), d.len());
+}
