@@ -402,6 +402,15 @@ impl Default for CallContext {
 }
 
 impl CallContext {
+    /// A context with `gas` to spend and nothing else: no input, state or blobs (compute
+    /// programs, tests).
+    pub fn with_gas(gas: u64) -> Self {
+        Self {
+            gas_left: i64::try_from(gas).unwrap_or(i64::MAX),
+            ..Self::default()
+        }
+    }
+
     /// A context for one call of `contract` by `caller` with `input` and `gas` to spend.
     pub fn new(
         contract: CodeId,

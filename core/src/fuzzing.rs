@@ -179,6 +179,20 @@ pub fn chunking(data: &[u8]) {
     }
 }
 
+/// Instrumentation of untrusted bytecode: never panics; what it accepts is valid under the
+/// deterministic feature set, and instrumenting is deterministic.
+pub fn instrument(data: &[u8]) {
+    use crate::gas::GasSchedule;
+    use crate::instrument::{FEATURES, Limits, instrument};
+    let limits = Limits::default();
+    if let Ok(m) = instrument(data, &GasSchedule::V1, &limits) {
+        wasmparser::Validator::new_with_features(FEATURES)
+            .validate_all(&m.bytes)
+            .expect("instrumented output is valid");
+        assert_eq!(instrument(data, &GasSchedule::V1, &limits).ok(), Some(m));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +269,28 @@ mod tests {
     fn chunking_on_seeded_inputs() {
         for data in inputs(3, 200, 100_000) {
             chunking(&data);
+        }
+    }
+
+    #[test]
+    fn instrument_on_seeded_inputs() {
+        // Random bytes behind a valid header, and valid modules with bytes flipped.
+        let valid = wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                (func (export "f") (param i32) (result i32)
+                    loop local.get 0 i32.const 1 i32.sub local.tee 0 br_if 0 end
+                    local.get 0 f32.convert_i32_s f32.const 2 f32.div i32.trunc_sat_f32_s))"#,
+        )
+        .unwrap();
+        instrument(&valid);
+        for (n, data) in inputs(4, 300, 600).into_iter().enumerate() {
+            let mut module = b"\0asm\x01\0\0\0".to_vec();
+            module.extend_from_slice(&data);
+            instrument(&module);
+            let mut flipped = valid.clone();
+            let at = n % flipped.len();
+            flipped[at] ^= data.first().copied().unwrap_or(1) | 1;
+            instrument(&flipped);
         }
     }
 }

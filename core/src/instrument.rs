@@ -627,6 +627,9 @@ struct Scratch {
     f64: u32,
     /// The function's gas counter.
     gas: u32,
+    /// Whether the function keeps gas in [`Scratch::gas`] (functions with loops) or charges the
+    /// global directly (straight-line functions, where calls outnumber charges).
+    local_gas: bool,
 }
 
 fn op_cost(op: &Operator<'_>, s: &GasSchedule) -> u64 {
@@ -709,19 +712,32 @@ fn trap(f: &mut Function, g: &Globals, s: &Scratch, reason: i32) {
 
 /// Copies the function's gas counter to the global (before calls, returns and traps).
 fn flush(f: &mut Function, g: &Globals, s: &Scratch) {
-    f.instruction(&Instruction::LocalGet(s.gas));
-    f.instruction(&Instruction::GlobalSet(g.gas));
+    if s.local_gas {
+        f.instruction(&Instruction::LocalGet(s.gas));
+        f.instruction(&Instruction::GlobalSet(g.gas));
+    }
 }
 
 /// Copies the global gas counter to the function's (at entry and after calls).
 fn reload(f: &mut Function, g: &Globals, s: &Scratch) {
-    f.instruction(&Instruction::GlobalGet(g.gas));
-    f.instruction(&Instruction::LocalSet(s.gas));
+    if s.local_gas {
+        f.instruction(&Instruction::GlobalGet(g.gas));
+        f.instruction(&Instruction::LocalSet(s.gas));
+    }
+}
+
+/// Pushes the gas left.
+fn gas_get(f: &mut Function, g: &Globals, s: &Scratch) {
+    f.instruction(&if s.local_gas {
+        Instruction::LocalGet(s.gas)
+    } else {
+        Instruction::GlobalGet(g.gas)
+    });
 }
 
 /// Emits a charge of `cost` gas.
 fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64) {
-    f.instruction(&Instruction::LocalGet(s.gas));
+    gas_get(f, g, s);
     f.instruction(&Instruction::I64Const(cost as i64));
     charge_tail(f, g, s);
 }
@@ -730,6 +746,10 @@ fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64) {
 fn charge_tail(f: &mut Function, g: &Globals, s: &Scratch) {
     f.instruction(&Instruction::I64Sub);
     f.instruction(&Instruction::LocalTee(s.gas));
+    if !s.local_gas {
+        f.instruction(&Instruction::GlobalSet(g.gas));
+        f.instruction(&Instruction::LocalGet(s.gas));
+    }
     f.instruction(&Instruction::I64Const(0));
     f.instruction(&Instruction::I64LtS);
     f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
@@ -741,7 +761,7 @@ fn charge_tail(f: &mut Function, g: &Globals, s: &Scratch) {
 /// the count on the stack.
 fn charge_dynamic(f: &mut Function, g: &Globals, s: &Scratch, per: u64, shift: i64) {
     f.instruction(&Instruction::LocalSet(s.i32));
-    f.instruction(&Instruction::LocalGet(s.gas));
+    gas_get(f, g, s);
     f.instruction(&Instruction::LocalGet(s.i32));
     f.instruction(&Instruction::I64ExtendI32U);
     if shift > 0 {
@@ -804,6 +824,7 @@ fn rewrite_body(
         f32: count + 2,
         f64: count + 3,
         gas: count + 4,
+        local_gas: false,
     };
     locals.extend([
         (1, EValType::I64),
@@ -816,6 +837,10 @@ fn rewrite_body(
     for op in body.get_operators_reader().map_err(invalid)? {
         ops.push(op.map_err(invalid)?);
     }
+    let s = Scratch {
+        local_gas: ops.iter().any(|op| matches!(op, Operator::Loop { .. })),
+        ..s
+    };
     // Segment costs, charged where each segment starts: at 0 and after every loop, if, else
     // and end.
     let mut starts = alloc::collections::BTreeMap::new();
@@ -834,9 +859,10 @@ fn rewrite_body(
     }
     starts.insert(start, cost);
     let mut f = Function::new(locals);
-    // Gas lives in a local while the function runs (a register, where the global would be a
-    // load and a store per segment); the global is brought up to date before every call,
-    // return and trap, and read back after every call.
+    // In a function with loops, gas lives in a local while the function runs (a register,
+    // where the global would be a load and a store per segment); the global is brought up to
+    // date before every call, return and trap, and read back after every call. A function
+    // without loops charges few segments per call, so it charges the global directly.
     reload(&mut f, g, &s);
     // Open blocks: a branch to depth `nesting` leaves the function.
     let mut nesting = 0u32;
@@ -908,15 +934,12 @@ fn rewrite_body(
                 let memarg = RoundtripReencoder
                     .mem_arg(memarg)
                     .map_err(|e| reencode_error(&e))?;
-                if width == 32 {
-                    f.instruction(&Instruction::I32ReinterpretF32);
-                    canonicalize_bits(&mut f, &s, 32);
-                    f.instruction(&Instruction::I32Store(memarg));
+                float_to_canonical_bits(&mut f, &s, width);
+                f.instruction(&if width == 32 {
+                    Instruction::I32Store(memarg)
                 } else {
-                    f.instruction(&Instruction::I64ReinterpretF64);
-                    canonicalize_bits(&mut f, &s, 64);
-                    f.instruction(&Instruction::I64Store(memarg));
-                }
+                    Instruction::I64Store(memarg)
+                });
             }
             Some(Observe::Reinterpret(width)) => {
                 emit(&mut f, op)?;
@@ -959,8 +982,31 @@ fn canonicalize(f: &mut Function, s: &Scratch, width: u8) {
     f.instruction(&Instruction::Select);
 }
 
+/// Replaces the float on the stack by its bits as an integer, canonical when it is a NaN (a
+/// float self-comparison selecting between integers: no float select).
+fn float_to_canonical_bits(f: &mut Function, s: &Scratch, width: u8) {
+    if width == 32 {
+        f.instruction(&Instruction::LocalSet(s.f32));
+        f.instruction(&Instruction::I32Const(0x7fc0_0000));
+        f.instruction(&Instruction::LocalGet(s.f32));
+        f.instruction(&Instruction::I32ReinterpretF32);
+        f.instruction(&Instruction::LocalGet(s.f32));
+        f.instruction(&Instruction::LocalGet(s.f32));
+        f.instruction(&Instruction::F32Ne);
+    } else {
+        f.instruction(&Instruction::LocalSet(s.f64));
+        f.instruction(&Instruction::I64Const(0x7ff8_0000_0000_0000));
+        f.instruction(&Instruction::LocalGet(s.f64));
+        f.instruction(&Instruction::I64ReinterpretF64);
+        f.instruction(&Instruction::LocalGet(s.f64));
+        f.instruction(&Instruction::LocalGet(s.f64));
+        f.instruction(&Instruction::F64Ne);
+    }
+    f.instruction(&Instruction::Select);
+}
+
 /// Replaces the float bits (as an integer) on the stack by the canonical NaN's when they are a
-/// NaN's: integer compare and select, cheaper on every engine than a float compare.
+/// NaN's: integer compare and select.
 fn canonicalize_bits(f: &mut Function, s: &Scratch, width: u8) {
     if width == 32 {
         f.instruction(&Instruction::LocalSet(s.i32));

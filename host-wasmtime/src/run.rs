@@ -195,3 +195,109 @@ pub fn run(
     let (outcome, ran) = executor.call(&module, &mut ctx, &call)?;
     Ok((report(&outcome, &ctx), ran))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synor_core::instrument::Limits;
+
+    fn run_on(
+        wasm: &[u8],
+        entry: &str,
+        args: &[&str],
+        input: &[u8],
+        tier: Tier,
+    ) -> Result<String, String> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let request = RunRequest {
+            wasm,
+            entry,
+            args: &args,
+            input: input.to_vec(),
+            gas: 50_000_000,
+        };
+        let engines =
+            crate::engine::engines(&Limits::default(), None).map_err(|e| e.to_string())?;
+        run(&request, Some(tier), engines)
+            .map(|(json, ran)| {
+                assert_eq!(ran, tier);
+                json.to_string()
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The same file and entry print the same JSON on every tier, and a rejected module or a
+    /// bad call gets the same error on every tier.
+    #[test]
+    fn every_tier_prints_the_same() {
+        let (files, _) = crate::corpus::embedded();
+        let compute = files
+            .iter()
+            .find(|f| f.name == "compute_v2.wasm")
+            .expect("embedded");
+        let mut input = 300u32.to_le_bytes().to_vec();
+        input.extend_from_slice(b"seed");
+        let programs = crate::corpus::embedded_programs();
+        let fib = programs
+            .iter()
+            .find(|f| f.name == "fib.wasm")
+            .expect("embedded");
+        let cases: Vec<(&[u8], &str, Vec<&str>, &[u8])> = vec![
+            (&compute.bytes, "hash_chain", vec![], &input),
+            (&compute.bytes, "fib", vec![], &input),
+            (&compute.bytes, "sort", vec![], b"\x01"),
+            (&compute.bytes, "missing", vec![], b""),
+            (&compute.bytes, "fib", vec!["1"], b""),
+            (&fib.bytes, "setup", vec![], b""),
+            (b"\0asm\x01\0\0\0\x05\x03\x01\x00\x01", "x", vec![], b""),
+            (b"not wasm", "x", vec![], b""),
+        ];
+        for (wasm, entry, args, input) in cases {
+            let cold = run_on(wasm, entry, &args, input, Tier::Cold);
+            for tier in [Tier::Warm, Tier::Hot] {
+                assert_eq!(
+                    run_on(wasm, entry, &args, input, tier),
+                    cold,
+                    "{entry} on {tier}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn arguments_parse_by_type() {
+        let m = instrument::instrument(
+            &wat::parse_str(r#"(module (func (export "f") (param i32 i64 f32 f64)))"#).unwrap(),
+            &GasSchedule::V1,
+            &Limits::default(),
+        )
+        .unwrap();
+        let args: Vec<String> = ["-1", "0xff", "1.5", "-2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            parse_args(&m, "f", &args).unwrap(),
+            [
+                Value::I32(-1),
+                Value::I64(255),
+                Value::F32(1.5f32.to_bits()),
+                Value::F64((-2f64).to_bits())
+            ]
+        );
+        assert!(parse_args(&m, "f", &args[..2]).is_err());
+        let bad: Vec<String> = ["x", "1", "1", "1"].iter().map(|s| s.to_string()).collect();
+        assert!(
+            parse_args(&m, "f", &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("`x`")
+        );
+        // u32 range for i32 parameters.
+        let big: Vec<String> = ["4294967295", "1", "1", "1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(parse_args(&m, "f", &big).unwrap()[0], Value::I32(-1));
+    }
+}

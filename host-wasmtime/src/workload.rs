@@ -91,7 +91,7 @@ impl Rng {
         Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
     }
     /// The next value.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -99,7 +99,7 @@ impl Rng {
     }
     /// A value in `lo..hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo).max(1)
+        lo + self.next_u64() % (hi - lo).max(1)
     }
 }
 
@@ -118,7 +118,7 @@ pub fn zipf(deployments: &[Deployment], calls: usize, skew: f64, seed: u64) -> V
     let mut started = vec![false; n];
     let mut out = Vec::with_capacity(calls);
     while out.len() < calls {
-        let mut x = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let mut x = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
         let mut rank = n - 1;
         for (r, w) in weights.iter().enumerate() {
             if x < *w {
@@ -159,7 +159,7 @@ pub fn zipf(deployments: &[Deployment], calls: usize, skew: f64, seed: u64) -> V
             "compute" => match rng.range(0, 3) {
                 0 => {
                     let mut input = (rng.range(20, 400) as u32).to_le_bytes().to_vec();
-                    input.extend_from_slice(&rng.next().to_le_bytes());
+                    input.extend_from_slice(&rng.next_u64().to_le_bytes());
                     CallSpec {
                         contract,
                         entry: "hash_chain",
@@ -175,7 +175,7 @@ pub fn zipf(deployments: &[Deployment], calls: usize, skew: f64, seed: u64) -> V
                 },
                 _ => {
                     let mut input = (rng.range(50, 1500) as u32).to_le_bytes().to_vec();
-                    input.extend_from_slice(&rng.next().to_le_bytes());
+                    input.extend_from_slice(&rng.next_u64().to_le_bytes());
                     CallSpec {
                         contract,
                         entry: "sort",

@@ -313,7 +313,7 @@ fn generated_modules_agree_on_every_tier() {
     let mut modules = 0;
     let mut rejected = Vec::new();
     for _ in 0..200 {
-        let bytes: Vec<u8> = (0..16_384).map(|_| rng.next() as u8).collect();
+        let bytes: Vec<u8> = (0..16_384).map(|_| rng.next_u64() as u8).collect();
         let mut u = Unstructured::new(&bytes);
         let config = wasm_smith::Config {
             max_imports: 0,
@@ -363,10 +363,10 @@ fn generated_modules_agree_on_every_tier() {
                 .params
                 .iter()
                 .map(|t| match t {
-                    instrument::ValueType::I32 => Value::I32(rng.next() as i32),
-                    instrument::ValueType::I64 => Value::I64(rng.next() as i64),
-                    instrument::ValueType::F32 => Value::F32(rng.next() as u32),
-                    instrument::ValueType::F64 => Value::F64(rng.next()),
+                    instrument::ValueType::I32 => Value::I32(rng.next_u64() as i32),
+                    instrument::ValueType::I64 => Value::I64(rng.next_u64() as i64),
+                    instrument::ValueType::F32 => Value::F32(rng.next_u64() as u32),
+                    instrument::ValueType::F64 => Value::F64(rng.next_u64()),
                 })
                 .collect();
             agree(&m, &Call::new(&export.name, &args), 200_000);
@@ -405,8 +405,7 @@ fn hot_contracts_are_promoted_in_the_background() {
     );
     let call = |n: i32| {
         let args = [Value::I32(n)];
-        let mut ctx = CallContext::default();
-        ctx.gas_left = 1 << 40;
+        let mut ctx = CallContext::with_gas(1 << 40);
         exec.call(&m, &mut ctx, &Call::new("work", &args)).unwrap()
     };
     let (o, tier) = call(1000);
@@ -441,8 +440,7 @@ fn compiled_modules_are_evicted_by_bytes() {
         budget,
     );
     let call = |m: &Arc<Instrumented>| {
-        let mut ctx = CallContext::default();
-        ctx.gas_left = 1 << 30;
+        let mut ctx = CallContext::with_gas(1 << 30);
         exec.call(m, &mut ctx, &Call::new("work", &[Value::I32(3)]))
             .unwrap()
     };
@@ -472,8 +470,7 @@ fn calls_in_flight_finish_on_their_module() {
     ));
     let run = |exec: &TieredExecutor, n: i32| {
         let args = [Value::I32(n)];
-        let mut ctx = CallContext::default();
-        ctx.gas_left = 1 << 40;
+        let mut ctx = CallContext::with_gas(1 << 40);
         exec.call(&m, &mut ctx, &Call::new("work", &args)).unwrap()
     };
     let (reference, _) = run(&exec, 3_000_000);
@@ -522,8 +519,7 @@ fn restart_runs_hot_from_the_artifact_cache() {
         min_calls: [1, 2],
     };
     let call = |exec: &TieredExecutor| {
-        let mut ctx = CallContext::default();
-        ctx.gas_left = 1 << 30;
+        let mut ctx = CallContext::with_gas(1 << 30);
         exec.call(&m, &mut ctx, &Call::new("work", &[Value::I32(100)]))
             .unwrap()
     };
@@ -560,8 +556,7 @@ fn bad_artifacts_are_recompiled() {
     let hot =
         || synor_host_wasmtime::engine::WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
     let check = |compiled: Arc<dyn Compiled>| {
-        let mut ctx = CallContext::default();
-        ctx.gas_left = 1 << 30;
+        let mut ctx = CallContext::with_gas(1 << 30);
         let o = compiled
             .call(&mut ctx, &Call::new("work", &[Value::I32(4)]))
             .unwrap();
