@@ -796,6 +796,38 @@ fn depth_leave(f: &mut Function, g: &Globals, weight: u32) {
     f.instruction(&Instruction::GlobalSet(g.depth));
 }
 
+/// Whether keeping gas in a local pays: it saves a global load and store per charged segment
+/// and costs both around every call, so it pays when segments inside loops (the code that
+/// runs most) outnumber calls inside loops.
+fn local_gas_pays(ops: &[Operator<'_>]) -> bool {
+    let (mut loops, mut open) = (0u32, Vec::new());
+    let (mut charges, mut calls) = (0u32, 0u32);
+    for op in ops {
+        match op {
+            Operator::Loop { .. } => {
+                open.push(true);
+                loops += 1;
+                charges += 1;
+            }
+            Operator::Block { .. } => open.push(false),
+            Operator::If { .. } => {
+                open.push(false);
+                charges += u32::from(loops > 0);
+            }
+            Operator::Else => charges += u32::from(loops > 0),
+            Operator::End => {
+                if open.pop() == Some(true) {
+                    loops -= 1;
+                }
+                charges += u32::from(loops > 0);
+            }
+            Operator::Call { .. } | Operator::CallIndirect { .. } => calls += u32::from(loops > 0),
+            _ => {}
+        }
+    }
+    charges > calls
+}
+
 fn rewrite_body(
     body: &wasmparser::FunctionBody<'_>,
     func_index: u32,
@@ -838,7 +870,7 @@ fn rewrite_body(
         ops.push(op.map_err(invalid)?);
     }
     let s = Scratch {
-        local_gas: ops.iter().any(|op| matches!(op, Operator::Loop { .. })),
+        local_gas: local_gas_pays(&ops),
         ..s
     };
     // Segment costs, charged where each segment starts: at 0 and after every loop, if, else
@@ -982,25 +1014,24 @@ fn canonicalize(f: &mut Function, s: &Scratch, width: u8) {
     f.instruction(&Instruction::Select);
 }
 
-/// Replaces the float on the stack by its bits as an integer, canonical when it is a NaN (a
-/// float self-comparison selecting between integers: no float select).
+/// Replaces the float on the stack by its bits as an integer, canonical when it is a NaN.
+/// `x >= -inf` is false exactly for NaNs and needs one flag test on x86 (`x != x` needs two),
+/// selecting between integers: no float select.
 fn float_to_canonical_bits(f: &mut Function, s: &Scratch, width: u8) {
     if width == 32 {
-        f.instruction(&Instruction::LocalSet(s.f32));
+        f.instruction(&Instruction::LocalTee(s.f32));
+        f.instruction(&Instruction::I32ReinterpretF32);
         f.instruction(&Instruction::I32Const(0x7fc0_0000));
         f.instruction(&Instruction::LocalGet(s.f32));
-        f.instruction(&Instruction::I32ReinterpretF32);
-        f.instruction(&Instruction::LocalGet(s.f32));
-        f.instruction(&Instruction::LocalGet(s.f32));
-        f.instruction(&Instruction::F32Ne);
+        f.instruction(&Instruction::F32Const(f32::NEG_INFINITY.into()));
+        f.instruction(&Instruction::F32Ge);
     } else {
-        f.instruction(&Instruction::LocalSet(s.f64));
+        f.instruction(&Instruction::LocalTee(s.f64));
+        f.instruction(&Instruction::I64ReinterpretF64);
         f.instruction(&Instruction::I64Const(0x7ff8_0000_0000_0000));
         f.instruction(&Instruction::LocalGet(s.f64));
-        f.instruction(&Instruction::I64ReinterpretF64);
-        f.instruction(&Instruction::LocalGet(s.f64));
-        f.instruction(&Instruction::LocalGet(s.f64));
-        f.instruction(&Instruction::F64Ne);
+        f.instruction(&Instruction::F64Const(f64::NEG_INFINITY.into()));
+        f.instruction(&Instruction::F64Ge);
     }
     f.instruction(&Instruction::Select);
 }

@@ -169,8 +169,9 @@ struct BenchTiersArgs {
     /// Workload seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Runs of each program per configuration (the fastest counts).
-    #[arg(long, default_value_t = 3)]
+    /// Pairs of instrumented and uninstrumented runs of each program (the median ratio
+    /// counts).
+    #[arg(long, default_value_t = 11)]
     program_reps: usize,
     /// Size given to a program's `setup` when it takes one (as the corpus programs do).
     #[arg(long, default_value_t = 100)]

@@ -242,7 +242,9 @@ mod tests {
             .iter()
             .find(|f| f.name == "fib.wasm")
             .expect("embedded");
-        let cases: Vec<(&[u8], &str, Vec<&str>, &[u8])> = vec![
+        // (module, entry, arguments, input)
+        type Case<'a> = (&'a [u8], &'a str, Vec<&'a str>, &'a [u8]);
+        let cases: Vec<Case<'_>> = vec![
             (&compute.bytes, "hash_chain", vec![], &input),
             (&compute.bytes, "fib", vec![], &input),
             (&compute.bytes, "sort", vec![], b"\x01"),

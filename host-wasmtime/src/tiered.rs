@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use synor_core::Digest;
 use synor_core::abi::CallContext;
 use synor_core::instrument::Instrumented;
 use synor_core::tier::{
@@ -22,6 +23,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
 struct Shared {
     tiering: Mutex<Tiering>,
+    /// Modules the background thread really compiled (not loaded from an artifact cache):
+    /// instrumented fingerprint and tier.
+    compiled: Mutex<Vec<(Digest, Tier)>>,
     /// Background compilations queued or running.
     queued: Mutex<usize>,
     idle: Condvar,
@@ -77,6 +81,7 @@ impl TieredExecutor {
         };
         let shared = Arc::new(Shared {
             tiering: Mutex::new(Tiering::new(policy, cache_bytes)),
+            compiled: Mutex::new(Vec::new()),
             queued: Mutex::new(0),
             idle: Condvar::new(),
         });
@@ -178,6 +183,16 @@ impl TieredExecutor {
         self.shared.tiering().cached_bytes()
     }
 
+    /// The modules promotions really compiled (rather than loaded from the artifact cache), in
+    /// order: instrumented fingerprint and tier.
+    pub fn compiled_in_background(&self) -> Vec<(Digest, Tier)> {
+        self.shared
+            .compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Real compilations per engine (cold, warm, hot), excluding artifacts loaded from a cache.
     pub fn compilations(&self) -> [u64; 3] {
         [0, 1, 2].map(|i| self.engines[i].compilations())
@@ -199,7 +214,17 @@ fn compile_loop(
     jobs: &Receiver<(Arc<Instrumented>, Tier)>,
 ) {
     while let Ok((module, tier)) = jobs.recv() {
-        match engines[tier as usize].compile(&module) {
+        let engine = &engines[tier as usize];
+        let before = engine.compilations();
+        let result = engine.compile(&module);
+        if engine.compilations() > before {
+            shared
+                .compiled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((module.fingerprint, tier));
+        }
+        match result {
             Ok(compiled) => shared
                 .tiering()
                 .install(module.code_id, compiled, module.bytes.len()),

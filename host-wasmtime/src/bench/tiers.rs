@@ -44,7 +44,8 @@ pub struct Options {
     pub seed: u64,
     /// Compute programs for `metering_overhead` (name, bytes).
     pub programs: Vec<(String, Vec<u8>)>,
-    /// Repetitions of each program run (the minimum is kept).
+    /// Pairs of instrumented and uninstrumented runs of each program (the median ratio
+    /// counts).
     pub program_reps: usize,
     /// The size given to a program's `setup` when it takes one.
     pub program_size: i64,
@@ -106,8 +107,12 @@ pub struct Report {
     pub hot_over_cranelift: f64,
     /// Instrumented over uninstrumented execution on Cranelift, geometric mean over programs.
     pub metering_overhead: f64,
-    /// Compilations after a restart with the tiered run's artifact cache.
+    /// Compilations, after a restart with the tiered run's artifact cache, of modules compiled
+    /// before the restart.
     pub restart_recompiles: u64,
+    /// Compilations after the restart of modules never compiled before (promotions that the
+    /// restart made possible sooner).
+    pub restart_new_promotions: u64,
     /// The hottest contract (for `hot_over_cranelift`).
     pub hottest: String,
     /// Per configuration.
@@ -172,24 +177,33 @@ fn run_config(
     })
 }
 
-/// Steady-state seconds per call of `spec` on `exec` (median of `reps` batches).
+/// Steady-state seconds per call of `specs` on executors `a` and `b`: batches alternate
+/// between the two so that drift on a shared machine hits both alike; medians of `reps`.
 fn steady(
-    exec: &TieredExecutor,
+    a: &TieredExecutor,
+    b: &TieredExecutor,
     deployments: &[Deployment],
     specs: &[workload::CallSpec],
     reps: usize,
-) -> Result<f64, Error> {
-    let mut batches = Vec::new();
-    for _ in 0..reps {
+) -> Result<(f64, f64), Error> {
+    let batch = |exec: &TieredExecutor| -> Result<f64, Error> {
         let chain = Chain::default();
         let mut t = Duration::ZERO;
         for spec in specs {
             t += chain.execute(exec, deployments, spec, false)?.2;
         }
-        batches.push(t.as_secs_f64() / specs.len() as f64);
+        Ok(t.as_secs_f64() / specs.len().max(1) as f64)
+    };
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        ta.push(batch(a)?);
+        tb.push(batch(b)?);
     }
-    batches.sort_by(f64::total_cmp);
-    Ok(batches[batches.len() / 2])
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(ta), median(tb)))
 }
 
 fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramReport>, Error> {
@@ -206,41 +220,52 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
         let a = instrumented.compile(&module)?;
         let b = raw.compile_raw(wasm, &module)?;
         let args = synor_core::tier::program_args(&module, options.program_size);
-        let time = |m: &Arc<dyn synor_core::tier::Compiled>| -> Result<(f64, u64), String> {
-            let mut best = f64::INFINITY;
-            let mut gas = 0;
-            for _ in 0..options.program_reps.max(1) {
-                let mut ctx = CallContext::with_gas(u64::MAX);
-                let t = std::time::Instant::now();
-                let o = m
-                    .call(&mut ctx, &Call::program(&args))
-                    .map_err(|e| e.to_string())?;
-                best = best.min(t.elapsed().as_secs_f64());
-                if let Some(trap) = o.trap {
-                    return Err(trap.to_string());
-                }
-                gas = o.gas_used;
+        let once = |m: &Arc<dyn synor_core::tier::Compiled>| -> Result<(f64, u64), String> {
+            let mut ctx = CallContext::with_gas(u64::MAX);
+            let t = std::time::Instant::now();
+            let o = m
+                .call(&mut ctx, &Call::program(&args))
+                .map_err(|e| e.to_string())?;
+            let secs = t.elapsed().as_secs_f64();
+            match o.trap {
+                Some(trap) => Err(trap.to_string()),
+                None => Ok((secs, o.gas_used)),
             }
-            Ok((best, gas))
         };
-        // Interleave, so that drift on a busy machine hits both alike.
-        let (ti, gas) = match time(&a) {
-            Ok(t) => t,
+        // Pairs of runs, in alternating order; the median of the pairs' ratios is robust to a
+        // shared machine's drift and bursts, which hit both runs of a pair alike.
+        let gas = match once(&a) {
+            Ok((_, gas)) => gas,
             Err(e) => {
                 skipped.push(format!("{name}: {e}"));
                 bar.inc(1);
                 continue;
             }
         };
-        let (tu, _) = time(&b)?;
-        let (ti2, _) = time(&a)?;
-        let (tu2, _) = time(&b)?;
-        let (ti, tu) = (ti.min(ti2), tu.min(tu2));
+        once(&b)?;
+        let (mut ratios, mut tis, mut tus) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..options.program_reps.max(1) {
+            let (ti, tu) = if rep % 2 == 0 {
+                let ti = once(&a)?.0;
+                (ti, once(&b)?.0)
+            } else {
+                let tu = once(&b)?.0;
+                (once(&a)?.0, tu)
+            };
+            ratios.push(ti / tu);
+            tis.push(ti);
+            tus.push(tu);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (overhead, ti, tu) = (median(ratios), median(tis), median(tus));
         out.push(ProgramReport {
             name: name.clone(),
             instrumented_secs: ti,
             uninstrumented_secs: tu,
-            overhead: ti / tu,
+            overhead,
             gas_used: gas,
         });
         bar.inc(1);
@@ -332,10 +357,10 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         .take(200)
         .cloned()
         .collect();
-    let t_tiered = steady(&tiered_exec, &deployments, &hot_specs, 5)?;
-    let t_cranelift = steady(&statics[2].1, &deployments, &hot_specs, 5)?;
+    let (t_tiered, t_cranelift) = steady(&tiered_exec, &statics[2].1, &deployments, &hot_specs, 9)?;
 
     // Restart: new engines and executor over the same artifact cache.
+    let compiled_before = tiered_exec.compiled_in_background();
     drop(tiered_exec);
     let restarted = TieredExecutor::new(
         engines(&limits, Some(cache))?,
@@ -343,7 +368,13 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         DEFAULT_CACHE_BYTES,
     );
     let again = run_config("restart", &restarted, &deployments, &calls, show)?;
-    let restart_recompiles = again.report.compilations[1] + again.report.compilations[2];
+    // A compilation after the restart of a module compiled before it is a recompile; one of a
+    // module never compiled before is a new promotion (a contract that starts warm from its
+    // artifact can reach hot sooner than it did while waiting for its warm compile).
+    let before: std::collections::HashSet<_> = compiled_before.into_iter().collect();
+    let after = restarted.compiled_in_background();
+    let restart_recompiles = after.iter().filter(|m| before.contains(m)).count() as u64;
+    let restart_new_promotions = after.len() as u64 - restart_recompiles;
 
     let mut skipped = Vec::new();
     let programs = metering(options, &mut skipped)?;
@@ -368,6 +399,7 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         hot_over_cranelift: t_tiered / t_cranelift,
         metering_overhead,
         restart_recompiles,
+        restart_new_promotions,
         hottest: deployments[hottest].name.clone(),
         runs,
         programs,
@@ -415,14 +447,15 @@ pub fn table(r: &Report) -> String {
     s.push_str(&format!(
         "\ntiered_over_oracle         {:.3}\ntiered_over_best_single    {:.3}\n\
          cold_first_call_over_wasmi {:.3}\nhot_over_cranelift         {:.3} ({})\n\
-         metering_overhead          {:.3}\nrestart_recompiles         {}\n",
+         metering_overhead          {:.3}\nrestart_recompiles         {} ({} new promotions)\n",
         r.tiered_over_oracle,
         r.tiered_over_best_single,
         r.cold_first_call_over_wasmi,
         r.hot_over_cranelift,
         r.hottest,
         r.metering_overhead,
-        r.restart_recompiles
+        r.restart_recompiles,
+        r.restart_new_promotions
     ));
     s
 }
