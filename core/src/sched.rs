@@ -1,0 +1,382 @@
+//! Parallel block scheduling with declared access sets, threadless: the host brings the threads.
+//!
+//! Each transaction declares the keys it reads and writes ([`AccessSet`], as in Sealevel).
+//! [`Dag::build`] turns a block into a dependency graph in one pass over it, keeping per key
+//! the last writer and the readers since: a transaction depends on the last earlier writer of
+//! every key it touches, and a writer also on every reader since that writer. Executing each
+//! transaction after its dependencies then gives the result of executing the block in order.
+//!
+//! [`Claims`] hands transactions to workers and takes completions back, with atomics only:
+//! every transaction becomes ready exactly once, so ready transactions go into a fixed array by
+//! a `fetch_add` on its tail, and workers claim slots by a `fetch_add` on its head. There is no
+//! barrier between "batches": a slow transaction holds back only its dependants. The Sealevel
+//! view (maximal sets of mutually independent transactions, run batch after batch) is
+//! [`Dag::batches`], for callers that want it and for comparison.
+//!
+//! [`simulate`] replays a block's dependencies and measured costs on any number of virtual
+//! workers, to predict speedup beyond the machine's cores.
+
+use alloc::collections::BinaryHeap;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cmp::Reverse;
+
+use hashbrown::HashMap;
+
+#[cfg(not(loom))]
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+/// The keys a transaction reads and writes. A key both read and written need only be declared
+/// as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessSet {
+    /// Keys read.
+    pub reads: Vec<Vec<u8>>,
+    /// Keys written (and possibly read).
+    pub writes: Vec<Vec<u8>>,
+}
+
+impl AccessSet {
+    /// Whether `key` may be read.
+    pub fn may_read(&self, key: &[u8]) -> bool {
+        self.reads.iter().chain(&self.writes).any(|k| k == key)
+    }
+
+    /// Whether `key` may be written.
+    pub fn may_write(&self, key: &[u8]) -> bool {
+        self.writes.iter().any(|k| k == key)
+    }
+
+    /// Whether two transactions conflict (one writes a key the other touches).
+    pub fn conflicts(&self, other: &AccessSet) -> bool {
+        self.writes.iter().any(|k| other.may_read(k))
+            || other.writes.iter().any(|k| self.may_read(k))
+    }
+}
+
+/// The dependency graph of a block: for each transaction, the earlier transactions it must
+/// follow, and the later ones that follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dag {
+    /// Number of dependencies of each transaction.
+    deps: Vec<u32>,
+    /// Dependants of transaction `i`: `dependents[offsets[i]..offsets[i + 1]]` (ascending).
+    offsets: Vec<u32>,
+    dependents: Vec<u32>,
+}
+
+impl Dag {
+    /// The graph of a block whose transactions access `sets`, in block order.
+    ///
+    /// # Panics
+    /// More than `u32::MAX` transactions.
+    pub fn build(sets: &[AccessSet]) -> Dag {
+        assert!(u32::try_from(sets.len()).is_ok(), "block too large");
+        #[derive(Default)]
+        struct KeyState {
+            writer: Option<u32>,
+            readers: Vec<u32>,
+        }
+        let mut keys: HashMap<&[u8], KeyState> = HashMap::new();
+        let mut edges: Vec<(u32, u32)> = Vec::new();
+        let mut deps = vec![0u32; sets.len()];
+        let mut mine: Vec<u32> = Vec::new();
+        for (i, set) in sets.iter().enumerate() {
+            let i = i as u32;
+            mine.clear();
+            for key in &set.writes {
+                let k = keys.entry(key.as_slice()).or_default();
+                if k.writer == Some(i) {
+                    continue; // declared twice
+                }
+                mine.extend(k.writer);
+                mine.extend(k.readers.iter().copied().filter(|r| *r != i));
+                k.writer = Some(i);
+                k.readers.clear();
+            }
+            for key in &set.reads {
+                let k = keys.entry(key.as_slice()).or_default();
+                if k.writer == Some(i) {
+                    continue; // also written: covered above
+                }
+                mine.extend(k.writer);
+                if k.readers.last() != Some(&i) {
+                    k.readers.push(i);
+                }
+            }
+            mine.sort_unstable();
+            mine.dedup();
+            deps[i as usize] = mine.len() as u32;
+            edges.extend(mine.iter().map(|d| (*d, i)));
+        }
+        // Compressed rows of dependants, ascending (edges were produced by ascending dependant).
+        edges.sort_unstable();
+        let mut offsets = vec![0u32; sets.len() + 1];
+        for (from, _) in &edges {
+            offsets[*from as usize + 1] += 1;
+        }
+        for i in 0..sets.len() {
+            offsets[i + 1] += offsets[i];
+        }
+        Dag {
+            deps,
+            offsets,
+            dependents: edges.into_iter().map(|(_, to)| to).collect(),
+        }
+    }
+
+    /// Transactions in the block.
+    pub fn len(&self) -> usize {
+        self.deps.len()
+    }
+
+    /// Whether the block is empty.
+    pub fn is_empty(&self) -> bool {
+        self.deps.is_empty()
+    }
+
+    /// Edges in the graph.
+    pub fn edges(&self) -> usize {
+        self.dependents.len()
+    }
+
+    /// How many transactions `tx` waits for.
+    pub fn dependencies(&self, tx: u32) -> u32 {
+        self.deps[tx as usize]
+    }
+
+    /// The transactions that wait for `tx`, ascending.
+    pub fn dependents(&self, tx: u32) -> &[u32] {
+        let (a, b) = (self.offsets[tx as usize], self.offsets[tx as usize + 1]);
+        &self.dependents[a as usize..b as usize]
+    }
+
+    /// The Sealevel view: transactions grouped by depth in the graph. Transactions of one batch
+    /// never conflict, and running the batches in order, each in any order or in parallel,
+    /// gives the block's sequential result.
+    pub fn batches(&self) -> Vec<Vec<u32>> {
+        let mut level = vec![0u32; self.len()];
+        let mut batches: Vec<Vec<u32>> = Vec::new();
+        for tx in 0..self.len() as u32 {
+            let l = level[tx as usize] as usize;
+            if batches.len() <= l {
+                batches.resize_with(l + 1, Vec::new);
+            }
+            batches[l].push(tx);
+            for d in self.dependents(tx) {
+                let dl = &mut level[*d as usize];
+                *dl = (*dl).max(l as u32 + 1);
+            }
+        }
+        batches
+    }
+
+    /// Length of the longest dependency chain (in transactions).
+    pub fn critical_path(&self) -> usize {
+        self.batches().len()
+    }
+}
+
+/// The claim/finish protocol over a [`Dag`], shared by the workers of one block.
+///
+/// Every transaction is pushed to the ready array exactly once: at the start if it has no
+/// dependencies, else by the worker whose finish brings its count to zero. Workers claim the
+/// ready array's slots in order; a worker whose slot is not yet filled waits for it (it has
+/// nothing else to do: every slot before it is claimed).
+#[derive(Debug)]
+pub struct Claims<'d> {
+    dag: &'d Dag,
+    pending: Vec<AtomicU32>,
+    /// Ready transactions, in the order they became ready; `EMPTY` until filled.
+    ready: Vec<AtomicU32>,
+    tail: AtomicUsize,
+    head: AtomicUsize,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+/// What [`Claims::claim`] gives a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Execute this transaction, then call [`Claims::finish`].
+    Run(u32),
+    /// The slot is claimed but its transaction is not ready yet: call [`Claims::wait`] with
+    /// this slot until it gives a transaction.
+    Wait(usize),
+    /// Every transaction is claimed: the worker is done.
+    Done,
+}
+
+impl<'d> Claims<'d> {
+    /// The protocol's state for `dag`, with the transactions that depend on nothing ready.
+    pub fn new(dag: &'d Dag) -> Self {
+        let n = dag.len();
+        let claims = Self {
+            dag,
+            pending: (0..n).map(|i| AtomicU32::new(dag.deps[i])).collect(),
+            ready: (0..n).map(|_| AtomicU32::new(EMPTY)).collect(),
+            tail: AtomicUsize::new(0),
+            head: AtomicUsize::new(0),
+        };
+        for tx in 0..n as u32 {
+            if dag.deps[tx as usize] == 0 {
+                claims.push(tx);
+            }
+        }
+        claims
+    }
+
+    fn push(&self, tx: u32) {
+        let slot = self.tail.fetch_add(1, Ordering::AcqRel);
+        // Release: the worker that reads this slot sees every write of the transactions that
+        // made `tx` ready (they happened before their `finish`, whose `fetch_sub` this push
+        // follows).
+        self.ready[slot].store(tx, Ordering::Release);
+    }
+
+    /// Claims the next slot of the ready array.
+    pub fn claim(&self) -> Claim {
+        let slot = self.head.fetch_add(1, Ordering::AcqRel);
+        if slot >= self.ready.len() {
+            return Claim::Done;
+        }
+        self.wait(slot)
+    }
+
+    /// The transaction in `slot`, if it has been made ready ([`Claim::Wait`] otherwise).
+    pub fn wait(&self, slot: usize) -> Claim {
+        match self.ready[slot].load(Ordering::Acquire) {
+            EMPTY => Claim::Wait(slot),
+            tx => Claim::Run(tx),
+        }
+    }
+
+    /// Reports that `tx` has executed (its effects are visible): the dependants it was the
+    /// last dependency of become ready.
+    pub fn finish(&self, tx: u32) {
+        for d in self.dag.dependents(tx) {
+            // AcqRel: the last finisher of `d`'s dependencies sees all earlier finishers'
+            // writes, and publishes them with the push.
+            if self.pending[*d as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.push(*d);
+            }
+        }
+    }
+
+    /// Runs the whole protocol on the calling thread with `execute` (a worker loop; hosts run
+    /// it on several threads at once). While its slot is not ready, the worker spins, calling
+    /// `idle` every 64 spins (a host yields the thread there, so that a waiting worker never
+    /// starves a running one on a busy machine).
+    pub fn drain(&self, mut execute: impl FnMut(u32), mut idle: impl FnMut()) {
+        loop {
+            let mut claim = self.claim();
+            let mut spins = 0u32;
+            while let Claim::Wait(slot) = claim {
+                spins = spins.wrapping_add(1);
+                if cfg!(loom) || spins.is_multiple_of(64) {
+                    idle();
+                } else {
+                    core::hint::spin_loop();
+                }
+                claim = self.wait(slot);
+            }
+            match claim {
+                Claim::Run(tx) => {
+                    execute(tx);
+                    self.finish(tx);
+                }
+                Claim::Done | Claim::Wait(_) => return,
+            }
+        }
+    }
+}
+
+/// Predicted execution of a block on `workers` virtual workers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Simulation {
+    /// Time to execute the block, in the unit of the costs.
+    pub makespan: u64,
+    /// Sum of all costs: the sequential time.
+    pub total: u64,
+    /// `total / makespan`.
+    pub speedup: f64,
+}
+
+/// Replays `dag` with per-transaction `costs` (any unit, e.g. measured nanoseconds) on
+/// `workers` workers plus a fixed `overhead` per transaction (the scheduler's own cost),
+/// following the same protocol as [`Claims`]: transactions start in the order they become
+/// ready, each on the first free worker. Deterministic: ties break by transaction index.
+///
+/// # Panics
+/// `costs` has a different length than the block, or `workers` is 0.
+pub fn simulate(dag: &Dag, costs: &[u64], workers: usize, overhead: u64) -> Simulation {
+    assert_eq!(costs.len(), dag.len(), "one cost per transaction");
+    assert!(workers > 0, "at least one worker");
+    let n = dag.len();
+    let mut pending: Vec<u32> = dag.deps.clone();
+    // Ready transactions by (time ready, index); running ones by (finish time, index).
+    let mut ready: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
+    let mut running: BinaryHeap<Reverse<(u64, u32)>> = BinaryHeap::new();
+    for tx in 0..n as u32 {
+        if pending[tx as usize] == 0 {
+            ready.push(Reverse((0, tx)));
+        }
+    }
+    let (mut now, mut free, mut makespan) = (0u64, workers, 0u64);
+    let mut done = 0usize;
+    while done < n {
+        // Start what can start now.
+        while free > 0 {
+            match ready.peek() {
+                Some(Reverse((t, _))) if *t <= now => {
+                    let Some(Reverse((_, tx))) = ready.pop() else {
+                        break;
+                    };
+                    let end = now + costs[tx as usize] + overhead;
+                    running.push(Reverse((end, tx)));
+                    free -= 1;
+                }
+                _ => break,
+            }
+        }
+        // Advance to the next finish (or the next readiness, when workers are free).
+        let Some(Reverse((end, tx))) = running.pop() else {
+            // Nothing running: the next ready transaction starts when it is ready.
+            match ready.peek() {
+                Some(Reverse((t, _))) => {
+                    now = now.max(*t);
+                    continue;
+                }
+                None => break, // unreachable for a DAG built by `Dag::build`
+            }
+        };
+        now = end;
+        makespan = makespan.max(end);
+        free += 1;
+        done += 1;
+        for d in dag.dependents(tx) {
+            pending[*d as usize] -= 1;
+            if pending[*d as usize] == 0 {
+                ready.push(Reverse((now, *d)));
+            }
+        }
+    }
+    let total: u64 = costs.iter().sum::<u64>() + overhead * n as u64;
+    Simulation {
+        makespan,
+        total,
+        speedup: if makespan == 0 {
+            1.0
+        } else {
+            total as f64 / makespan as f64
+        },
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;

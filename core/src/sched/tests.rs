@@ -1,0 +1,218 @@
+use super::*;
+use alloc::collections::BTreeMap;
+use std::sync::Mutex;
+
+fn set(reads: &[u8], writes: &[u8]) -> AccessSet {
+    AccessSet {
+        reads: reads.iter().map(|k| vec![*k]).collect(),
+        writes: writes.iter().map(|k| vec![*k]).collect(),
+    }
+}
+
+/// splitmix64.
+fn rng(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn random_block(seed: u64, n: usize, keys: u64) -> Vec<AccessSet> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            let r = (rng(&mut s) % 4) as usize;
+            let w = (rng(&mut s) % 3) as usize;
+            AccessSet {
+                reads: (0..r)
+                    .map(|_| (rng(&mut s) % keys).to_le_bytes().to_vec())
+                    .collect(),
+                writes: (0..w)
+                    .map(|_| (rng(&mut s) % keys).to_le_bytes().to_vec())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn edges_follow_conflicts() {
+    let block = [
+        set(&[1], &[]),    // 0 reads 1
+        set(&[1], &[]),    // 1 reads 1: no edge to 0
+        set(&[], &[1]),    // 2 writes 1: after both readers
+        set(&[1], &[2]),   // 3 reads 1 (after 2), writes 2
+        set(&[], &[2, 2]), // 4 writes 2 twice: after 3 once
+        set(&[5], &[5]),   // 5 reads and writes 5: nothing before
+        set(&[], &[]),     // 6 touches nothing
+    ];
+    let dag = Dag::build(&block);
+    assert_eq!(dag.dependents(0), [2]);
+    assert_eq!(dag.dependents(1), [2]);
+    assert_eq!(dag.dependents(2), [3]);
+    assert_eq!(dag.dependents(3), [4]);
+    assert_eq!(
+        (0..7).map(|t| dag.dependencies(t)).collect::<Vec<_>>(),
+        [0, 0, 2, 1, 1, 0, 0]
+    );
+    assert_eq!(dag.edges(), 4);
+    assert_eq!(
+        dag.batches(),
+        vec![vec![0, 1, 5, 6], vec![2], vec![3], vec![4]]
+    );
+}
+
+/// Whether `a` reaches `b` in the graph.
+fn reaches(dag: &Dag, a: u32, b: u32) -> bool {
+    let mut stack = vec![a];
+    let mut seen = alloc::collections::BTreeSet::new();
+    while let Some(x) = stack.pop() {
+        if x == b {
+            return true;
+        }
+        for d in dag.dependents(x) {
+            if *d <= b && seen.insert(*d) {
+                stack.push(*d);
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn every_conflict_is_ordered_and_no_more() {
+    for seed in 0..40 {
+        let block = random_block(seed, 60, 1 + seed % 12);
+        let dag = Dag::build(&block);
+        for j in 0..block.len() {
+            for i in 0..j {
+                if block[i].conflicts(&block[j]) {
+                    assert!(reaches(&dag, i as u32, j as u32), "seed {seed}: {i} -> {j}");
+                }
+            }
+            // Direct edges only between conflicting transactions.
+            for d in dag.dependents(j as u32) {
+                assert!(block[j].conflicts(&block[*d as usize]));
+            }
+        }
+        // Batches: no conflicts inside; together, every transaction once.
+        let batches = dag.batches();
+        let mut all: Vec<u32> = batches.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..block.len() as u32).collect::<Vec<_>>());
+        for b in &batches {
+            for (x, i) in b.iter().enumerate() {
+                for j in &b[x + 1..] {
+                    assert!(!block[*i as usize].conflicts(&block[*j as usize]));
+                }
+            }
+        }
+    }
+}
+
+/// A transaction of the test machine: reads its keys, writes a function of what it read and
+/// of its index to each key it writes.
+fn apply(tx: u32, set: &AccessSet, state: &mut dyn FnMut(&[u8], Option<u64>) -> u64) {
+    let mut acc = u64::from(tx).wrapping_mul(0x9E37_79B9);
+    for k in set.reads.iter().chain(&set.writes) {
+        acc = acc.rotate_left(7) ^ state(k, None);
+    }
+    for k in &set.writes {
+        state(k, Some(acc));
+        acc = acc.wrapping_add(1);
+    }
+}
+
+fn sequential(block: &[AccessSet]) -> BTreeMap<Vec<u8>, u64> {
+    let mut state: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for (i, set) in block.iter().enumerate() {
+        apply(i as u32, set, &mut |k, w| match w {
+            None => state.get(k).copied().unwrap_or(0),
+            Some(v) => {
+                state.insert(k.to_vec(), v);
+                v
+            }
+        });
+    }
+    state
+}
+
+#[test]
+fn parallel_drain_equals_sequential() {
+    for seed in 0..30 {
+        let keys = [1, 2, 5, 50, 1000][seed as usize % 5];
+        let block = random_block(seed, 200, keys);
+        let dag = Dag::build(&block);
+        for threads in [1, 2, 3, 4] {
+            let claims = Claims::new(&dag);
+            let state: Mutex<BTreeMap<Vec<u8>, u64>> = Mutex::new(BTreeMap::new());
+            let order = Mutex::new(Vec::new());
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(|| {
+                        claims.drain(
+                            |tx| {
+                                order.lock().unwrap().push(tx);
+                                apply(tx, &block[tx as usize], &mut |k, w| {
+                                    let mut st = state.lock().unwrap();
+                                    match w {
+                                        None => st.get(k).copied().unwrap_or(0),
+                                        Some(v) => {
+                                            st.insert(k.to_vec(), v);
+                                            v
+                                        }
+                                    }
+                                });
+                            },
+                            std::thread::yield_now,
+                        )
+                    });
+                }
+            });
+            let order = order.into_inner().unwrap();
+            assert_eq!(order.len(), block.len(), "seed {seed}, {threads} threads");
+            assert_eq!(
+                state.into_inner().unwrap(),
+                sequential(&block),
+                "seed {seed}, {threads} threads"
+            );
+        }
+    }
+}
+
+#[test]
+fn fully_conflicting_block_is_a_chain() {
+    let block: Vec<AccessSet> = (0..50).map(|_| set(&[], &[7])).collect();
+    let dag = Dag::build(&block);
+    assert_eq!(dag.critical_path(), 50);
+    let sim = simulate(&dag, &[10; 50], 8, 0);
+    assert_eq!(sim.makespan, 500);
+    assert!((sim.speedup - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn simulation_of_independent_transactions_scales_with_workers() {
+    let block: Vec<AccessSet> = (0..64u8).map(|k| set(&[], &[k])).collect();
+    let dag = Dag::build(&block);
+    assert_eq!(dag.edges(), 0);
+    for workers in [1, 2, 8, 32, 64, 100] {
+        let sim = simulate(&dag, &[100; 64], workers, 0);
+        assert_eq!(sim.makespan, 100 * 64usize.div_ceil(workers.min(64)) as u64);
+    }
+    // A slow transaction holds back only itself: no barrier between "batches".
+    let mut costs = [10u64; 64];
+    costs[0] = 1000;
+    let sim = simulate(&dag, &costs, 2, 0);
+    assert_eq!(sim.makespan, 1000);
+}
+
+#[test]
+fn simulation_follows_dependencies() {
+    // 0 -> 2, 1 -> 2: 2 starts when both are done.
+    let block = [set(&[], &[1]), set(&[], &[2]), set(&[1, 2], &[])];
+    let dag = Dag::build(&block);
+    let sim = simulate(&dag, &[5, 9, 3], 4, 1);
+    assert_eq!(sim.makespan, 10 + 4);
+    assert_eq!(sim.total, 17 + 3);
+}
