@@ -174,6 +174,13 @@ pub enum Trap {
     BadConversionToInteger,
     /// The contract called `abort`.
     Aborted(String),
+    /// The transaction touched a state key it did not declare (declared-access scheduling).
+    UndeclaredAccess {
+        /// The key (namespaced by contract).
+        key: Vec<u8>,
+        /// Whether it was a write.
+        write: bool,
+    },
     /// A host call was malformed (e.g. a bad length) or the host failed; the reason is kept.
     Host(String),
     /// An engine trap with no stable name (a bug if it ever appears).
@@ -196,6 +203,7 @@ impl Trap {
             Trap::IntegerOverflow => "integer_overflow",
             Trap::BadConversionToInteger => "bad_conversion_to_integer",
             Trap::Aborted(_) => "aborted",
+            Trap::UndeclaredAccess { .. } => "undeclared_access",
             Trap::Host(_) => "host_error",
             Trap::Other(_) => "engine_error",
         }
@@ -206,6 +214,11 @@ impl fmt::Display for Trap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Trap::Aborted(m) | Trap::Host(m) | Trap::Other(m) => write!(f, "{}: {m}", self.name()),
+            Trap::UndeclaredAccess { key, write } => {
+                let hex: String = key.iter().map(|b| alloc::format!("{b:02x}")).collect();
+                let what = if *write { "write" } else { "read" };
+                write!(f, "undeclared_access: {what} of key {hex}")
+            }
             _ => f.write_str(self.name()),
         }
     }
@@ -264,18 +277,19 @@ fn write(mem: &mut dyn Memory, ptr: u32, data: &[u8]) -> Result<(), Trap> {
 
 /// Key/value state as a call sees it (keys already namespaced by contract).
 pub trait State {
-    /// The value of `key`. Errors (e.g. an undeclared access) trap the call.
+    /// The value of `key`.
     ///
     /// # Errors
-    /// The host refuses the access; the message becomes a [`Trap::Host`].
-    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// The trap that ends the call: [`Trap::UndeclaredAccess`] when the transaction did not
+    /// declare `key`, [`Trap::Host`] when the host failed.
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap>;
 
     /// Whether the host allows writing `key` (checked when the contract writes; the write itself
     /// is applied only if the call succeeds).
     ///
     /// # Errors
-    /// The host refuses the access.
-    fn check_write(&mut self, key: &[u8]) -> Result<(), String> {
+    /// The trap that ends the call (see [`State::read`]).
+    fn check_write(&mut self, key: &[u8]) -> Result<(), Trap> {
         let _ = key;
         Ok(())
     }
@@ -295,7 +309,7 @@ pub trait Blobs {
 pub struct Empty;
 
 impl State for Empty {
-    fn read(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn read(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         Ok(None)
     }
 }
@@ -308,7 +322,7 @@ impl Blobs for Empty {
 
 /// State held in a map (tests, `synor run`).
 impl State for BTreeMap<Vec<u8>, Vec<u8>> {
-    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         Ok(self.get(key).cloned())
     }
 }
@@ -461,7 +475,7 @@ impl CallContext {
         if let Some(v) = self.writes.get(&full) {
             return Ok(v.clone());
         }
-        self.state.read(&full).map_err(Trap::Host)
+        self.state.read(&full)
     }
 
     fn blob(&mut self, id: &CodeId) -> Result<Option<alloc::sync::Arc<[u8]>>, Trap> {
@@ -537,7 +551,7 @@ impl CallContext {
                 self.charge(s.storage_write_word * words(value_len).max(1))?;
                 let k = self.key(read(mem, key, key_len)?);
                 let v = read(mem, value, value_len)?.to_vec();
-                self.state.check_write(&k).map_err(Trap::Host)?;
+                self.state.check_write(&k)?;
                 self.writes.insert(k, Some(v));
                 Ok(None)
             }
@@ -545,7 +559,7 @@ impl CallContext {
                 let (key, key_len) = (arg(0), arg(1));
                 self.charge(s.storage_remove)?;
                 let k = self.key(read(mem, key, key_len)?);
-                self.state.check_write(&k).map_err(Trap::Host)?;
+                self.state.check_write(&k)?;
                 self.writes.insert(k, None);
                 Ok(None)
             }

@@ -109,6 +109,8 @@ pub struct Limits {
     pub max_functions: u32,
     /// Most locals in one function.
     pub max_locals: u32,
+    /// Most globals (defined and imported).
+    pub max_globals: u32,
     /// Call depth limit, in frame weight units (see the module documentation).
     pub max_stack_units: u32,
 }
@@ -121,6 +123,7 @@ impl Default for Limits {
             max_table_elements: 65_536,
             max_functions: 100_000,
             max_locals: 50_000,
+            max_globals: 10_000,
             max_stack_units: 16_384,
         }
     }
@@ -405,7 +408,14 @@ fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
                     )?;
                 }
             }
-            Payload::GlobalSection(reader) => info.defined_globals = reader.count(),
+            Payload::GlobalSection(reader) => {
+                info.defined_globals = reader.count();
+                limit(
+                    "global count",
+                    u64::from(reader.count()),
+                    limits.max_globals.into(),
+                )?;
+            }
             Payload::StartSection { .. } => {
                 return Err(InstrumentError::Unsupported(
                     "a start function (ABI v1 contracts initialise in an exported entry point)",

@@ -265,6 +265,9 @@ pub enum EngineError {
         /// What is wrong.
         reason: String,
     },
+    /// The engine lacks a resource right now (e.g. every pooled instance slot is busy); nothing
+    /// ran, and the call can be made again, for instance on another tier.
+    Unavailable(String),
     /// The engine failed to compile or instantiate a module the instrumenter accepted (a bug:
     /// the instrumenter's feature set and limits are meant to be within every engine's).
     Engine(String),
@@ -278,6 +281,7 @@ impl fmt::Display for EngineError {
             EngineError::Arguments { entry, reason } => {
                 write!(f, "arguments of `{entry}`: {reason}")
             }
+            EngineError::Unavailable(e) => write!(f, "engine unavailable: {e}"),
             EngineError::Engine(e) => write!(f, "engine failure: {e}"),
         }
     }

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`artifact`] | [`FsArtifactCache`]: compiled artifacts in a directory, checked, compressed, bounded | [`synor_core::tier::ArtifactCache`] |
 //! | [`cold`] | [`WasmiEngine`]: the cold tier, wasmi with lazy compilation | [`synor_core::tier::Engine`] |
+//! | [`pool`] | worker threads draining the core's block scheduler | [`synor_core::sched::Claims`] |
 //! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
 //! | [`zstd`] | [`ZstdCompressor`]: libzstd at every level, with dictionaries and prefixes; dictionary training | [`synor_core::Compressor`] |
 //!
@@ -28,6 +29,7 @@
 pub mod artifact;
 pub mod cold;
 pub mod kv;
+pub mod pool;
 pub mod zstd;
 
 pub use artifact::FsArtifactCache;

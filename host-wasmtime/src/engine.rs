@@ -25,12 +25,27 @@ pub const MAX_WASM_STACK: usize = 4 << 20;
 /// Stack a thread needs to run calls: the wasm stack plus room for the host.
 pub const STACK_NEEDED: usize = MAX_WASM_STACK + (2 << 20);
 
+/// Instances (calls running at once) per engine.
+pub const POOL_INSTANCES: u32 = 256;
+
 /// What a wasmtime store holds during one call.
 pub(crate) struct Host {
     ctx: CallContext,
     gas: Option<wasmtime::Global>,
     memory: Option<wasmtime::Memory>,
 }
+
+/// An engine failure before the call ran (see [`EngineError::Unavailable`]).
+#[derive(Debug)]
+struct Unavailable(String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
 
 /// A warm (Winch) or hot (Cranelift) engine.
 pub struct WasmtimeEngine {
@@ -72,7 +87,7 @@ impl WasmtimeEngine {
     /// # Errors
     /// wasmtime cannot create the engine (e.g. Winch does not support this CPU).
     pub fn winch(cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
-        Self::new(Tier::Warm, cache)
+        Self::new(Tier::Warm, &Limits::default(), cache)
     }
 
     /// The hot tier (Cranelift, optimising for speed).
@@ -80,15 +95,40 @@ impl WasmtimeEngine {
     /// # Errors
     /// wasmtime cannot create the engine.
     pub fn cranelift(cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
-        Self::new(Tier::Hot, cache)
+        Self::new(Tier::Hot, &Limits::default(), cache)
     }
 
-    /// An engine for `tier` (warm or hot).
+    /// An engine for `tier` (warm or hot) running modules instrumented with `limits`.
+    ///
+    /// Instances come from a pool ([`POOL_INSTANCES`] slots sized by `limits`), so that a call
+    /// does not map and unmap its memory: per-call mmap/munmap serialises threads on the
+    /// kernel's address-space lock and costs TLB shootdowns. When every slot is busy, a call
+    /// fails with an [`EngineError`] (never a trap) and the tier manager runs it cold.
     ///
     /// # Errors
     /// wasmtime cannot create the engine, or `tier` is cold.
-    pub fn new(tier: Tier, cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
+    pub fn new(
+        tier: Tier,
+        limits: &Limits,
+        cache: Option<Arc<dyn ArtifactCache>>,
+    ) -> Result<Self, EngineError> {
         let mut config = Config::new();
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_core_instances(POOL_INSTANCES)
+            .total_memories(POOL_INSTANCES)
+            .total_tables(POOL_INSTANCES)
+            .max_memory_size(limits.max_memory_pages as usize * 65_536)
+            .table_elements(limits.max_table_elements as usize)
+            // vmctx: function references, globals and tables within the instrumenter's limits.
+            .max_core_instance_size(16 << 20)
+            // Reset only the pages a call dirtied, by memset (Linux 6.7+ PAGEMAP_SCAN), and
+            // batch what must be returned to the kernel: `madvise` per call costs every core a
+            // TLB shootdown, which is what keeps threads from scaling.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(1 << 20)
+            .decommit_batch_size(64);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let strategy = match tier {
             Tier::Warm => Strategy::Winch,
             Tier::Hot => Strategy::Cranelift,
@@ -252,6 +292,12 @@ impl Compiled for WasmtimeModule {
         let mut store = Store::new(self.pre.module().engine(), host);
         let mut trap_global = None;
         let result = self.run(&mut store, call, &mut trap_global);
+        if let Err(e) = &result
+            && let Some(Unavailable(why)) = e.downcast_ref::<Unavailable>()
+        {
+            *ctx = std::mem::take(&mut store.data_mut().ctx);
+            return Err(EngineError::Unavailable(why.clone()));
+        }
         if let Some(g) = store.data().gas
             && let Val::I64(left) = g.get(&mut store)
         {
@@ -293,7 +339,15 @@ impl WasmtimeModule {
         call: &Call<'_>,
         trap_global: &mut Option<wasmtime::Global>,
     ) -> wasmtime::Result<Vec<Value>> {
-        let instance = self.pre.instantiate(&mut *store)?;
+        let instance = self.pre.instantiate(&mut *store).map_err(|e| {
+            // Traps while instantiating (a data segment out of bounds) are the module's; any
+            // other failure is the engine's (a full instance pool).
+            if e.downcast_ref::<wasmtime::Trap>().is_some() {
+                e
+            } else {
+                wasmtime::Error::new(Unavailable(format!("{e:#}")))
+            }
+        })?;
         if self.instrumented {
             let gas = instance
                 .get_global(&mut *store, instrument::GAS_GLOBAL)
@@ -451,7 +505,7 @@ pub fn engines(
 ) -> Result<[Arc<dyn tier::Engine>; 3], EngineError> {
     Ok([
         Arc::new(synor_host_std::WasmiEngine::new(limits)),
-        Arc::new(WasmtimeEngine::winch(cache.clone())?),
-        Arc::new(WasmtimeEngine::cranelift(cache)?),
+        Arc::new(WasmtimeEngine::new(Tier::Warm, limits, cache.clone())?),
+        Arc::new(WasmtimeEngine::new(Tier::Hot, limits, cache)?),
     ])
 }

@@ -6,6 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`bench`] | `synor bench ...`: measurements against peers, reported as ratios |
+//! | [`block`] | block execution: declared access sets drained by the worker pool, equal to sequential execution |
 //! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
 //! | [`engine`] | [`engine::WasmtimeEngine`]: the warm (Winch) and hot (Cranelift) tiers, with an artifact cache |
 //! | [`run`] | `synor run`: one call on a chosen tier, printed identically on every tier |
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod block;
 pub mod corpus;
 pub mod engine;
 pub mod run;

@@ -149,6 +149,27 @@ enum BenchCommand {
     Store(BenchStoreArgs),
     /// Tiered execution against wasmi, Winch and Cranelift alone, on a Zipf-skewed workload.
     Tiers(BenchTiersArgs),
+    /// Parallel block execution against sequential, on peer-to-peer token transfers.
+    Sched(BenchSchedArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchSchedArgs {
+    /// Account counts.
+    #[arg(long, num_args = 1.., default_values_t = [2u64, 10, 100, 1000, 10000])]
+    accounts: Vec<u64>,
+    /// Block sizes.
+    #[arg(long, num_args = 1.., default_values_t = [1000usize, 10000])]
+    block: Vec<usize>,
+    /// Thread counts of the parallel modes (default: 2 and every core, when more).
+    #[arg(long, num_args = 1..)]
+    threads: Vec<usize>,
+    /// Repetitions of each cell (the median counts).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -426,6 +447,38 @@ fn artifact_cache(data: &Path) -> Option<std::sync::Arc<dyn synor_core::tier::Ar
     }
 }
 
+fn bench_sched(args: BenchSchedArgs) -> Result<(), Error> {
+    let (contracts, _) = corpus::embedded();
+    let token = contracts
+        .iter()
+        .find(|f| f.name == "token_v1.wasm")
+        .ok_or("the token contract is not embedded")?;
+    let threads = if args.threads.is_empty() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut t = vec![1, 2];
+        if cores > 2 {
+            t.push(cores);
+        }
+        t
+    } else {
+        args.threads
+    };
+    let options = bench::sched::Options {
+        accounts: args.accounts,
+        blocks: args.block,
+        threads,
+        reps: args.reps,
+        progress: true,
+    };
+    let report = bench::sched::run(&token.bytes, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", bench::sched::table(&report));
+    }
+    Ok(())
+}
+
 fn bench_tiers(args: BenchTiersArgs) -> Result<(), Error> {
     let programs = match &args.programs {
         Some(dir) => corpus::load_dir(dir)?,
@@ -501,6 +554,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run_command(&cli.data, args),
         Some(Command::Bench(BenchCommand::Store(args))) => bench_store(args),
         Some(Command::Bench(BenchCommand::Tiers(args))) => bench_tiers(args),
+        Some(Command::Bench(BenchCommand::Sched(args))) => bench_sched(args),
         None => bench_store(BenchStoreArgs {
             reps: 3,
             ..BenchStoreArgs::default()

@@ -143,9 +143,17 @@ impl TieredExecutor {
         ctx: &mut CallContext,
         call: &Call<'_>,
     ) -> Result<(Outcome, Tier), EngineError> {
-        let compiled = self.module_for(module)?;
+        let mut compiled = self.module_for(module)?;
+        let outcome = match compiled.call(ctx, call) {
+            // The engine could not take the call now (e.g. its instance pool is full): run it
+            // cold, which gives the same result.
+            Err(EngineError::Unavailable(_)) if compiled.tier() != Tier::Cold => {
+                compiled = self.engines[Tier::Cold as usize].compile(module)?;
+                compiled.call(ctx, call)?
+            }
+            other => other?,
+        };
         let tier = compiled.tier();
-        let outcome = compiled.call(ctx, call)?;
         let promote = self
             .shared
             .tiering()

@@ -230,7 +230,7 @@ pub struct Chain {
 struct StateView(Rc<RefCell<BTreeMap<Vec<u8>, Vec<u8>>>>);
 
 impl State for StateView {
-    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, synor_core::abi::Trap> {
         Ok(self.0.borrow().get(key).cloned())
     }
 }

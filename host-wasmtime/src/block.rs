@@ -1,0 +1,305 @@
+//! Block execution: transactions with declared access sets, run on the tiered engines by the
+//! worker pool, with the result of sequential execution in block order.
+//!
+//! Each transaction sees the block state through its declared [`AccessSet`]: touching any other
+//! key traps with `undeclared_access`, in parallel and in sequential execution alike. A
+//! transaction's writes are applied when it succeeds, before its dependants start; a trapping
+//! transaction's writes are discarded and the block goes on. Blobs stored during the block
+//! become readable after it (every transaction reads the blobs of earlier blocks only), so that
+//! blob reads never depend on the order of independent transactions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use synor_core::abi::{Blobs, CallContext, Event, State, Trap};
+use synor_core::digest::{CodeId, Digest};
+use synor_core::sched::{AccessSet, Dag};
+use synor_core::tier::{Call, EngineError};
+
+use crate::tiered::TieredExecutor;
+use crate::workload::Deployment;
+
+/// One transaction of a block.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    /// Index of the deployment called.
+    pub contract: usize,
+    /// The export called.
+    pub entry: String,
+    /// The sender.
+    pub caller: [u8; 32],
+    /// The input.
+    pub input: Vec<u8>,
+    /// Gas limit.
+    pub gas: u64,
+    /// The state keys (namespaced by contract) it may read and write.
+    pub access: AccessSet,
+}
+
+/// What a transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Gas used.
+    pub gas_used: u64,
+    /// Why it failed (stable name and message), if it did.
+    pub trap: Option<String>,
+    /// Return data (empty when it failed).
+    pub return_data: Vec<u8>,
+    /// Events (none when it failed).
+    pub events: Vec<Event>,
+}
+
+/// How to execute a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One transaction after the other, in block order.
+    Sequential,
+    /// Declared access sets: the dependency graph drained by `threads` workers.
+    Declared {
+        /// Worker threads (the caller's included).
+        threads: usize,
+    },
+}
+
+/// Key/value state shared by a block's transactions, and the blobs of earlier blocks.
+#[derive(Debug, Default)]
+pub struct BlockState {
+    values: RwLock<HashMap<Vec<u8>, Vec<u8>>>,
+    blobs: RwLock<HashMap<CodeId, Arc<[u8]>>>,
+}
+
+impl BlockState {
+    /// State holding `values`.
+    pub fn new(values: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
+        Self {
+            values: RwLock::new(values.into_iter().collect()),
+            blobs: RwLock::default(),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.values
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Every key and value, ordered.
+    pub fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let values = self.values.read().unwrap_or_else(|e| e.into_inner());
+        values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Digest of every key and value, in key order.
+    pub fn digest(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        for (k, v) in self.snapshot() {
+            h.update(&(k.len() as u64).to_le_bytes());
+            h.update(&k);
+            h.update(&(v.len() as u64).to_le_bytes());
+            h.update(&v);
+        }
+        Digest(*h.finalize().as_bytes())
+    }
+}
+
+/// A transaction's view: the block state, through its access set.
+struct View {
+    state: Arc<BlockState>,
+    txs: Arc<[Transaction]>,
+    tx: usize,
+}
+
+impl State for View {
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
+        if !self.txs[self.tx].access.may_read(key) {
+            return Err(Trap::UndeclaredAccess {
+                key: key.to_vec(),
+                write: false,
+            });
+        }
+        Ok(self.state.get(key))
+    }
+
+    fn check_write(&mut self, key: &[u8]) -> Result<(), Trap> {
+        if !self.txs[self.tx].access.may_write(key) {
+            return Err(Trap::UndeclaredAccess {
+                key: key.to_vec(),
+                write: true,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Blobs for View {
+    fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
+        Ok(self
+            .state
+            .blobs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned())
+    }
+}
+
+fn execute_one(
+    exec: &TieredExecutor,
+    deployments: &[Deployment],
+    state: &Arc<BlockState>,
+    txs: &Arc<[Transaction]>,
+    tx: usize,
+    new_blobs: &mut Vec<(CodeId, Vec<u8>)>,
+) -> Result<Receipt, EngineError> {
+    let t = &txs[tx];
+    let module = &deployments[t.contract].module;
+    let view = || View {
+        state: state.clone(),
+        txs: txs.clone(),
+        tx,
+    };
+    let mut ctx = CallContext::new(
+        module.code_id,
+        t.caller,
+        t.input.clone(),
+        t.gas,
+        Box::new(view()),
+        Box::new(view()),
+    );
+    let (outcome, _) = exec.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
+    if let Some(trap) = outcome.trap {
+        return Ok(Receipt {
+            gas_used: outcome.gas_used,
+            trap: Some(trap.to_string()),
+            return_data: Vec::new(),
+            events: Vec::new(),
+        });
+    }
+    {
+        let mut values = state.values.write().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in std::mem::take(&mut ctx.writes) {
+            match v {
+                Some(v) => values.insert(k, v),
+                None => values.remove(&k),
+            };
+        }
+    }
+    new_blobs.extend(ctx.new_blobs.drain(..).map(|b| (b.id, b.bytes)));
+    Ok(Receipt {
+        gas_used: outcome.gas_used,
+        trap: None,
+        return_data: std::mem::take(&mut ctx.return_data),
+        events: std::mem::take(&mut ctx.events),
+    })
+}
+
+/// Executes `txs` against `state` in `mode`; returns one receipt per transaction. The state
+/// and receipts are those of sequential execution in block order, whatever the mode.
+///
+/// # Errors
+/// A transaction could not be called at all (no such export: a malformed block); the state is
+/// then partly updated and must be discarded.
+pub fn execute_block(
+    exec: &TieredExecutor,
+    deployments: &[Deployment],
+    state: &Arc<BlockState>,
+    txs: &Arc<[Transaction]>,
+    mode: Mode,
+) -> Result<Vec<Receipt>, EngineError> {
+    let blobs = std::sync::Mutex::new(Vec::new());
+    let receipts: Vec<OnceLock<Result<Receipt, EngineError>>> =
+        (0..txs.len()).map(|_| OnceLock::new()).collect();
+    let run = |tx: u32| {
+        let mut mine = Vec::new();
+        let r = execute_one(exec, deployments, state, txs, tx as usize, &mut mine);
+        let _ = receipts[tx as usize].set(r);
+        if !mine.is_empty() {
+            blobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((tx, mine));
+        }
+    };
+    match mode {
+        Mode::Sequential => (0..txs.len() as u32).for_each(run),
+        Mode::Declared { threads } => {
+            let sets: Vec<AccessSet> = txs.iter().map(|t| t.access.clone()).collect();
+            let dag = Dag::build(&sets);
+            synor_host_std::pool::run(&dag, threads, &run);
+        }
+    }
+    // Blobs of the block, in block order, readable from the next block on.
+    let mut stored = blobs.into_inner().unwrap_or_else(|e| e.into_inner());
+    stored.sort_by_key(|(tx, _)| *tx);
+    let mut all = state.blobs.write().unwrap_or_else(|e| e.into_inner());
+    for (id, bytes) in stored.into_iter().flat_map(|(_, b)| b) {
+        all.entry(id).or_insert_with(|| bytes.into());
+    }
+    receipts
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|| Err(EngineError::Engine("transaction not run".into())))
+        })
+        .collect()
+}
+
+/// Key of `account`'s balance in the token deployment `token` (as the contract namespaces it).
+pub fn balance_key(token: &CodeId, account: &[u8; 32]) -> Vec<u8> {
+    let mut k = token.as_bytes().to_vec();
+    k.extend_from_slice(b"bal:");
+    k.extend_from_slice(account);
+    k
+}
+
+/// The Block-STM workload: `n` peer-to-peer transfers among `accounts` accounts through the
+/// token deployment `token`, each declaring the two balances it touches, and the genesis state
+/// funding every account.
+pub fn transfers(
+    deployments: &[Deployment],
+    token: usize,
+    accounts: u64,
+    n: usize,
+    seed: u64,
+) -> (BlockState, Vec<Transaction>) {
+    let id = deployments[token].module.code_id;
+    let account = |i: u64| {
+        let mut a = [0u8; 32];
+        a[..8].copy_from_slice(&i.to_le_bytes());
+        a[31] = 0xac;
+        a
+    };
+    let genesis = (0..accounts).map(|i| {
+        (
+            balance_key(&id, &account(i)),
+            1_000_000u64.to_le_bytes().to_vec(),
+        )
+    });
+    let mut rng = crate::workload::Rng::new(seed);
+    let txs = (0..n)
+        .map(|_| {
+            let from = rng.range(0, accounts);
+            let to = rng.range(0, accounts);
+            let mut input = account(to).to_vec();
+            input.extend_from_slice(&rng.range(1, 100).to_le_bytes());
+            Transaction {
+                contract: token,
+                entry: "transfer".into(),
+                caller: account(from),
+                input,
+                gas: 10_000_000,
+                access: AccessSet {
+                    reads: Vec::new(),
+                    writes: vec![
+                        balance_key(&id, &account(from)),
+                        balance_key(&id, &account(to)),
+                    ],
+                },
+            }
+        })
+        .collect();
+    (BlockState::new(genesis), txs)
+}

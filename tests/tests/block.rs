@@ -1,0 +1,174 @@
+//! Block execution with declared access sets: parallel execution gives the state and receipts
+//! of sequential execution in block order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use synor_core::instrument::Limits;
+use synor_core::sched::AccessSet;
+use synor_core::tier::Tier;
+use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction, balance_key};
+use synor_host_wasmtime::engine::engines;
+use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
+use synor_host_wasmtime::workload::{self, Deployment, Rng};
+
+fn token() -> Vec<Deployment> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wasm/token_v1.wasm");
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    workload::deploy(&[("token_v1.wasm".into(), wasm)], 1).unwrap()
+}
+
+fn executor() -> TieredExecutor {
+    // Hot from the first call: these tests are about scheduling, not tiers.
+    TieredExecutor::new(
+        engines(&Limits::default(), None).unwrap(),
+        TierMode::Static(Tier::Hot),
+        DEFAULT_CACHE_BYTES,
+    )
+}
+
+fn account(i: u64) -> [u8; 32] {
+    let mut a = [0u8; 32];
+    a[..8].copy_from_slice(&i.to_le_bytes());
+    a[31] = 0xac;
+    a
+}
+
+/// Runs `txs` from `genesis` in `mode`; returns receipts and final state.
+fn run(
+    exec: &TieredExecutor,
+    d: &[Deployment],
+    genesis: &BlockState,
+    txs: &[Transaction],
+    mode: Mode,
+) -> (Vec<block::Receipt>, synor_core::Digest, BlockState) {
+    let state = Arc::new(BlockState::new(genesis.snapshot()));
+    let txs: Arc<[Transaction]> = txs.to_vec().into();
+    let receipts = block::execute_block(exec, d, &state, &txs, mode).unwrap();
+    let digest = state.digest();
+    let state = Arc::into_inner(state).unwrap();
+    (receipts, digest, state)
+}
+
+/// Random transfer blocks with random contention, some transfers too large (they fail and the
+/// block goes on), some declaring too little (they fail with `undeclared_access`), on random
+/// thread counts: every mode gives the sequential result.
+#[test]
+fn random_blocks_equal_sequential_in_every_mode() {
+    let d = token();
+    let exec = executor();
+    let mut rng = Rng::new(99);
+    for round in 0..12 {
+        let accounts = [2, 3, 10, 100, 1000][round % 5];
+        let (genesis, mut txs) = block::transfers(&d, 0, accounts, 300, round as u64);
+        let id = d[0].module.code_id;
+        let mut undeclared = 0;
+        for t in txs.iter_mut() {
+            match rng.range(0, 10) {
+                0 => {
+                    // More than any balance: aborts.
+                    let n = t.input.len();
+                    t.input[n - 8..].copy_from_slice(&u64::MAX.to_le_bytes());
+                }
+                1 => {
+                    // Declares only the sender's balance.
+                    t.access = AccessSet {
+                        reads: Vec::new(),
+                        writes: vec![balance_key(&id, &t.caller)],
+                    };
+                    undeclared += 1;
+                }
+                _ => {}
+            }
+        }
+        let (seq, seq_state, _) = run(&exec, &d, &genesis, &txs, Mode::Sequential);
+        let failed = seq.iter().filter(|r| r.trap.is_some()).count();
+        assert!(
+            failed > 0 && failed < txs.len(),
+            "round {round}: {failed} failed"
+        );
+        let undeclared_traps = seq
+            .iter()
+            .filter(|r| {
+                r.trap
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("undeclared_access"))
+            })
+            .count();
+        // A transfer to oneself touches one key only and passes.
+        assert!(
+            undeclared_traps > 0 && undeclared_traps <= undeclared,
+            "round {round}"
+        );
+        let threads = 2 + (rng.range(0, 3) as usize);
+        let (par, par_state, _) = run(&exec, &d, &genesis, &txs, Mode::Declared { threads });
+        assert_eq!(par, seq, "round {round}: receipts, {threads} threads");
+        assert_eq!(
+            par_state, seq_state,
+            "round {round}: state, {threads} threads"
+        );
+    }
+}
+
+#[test]
+fn failed_transaction_writes_nothing_and_the_block_goes_on() {
+    let d = token();
+    let exec = executor();
+    let id = d[0].module.code_id;
+    let (genesis, _) = block::transfers(&d, 0, 3, 0, 0);
+    let transfer = |from: u64, to: u64, amount: u64| {
+        let mut input = account(to).to_vec();
+        input.extend_from_slice(&amount.to_le_bytes());
+        Transaction {
+            contract: 0,
+            entry: "transfer".into(),
+            caller: account(from),
+            input,
+            gas: 10_000_000,
+            access: AccessSet {
+                reads: Vec::new(),
+                writes: vec![
+                    balance_key(&id, &account(from)),
+                    balance_key(&id, &account(to)),
+                ],
+            },
+        }
+    };
+    let txs = [
+        transfer(0, 1, 10),
+        transfer(1, 2, 5_000_000),
+        transfer(1, 2, 7),
+    ];
+    for mode in [Mode::Sequential, Mode::Declared { threads: 2 }] {
+        let (receipts, _, state) = run(&exec, &d, &genesis, &txs, mode);
+        assert!(receipts[0].trap.is_none());
+        assert!(
+            receipts[1].trap.as_deref().unwrap().starts_with("aborted"),
+            "{receipts:?}"
+        );
+        assert!(receipts[1].events.is_empty() && receipts[1].gas_used > 0);
+        assert!(receipts[2].trap.is_none());
+        let balance = |a: u64| {
+            u64::from_le_bytes(
+                state.get(&balance_key(&id, &account(a))).unwrap()[..8]
+                    .try_into()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(
+            (balance(0), balance(1), balance(2)),
+            (999_990, 1_000_003, 1_000_007)
+        );
+    }
+}
+
+#[test]
+fn fully_conflicting_block_equals_sequential() {
+    let d = token();
+    let exec = executor();
+    // Two accounts: every transfer conflicts with every other.
+    let (genesis, txs) = block::transfers(&d, 0, 2, 200, 5);
+    let (seq, seq_state, _) = run(&exec, &d, &genesis, &txs, Mode::Sequential);
+    let (par, par_state, _) = run(&exec, &d, &genesis, &txs, Mode::Declared { threads: 2 });
+    assert_eq!((par, par_state), (seq, seq_state));
+}
