@@ -13,7 +13,11 @@ fn main() {
     let (files, _) = synor_host_wasmtime::corpus::embedded();
     let token = files.iter().find(|f| f.name == "token_v1.wasm").unwrap();
     let d = synor_host_wasmtime::workload::deploy(&[("t".into(), token.bytes.clone())], 1).unwrap();
-    let exec = TieredExecutor::new(engines(&Limits::default(), None).unwrap(), TierMode::Static(Tier::Hot), DEFAULT_CACHE_BYTES);
+    let exec = TieredExecutor::new(
+        engines(&Limits::default(), None).unwrap(),
+        TierMode::Static(Tier::Hot),
+        DEFAULT_CACHE_BYTES,
+    );
     let (genesis, txs) = block::transfers(&d, 0, 10000, 20000, 1);
     let half = txs.len() / 2;
     let a: Arc<[Transaction]> = txs[..half].to_vec().into();
@@ -34,6 +38,11 @@ fn main() {
             run(&b);
         });
         let two = t.elapsed().as_secs_f64();
-        println!("1 thread {:.0} tps, 2 threads {:.0} tps, ratio {:.2}", txs.len() as f64 / one, txs.len() as f64 / two, one / two);
+        println!(
+            "1 thread {:.0} tps, 2 threads {:.0} tps, ratio {:.2}",
+            txs.len() as f64 / one,
+            txs.len() as f64 / two,
+            one / two
+        );
     }
 }

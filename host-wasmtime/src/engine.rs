@@ -129,6 +129,15 @@ impl WasmtimeEngine {
             .table_keep_resident(1 << 20)
             .decommit_batch_size(64);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        // Hot tier: explicit bounds checks instead of guard pages. A pooled memory slot then
+        // stays read-write once grown, where guard pages cost two `mprotect`s per call that
+        // grows memory (shrinking the slot back, growing it again), each taking the
+        // address-space lock and a TLB shootdown on every core: the difference between threads
+        // scaling and threads slowing down. (Winch requires signal-based traps; contracts that
+        // run often run hot.)
+        if tier == Tier::Hot {
+            config.signals_based_traps(false).memory_guard_size(0);
+        }
         let strategy = match tier {
             Tier::Warm => Strategy::Winch,
             Tier::Hot => Strategy::Cranelift,
