@@ -8,7 +8,9 @@
 //! become readable after it (every transaction reads the blobs of earlier blocks only), so that
 //! blob reads never depend on the order of independent transactions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Event, State, Trap};
