@@ -535,14 +535,25 @@ impl Tiering {
     }
 
     /// A contract lost its module: it restarts counting from zero, so that it must earn its
-    /// promotion again (no flapping).
+    /// promotion again (no flapping). A contract left with no module at all forgets its
+    /// counters (they would start from zero anyway), so counters are kept only for contracts
+    /// with a module in the byte-bounded cache, or a compilation in flight.
     fn lost(&mut self, id: &CodeId) {
         let still = self.current(id);
+        if still.is_none() && self.counters.get(id).is_some_and(|c| c.pending.is_none()) {
+            self.counters.remove(id);
+            return;
+        }
         if let Some(c) = self.counters.get_mut(id) {
             c.installed = still;
             c.calls = 0;
             c.gas = 0;
         }
+    }
+
+    /// Contracts with counters (bounded by the modules held and compilations in flight).
+    pub fn tracked(&self) -> usize {
+        self.counters.len()
     }
 
     /// A background compilation of `id` at `tier` failed: forget it, and never retry that tier
@@ -641,6 +652,8 @@ mod tests {
         assert!(t.current(&id(2)).is_none());
         assert_eq!(t.cached_bytes(), 900);
         assert_eq!(t.stats().evictions, 1);
+        // Contract 2 has no module left: its counters are gone too.
+        assert_eq!(t.tracked(), 2);
         // Contract 2 starts again from cold and must earn warm again.
         t.install(id(2), Arc::new(Fake(Tier::Cold, 10)), 10);
         assert_eq!(t.record(&id(2), Tier::Cold, 5), None);
