@@ -140,6 +140,27 @@ impl Import {
         }
     }
 
+    /// Host-call arguments (all `i32` in ABI v1) as [`CallContext::dispatch`] takes them.
+    pub fn args(params: impl IntoIterator<Item = i32>) -> ([u64; 4], usize) {
+        let mut args = [0u64; 4];
+        let mut n = 0;
+        for (a, p) in args.iter_mut().zip(params) {
+            *a = u64::from(p as u32);
+            n += 1;
+        }
+        (args, n)
+    }
+
+    /// The value [`CallContext::dispatch`] returned, typed as the import's result.
+    pub fn result(self, raw: Option<u64>) -> Option<crate::tier::Value> {
+        use crate::tier::Value;
+        match (self.results(), raw) {
+            ([Ty::I64], Some(v)) => Some(Value::I64(v as i64)),
+            ([Ty::I32], Some(v)) => Some(Value::I32(v as i32)),
+            _ => None,
+        }
+    }
+
     /// The import called `name`, if any.
     pub fn by_name(name: &str) -> Option<Import> {
         Import::ALL.into_iter().find(|i| i.name() == name)

@@ -153,29 +153,38 @@ impl Dag {
         &self.dependents[a as usize..b as usize]
     }
 
+    /// Depth of every transaction in the graph (0 for those that depend on nothing).
+    fn levels(&self) -> Vec<u32> {
+        let mut level = vec![0u32; self.len()];
+        for tx in 0..self.len() as u32 {
+            let l = level[tx as usize] + 1;
+            for d in self.dependents(tx) {
+                let dl = &mut level[*d as usize];
+                *dl = (*dl).max(l);
+            }
+        }
+        level
+    }
+
     /// The Sealevel view: transactions grouped by depth in the graph. Transactions of one batch
     /// never conflict, and running the batches in order, each in any order or in parallel,
     /// gives the block's sequential result.
     pub fn batches(&self) -> Vec<Vec<u32>> {
-        let mut level = vec![0u32; self.len()];
-        let mut batches: Vec<Vec<u32>> = Vec::new();
-        for tx in 0..self.len() as u32 {
-            let l = level[tx as usize] as usize;
-            if batches.len() <= l {
-                batches.resize_with(l + 1, Vec::new);
-            }
-            batches[l].push(tx);
-            for d in self.dependents(tx) {
-                let dl = &mut level[*d as usize];
-                *dl = (*dl).max(l as u32 + 1);
-            }
+        let levels = self.levels();
+        let depth = levels.iter().max().map_or(0, |l| *l as usize + 1);
+        let mut batches: Vec<Vec<u32>> = vec![Vec::new(); depth];
+        for (tx, l) in levels.into_iter().enumerate() {
+            batches[l as usize].push(tx as u32);
         }
         batches
     }
 
     /// Length of the longest dependency chain (in transactions).
     pub fn critical_path(&self) -> usize {
-        self.batches().len()
+        self.levels()
+            .into_iter()
+            .max()
+            .map_or(0, |l| l as usize + 1)
     }
 }
 

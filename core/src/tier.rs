@@ -181,6 +181,36 @@ impl<'a> Call<'a> {
     }
 }
 
+impl Call<'_> {
+    /// Makes the call's exports of `module` run, in one instance: `entry(args)`, or a compute
+    /// program's `setup(args)`, `run(ptr)` and `teardown(ptr)` (see [`Call::program`]);
+    /// `invoke` calls one export. Returns the results of
+    /// `entry` (or `run`), canonical. Every engine runs calls through this, so that all agree
+    /// on the steps.
+    ///
+    /// # Errors
+    /// What `invoke` returns.
+    pub fn steps<E>(
+        &self,
+        module: &Instrumented,
+        mut invoke: impl FnMut(&str, &[Value]) -> Result<Vec<Value>, E>,
+    ) -> Result<Vec<Value>, E> {
+        let results = if !self.program {
+            invoke(self.entry, self.args)?
+        } else if module.export("setup").is_some() {
+            let ptr = invoke("setup", self.args)?;
+            let results = invoke("run", &ptr)?;
+            if module.export("teardown").is_some() {
+                invoke("teardown", &ptr)?;
+            }
+            results
+        } else {
+            invoke("run", &[])?
+        };
+        Ok(results.into_iter().map(Value::canonical).collect())
+    }
+}
+
 /// The arguments of a compute program's `setup`: `size` when it takes one (as the corpus
 /// programs do), nothing otherwise.
 pub fn program_args(module: &Instrumented, size: i64) -> Vec<Value> {

@@ -134,7 +134,7 @@ impl Compiled for WasmiModule {
             memory: None,
         };
         let mut store = Store::new(&self.engine, host);
-        let result = run(&self.linker, &self.module, &mut store, call);
+        let result = self.run(&mut store, call);
         let reason = match store.data().trap.map(|g| g.get(&store)) {
             Some(Val::I32(r)) => r,
             _ => 0,
@@ -180,53 +180,35 @@ impl Host {
     }
 }
 
-fn run(
-    linker: &Linker<Host>,
-    module: &Module,
-    store: &mut Store<Host>,
-    call: &Call<'_>,
-) -> Result<Vec<Value>, wasmi::Error> {
-    let instance = linker.instantiate_and_start(&mut *store, module)?;
-    let gas = instance
-        .get_global(&*store, instrument::GAS_GLOBAL)
-        .ok_or_else(|| wasmi::Error::new("instrumented module without a gas counter"))?;
-    let left = store.data().ctx.gas_left;
-    gas.set(&mut *store, Val::I64(left))
-        .map_err(|e| wasmi::Error::new(e.to_string()))?;
-    store.data_mut().gas = Some(gas);
-    store.data_mut().trap = instance.get_global(&*store, instrument::TRAP_GLOBAL);
-    store.data_mut().memory = instance.get_memory(&*store, "memory");
-    let invoke = |store: &mut Store<Host>, name: &str, args: &[Val]| {
-        let func = instance
-            .get_func(&*store, name)
-            .ok_or_else(|| wasmi::Error::new("no such export"))?;
-        let ty = func.ty(&*store);
-        let mut results: Vec<Val> = ty
-            .results()
-            .iter()
-            .map(|t| Val::default_for_ty(*t))
-            .collect();
-        func.call(&mut *store, args, &mut results)?;
-        Ok::<_, wasmi::Error>(results)
-    };
-    let results = if !call.program {
-        let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
-        invoke(store, call.entry, &args)?
-    } else if instance.get_func(&*store, "setup").is_some() {
-        let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
-        let ptr = invoke(store, "setup", &args)?;
-        let results = invoke(store, "run", &ptr)?;
-        if instance.get_func(&*store, "teardown").is_some() {
-            invoke(store, "teardown", &ptr)?;
-        }
-        results
-    } else {
-        invoke(store, "run", &[])?
-    };
-    Ok(results
-        .into_iter()
-        .map(|v| from_val(v).canonical())
-        .collect())
+impl WasmiModule {
+    fn run(&self, store: &mut Store<Host>, call: &Call<'_>) -> Result<Vec<Value>, wasmi::Error> {
+        let instance = self
+            .linker
+            .instantiate_and_start(&mut *store, &self.module)?;
+        let gas = instance
+            .get_global(&*store, instrument::GAS_GLOBAL)
+            .ok_or_else(|| wasmi::Error::new("instrumented module without a gas counter"))?;
+        let left = store.data().ctx.gas_left;
+        gas.set(&mut *store, Val::I64(left))
+            .map_err(|e| wasmi::Error::new(e.to_string()))?;
+        store.data_mut().gas = Some(gas);
+        store.data_mut().trap = instance.get_global(&*store, instrument::TRAP_GLOBAL);
+        store.data_mut().memory = instance.get_memory(&*store, "memory");
+        call.steps(&self.source, |name, args| {
+            let func = instance
+                .get_func(&*store, name)
+                .ok_or_else(|| wasmi::Error::new("no such export"))?;
+            let args: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
+            let ty = func.ty(&*store);
+            let mut results: Vec<Val> = ty
+                .results()
+                .iter()
+                .map(|t| Val::default_for_ty(*t))
+                .collect();
+            func.call(&mut *store, &args, &mut results)?;
+            Ok(results.into_iter().map(from_val).collect())
+        })
+    }
 }
 
 fn to_val(v: Value) -> Val {
@@ -319,16 +301,10 @@ fn define_imports(linker: &mut Linker<Host>) {
             import.name(),
             func_type,
             move |mut caller: Caller<'_, Host>, params: &[Val], results: &mut [Val]| {
-                let mut args = [0u64; 4];
-                for (a, p) in args.iter_mut().zip(params) {
-                    *a = p.i32().map_or(0, |v| u64::from(v as u32));
-                }
-                let value = host_call(&mut caller, import, &args[..params.len()])?;
-                if let (Some(slot), Some(v)) = (results.first_mut(), value) {
-                    *slot = match import.results() {
-                        [abi::Ty::I64] => Val::I64(v as i64),
-                        _ => Val::I32(v as i32),
-                    };
+                let (args, n) = Import::args(params.iter().map(|p| p.i32().unwrap_or(0)));
+                let value = host_call(&mut caller, import, &args[..n])?;
+                if let (Some(slot), Some(v)) = (results.first_mut(), import.result(value)) {
+                    *slot = to_val(v);
                 }
                 Ok(())
             },

@@ -19,7 +19,7 @@ use synor_core::sched::{AccessSet, Dag};
 use synor_core::tier::{Call, EngineError};
 
 use crate::tiered::TieredExecutor;
-use crate::workload::Deployment;
+use crate::workload::{self, Deployment};
 
 /// One transaction of a block.
 #[derive(Debug, Clone)]
@@ -132,12 +132,7 @@ impl BlockState {
     /// Digest of every key and value, in key order.
     pub fn digest(&self) -> Digest {
         let mut h = blake3::Hasher::new();
-        for (k, v) in self.snapshot() {
-            h.update(&(k.len() as u64).to_le_bytes());
-            h.update(&k);
-            h.update(&(v.len() as u64).to_le_bytes());
-            h.update(&v);
-        }
+        workload::hash_state(&mut h, &self.snapshot());
         Digest(*h.finalize().as_bytes())
     }
 }
@@ -304,9 +299,34 @@ pub fn balance_key(token: &CodeId, account: &[u8; 32]) -> Vec<u8> {
     k
 }
 
+/// A transfer of `amount` from account `from` to account `to` (see [`workload::account`]) in
+/// the token deployment `token`, declaring the two balances it touches.
+pub fn transfer(
+    deployments: &[Deployment],
+    token: usize,
+    from: u64,
+    to: u64,
+    amount: u64,
+) -> Transaction {
+    let id = deployments[token].module.code_id;
+    let (from, to) = (workload::account(from), workload::account(to));
+    let mut input = to.to_vec();
+    input.extend_from_slice(&amount.to_le_bytes());
+    Transaction {
+        contract: token,
+        entry: "transfer".into(),
+        caller: from,
+        input,
+        gas: 10_000_000,
+        access: AccessSet {
+            reads: Vec::new(),
+            writes: vec![balance_key(&id, &from), balance_key(&id, &to)],
+        },
+    }
+}
+
 /// The Block-STM workload: `n` peer-to-peer transfers among `accounts` accounts through the
-/// token deployment `token`, each declaring the two balances it touches, and the genesis state
-/// funding every account.
+/// token deployment `token`, and the genesis state funding every account.
 pub fn transfers(
     deployments: &[Deployment],
     token: usize,
@@ -315,39 +335,17 @@ pub fn transfers(
     seed: u64,
 ) -> (BlockState, Vec<Transaction>) {
     let id = deployments[token].module.code_id;
-    let account = |i: u64| {
-        let mut a = [0u8; 32];
-        a[..8].copy_from_slice(&i.to_le_bytes());
-        a[31] = 0xac;
-        a
-    };
     let genesis = (0..accounts).map(|i| {
         (
-            balance_key(&id, &account(i)),
+            balance_key(&id, &workload::account(i)),
             1_000_000u64.to_le_bytes().to_vec(),
         )
     });
-    let mut rng = crate::workload::Rng::new(seed);
+    let mut rng = workload::Rng::new(seed);
     let txs = (0..n)
         .map(|_| {
-            let from = rng.range(0, accounts);
-            let to = rng.range(0, accounts);
-            let mut input = account(to).to_vec();
-            input.extend_from_slice(&rng.range(1, 100).to_le_bytes());
-            Transaction {
-                contract: token,
-                entry: "transfer".into(),
-                caller: account(from),
-                input,
-                gas: 10_000_000,
-                access: AccessSet {
-                    reads: Vec::new(),
-                    writes: vec![
-                        balance_key(&id, &account(from)),
-                        balance_key(&id, &account(to)),
-                    ],
-                },
-            }
+            let (from, to) = (rng.range(0, accounts), rng.range(0, accounts));
+            transfer(deployments, token, from, to, rng.range(1, 100))
         })
         .collect();
     (BlockState::new(genesis), txs)

@@ -367,33 +367,15 @@ impl WasmtimeModule {
             *trap_global = instance.get_global(&mut *store, instrument::TRAP_GLOBAL);
         }
         store.data_mut().memory = instance.get_memory(&mut *store, "memory");
-        let invoke = |store: &mut Store<Host>, name: &str, args: &[Val]| {
+        call.steps(&self.source, |name, args| {
             let func = instance
                 .get_func(&mut *store, name)
                 .ok_or_else(|| wasmtime::Error::msg("no such export"))?;
-            let n = func.ty(&*store).results().len();
-            let mut results = vec![Val::I32(0); n];
-            func.call(&mut *store, args, &mut results)?;
-            Ok::<_, wasmtime::Error>(results)
-        };
-        let results = if !call.program {
-            let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
-            invoke(store, call.entry, &args)?
-        } else if instance.get_func(&mut *store, "setup").is_some() {
-            let args: Vec<Val> = call.args.iter().map(|v| to_val(*v)).collect();
-            let ptr = invoke(store, "setup", &args)?;
-            let results = invoke(store, "run", &ptr)?;
-            if instance.get_func(&mut *store, "teardown").is_some() {
-                invoke(store, "teardown", &ptr)?;
-            }
-            results
-        } else {
-            invoke(store, "run", &[])?
-        };
-        Ok(results
-            .into_iter()
-            .map(|v| from_val(v).canonical())
-            .collect())
+            let args: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
+            let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
+            func.call(&mut *store, &args, &mut results)?;
+            Ok(results.into_iter().map(from_val).collect())
+        })
     }
 }
 
@@ -488,16 +470,10 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
                 import.name(),
                 func_type,
                 move |mut caller: Caller<'_, Host>, params: &[Val], results: &mut [Val]| {
-                    let mut args = [0u64; 4];
-                    for (a, p) in args.iter_mut().zip(params) {
-                        *a = p.i32().map_or(0, |v| u64::from(v as u32));
-                    }
-                    let value = host_call(&mut caller, import, &args[..params.len()])?;
-                    if let (Some(slot), Some(v)) = (results.first_mut(), value) {
-                        *slot = match import.results() {
-                            [abi::Ty::I64] => Val::I64(v as i64),
-                            _ => Val::I32(v as i32),
-                        };
+                    let (args, n) = Import::args(params.iter().map(|p| p.i32().unwrap_or(0)));
+                    let value = host_call(&mut caller, import, &args[..n])?;
+                    if let (Some(slot), Some(v)) = (results.first_mut(), import.result(value)) {
+                        *slot = to_val(v);
                     }
                     Ok(())
                 },

@@ -62,32 +62,19 @@ pub fn parse_args(
         .iter()
         .zip(args)
         .map(|(t, a)| {
-            let err = |_| bad(format!("`{a}` is not a valid {t:?}"));
+            let err = || bad(format!("`{a}` is not a valid {t:?}"));
+            // An integer of `bits` bits, signed or unsigned (`0xffffffff` is an i32 too).
+            let int = |bits: u32| {
+                parse_int(a)
+                    .ok()
+                    .filter(|v| *v >= -(1i128 << (bits - 1)) && *v < (1i128 << bits))
+                    .ok_or_else(err)
+            };
             Ok(match t {
-                ValueType::I32 => Value::I32(
-                    parse_int(a)
-                        .and_then(|v| {
-                            i32::try_from(v)
-                                .or_else(|_| u32::try_from(v).map(|u| u as i32))
-                                .map_err(|_| ())
-                        })
-                        .map_err(err)?,
-                ),
-                ValueType::I64 => Value::I64(
-                    parse_int(a)
-                        .and_then(|v| {
-                            i64::try_from(v)
-                                .or_else(|_| u64::try_from(v).map(|u| u as i64))
-                                .map_err(|_| ())
-                        })
-                        .map_err(err)?,
-                ),
-                ValueType::F32 => {
-                    Value::F32(a.parse::<f32>().map_err(|_| ()).map_err(err)?.to_bits())
-                }
-                ValueType::F64 => {
-                    Value::F64(a.parse::<f64>().map_err(|_| ()).map_err(err)?.to_bits())
-                }
+                ValueType::I32 => Value::I32(int(32)? as i32),
+                ValueType::I64 => Value::I64(int(64)? as i64),
+                ValueType::F32 => Value::F32(a.parse::<f32>().map_err(|_| err())?.to_bits()),
+                ValueType::F64 => Value::F64(a.parse::<f64>().map_err(|_| err())?.to_bits()),
             })
         })
         .collect()

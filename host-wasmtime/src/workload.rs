@@ -74,7 +74,8 @@ pub struct CallSpec {
     pub input: Vec<u8>,
 }
 
-fn account(n: u64) -> [u8; 32] {
+/// The id of test account `n`.
+pub fn account(n: u64) -> [u8; 32] {
     let mut a = [0u8; 32];
     a[..8].copy_from_slice(&n.to_le_bytes());
     a[31] = 0xac;
@@ -243,6 +244,19 @@ impl Blobs for BlobView {
     }
 }
 
+/// Feeds key/value pairs (in key order) into `h`, each length-prefixed.
+pub fn hash_state<'a>(
+    h: &mut blake3::Hasher,
+    entries: impl IntoIterator<Item = (&'a Vec<u8>, &'a Vec<u8>)>,
+) {
+    for (k, v) in entries {
+        h.update(&(k.len() as u64).to_le_bytes());
+        h.update(k);
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v);
+    }
+}
+
 /// What a call did, in a form to compare across tiers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -301,12 +315,7 @@ impl Chain {
     /// Digest of the whole state and every blob.
     pub fn digest(&self) -> Digest {
         let mut h = blake3::Hasher::new();
-        for (k, v) in self.state.borrow().iter() {
-            h.update(&(k.len() as u64).to_le_bytes());
-            h.update(k);
-            h.update(&(v.len() as u64).to_le_bytes());
-            h.update(v);
-        }
+        hash_state(&mut h, self.state.borrow().iter());
         for (id, b) in self.blobs.borrow().iter() {
             h.update(id.as_bytes());
             h.update(&(b.len() as u64).to_le_bytes());

@@ -10,7 +10,7 @@ use synor_core::tier::Tier;
 use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction, balance_key};
 use synor_host_wasmtime::engine::engines;
 use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
-use synor_host_wasmtime::workload::{self, Deployment, Rng};
+use synor_host_wasmtime::workload::{self, Deployment, Rng, account};
 
 fn token() -> Vec<Deployment> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wasm/token_v1.wasm");
@@ -25,13 +25,6 @@ fn executor() -> TieredExecutor {
         TierMode::Static(Tier::Hot),
         DEFAULT_CACHE_BYTES,
     )
-}
-
-fn account(i: u64) -> [u8; 32] {
-    let mut a = [0u8; 32];
-    a[..8].copy_from_slice(&i.to_le_bytes());
-    a[31] = 0xac;
-    a
 }
 
 /// Runs `txs` from `genesis` in `mode`; returns receipts and final state.
@@ -116,24 +109,7 @@ fn failed_transaction_writes_nothing_and_the_block_goes_on() {
     let exec = executor();
     let id = d[0].module.code_id;
     let (genesis, _) = block::transfers(&d, 0, 3, 0, 0);
-    let transfer = |from: u64, to: u64, amount: u64| {
-        let mut input = account(to).to_vec();
-        input.extend_from_slice(&amount.to_le_bytes());
-        Transaction {
-            contract: 0,
-            entry: "transfer".into(),
-            caller: account(from),
-            input,
-            gas: 10_000_000,
-            access: AccessSet {
-                reads: Vec::new(),
-                writes: vec![
-                    balance_key(&id, &account(from)),
-                    balance_key(&id, &account(to)),
-                ],
-            },
-        }
-    };
+    let transfer = |from, to, amount| block::transfer(&d, 0, from, to, amount);
     let txs = [
         transfer(0, 1, 10),
         transfer(1, 2, 5_000_000),

@@ -12,7 +12,7 @@ use synor_core::instrument::Limits;
 use synor_core::sched::{AccessSet, Claims, Dag, simulate};
 use synor_core::tier::Tier;
 
-use super::progress;
+use super::{median, progress};
 use crate::block::{self, BlockState, Mode, Transaction};
 use crate::engine::engines;
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
@@ -69,11 +69,6 @@ pub struct Cell {
 pub struct Report {
     /// Every cell.
     pub cells: Vec<Cell>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Scheduler-only time per transaction: graph construction and a drain of no-op transactions.

@@ -12,7 +12,7 @@ use synor_core::store::{ChunkConfig, Chunker, StoreConfig};
 use synor_host_std::open_store;
 use zstd::zstd_safe::{CCtx, CParameter};
 
-use super::{median_secs, progress};
+use super::{median, median_secs, progress};
 use crate::corpus::{CorpusFile, Pairs, ingest_order, pair_count};
 
 /// What to measure.
@@ -292,8 +292,7 @@ pub fn run(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    times.sort_by(f64::total_cmp);
-    let restore_s = times[times.len() / 2];
+    let restore_s = median(times);
 
     let libzstd_s = median_secs(options.reps, || {
         for (frame, file) in peers.zstd19.iter().zip(files) {

@@ -26,7 +26,7 @@ use synor_core::instrument::{self, Limits};
 use synor_core::tier::{ArtifactCache, Call, Engine, Tier, TierPolicy};
 use synor_host_std::FsArtifactCache;
 
-use super::progress;
+use super::{median, progress};
 use crate::engine::{WasmtimeEngine, engines};
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use crate::workload::{self, Chain, Deployment, Record};
@@ -199,10 +199,6 @@ fn steady(
         ta.push(batch(a)?);
         tb.push(batch(b)?);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     Ok((median(ta), median(tb)))
 }
 
@@ -256,10 +252,6 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
             tis.push(ti);
             tus.push(tu);
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let (overhead, ti, tu) = (median(ratios), median(tis), median(tus));
         out.push(ProgramReport {
             name: name.clone(),
