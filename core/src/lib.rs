@@ -61,6 +61,7 @@ pub mod instrument;
 pub mod lru;
 pub mod sched;
 pub mod store;
+mod sync;
 pub mod tier;
 pub mod wire;
 

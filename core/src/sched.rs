@@ -23,10 +23,9 @@ use core::cmp::Reverse;
 
 use hashbrown::HashMap;
 
-#[cfg(not(loom))]
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-#[cfg(loom)]
-use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
+
+pub mod optimistic;
 
 /// The keys a transaction reads and writes. A key both read and written need only be declared
 /// as written.

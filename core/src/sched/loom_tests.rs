@@ -96,3 +96,95 @@ fn loom_chain_and_independent_three_workers() {
         3,
     );
 }
+
+/// The optimistic scheduler and multi-version memory on `workers` loom threads: every
+/// interleaving (up to two preemptions) ends with the state and outputs of sequential
+/// execution. Transaction `i` reads `reads[i]` and writes their sum plus `i + 1` to
+/// `writes[i]`; it also writes key 9 when what it read is odd (a write set that changes between
+/// executions).
+fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], workers: usize) {
+    use super::optimistic::{Executed, Optimistic, Read};
+    use alloc::collections::BTreeMap;
+    use alloc::vec::Vec;
+
+    fn run(
+        tx: usize,
+        reads: &[u8],
+        write: u8,
+        mut read: impl FnMut(u8) -> Option<u64>,
+    ) -> Option<Vec<(u8, u64)>> {
+        let mut sum = 0u64;
+        for k in reads {
+            sum += read(*k)?;
+        }
+        let mut out = alloc::vec![(write, sum + tx as u64 + 1)];
+        if sum % 2 == 1 && write != 9 {
+            out.push((9, sum));
+        }
+        Some(out)
+    }
+    let mut expected = BTreeMap::new();
+    let mut outputs = Vec::new();
+    for tx in 0..writes.len() {
+        let w = run(tx, reads[tx], writes[tx], |k| {
+            Some(*expected.get(&k).unwrap_or(&0))
+        })
+        .unwrap();
+        outputs.push(w.len() as u64);
+        expected.extend(w);
+    }
+
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(move || {
+        let stm: Arc<Optimistic<u8, u64, u64>> = Arc::new(Optimistic::new(writes.len()));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let stm = stm.clone();
+                loom::thread::spawn(move || {
+                    stm.work(
+                        |v| {
+                            let tx = v.tx as usize;
+                            let mut set = stm.reads(v.tx);
+                            let w = run(tx, reads[tx], writes[tx], |k| {
+                                match stm.read(&mut set, &k) {
+                                    Read::Value(v) => Some(v),
+                                    Read::Base => Some(0),
+                                    Read::Blocked => None,
+                                }
+                            })
+                            .unwrap_or_default();
+                            let output = w.len() as u64;
+                            Executed {
+                                reads: set,
+                                writes: w,
+                                output,
+                            }
+                        },
+                        loom::thread::yield_now,
+                    )
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let done = Arc::try_unwrap(stm).expect("workers joined").finish();
+        assert_eq!(
+            done.writes.into_iter().collect::<BTreeMap<_, _>>(),
+            expected
+        );
+        assert_eq!(done.outputs, outputs);
+    });
+}
+
+#[test]
+fn loom_optimistic_chain_two_workers() {
+    // 0 writes 1; 1 reads 1 and writes 2; 2 reads 2 (and 1) and writes 1.
+    optimistic_model(&[&[], &[1], &[1, 2]], &[1, 2, 1], 2);
+}
+
+#[test]
+fn loom_optimistic_independent_and_dependent_two_workers() {
+    optimistic_model(&[&[5], &[1], &[5]], &[5, 1, 2], 2);
+}

@@ -1,0 +1,258 @@
+//! The optimistic scheduler against sequential execution, with a small deterministic "VM"
+//! whose read and write sets depend on the values it reads (so they change between
+//! executions, as real contracts' do).
+
+use super::*;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use core::sync::atomic::AtomicU64;
+use proptest::prelude::*;
+
+/// A transaction of the test VM: reads `reads` in order, then writes a function of what it
+/// read to each of `writes`; a read of an odd value makes it also read `extra`, and some
+/// values make it skip its last write (or, if it had none, write `extra`).
+#[derive(Debug, Clone)]
+pub(super) struct Program {
+    pub(super) reads: Vec<u8>,
+    pub(super) writes: Vec<u8>,
+    pub(super) extra: u8,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    (a ^ b.rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29)
+}
+
+/// Runs `p` (transaction `tx`) with `read` giving a key's value (0 when never written);
+/// returns its writes, or `None` when a read was blocked.
+pub(super) fn interpret(
+    tx: u32,
+    p: &Program,
+    mut read: impl FnMut(u8) -> Option<u64>,
+) -> Option<Vec<(u8, u64)>> {
+    let mut acc = u64::from(tx);
+    let mut keys = p.reads.clone();
+    let mut i = 0;
+    while i < keys.len() {
+        let v = read(keys[i])?;
+        acc = mix(acc, v);
+        if v % 2 == 1 && !keys.contains(&p.extra) {
+            keys.push(p.extra);
+        }
+        i += 1;
+    }
+    let mut writes: Vec<(u8, u64)> = p
+        .writes
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (*k, mix(acc, i as u64)))
+        .collect();
+    if acc % 3 == 0 && writes.pop().is_none() {
+        writes.push((p.extra, acc));
+    }
+    // Each key once: the last write wins, as in a contract's write buffer.
+    let mut unique: BTreeMap<u8, u64> = BTreeMap::new();
+    unique.extend(writes);
+    Some(unique.into_iter().collect())
+}
+
+/// The block's state, outputs and the depth of its read-from graph, executed in order.
+pub(super) fn sequential(block: &[Program]) -> (BTreeMap<u8, u64>, Vec<u64>, usize) {
+    let mut state = BTreeMap::new();
+    let mut outputs = Vec::new();
+    // Per key: depth of its last writer.
+    let mut writer: BTreeMap<u8, usize> = BTreeMap::new();
+    let mut deepest = 0;
+    for (tx, p) in block.iter().enumerate() {
+        let mut depth = 1;
+        let writes = interpret(tx as u32, p, |k| {
+            depth = depth.max(writer.get(&k).map_or(1, |d| d + 1));
+            Some(*state.get(&k).unwrap_or(&0))
+        })
+        .unwrap();
+        outputs.push(writes.iter().fold(0, |a, (_, v)| mix(a, *v)));
+        for (k, _) in &writes {
+            writer.insert(*k, depth);
+        }
+        deepest = deepest.max(depth);
+        state.extend(writes);
+    }
+    (state, outputs, deepest * usize::from(!block.is_empty()))
+}
+
+/// Executes `p` as transaction `version.tx` through `block`'s memory.
+pub(super) fn execute(
+    block: &Optimistic<u8, u64, u64>,
+    p: &Program,
+    version: Version,
+) -> Executed<u8, u64, u64> {
+    let mut reads = block.reads(version.tx);
+    let writes = interpret(version.tx, p, |k| match block.read(&mut reads, &k) {
+        Read::Value(v) => Some(v),
+        Read::Base => Some(0),
+        Read::Blocked => None,
+    })
+    .unwrap_or_default();
+    let output = writes.iter().fold(0, |a, (_, v)| mix(a, *v));
+    Executed {
+        reads,
+        writes,
+        output,
+    }
+}
+
+fn random_block(seed: u64, n: usize, keys: u8) -> Vec<Program> {
+    let mut s = seed;
+    let mut next = move |m: u64| {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(s, 7) % m
+    };
+    (0..n)
+        .map(|_| Program {
+            reads: (0..next(4)).map(|_| next(u64::from(keys)) as u8).collect(),
+            writes: (0..next(3)).map(|_| next(u64::from(keys)) as u8).collect(),
+            extra: next(u64::from(keys)) as u8,
+        })
+        .collect()
+}
+
+/// Runs `block` optimistically on `threads` threads; some executions are slowed down at random
+/// to shake the interleavings.
+fn optimistic(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64, u64> {
+    let stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
+    let jitter = AtomicU64::new(seed);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                stm.work(
+                    |v| {
+                        let j = mix(jitter.fetch_add(1, Ordering::Relaxed), 3);
+                        for _ in 0..j % 2000 {
+                            core::hint::spin_loop();
+                        }
+                        execute(&stm, &block[v.tx as usize], v)
+                    },
+                    std::thread::yield_now,
+                )
+            });
+        }
+    });
+    stm.finish()
+}
+
+fn check(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64, u64> {
+    let (state, outputs, depth) = sequential(block);
+    let done = optimistic(block, threads, seed);
+    assert_eq!(done.critical_path, depth, "{threads} threads");
+    assert_eq!(
+        done.writes.iter().copied().collect::<BTreeMap<_, _>>(),
+        state,
+        "{threads} threads"
+    );
+    assert_eq!(done.outputs, outputs, "{threads} threads");
+    assert!(done.executions >= block.len());
+    done
+}
+
+#[test]
+fn random_blocks_equal_sequential() {
+    for seed in 0..40u64 {
+        let keys = [1u8, 2, 4, 16, 200][seed as usize % 5];
+        let block = random_block(seed, 150, keys);
+        for threads in [1, 2, 3, 4] {
+            check(&block, threads, seed);
+        }
+    }
+}
+
+#[test]
+fn every_transaction_conflicts() {
+    // One key, read and written by every transaction: a chain.
+    let block: Vec<Program> = (0..200)
+        .map(|_| Program {
+            reads: vec![0],
+            writes: vec![0],
+            extra: 0,
+        })
+        .collect();
+    for threads in [2, 4] {
+        let done = check(&block, threads, 1);
+        assert!(done.critical_path > 100);
+    }
+}
+
+#[test]
+fn independent_transactions_execute_once_and_validate_once() {
+    let block: Vec<Program> = (0..300u16)
+        .map(|i| Program {
+            reads: vec![(i % 250) as u8],
+            writes: vec![(i % 250) as u8],
+            extra: (i % 250) as u8,
+        })
+        .collect();
+    let done = check(&block, 1, 0);
+    assert_eq!(done.executions, 300);
+    assert_eq!(done.validations, 300);
+    // 50 keys are touched twice, 250 transactions apart.
+    assert_eq!(done.critical_path, 2);
+}
+
+#[test]
+fn empty_block_is_done() {
+    let stm: Optimistic<u8, u64, u64> = Optimistic::new(0);
+    stm.work(|_| unreachable!(), || {});
+    let done = stm.finish();
+    assert!(done.writes.is_empty() && done.outputs.is_empty());
+    assert_eq!(done.critical_path, 0);
+}
+
+#[test]
+fn repeated_read_sees_the_first_value() {
+    let stm: Optimistic<u8, u64, u64> = Optimistic::new(3);
+    let mut r0 = stm.reads(0);
+    assert_eq!(stm.read(&mut r0, &7), Read::Base);
+    stm.record(
+        Version {
+            tx: 0,
+            incarnation: 0,
+        },
+        r0,
+        vec![(7, 70)],
+    );
+    let mut r2 = stm.reads(2);
+    assert_eq!(stm.read(&mut r2, &7), Read::Value(70));
+    let mut r1 = stm.reads(1);
+    assert_eq!(stm.read(&mut r1, &7), Read::Value(70));
+    // Transaction 1 writes 7 now; transaction 2's execution keeps seeing what it saw.
+    assert!(stm.record(
+        Version {
+            tx: 1,
+            incarnation: 0,
+        },
+        r1,
+        vec![(7, 71)],
+    ));
+    assert_eq!(stm.read(&mut r2, &7), Read::Value(70));
+    assert!(!stm.validate(2) || stm.recorded[2].lock().read.is_empty());
+    stm.convert_writes_to_estimates(1);
+    let mut again = stm.reads(2);
+    assert_eq!(stm.read(&mut again, &7), Read::Blocked);
+    assert!(again.is_blocked());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random blocks, random contention, random thread counts.
+    #[test]
+    fn optimistic_equals_sequential(
+        seed in any::<u64>(),
+        n in 0usize..120,
+        keys in 1u8..40,
+        threads in 1usize..5,
+    ) {
+        let block = random_block(seed, n, keys);
+        check(&block, threads, seed);
+    }
+}
