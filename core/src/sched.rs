@@ -55,6 +55,13 @@ impl AccessSet {
     }
 }
 
+/// Per key, while building a [`Dag`]: its last writer and the readers since.
+#[derive(Default)]
+struct KeyState {
+    writer: Option<u32>,
+    readers: Vec<u32>,
+}
+
 /// The dependency graph of a block: for each transaction, the earlier transactions it must
 /// follow, and the later ones that follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,37 +79,42 @@ impl Dag {
     /// # Panics
     /// More than `u32::MAX` transactions.
     pub fn build(sets: &[AccessSet]) -> Dag {
-        assert!(u32::try_from(sets.len()).is_ok(), "block too large");
-        #[derive(Default)]
-        struct KeyState {
-            writer: Option<u32>,
-            readers: Vec<u32>,
-        }
+        Self::build_partial(sets.iter().map(Some))
+    }
+
+    /// The graph of a block in which some transactions declare nothing (`None`): such a
+    /// transaction may touch any key, so it follows every transaction before it and precedes
+    /// every transaction after it (a barrier).
+    ///
+    /// # Panics
+    /// More than `u32::MAX` transactions.
+    pub fn build_partial<'a>(sets: impl ExactSizeIterator<Item = Option<&'a AccessSet>>) -> Dag {
+        let n = sets.len();
+        assert!(u32::try_from(n).is_ok(), "block too large");
         let mut keys: HashMap<&[u8], KeyState> = HashMap::new();
         let mut edges: Vec<(u32, u32)> = Vec::new();
-        let mut deps = vec![0u32; sets.len()];
+        let mut deps = vec![0u32; n];
         let mut mine: Vec<u32> = Vec::new();
-        for (i, set) in sets.iter().enumerate() {
+        // The last barrier, and the transactions since it.
+        let mut barrier: Option<u32> = None;
+        let mut since: Vec<u32> = Vec::new();
+        for (i, set) in sets.enumerate() {
             let i = i as u32;
             mine.clear();
-            for key in &set.writes {
-                let k = keys.entry(key.as_slice()).or_default();
-                if k.writer == Some(i) {
-                    continue; // declared twice
+            match set {
+                None => {
+                    // After everything since the last barrier (or after that barrier).
+                    if since.is_empty() {
+                        mine.extend(barrier);
+                    }
+                    mine.append(&mut since);
+                    barrier = Some(i);
+                    keys.clear();
                 }
-                mine.extend(k.writer);
-                mine.extend(k.readers.iter().copied().filter(|r| *r != i));
-                k.writer = Some(i);
-                k.readers.clear();
-            }
-            for key in &set.reads {
-                let k = keys.entry(key.as_slice()).or_default();
-                if k.writer == Some(i) {
-                    continue; // also written: covered above
-                }
-                mine.extend(k.writer);
-                if k.readers.last() != Some(&i) {
-                    k.readers.push(i);
+                Some(set) => {
+                    mine.extend(barrier);
+                    Self::key_dependencies(&mut keys, set, i, &mut mine);
+                    since.push(i);
                 }
             }
             mine.sort_unstable();
@@ -112,17 +124,47 @@ impl Dag {
         }
         // Compressed rows of dependants, ascending (edges were produced by ascending dependant).
         edges.sort_unstable();
-        let mut offsets = vec![0u32; sets.len() + 1];
+        let mut offsets = vec![0u32; n + 1];
         for (from, _) in &edges {
             offsets[*from as usize + 1] += 1;
         }
-        for i in 0..sets.len() {
+        for i in 0..n {
             offsets[i + 1] += offsets[i];
         }
         Dag {
             deps,
             offsets,
             dependents: edges.into_iter().map(|(_, to)| to).collect(),
+        }
+    }
+
+    /// Adds to `mine` the transactions before `i` that `set` conflicts with (per key: the last
+    /// writer, and for a write the readers since), and records `i`'s accesses.
+    fn key_dependencies<'a>(
+        keys: &mut HashMap<&'a [u8], KeyState>,
+        set: &'a AccessSet,
+        i: u32,
+        mine: &mut Vec<u32>,
+    ) {
+        for key in &set.writes {
+            let k = keys.entry(key.as_slice()).or_default();
+            if k.writer == Some(i) {
+                continue; // declared twice
+            }
+            mine.extend(k.writer);
+            mine.extend(k.readers.iter().copied().filter(|r| *r != i));
+            k.writer = Some(i);
+            k.readers.clear();
+        }
+        for key in &set.reads {
+            let k = keys.entry(key.as_slice()).or_default();
+            if k.writer == Some(i) {
+                continue; // also written: covered above
+            }
+            mine.extend(k.writer);
+            if k.readers.last() != Some(&i) {
+                k.readers.push(i);
+            }
         }
     }
 

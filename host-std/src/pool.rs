@@ -1,6 +1,19 @@
-//! Workers that drain the core scheduler: std threads running [`Claims`] over a block's
-//! dependency graph.
+//! Workers that drain the core schedulers: threads running [`Claims`] over a block's
+//! dependency graph, or [`Optimistic::work`] over a block that declares nothing.
+//!
+//! Workers are persistent (a rayon pool per thread count, made on first use and kept for the
+//! process), not spawned per block: a new thread maps its stack and wasmtime's signal stack,
+//! and every such `mmap` takes the address-space lock that the other worker's memory resets
+//! need; and wasmtime assigns each thread a home shard of its instance allocator's decommit
+//! queue round-robin at first use, so threads spawned block after block ended up sharing a
+//! shard with the caller's thread every other block, serialising on its lock.
 
+use core::hash::Hash;
+use core::ops::Range;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use synor_core::sched::optimistic::{Executed, Optimistic, Version};
 use synor_core::sched::{Claims, Dag};
 
 /// Stack of each worker thread: wasm runs on it, and the compiling tiers allow up to 4 MiB of
@@ -12,37 +25,118 @@ pub const WORKER_STACK: usize = 8 << 20;
 /// waiting worker's spinning and the shared cache lines cost more than the overlap gains).
 pub const MIN_PARALLELISM: f64 = 1.5;
 
+/// The persistent workers for `threads` threads (made on the first call for that count).
+///
+/// # Panics
+/// The worker threads cannot be spawned.
+pub fn workers(threads: usize) -> Arc<rayon::ThreadPool> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    pools
+        .entry(threads)
+        .or_insert_with(|| {
+            Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .stack_size(WORKER_STACK)
+                    .thread_name(move |i| format!("synor-{threads}-worker-{i}"))
+                    .build()
+                    .expect("spawn the worker threads"),
+            )
+        })
+        .clone()
+}
+
 /// Executes every transaction of `dag` with `execute`, each after its dependencies, on
-/// `threads` threads (the caller's and `threads - 1` spawned ones). With one thread, or when
+/// `threads` persistent worker threads ([`workers`]; the caller waits). With one thread, or when
 /// the graph leaves too little parallelism to pay for scheduling (fewer than
 /// [`MIN_PARALLELISM`] transactions per step of its longest chain, e.g. a block on one hot
 /// key), transactions run in block order on the caller's thread, with no scheduling at all.
 ///
-/// `execute` gets the worker's index (`0..threads`; 0 is the caller's thread) and the
-/// transaction, and must make the transaction's effects visible to the transactions that
+/// `execute` gets the worker's index (`0..threads`) and the transaction, and must make the transaction's effects visible to the transactions that
 /// follow it before it returns. Per-worker state indexed by the worker keeps workers from
 /// sharing cache lines (reference counts, buffers).
 ///
 /// # Panics
-/// A worker thread cannot be spawned, or `execute` panics (the panic is propagated).
+/// The worker threads cannot be spawned, or `execute` panics (the panic is propagated).
 pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
     let parallelism = dag.len() as f64 / dag.critical_path().max(1) as f64;
     if threads <= 1 || parallelism < MIN_PARALLELISM {
         (0..dag.len() as u32).for_each(|tx| execute(0, tx));
         return;
     }
-    let claims = &Claims::new(dag);
-    std::thread::scope(|s| {
-        for i in 1..threads {
-            std::thread::Builder::new()
-                .name(format!("synor-worker-{i}"))
-                .stack_size(WORKER_STACK)
-                .spawn_scoped(s, move || {
-                    claims.drain(|tx| execute(i, tx), std::thread::yield_now)
-                })
-                .expect("spawn a worker thread");
-        }
-        claims.drain(|tx| execute(0, tx), std::thread::yield_now);
+    let claims = Claims::new(dag);
+    workers(threads)
+        .broadcast(|w| claims.drain(|tx| execute(w.index(), tx), std::thread::yield_now));
+}
+
+/// Transactions per worker in the first window of an optimistic block, which measures how
+/// parallel the block is.
+pub const PROBE_PER_THREAD: usize = 32;
+
+/// Blocks smaller than this run sequentially in optimistic mode: starting the workers costs
+/// more than a few transactions' execution.
+pub const MIN_OPTIMISTIC_BLOCK: usize = 16;
+
+/// Executes a block of `len` transactions that declare nothing, in consecutive windows, each
+/// either sequential (`sequential`, in block order on the caller's thread) or optimistic
+/// (`optimistic` runs the window with [`Optimistic`] and returns its critical path). Each
+/// window starts from the state the previous one left, so any split gives the block's result.
+///
+/// The first window ([`PROBE_PER_THREAD`] transactions per thread) runs optimistically and
+/// measures the block's parallelism: transactions over the longest chain of reads from
+/// earlier writes, a function of the block's contents, not of timing. If it is below
+/// [`MIN_PARALLELISM`] (a block on one hot key), the rest runs sequentially, where Block-STM
+/// would execute most transactions twice; otherwise the rest is one optimistic window. With
+/// one thread, or fewer than [`MIN_OPTIMISTIC_BLOCK`] transactions, the block runs
+/// sequentially.
+pub fn windows(
+    len: usize,
+    threads: usize,
+    sequential: &mut dyn FnMut(Range<usize>),
+    optimistic: &mut dyn FnMut(Range<usize>) -> usize,
+) {
+    if threads <= 1 || len < MIN_OPTIMISTIC_BLOCK {
+        sequential(0..len);
+        return;
+    }
+    let probe = (PROBE_PER_THREAD * threads).min(len);
+    let critical_path = optimistic(0..probe);
+    if probe == len {
+        return;
+    }
+    if probe as f64 / critical_path.max(1) as f64 >= MIN_PARALLELISM {
+        optimistic(probe..len);
+    } else {
+        sequential(probe..len);
+    }
+}
+
+/// Drains `block` on `threads` persistent worker threads ([`workers`]; the caller waits),
+/// each running [`Optimistic::work`] with `execute` (which gets the worker's index, as in
+/// [`run`]),
+/// then `done` with its index once the block is done (e.g. to apply its part of
+/// [`Optimistic::take_writes`], so that the block's effect is applied in parallel too).
+///
+/// # Panics
+/// The worker threads cannot be spawned, or `execute` or `done` panics (the panic is
+/// propagated).
+pub fn drain_optimistic<K, V, O>(
+    block: &Optimistic<K, V, O>,
+    threads: usize,
+    execute: &(dyn Fn(usize, Version) -> Executed<K, V, O> + Sync),
+    done: &(dyn Fn(usize) + Sync),
+) where
+    K: Hash + Eq + Ord + Clone + Send,
+    V: Clone + Send,
+    O: Send,
+{
+    workers(threads.max(1)).broadcast(|w| {
+        block.work(|v| execute(w.index(), v), std::thread::yield_now);
+        done(w.index());
     });
 }
 

@@ -1,5 +1,12 @@
-//! Throughput of independent token transfers on 1 and 2 threads, without the block scheduler:
-//! whether the engine itself scales.
+//! Whether execution scales, piece by piece: token transfers among 10,000 accounts, 10,000 per
+//! block, as sequential blocks, as two independent half-blocks on two threads with separate
+//! states (the engine alone), and as one block in declared and optimistic mode on two threads.
+//! Prints throughput and CPU time per transaction (from `/proc/self/stat`): a mode whose CPU
+//! time per transaction exceeds the independent halves' spends it on coordination. States are
+//! built before the clock starts.
+//!
+//! `cargo run --release -p synor-host-wasmtime --example scaling [MODE]`
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +16,32 @@ use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction};
 use synor_host_wasmtime::engine::engines;
 use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
 
+/// The allocator of the `synor` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// CPU seconds used by the process so far (Linux), or 0.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
+    let only = std::env::args().nth(1);
     let (files, _) = synor_host_wasmtime::corpus::embedded();
     let token = files.iter().find(|f| f.name == "token_v1.wasm").unwrap();
     let d = synor_host_wasmtime::workload::deploy(&[("t".into(), token.bytes.clone())], 1).unwrap();
@@ -18,49 +50,48 @@ fn main() {
         TierMode::Static(Tier::Hot),
         DEFAULT_CACHE_BYTES,
     );
-    let (genesis, txs) = block::transfers(&d, 0, 10000, 20000, 1);
-    let half = txs.len() / 2;
-    let a: Arc<[Transaction]> = txs[..half].to_vec().into();
-    let b: Arc<[Transaction]> = txs[half..].to_vec().into();
-    let run = |t: &Arc<[Transaction]>| {
-        let s = Arc::new(BlockState::new(genesis.snapshot()));
-        block::execute_block(&exec, &d, &s, t, Mode::Sequential).unwrap();
-    };
-    run(&a);
-    for _ in 0..3 {
-        let t = Instant::now();
-        run(&a);
-        run(&b);
-        let one = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            s.spawn(|| run(&a));
-            run(&b);
-        });
-        let two = t.elapsed().as_secs_f64();
-        println!(
-            "1 thread {:.0} tps, 2 threads {:.0} tps, ratio {:.2}",
-            txs.len() as f64 / one,
-            txs.len() as f64 / two,
-            one / two
-        );
-    }
-    // The same transactions as one block, declared mode on 2 threads.
-    let all: Arc<[Transaction]> = txs.clone().into();
-    for _ in 0..3 {
-        let s = Arc::new(BlockState::new(genesis.snapshot()));
-        let t = Instant::now();
-        block::execute_block(&exec, &d, &s, &all, Mode::Sequential).unwrap();
-        let one = t.elapsed().as_secs_f64();
-        let s = Arc::new(BlockState::new(genesis.snapshot()));
-        let t = Instant::now();
-        block::execute_block(&exec, &d, &s, &all, Mode::Declared { threads: 2 }).unwrap();
-        let two = t.elapsed().as_secs_f64();
-        println!(
-            "block: sequential {:.0} tps, declared on 2 threads {:.0} tps, ratio {:.2}",
-            txs.len() as f64 / one,
-            txs.len() as f64 / two,
-            one / two
-        );
+    let (genesis, txs) = block::transfers(&d, 0, 10_000, 10_000, 1);
+    let undeclared: Arc<[Transaction]> = txs
+        .iter()
+        .map(|t| Transaction {
+            access: None,
+            ..t.clone()
+        })
+        .collect();
+    let all: Arc<[Transaction]> = txs.into();
+    let half = all.len() / 2;
+    let a: Arc<[Transaction]> = all[..half].to_vec().into();
+    let b: Arc<[Transaction]> = all[half..].to_vec().into();
+    let reps = 10;
+    for round in 0..3 {
+        for mode in ["sequential", "independent", "declared", "optimistic"] {
+            if only.as_ref().is_some_and(|m| m != mode) {
+                continue;
+            }
+            let states: Vec<_> = (0..2 * reps)
+                .map(|_| Arc::new(BlockState::new(genesis.snapshot())))
+                .collect();
+            let (cpu, clock) = (cpu_seconds(), Instant::now());
+            for r in 0..reps {
+                let run = |s: &Arc<BlockState>, txs: &Arc<[Transaction]>, mode: Mode| {
+                    block::execute_block(&exec, &d, s, txs, mode).unwrap();
+                };
+                match mode {
+                    "sequential" => run(&states[r], &all, Mode::Sequential),
+                    "declared" => run(&states[r], &all, Mode::Declared { threads: 2 }),
+                    "optimistic" => run(&states[r], &undeclared, Mode::Optimistic { threads: 2 }),
+                    _ => std::thread::scope(|s| {
+                        s.spawn(|| run(&states[2 * r], &a, Mode::Sequential));
+                        s.spawn(|| run(&states[2 * r + 1], &b, Mode::Sequential));
+                    }),
+                }
+            }
+            let n = (reps * all.len()) as f64;
+            println!(
+                "round {round} {mode:>11}: {:>7.0} tps, {:>5.2} us CPU per transaction",
+                n / clock.elapsed().as_secs_f64(),
+                (cpu_seconds() - cpu) * 1e6 / n
+            );
+        }
     }
 }

@@ -1,22 +1,27 @@
-//! Block execution: transactions with declared access sets, run on the tiered engines by the
-//! worker pool, with the result of sequential execution in block order.
+//! Block execution: transactions run on the tiered engines by the worker pool, sequentially,
+//! by their declared access sets, or optimistically (Block-STM), always with the result of
+//! sequential execution in block order.
 //!
-//! Each transaction sees the block state through its declared [`AccessSet`]: touching any other
-//! key traps with `undeclared_access`, in parallel and in sequential execution alike. A
-//! transaction's writes are applied when it succeeds, before its dependants start; a trapping
-//! transaction's writes are discarded and the block goes on. Blobs stored during the block
+//! A transaction that declares an [`AccessSet`] sees the block state through it: touching any
+//! other key traps with `undeclared_access`, in every mode alike. A transaction's writes take
+//! effect when it succeeds; a trapping transaction's writes are discarded and the block goes
+//! on. Blobs stored during the block
 //! become readable after it (every transaction reads the blobs of earlier blocks only), so that
 //! blob reads never depend on the order of independent transactions.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use hashbrown::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Event, State, Trap};
 use synor_core::digest::{CodeId, Digest};
+use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
 use synor_core::sched::{AccessSet, Dag};
 use synor_core::tier::{Call, EngineError};
+use synor_host_std::pool;
 
 use crate::tiered::TieredExecutor;
 use crate::workload::{self, Deployment};
@@ -34,8 +39,9 @@ pub struct Transaction {
     pub input: Vec<u8>,
     /// Gas limit.
     pub gas: u64,
-    /// The state keys (namespaced by contract) it may read and write.
-    pub access: AccessSet,
+    /// The state keys (namespaced by contract) it may read and write; `None` declares nothing
+    /// (any key may be touched).
+    pub access: Option<AccessSet>,
 }
 
 /// What a transaction did.
@@ -51,16 +57,34 @@ pub struct Receipt {
     pub events: Vec<Event>,
 }
 
-/// How to execute a block.
+/// How to execute a block. Every mode gives the same receipts and state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// One transaction after the other, in block order.
     Sequential,
-    /// Declared access sets: the dependency graph drained by `threads` workers.
+    /// Declared access sets: the dependency graph drained by `threads` workers. A transaction
+    /// that declares nothing is a barrier (it runs alone, after everything before it).
     Declared {
         /// Worker threads (the caller's included).
         threads: usize,
     },
+    /// Optimistic (Block-STM): declarations are not needed for scheduling, transactions run
+    /// speculatively and are validated and re-executed (see [`pool::windows`]).
+    Optimistic {
+        /// Worker threads (the caller's included).
+        threads: usize,
+    },
+}
+
+/// What executing a block did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutcome {
+    /// One receipt per transaction.
+    pub receipts: Vec<Receipt>,
+    /// Contract executions (more than the transactions when optimistic execution re-ran some).
+    pub executions: usize,
+    /// Validations of optimistic executions.
+    pub validations: usize,
 }
 
 /// Shards of the block state: independent transactions touch different locks (one shared
@@ -137,38 +161,69 @@ impl BlockState {
     }
 }
 
+/// A state write (`None` removes the key).
+type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// Blobs a transaction stored.
+type NewBlobs = Vec<(CodeId, Vec<u8>)>;
+
+/// A window of an optimistic block: keys, values (`None`: removed), and each execution's
+/// receipt and blobs.
+type Window = Optimistic<Vec<u8>, Option<Vec<u8>>, (Result<Receipt, EngineError>, NewBlobs)>;
+
+/// The reads of one optimistic execution, shared by its view and the worker that returns them.
+type SpeculativeReads = Rc<RefCell<ReadSet<Vec<u8>, Option<Vec<u8>>>>>;
+
 /// What a worker's views share. One per worker, so that the reference counts views touch
 /// are the worker's own, not a cache line bouncing between cores.
 struct Shared {
     state: Arc<BlockState>,
     txs: Arc<[Transaction]>,
+    /// The optimistic window being executed, and the block index of its first transaction.
+    window: Option<(Arc<Window>, usize)>,
 }
 
-/// A transaction's view: the block state, through its access set.
+/// A transaction's view: the block state, through its access set, and for an optimistic
+/// execution through the window's multi-version memory.
 struct View {
     shared: Arc<Shared>,
     tx: usize,
+    speculative: Option<SpeculativeReads>,
+}
+
+impl View {
+    fn check(&self, key: &[u8], write: bool) -> Result<(), Trap> {
+        let Some(access) = &self.shared.txs[self.tx].access else {
+            return Ok(());
+        };
+        if write && !access.may_write(key) || !write && !access.may_read(key) {
+            return Err(Trap::UndeclaredAccess {
+                key: key.to_vec(),
+                write,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl State for View {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
-        if !self.shared.txs[self.tx].access.may_read(key) {
-            return Err(Trap::UndeclaredAccess {
-                key: key.to_vec(),
-                write: false,
-            });
+        self.check(key, false)?;
+        let (Some(reads), Some((window, _))) = (&self.speculative, &self.shared.window) else {
+            return Ok(self.shared.state.get(key));
+        };
+        match window.read(&mut reads.borrow_mut(), key) {
+            Read::Value(v) => Ok(v),
+            Read::Base => Ok(self.shared.state.get(key)),
+            // The execution is void: the worker sees the blocked read set and drops it.
+            Read::Blocked => Err(Trap::Host(
+                "read a value an earlier transaction is re-executing".into(),
+            )),
         }
-        Ok(self.shared.state.get(key))
     }
 
     fn check_write(&mut self, key: &[u8]) -> Result<(), Trap> {
-        if !self.shared.txs[self.tx].access.may_write(key) {
-            return Err(Trap::UndeclaredAccess {
-                key: key.to_vec(),
-                write: true,
-            });
-        }
-        Ok(())
+        self.check(key, true)
     }
 }
 
@@ -185,19 +240,27 @@ impl Blobs for View {
     }
 }
 
+/// What one execution of a transaction did: its receipt, and unless it failed its writes
+/// and blobs (not yet applied).
+struct Effects {
+    receipt: Receipt,
+    writes: Vec<Write>,
+    blobs: NewBlobs,
+}
+
 fn execute_one(
     exec: &TieredExecutor,
     deployments: &[Deployment],
     shared: &Arc<Shared>,
     tx: usize,
-    new_blobs: &mut Vec<(CodeId, Vec<u8>)>,
-) -> Result<Receipt, EngineError> {
+    speculative: Option<&SpeculativeReads>,
+) -> Result<Effects, EngineError> {
     let t = &shared.txs[tx];
-    let state = &shared.state;
     let module = &deployments[t.contract].module;
     let view = || View {
         shared: shared.clone(),
         tx,
+        speculative: speculative.cloned(),
     };
     let mut ctx = CallContext::new(
         module.code_id,
@@ -209,22 +272,26 @@ fn execute_one(
     );
     let (outcome, _) = exec.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
     if let Some(trap) = outcome.trap {
-        return Ok(Receipt {
-            gas_used: outcome.gas_used,
-            trap: Some(trap.to_string()),
-            return_data: Vec::new(),
-            events: Vec::new(),
+        return Ok(Effects {
+            receipt: Receipt {
+                gas_used: outcome.gas_used,
+                trap: Some(trap.to_string()),
+                return_data: Vec::new(),
+                events: Vec::new(),
+            },
+            writes: Vec::new(),
+            blobs: Vec::new(),
         });
     }
-    for (k, v) in std::mem::take(&mut ctx.writes) {
-        state.put(k, v);
-    }
-    new_blobs.extend(ctx.new_blobs.drain(..).map(|b| (b.id, b.bytes)));
-    Ok(Receipt {
-        gas_used: outcome.gas_used,
-        trap: None,
-        return_data: std::mem::take(&mut ctx.return_data),
-        events: std::mem::take(&mut ctx.events),
+    Ok(Effects {
+        receipt: Receipt {
+            gas_used: outcome.gas_used,
+            trap: None,
+            return_data: std::mem::take(&mut ctx.return_data),
+            events: std::mem::take(&mut ctx.events),
+        },
+        writes: std::mem::take(&mut ctx.writes).into_iter().collect(),
+        blobs: ctx.new_blobs.drain(..).map(|b| (b.id, b.bytes)).collect(),
     })
 }
 
@@ -240,39 +307,104 @@ pub fn execute_block(
     state: &Arc<BlockState>,
     txs: &Arc<[Transaction]>,
     mode: Mode,
-) -> Result<Vec<Receipt>, EngineError> {
-    let blobs = std::sync::Mutex::new(Vec::new());
+) -> Result<BlockOutcome, EngineError> {
+    let blobs: Mutex<Vec<(usize, NewBlobs)>> = Mutex::new(Vec::new());
     let receipts: Vec<OnceLock<Result<Receipt, EngineError>>> =
         (0..txs.len()).map(|_| OnceLock::new()).collect();
-    let workers = match mode {
-        Mode::Sequential => 1,
-        Mode::Declared { threads } => threads.max(1),
-    };
-    let shared: Vec<Arc<Shared>> = (0..workers)
-        .map(|_| {
-            Arc::new(Shared {
-                state: state.clone(),
-                txs: txs.clone(),
-            })
-        })
-        .collect();
-    let run = |worker: usize, tx: u32| {
-        let mut mine = Vec::new();
-        let r = execute_one(exec, deployments, &shared[worker], tx as usize, &mut mine);
-        let _ = receipts[tx as usize].set(r);
-        if !mine.is_empty() {
+    let keep = |tx: usize, receipt: Result<Receipt, EngineError>, new: NewBlobs| {
+        let _ = receipts[tx].set(receipt);
+        if !new.is_empty() {
             blobs
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((tx, mine));
+                .push((tx, new));
         }
     };
+    let threads = match mode {
+        Mode::Sequential => 1,
+        Mode::Declared { threads } | Mode::Optimistic { threads } => threads.max(1),
+    };
+    let shared = |window: Option<(Arc<Window>, usize)>| -> Vec<Arc<Shared>> {
+        (0..threads)
+            .map(|_| {
+                Arc::new(Shared {
+                    state: state.clone(),
+                    txs: txs.clone(),
+                    window: window.clone(),
+                })
+            })
+            .collect()
+    };
+    let direct = shared(None);
+    // Executes `tx` and applies its writes at once (sequential and declared modes).
+    let apply = |worker: usize, tx: u32| {
+        let tx = tx as usize;
+        match execute_one(exec, deployments, &direct[worker], tx, None) {
+            Ok(e) => {
+                for (k, v) in e.writes {
+                    state.put(k, v);
+                }
+                keep(tx, Ok(e.receipt), e.blobs);
+            }
+            Err(e) => keep(tx, Err(e), Vec::new()),
+        }
+    };
+    let (executions, validations) = (Cell::new(txs.len()), Cell::new(0));
     match mode {
-        Mode::Sequential => (0..txs.len() as u32).for_each(|tx| run(0, tx)),
+        Mode::Sequential => (0..txs.len() as u32).for_each(|tx| apply(0, tx)),
         Mode::Declared { threads } => {
-            let sets: Vec<AccessSet> = txs.iter().map(|t| t.access.clone()).collect();
-            let dag = Dag::build(&sets);
-            synor_host_std::pool::run(&dag, threads, &run);
+            let dag = Dag::build_partial(txs.iter().map(|t| t.access.as_ref()));
+            synor_host_std::pool::run(&dag, threads, &apply);
+        }
+        Mode::Optimistic { threads } => {
+            executions.set(0);
+            let mut sequential = |range: std::ops::Range<usize>| {
+                executions.set(executions.get() + range.len());
+                range.for_each(|tx| apply(0, tx as u32));
+            };
+            let mut optimistic = |range: std::ops::Range<usize>| -> usize {
+                let window = Arc::new(Window::new(range.len()));
+                let views = shared(Some((window.clone(), range.start)));
+                let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
+                    let reads = Rc::new(RefCell::new(window.reads(v.tx)));
+                    let tx = range.start + v.tx as usize;
+                    let effects = execute_one(exec, deployments, &views[worker], tx, Some(&reads));
+                    let reads = Rc::into_inner(reads)
+                        .expect("the call's views are dropped")
+                        .into_inner();
+                    match effects {
+                        Ok(e) => Executed {
+                            reads,
+                            writes: e.writes,
+                            output: (Ok(e.receipt), e.blobs),
+                        },
+                        Err(e) => Executed {
+                            reads,
+                            writes: Vec::new(),
+                            output: (Err(e), Vec::new()),
+                        },
+                    }
+                };
+                // Each worker applies its part of the block's writes.
+                let apply = |worker: usize| {
+                    for (k, v) in window.take_writes(worker, threads) {
+                        state.put(k, v);
+                    }
+                };
+                pool::drain_optimistic(&window, threads, &execute, &apply);
+                drop(views);
+                let done = Arc::into_inner(window)
+                    .expect("the workers are joined")
+                    .finish();
+                debug_assert!(done.writes.is_empty(), "every part applied");
+                for (i, (receipt, new)) in done.outputs.into_iter().enumerate() {
+                    keep(range.start + i, receipt, new);
+                }
+                executions.set(executions.get() + done.executions);
+                validations.set(validations.get() + done.validations);
+                done.critical_path
+            };
+            pool::windows(txs.len(), threads, &mut sequential, &mut optimistic);
         }
     }
     // Blobs of the block, in block order, readable from the next block on.
@@ -282,13 +414,18 @@ pub fn execute_block(
     for (id, bytes) in stored.into_iter().flat_map(|(_, b)| b) {
         all.entry(id).or_insert_with(|| bytes.into());
     }
-    receipts
+    let receipts = receipts
         .into_iter()
         .map(|r| {
             r.into_inner()
                 .unwrap_or_else(|| Err(EngineError::Engine("transaction not run".into())))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(BlockOutcome {
+        receipts,
+        executions: executions.get(),
+        validations: validations.get(),
+    })
 }
 
 /// Key of `account`'s balance in the token deployment `token` (as the contract namespaces it).
@@ -318,10 +455,10 @@ pub fn transfer(
         caller: from,
         input,
         gas: 10_000_000,
-        access: AccessSet {
+        access: Some(AccessSet {
             reads: Vec::new(),
             writes: vec![balance_key(&id, &from), balance_key(&id, &to)],
-        },
+        }),
     }
 }
 

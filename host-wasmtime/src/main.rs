@@ -11,6 +11,13 @@ use synor_host_std::open_store;
 use synor_host_wasmtime::bench;
 use synor_host_wasmtime::corpus;
 
+/// mimalloc rather than glibc's allocator: block execution allocates on one worker thread and
+/// frees on another, which made glibc's arena locks park threads (a third of the context
+/// switches of a parallel block) and its heap trimming take the address-space lock that
+/// wasmtime's memory resets need.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser)]

@@ -25,7 +25,9 @@
 //! the write sees it, so nothing is missed: the read and the write are ordered by the key's
 //! lock.
 
+use alloc::borrow::ToOwned;
 use alloc::vec::Vec;
+use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, Padded};
@@ -80,17 +82,47 @@ pub enum Read<V> {
 #[derive(Debug, Clone)]
 pub struct ReadSet<K, V> {
     tx: u32,
-    seen: HashMap<K, (Origin, Option<V>)>,
+    /// Key, where its value came from, and the value if the block wrote it.
+    seen: Vec<(K, Origin, Option<V>)>,
+    /// Positions in `seen` by key, once it is too long to search.
+    index: HashMap<K, usize>,
     blocked: Option<u32>,
 }
 
-impl<K: Hash + Eq, V> ReadSet<K, V> {
+/// Reads searched linearly (most transactions read a few keys).
+const LINEAR: usize = 16;
+
+impl<K: Hash + Eq + Clone, V> ReadSet<K, V> {
     fn new(tx: u32) -> Self {
         Self {
             tx,
-            seen: HashMap::default(),
+            seen: Vec::new(),
+            index: HashMap::default(),
             blocked: None,
         }
+    }
+
+    fn find<Q>(&self, key: &Q) -> Option<&(K, Origin, Option<V>)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if self.seen.len() <= LINEAR {
+            self.seen.iter().find(|(k, ..)| k.borrow() == key)
+        } else {
+            self.index.get(key).map(|i| &self.seen[*i])
+        }
+    }
+
+    fn push(&mut self, key: K, origin: Origin, value: Option<V>) {
+        if self.seen.len() == LINEAR {
+            let positions = self.seen.iter().enumerate().map(|(i, e)| (e.0.clone(), i));
+            self.index.extend(positions);
+        }
+        if self.seen.len() >= LINEAR {
+            self.index.insert(key.clone(), self.seen.len());
+        }
+        self.seen.push((key, origin, value));
     }
 
     /// The transaction executing.
@@ -129,7 +161,8 @@ pub struct Executed<K, V, O> {
 /// The result of an optimistic block.
 #[derive(Debug)]
 pub struct Finished<K, V, O> {
-    /// The last write of every key written, in key order: the block's effect on the state.
+    /// The last write of every key written (and not already taken by
+    /// [`Optimistic::take_writes`]), in no particular order: the block's effect on the state.
     pub writes: Vec<(K, V)>,
     /// Each transaction's output, from its last (valid) execution.
     pub outputs: Vec<O>,
@@ -297,26 +330,19 @@ where
     /// Reads `key` for the execution whose reads are `reads`: the latest value written by an
     /// earlier transaction, [`Read::Base`] if none wrote it, [`Read::Blocked`] if that write is
     /// an estimate (the execution must stop).
-    pub fn read(&self, reads: &mut ReadSet<K, V>, key: &K) -> Read<V> {
-        if let Some((origin, value)) = reads.seen.get(key) {
+    pub fn read<Q>(&self, reads: &mut ReadSet<K, V>, key: &Q) -> Read<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
+    {
+        if let Some((_, origin, value)) = reads.find(key) {
             return match (origin, value) {
                 (Origin::Written(_), Some(v)) => Read::Value(v.clone()),
                 _ => Read::Base,
             };
         }
         let tx = reads.tx;
-        let found = {
-            let mut shard = self.shard(key).lock();
-            if !shard.contains_key(key) {
-                shard.insert(
-                    key.clone(),
-                    Versions {
-                        slots: Vec::new(),
-                        reader: None,
-                    },
-                );
-            }
-            let versions = shard.get_mut(key).expect("inserted above");
+        let found = self.with_versions(key, |versions| {
             versions.reader = versions.reader.max(Some(tx));
             match versions.below(tx).map(|i| &versions.slots[i]) {
                 None => Ok((Origin::Base, None)),
@@ -329,14 +355,14 @@ where
                 )),
                 Some((t, Slot::Estimate)) => Err(*t),
             }
-        };
+        });
         match found {
             Ok((origin, value)) => {
                 let read = match &value {
                     Some(v) => Read::Value(v.clone()),
                     None => Read::Base,
                 };
-                reads.seen.insert(key.clone(), (origin, value));
+                reads.push(key.to_owned(), origin, value);
                 read
             }
             Err(blocking) => {
@@ -346,9 +372,25 @@ where
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, Versions<V>>> {
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, Versions<V>>> {
         let h = self.hasher.hash_one(key);
         &self.shards[(h >> 32) as usize % SHARDS]
+    }
+
+    /// Runs `f` on the versions of `key`, under its shard's lock (creating them if needed).
+    fn with_versions<Q, R>(&self, key: &Q, f: impl FnOnce(&mut Versions<V>) -> R) -> R
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
+    {
+        let mut shard = self.shard(key).lock();
+        if let Some(versions) = shard.get_mut(key) {
+            return f(versions);
+        }
+        f(shard.entry(key.to_owned()).or_insert_with(|| Versions {
+            slots: Vec::new(),
+            reader: None,
+        }))
     }
 
     /// Whether the scheduler has finished: every transaction has a valid execution.
@@ -439,27 +481,17 @@ where
         let mut written = Vec::with_capacity(writes.len());
         for (key, value) in writes {
             let new = previous.binary_search(&key).is_err();
-            let mut shard = self.shard(&key).lock();
-            if !shard.contains_key(&key) {
-                shard.insert(
-                    key.clone(),
-                    Versions {
-                        slots: Vec::new(),
-                        reader: None,
-                    },
-                );
-            }
-            let versions = shard.get_mut(&key).expect("inserted above");
             let slot = Slot::Written {
                 incarnation: version.incarnation,
                 value,
             };
-            match versions.slots.binary_search_by_key(&tx, |(t, _)| *t) {
-                Ok(i) => versions.slots[i].1 = slot,
-                Err(i) => versions.slots.insert(i, (tx, slot)),
-            }
-            revalidate |= new && versions.reader.is_some_and(|r| r > tx);
-            drop(shard);
+            revalidate |= self.with_versions(&key, |versions| {
+                match versions.slots.binary_search_by_key(&tx, |(t, _)| *t) {
+                    Ok(i) => versions.slots[i].1 = slot,
+                    Err(i) => versions.slots.insert(i, (tx, slot)),
+                }
+                new && versions.reader.is_some_and(|r| r > tx)
+            });
             written.push(key);
         }
         for key in previous {
@@ -476,7 +508,7 @@ where
         let read = reads
             .seen
             .into_iter()
-            .map(|(k, (origin, _))| (k, origin))
+            .map(|(k, origin, _)| (k, origin))
             .collect();
         *self.recorded[tx as usize].lock() = Recorded { written, read };
         revalidate
@@ -658,23 +690,35 @@ where
         None
     }
 
+    /// Takes the block's final writes (the last version of each key) held in part `part` of
+    /// `parts` of the memory, once [`Optimistic::done`]: workers call it with their index to
+    /// apply the block's effect in parallel. Each key is in exactly one part; the order within
+    /// a part is unspecified.
+    ///
+    /// # Panics
+    /// The block is not done.
+    pub fn take_writes(&self, part: usize, parts: usize) -> Vec<(K, V)> {
+        assert!(self.done(), "optimistic block read before it was done");
+        let mut writes = Vec::new();
+        for shard in self.shards.iter().skip(part).step_by(parts.max(1)) {
+            let versions = core::mem::take(&mut *shard.lock());
+            writes.extend(versions.into_iter().filter_map(|(key, versions)| {
+                match versions.slots.into_iter().next_back() {
+                    Some((_, Slot::Written { value, .. })) => Some((key, value)),
+                    Some((_, Slot::Estimate)) => unreachable!("estimate left in a done block"),
+                    None => None,
+                }
+            }));
+        }
+        writes
+    }
+
     /// The block's result, once [`Optimistic::done`].
     ///
     /// # Panics
     /// The block is not done.
     pub fn finish(self) -> Finished<K, V, O> {
-        assert!(self.done(), "optimistic block finished before it was done");
-        let mut writes = Vec::new();
-        for shard in self.shards {
-            for (key, versions) in shard.0.into_inner() {
-                match versions.slots.into_iter().next_back() {
-                    Some((_, Slot::Written { value, .. })) => writes.push((key, value)),
-                    Some((_, Slot::Estimate)) => unreachable!("estimate left in a done block"),
-                    None => {}
-                }
-            }
-        }
-        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let writes = self.take_writes(0, 1);
         // Depth of each transaction in the graph of what it read from whom.
         let mut depth = Vec::with_capacity(self.len);
         for recorded in self.recorded {

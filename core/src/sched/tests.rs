@@ -216,3 +216,25 @@ fn simulation_follows_dependencies() {
     assert_eq!(sim.makespan, 10 + 4);
     assert_eq!(sim.total, 17 + 3);
 }
+
+#[test]
+fn undeclared_transactions_are_barriers() {
+    let a = set(&[], &[1]);
+    let b = set(&[2], &[]);
+    let block = [Some(&a), Some(&b), None, None, Some(&b), Some(&a)];
+    let dag = Dag::build_partial(block.into_iter());
+    // 2 follows 0 and 1; 3 follows 2; 4 and 5 follow 3 and nothing else (their keys were
+    // last touched before the barriers).
+    assert_eq!(dag.dependents(0), [2]);
+    assert_eq!(dag.dependents(1), [2]);
+    assert_eq!(dag.dependents(2), [3]);
+    assert_eq!(dag.dependents(3), [4, 5]);
+    assert_eq!(dag.dependents(4), [] as [u32; 0]);
+    assert_eq!(
+        dag.batches(),
+        vec![vec![0, 1], vec![2], vec![3], vec![4, 5]]
+    );
+    // A block of undeclared transactions is a chain.
+    let dag = Dag::build_partial([None, None, None].into_iter());
+    assert_eq!(dag.critical_path(), 3);
+}

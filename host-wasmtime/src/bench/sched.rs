@@ -1,16 +1,17 @@
 //! `synor bench sched`: the Block-STM workload (peer-to-peer token transfers among N accounts)
-//! through the real token contract on the tiered engine, sequential against parallel with
-//! declared access sets, in one run.
-//!
-//! The optimistic (Block-STM) mode is not built yet; its cells are absent.
+//! through the real token contract on the tiered engine, in one run: sequential, parallel with
+//! declared access sets, and optimistic (Block-STM) on the same transactions with their
+//! declarations removed.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 use synor_core::instrument::Limits;
+use synor_core::sched::optimistic::{Executed, Optimistic, Read, Version};
 use synor_core::sched::{AccessSet, Claims, Dag, simulate};
 use synor_core::tier::Tier;
+use synor_host_std::pool;
 
 use super::{median, progress};
 use crate::block::{self, BlockState, Mode, Transaction};
@@ -42,7 +43,7 @@ pub struct Cell {
     pub accounts: u64,
     /// Transactions in the block.
     pub block: usize,
-    /// `sequential` or `declared`.
+    /// `sequential`, `declared` or `optimistic`.
     pub mode: String,
     /// Worker threads.
     pub threads: usize,
@@ -54,11 +55,15 @@ pub struct Cell {
     pub executions_per_tx: f64,
     /// Validations per transaction (none for declared access sets).
     pub validations_per_tx: f64,
-    /// Scheduler time per transaction, contract execution excluded: building the graph and
-    /// draining it with transactions that do nothing, on this cell's threads.
+    /// Scheduler time per transaction, contract execution excluded, on this cell's threads:
+    /// for declared access sets, building the graph and draining it with transactions that do
+    /// nothing; for optimistic execution, the scheduler and multi-version memory with
+    /// transactions that only read and write the keys the real ones touch.
     pub sched_ns_per_tx: f64,
-    /// Predicted speedup on 32 workers (simulation of the measured per-transaction costs and
-    /// the block's dependencies, with the measured scheduler time per transaction).
+    /// Predicted speedup on 32 workers: simulation of the measured per-transaction costs and
+    /// the block's dependencies, with the mode's scheduler time per transaction (one thread's)
+    /// and, for optimistic execution, each cost multiplied by the measured executions per
+    /// transaction (re-executions are work too).
     pub sim_speedup_32: f64,
     /// The same on 64 workers.
     pub sim_speedup_64: f64,
@@ -71,8 +76,9 @@ pub struct Report {
     pub cells: Vec<Cell>,
 }
 
-/// Scheduler-only time per transaction: graph construction and a drain of no-op transactions.
-fn sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
+/// Scheduler-only time per transaction in declared mode: graph construction and a drain of
+/// no-op transactions.
+fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
     let n = sets.len().max(1) as f64;
     median(
         (0..reps.max(1))
@@ -88,6 +94,38 @@ fn sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
                         claims.drain(|_| {}, std::thread::yield_now);
                     });
                 }
+                t.elapsed().as_nanos() as f64 / n
+            })
+            .collect(),
+    )
+}
+
+/// Scheduler-only time per transaction in optimistic mode: the Block-STM scheduler and
+/// multi-version memory, with transactions that read and write their keys and nothing else.
+fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
+    let n = sets.len().max(1) as f64;
+    median(
+        (0..reps.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                let stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(sets.len());
+                let execute = |_: usize, v: Version| {
+                    let mut reads = stm.reads(v.tx);
+                    let mut writes = Vec::new();
+                    for key in &sets[v.tx as usize].writes {
+                        if stm.read(&mut reads, key) == Read::Blocked {
+                            break;
+                        }
+                        writes.push((key.clone(), Some(vec![0; 8])));
+                    }
+                    Executed {
+                        reads,
+                        writes,
+                        output: (),
+                    }
+                };
+                pool::drain_optimistic(&stm, threads, &execute, &|_| {});
+                std::hint::black_box(stm.finish());
                 t.elapsed().as_nanos() as f64 / n
             })
             .collect(),
@@ -112,14 +150,26 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
     for &accounts in &options.accounts {
         for &size in &options.blocks {
             let (genesis, txs) = block::transfers(&d, 0, accounts, size, accounts ^ size as u64);
+            let sets: Vec<AccessSet> = txs.iter().filter_map(|t| t.access.clone()).collect();
+            // The same transactions declaring nothing, for optimistic execution.
+            let undeclared: Arc<[Transaction]> = txs
+                .iter()
+                .map(|t| Transaction {
+                    access: None,
+                    ..t.clone()
+                })
+                .collect();
             let txs: Arc<[Transaction]> = txs.into();
-            let sets: Vec<AccessSet> = txs.iter().map(|t| t.access.clone()).collect();
             let dag = Dag::build(&sets);
-            let execute = |mode: Mode| -> Result<(f64, Vec<block::Receipt>), Error> {
+            let execute = |mode: Mode| -> Result<(f64, block::BlockOutcome), Error> {
                 let state = Arc::new(BlockState::new(genesis.snapshot()));
+                let txs = match mode {
+                    Mode::Optimistic { .. } => &undeclared,
+                    _ => &txs,
+                };
                 let t = Instant::now();
-                let receipts = block::execute_block(&exec, &d, &state, &txs, mode)?;
-                Ok((t.elapsed().as_secs_f64(), receipts))
+                let outcome = block::execute_block(&exec, &d, &state, txs, mode)?;
+                Ok((t.elapsed().as_secs_f64(), outcome))
             };
             // Per-transaction costs for the simulation, from one sequential pass.
             let costs: Vec<u64> = {
@@ -134,25 +184,49 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                     .collect()
             };
             let (_, reference) = execute(Mode::Sequential)?;
+            let modes: Vec<Mode> = options
+                .threads
+                .iter()
+                .flat_map(|t| {
+                    [
+                        Mode::Declared { threads: *t },
+                        Mode::Optimistic { threads: *t },
+                    ]
+                })
+                .collect();
             let mut seq_times = Vec::new();
-            let mut par_times: Vec<Vec<f64>> = vec![Vec::new(); options.threads.len()];
+            // Per mode: times, executions and validations.
+            let mut runs: Vec<(Vec<f64>, usize, usize)> = vec![(Vec::new(), 0, 0); modes.len()];
             for _ in 0..options.reps.max(1) {
                 seq_times.push(execute(Mode::Sequential)?.0);
-                for (i, threads) in options.threads.iter().enumerate() {
-                    let (t, receipts) = execute(Mode::Declared { threads: *threads })?;
-                    if receipts != reference {
+                for (mode, run) in modes.iter().zip(&mut runs) {
+                    let (t, outcome) = execute(*mode)?;
+                    if outcome.receipts != reference.receipts {
                         return Err(format!(
-                            "declared mode on {threads} threads differs from sequential ({accounts} accounts)"
+                            "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
                         )
                         .into());
                     }
-                    par_times[i].push(t);
+                    run.0.push(t);
+                    run.1 += outcome.executions;
+                    run.2 += outcome.validations;
                 }
             }
             let seq = median(seq_times);
-            let sched_seq = sched_ns(&sets, 1, options.reps);
-            let sim = |workers: usize, overhead: f64| {
-                simulate(&dag, &costs, workers, overhead as u64).speedup
+            let per_tx = |count: usize| count as f64 / (options.reps.max(1) * size.max(1)) as f64;
+            let sched_one = [
+                declared_sched_ns(&sets, 1, options.reps),
+                optimistic_sched_ns(&sets, 1, options.reps),
+            ];
+            let sim = |workers: usize, optimistic: bool, executions_per_tx: f64| {
+                let overhead = sched_one[usize::from(optimistic)] as u64;
+                let inflated: Vec<u64> = costs
+                    .iter()
+                    .map(|c| (*c as f64 * executions_per_tx) as u64)
+                    .collect();
+                let makespan = simulate(&dag, &inflated, workers, overhead).makespan;
+                let sequential = costs.iter().sum::<u64>() + overhead * size as u64;
+                sequential as f64 / makespan.max(1) as f64
             };
             cells.push(Cell {
                 accounts,
@@ -167,21 +241,31 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 sim_speedup_32: 1.0,
                 sim_speedup_64: 1.0,
             });
-            for (i, threads) in options.threads.iter().enumerate() {
-                let t = median(par_times[i].clone());
-                let sched = sched_ns(&sets, *threads, options.reps);
+            for (mode, (times, executions, validations)) in modes.iter().zip(runs) {
+                let t = median(times);
+                let (name, threads, optimistic) = match mode {
+                    Mode::Declared { threads } => ("declared", *threads, false),
+                    Mode::Optimistic { threads } => ("optimistic", *threads, true),
+                    Mode::Sequential => unreachable!("sequential is the reference"),
+                };
+                let sched = if optimistic {
+                    optimistic_sched_ns(&sets, threads, options.reps)
+                } else {
+                    declared_sched_ns(&sets, threads, options.reps)
+                };
+                let executions_per_tx = per_tx(executions);
                 cells.push(Cell {
                     accounts,
                     block: size,
-                    mode: "declared".into(),
-                    threads: *threads,
+                    mode: name.into(),
+                    threads,
                     tps: size as f64 / t,
                     speedup: seq / t,
-                    executions_per_tx: 1.0,
-                    validations_per_tx: 0.0,
+                    executions_per_tx,
+                    validations_per_tx: per_tx(validations),
                     sched_ns_per_tx: sched,
-                    sim_speedup_32: sim(32, sched_seq),
-                    sim_speedup_64: sim(64, sched_seq),
+                    sim_speedup_32: sim(32, optimistic, executions_per_tx),
+                    sim_speedup_64: sim(64, optimistic, executions_per_tx),
                 });
             }
             bar.inc(1);
@@ -194,18 +278,30 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
 /// A human-readable table.
 pub fn table(r: &Report) -> String {
     let mut s = format!(
-        "{:>8} {:>7} {:>11} {:>7} {:>10} {:>8} {:>10} {:>8} {:>8}\n",
-        "accounts", "block", "mode", "threads", "tps", "speedup", "sched ns", "sim 32", "sim 64"
+        "{:>8} {:>7} {:>11} {:>7} {:>10} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8}\n",
+        "accounts",
+        "block",
+        "mode",
+        "threads",
+        "tps",
+        "speedup",
+        "exec",
+        "valid",
+        "sched ns",
+        "sim 32",
+        "sim 64"
     );
     for c in &r.cells {
         s.push_str(&format!(
-            "{:>8} {:>7} {:>11} {:>7} {:>10.0} {:>8.2} {:>10.0} {:>8.1} {:>8.1}\n",
+            "{:>8} {:>7} {:>11} {:>7} {:>10.0} {:>8.2} {:>6.2} {:>6.2} {:>10.0} {:>8.1} {:>8.1}\n",
             c.accounts,
             c.block,
             c.mode,
             c.threads,
             c.tps,
             c.speedup,
+            c.executions_per_tx,
+            c.validations_per_tx,
             c.sched_ns_per_tx,
             c.sim_speedup_32,
             c.sim_speedup_64
