@@ -115,7 +115,8 @@ pub fn windows(
     }
 }
 
-/// Drains `block` on `threads` persistent worker threads ([`workers`]; the caller waits),
+/// Drains `block` on `threads` persistent worker threads ([`workers`]; the caller waits), or
+/// on the caller's thread when `threads` is 1,
 /// each running [`Optimistic::work`] with `execute` (which gets the worker's index, as in
 /// [`run`]),
 /// then `done` with its index once the block is done (e.g. to apply its part of
@@ -134,7 +135,12 @@ pub fn drain_optimistic<K, V, O>(
     V: Clone + Send,
     O: Send,
 {
-    workers(threads.max(1)).broadcast(|w| {
+    if threads <= 1 {
+        block.work(|v| execute(0, v), std::thread::yield_now);
+        done(0);
+        return;
+    }
+    workers(threads).broadcast(|w| {
         block.work(|v| execute(w.index(), v), std::thread::yield_now);
         done(w.index());
     });

@@ -41,8 +41,9 @@ type Hasher = core::hash::BuildHasherDefault<std::hash::DefaultHasher>;
 
 type HashMap<K, V> = hashbrown::HashMap<K, V, Hasher>;
 
-/// One shard of the multi-version memory: keys and their versions.
-type Shard<K, V> = Padded<Mutex<HashMap<K, Versions<V>>>>;
+/// One shard of the multi-version memory: keys and their versions, in a table probed with the
+/// hash that also chose the shard (each key is hashed once per access).
+type Shard<K, V> = Padded<Mutex<hashbrown::HashTable<(K, Versions<V>)>>>;
 
 /// One execution of a transaction: its index in the block and how many times it was executed
 /// before.
@@ -296,7 +297,7 @@ where
             dependencies: (0..len).map(|_| Mutex::new(Vec::new())).collect(),
             hasher: Hasher::default(),
             shards: (0..SHARDS)
-                .map(|_| Padded(Mutex::new(HashMap::default())))
+                .map(|_| Padded(Mutex::new(hashbrown::HashTable::new())))
                 .collect(),
             recorded: (0..len)
                 .map(|_| {
@@ -372,9 +373,11 @@ where
         }
     }
 
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, Versions<V>>> {
-        let h = self.hasher.hash_one(key);
-        &self.shards[(h >> 32) as usize % SHARDS]
+    /// The hash of `key`, and its shard.
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, V>) {
+        let hash = self.hasher.hash_one(key);
+        // Bits the table does not use for its own buckets and tags.
+        (hash, &self.shards[(hash >> 32) as usize % SHARDS])
     }
 
     /// Runs `f` on the versions of `key`, under its shard's lock (creating them if needed).
@@ -383,14 +386,27 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
     {
-        let mut shard = self.shard(key).lock();
-        if let Some(versions) = shard.get_mut(key) {
+        let (hash, shard) = self.shard(key);
+        let mut table = shard.lock();
+        if let Some((_, versions)) = table.find_mut(hash, |(k, _)| k.borrow() == key) {
             return f(versions);
         }
-        f(shard.entry(key.to_owned()).or_insert_with(|| Versions {
-            slots: Vec::new(),
-            reader: None,
-        }))
+        let entry = (
+            key.to_owned(),
+            Versions {
+                slots: Vec::new(),
+                reader: None,
+            },
+        );
+        let hasher = |(k, _): &(K, Versions<V>)| self.hasher.hash_one(k);
+        f(&mut table.insert_unique(hash, entry, hasher).into_mut().1)
+    }
+
+    /// Runs `f` on the versions of `key` if it has any, under its shard's lock.
+    fn existing<R>(&self, key: &K, f: impl FnOnce(Option<&mut Versions<V>>) -> R) -> R {
+        let (hash, shard) = self.shard(key);
+        let mut table = shard.lock();
+        f(table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v))
     }
 
     /// Whether the scheduler has finished: every transaction has a valid execution.
@@ -498,12 +514,13 @@ where
             if written.binary_search(&key).is_ok() {
                 continue;
             }
-            let mut shard = self.shard(&key).lock();
-            if let Some(versions) = shard.get_mut(&key)
-                && let Ok(i) = versions.slots.binary_search_by_key(&tx, |(t, _)| *t)
-            {
-                versions.slots.remove(i);
-            }
+            self.existing(&key, |versions| {
+                if let Some(versions) = versions
+                    && let Ok(i) = versions.slots.binary_search_by_key(&tx, |(t, _)| *t)
+                {
+                    versions.slots.remove(i);
+                }
+            });
         }
         let read = reads
             .seen
@@ -518,10 +535,9 @@ where
     fn validate(&self, tx: u32) -> bool {
         let recorded = self.recorded[tx as usize].lock();
         recorded.read.iter().all(|(key, origin)| {
-            let shard = self.shard(key).lock();
-            let now = shard
-                .get(key)
-                .map_or(Ok(Origin::Base), |versions| versions.origin(tx));
+            let now = self.existing(key, |versions| {
+                versions.map_or(Ok(Origin::Base), |versions| versions.origin(tx))
+            });
             now == Ok(*origin)
         })
     }
@@ -529,12 +545,13 @@ where
     fn convert_writes_to_estimates(&self, tx: u32) {
         let recorded = self.recorded[tx as usize].lock();
         for key in &recorded.written {
-            let mut shard = self.shard(key).lock();
-            if let Some(versions) = shard.get_mut(key)
-                && let Ok(i) = versions.slots.binary_search_by_key(&tx, |(t, _)| *t)
-            {
-                versions.slots[i].1 = Slot::Estimate;
-            }
+            self.existing(key, |versions| {
+                if let Some(versions) = versions
+                    && let Ok(i) = versions.slots.binary_search_by_key(&tx, |(t, _)| *t)
+                {
+                    versions.slots[i].1 = Slot::Estimate;
+                }
+            });
         }
     }
 
