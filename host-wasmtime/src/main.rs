@@ -168,11 +168,11 @@ struct BenchSchedArgs {
     /// Block sizes.
     #[arg(long, num_args = 1.., default_values_t = [1000usize, 10000])]
     block: Vec<usize>,
-    /// Thread counts of the parallel modes (default: 2 and every core, when more).
+    /// Thread counts of the parallel modes (default: 1, 2 and every core, when more).
     #[arg(long, num_args = 1..)]
     threads: Vec<usize>,
-    /// Repetitions of each cell (the median counts).
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions of each cell (the medians count).
+    #[arg(long, default_value_t = 11)]
     reps: usize,
     /// One JSON object on stdout.
     #[arg(long)]

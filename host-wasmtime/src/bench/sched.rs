@@ -49,7 +49,9 @@ pub struct Cell {
     pub threads: usize,
     /// Transactions per second.
     pub tps: f64,
-    /// Over sequential, same workload, same run.
+    /// Over sequential, same workload, same run: the median over repetitions of the
+    /// repetition's sequential time over its time (each repetition runs every mode once, in an
+    /// order rotating between repetitions).
     pub speedup: f64,
     /// Contract executions per transaction (1 for declared access sets).
     pub executions_per_tx: f64,
@@ -171,6 +173,8 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 let outcome = block::execute_block(&exec, &d, &state, txs, mode)?;
                 Ok((t.elapsed().as_secs_f64(), outcome))
             };
+            // The reference result; also compiles the contract before anything is timed.
+            let (_, reference) = execute(Mode::Sequential)?;
             // Per-transaction costs for the simulation, from one sequential pass.
             let costs: Vec<u64> = {
                 let state = Arc::new(BlockState::new(genesis.snapshot()));
@@ -183,7 +187,6 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                     })
                     .collect()
             };
-            let (_, reference) = execute(Mode::Sequential)?;
             let modes: Vec<Mode> = options
                 .threads
                 .iter()
@@ -195,21 +198,39 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 })
                 .collect();
             let mut seq_times = Vec::new();
-            // Per mode: times, executions and validations.
-            let mut runs: Vec<(Vec<f64>, usize, usize)> = vec![(Vec::new(), 0, 0); modes.len()];
-            for _ in 0..options.reps.max(1) {
-                seq_times.push(execute(Mode::Sequential)?.0);
-                for (mode, run) in modes.iter().zip(&mut runs) {
-                    let (t, outcome) = execute(*mode)?;
+            // Per mode: times, speedups over the same repetition's sequential run, executions
+            // and validations.
+            let mut runs: Vec<(Vec<f64>, Vec<f64>, usize, usize)> =
+                vec![(Vec::new(), Vec::new(), 0, 0); modes.len()];
+            for rep in 0..options.reps.max(1) {
+                // Every mode runs once per repetition, the order rotating between repetitions
+                // (whatever runs first or last in a repetition is not always the same mode).
+                let order: Vec<Option<usize>> = std::iter::once(None)
+                    .chain((0..modes.len()).map(Some))
+                    .collect();
+                let mut times = vec![0.0; order.len()];
+                for k in 0..order.len() {
+                    let slot = (k + rep) % order.len();
+                    let Some(i) = order[slot] else {
+                        times[slot] = execute(Mode::Sequential)?.0;
+                        continue;
+                    };
+                    let (t, outcome) = execute(modes[i])?;
                     if outcome.receipts != reference.receipts {
                         return Err(format!(
-                            "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
+                            "{:?} differs from sequential ({accounts} accounts, {size} transactions)",
+                            modes[i]
                         )
                         .into());
                     }
-                    run.0.push(t);
-                    run.1 += outcome.executions;
-                    run.2 += outcome.validations;
+                    times[slot] = t;
+                    runs[i].2 += outcome.executions;
+                    runs[i].3 += outcome.validations;
+                }
+                seq_times.push(times[0]);
+                for (i, run) in runs.iter_mut().enumerate() {
+                    run.0.push(times[i + 1]);
+                    run.1.push(times[0] / times[i + 1]);
                 }
             }
             let seq = median(seq_times);
@@ -241,7 +262,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 sim_speedup_32: 1.0,
                 sim_speedup_64: 1.0,
             });
-            for (mode, (times, executions, validations)) in modes.iter().zip(runs) {
+            for (mode, (times, speedups, executions, validations)) in modes.iter().zip(runs) {
                 let t = median(times);
                 let (name, threads, optimistic) = match mode {
                     Mode::Declared { threads } => ("declared", *threads, false),
@@ -260,7 +281,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                     mode: name.into(),
                     threads,
                     tps: size as f64 / t,
-                    speedup: seq / t,
+                    speedup: median(speedups),
                     executions_per_tx,
                     validations_per_tx: per_tx(validations),
                     sched_ns_per_tx: sched,
