@@ -10,7 +10,7 @@
 //! | contract ABI | [`abi`], [`gas`] | imports, their semantics and costs: one implementation for every tier |
 //! | instrumentation | [`instrument`] | validation under a deterministic feature set; gas, stack-depth and memory limits injected into the module |
 //! | tiers | [`tier`] | the [`tier::Engine`] boundary and the promotion policy ([`tier::Tiering`]) |
-//! | scheduling | [`sched`] | access sets, the dependency DAG of a block, the lock-free claim/finish protocol, Sealevel batches, simulation |
+//! | scheduling | [`sched`] | access sets, the dependency DAG of a block, the lock-free claim/finish protocol, Sealevel batches, simulation; optimistic (Block-STM) execution with multi-version memory in [`sched::optimistic`] |
 //! | caches | [`lru`] | byte-bounded LRU for decoded code and compiled modules |
 //! | host boundary | [`host`] | [`KvStore`], [`Compressor`] |
 //! | identity | [`digest`] | blake3 [`CodeId`]s |

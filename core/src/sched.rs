@@ -15,6 +15,11 @@
 //!
 //! [`simulate`] replays a block's dependencies and measured costs on any number of virtual
 //! workers, to predict speedup beyond the machine's cores.
+//!
+//! Transactions that declare nothing run optimistically instead ([`optimistic`], Block-STM):
+//! speculative execution against multi-version memory, validation by versions, re-execution.
+//! [`Dag::build_partial`] makes such transactions barriers, for hosts that mix them into a
+//! declared block.
 
 use alloc::collections::BinaryHeap;
 use alloc::vec;
@@ -23,7 +28,7 @@ use core::cmp::Reverse;
 
 use hashbrown::HashMap;
 
-use crate::sync::{AtomicU32, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 pub mod optimistic;
 
@@ -243,6 +248,7 @@ pub struct Claims<'d> {
     ready: Vec<AtomicU32>,
     tail: AtomicUsize,
     head: AtomicUsize,
+    halted: AtomicBool,
 }
 
 const EMPTY: u32 = u32::MAX;
@@ -269,6 +275,7 @@ impl<'d> Claims<'d> {
             ready: (0..n).map(|_| AtomicU32::new(EMPTY)).collect(),
             tail: AtomicUsize::new(0),
             head: AtomicUsize::new(0),
+            halted: AtomicBool::new(false),
         };
         for tx in 0..n as u32 {
             if dag.deps[tx as usize] == 0 {
@@ -315,15 +322,28 @@ impl<'d> Claims<'d> {
         }
     }
 
+    /// Stops every worker in [`Claims::drain`] at its next claim or spin (a worker's execute
+    /// failed: the others must not wait for transactions that will never be ready).
+    pub fn halt(&self) {
+        self.halted.store(true, Ordering::Release);
+    }
+
     /// Runs the whole protocol on the calling thread with `execute` (a worker loop; hosts run
-    /// it on several threads at once). While its slot is not ready, the worker spins, calling
+    /// it on several threads at once), until every transaction is claimed or
+    /// [`Claims::halt`]. While its slot is not ready, the worker spins, calling
     /// `idle` every 64 spins (a host yields the thread there, so that a waiting worker never
     /// starves a running one on a busy machine).
     pub fn drain(&self, mut execute: impl FnMut(u32), mut idle: impl FnMut()) {
         loop {
+            if self.halted.load(Ordering::Acquire) {
+                return;
+            }
             let mut claim = self.claim();
             let mut spins = 0u32;
             while let Claim::Wait(slot) = claim {
+                if self.halted.load(Ordering::Acquire) {
+                    return;
+                }
                 spins = spins.wrapping_add(1);
                 if cfg!(loom) || spins.is_multiple_of(64) {
                     idle();

@@ -69,8 +69,12 @@ pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
         return;
     }
     let claims = Claims::new(dag);
-    workers(threads)
-        .broadcast(|w| claims.drain(|tx| execute(w.index(), tx), std::thread::yield_now));
+    workers(threads).broadcast(|w| {
+        halt_on_panic(
+            || claims.drain(|tx| execute(w.index(), tx), std::thread::yield_now),
+            || claims.halt(),
+        )
+    });
 }
 
 /// Transactions per worker in the first window of an optimistic block, which measures how
@@ -149,9 +153,21 @@ pub fn drain_optimistic<K, V, O>(
         return;
     }
     workers(threads).broadcast(|w| {
-        block.work(|v| execute(w.index(), v), std::thread::yield_now);
+        halt_on_panic(
+            || block.work(|v| execute(w.index(), v), std::thread::yield_now),
+            || block.halt(),
+        );
         done(w.index());
     });
+}
+
+/// Runs a worker; if it panics, `halt` stops the other workers (which would otherwise wait
+/// forever for transactions the panicking one held) before the panic goes on.
+fn halt_on_panic(work: impl FnOnce(), halt: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        halt();
+        std::panic::resume_unwind(panic);
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +199,41 @@ mod tests {
             });
             assert!(done.into_inner().unwrap().iter().all(|d| *d));
         }
+    }
+
+    /// A worker whose transaction panics stops the others: the panic reaches the caller rather
+    /// than leaving the other worker waiting for a transaction that will never finish.
+    #[test]
+    fn a_panicking_transaction_stops_every_worker() {
+        // 50 chains of 4: parallel enough to run on the workers; a panic in the middle of a
+        // chain leaves the rest of it never ready.
+        let wide: Vec<AccessSet> = (0..200u32)
+            .map(|i| AccessSet {
+                reads: Vec::new(),
+                writes: vec![(i % 50).to_le_bytes().to_vec()],
+            })
+            .collect();
+        let dag = Dag::build(&wide);
+        let r = std::panic::catch_unwind(|| {
+            run(&dag, 2, &|_, tx| assert!(tx != 60, "transaction 60 fails"))
+        });
+        assert!(r.is_err());
+        let stm: Optimistic<u8, u8, ()> = Optimistic::new(300);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drain_optimistic(
+                &stm,
+                2,
+                &|_, v| {
+                    assert!(v.tx != 60, "transaction 60 fails");
+                    Executed {
+                        reads: stm.reads(v.tx),
+                        writes: vec![(v.tx as u8 % 7, 1)],
+                        output: (),
+                    }
+                },
+                &|_| {},
+            )
+        }));
+        assert!(r.is_err());
     }
 }

@@ -242,6 +242,7 @@ pub struct Optimistic<K, V, O> {
     decrease_cnt: Padded<AtomicUsize>,
     num_active_tasks: Padded<AtomicUsize>,
     done_marker: Padded<AtomicBool>,
+    halted: AtomicBool,
     status: Vec<Mutex<(u32, Status)>>,
     dependencies: Vec<Mutex<Vec<u32>>>,
     // Memory.
@@ -291,6 +292,7 @@ where
             decrease_cnt: Padded(AtomicUsize::new(0)),
             num_active_tasks: Padded(AtomicUsize::new(0)),
             done_marker: Padded(AtomicBool::new(len == 0)),
+            halted: AtomicBool::new(false),
             status: (0..len)
                 .map(|_| Mutex::new((0, Status::ReadyToExecute)))
                 .collect(),
@@ -409,9 +411,18 @@ where
         f(table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v))
     }
 
-    /// Whether the scheduler has finished: every transaction has a valid execution.
+    /// Whether the scheduler has finished: every transaction has a valid execution (or the
+    /// block was [halted](Optimistic::halt)).
     pub fn done(&self) -> bool {
         self.done_marker.load(SC)
+    }
+
+    /// Stops every worker in [`Optimistic::work`] at its next task (a worker's execute
+    /// failed: the others must not wait for it). The block's result is then incomplete and
+    /// [`Optimistic::finish`] panics.
+    pub fn halt(&self) {
+        self.halted.store(true, SC);
+        self.done_marker.store(true, SC);
     }
 
     /// A worker: takes execution and validation tasks until the block is done. `execute` runs
@@ -427,6 +438,9 @@ where
         let mut task: Option<Task> = None;
         let mut spins = 0u32;
         loop {
+            if self.halted.load(Ordering::Relaxed) {
+                return;
+            }
             task = match task {
                 Some(Task::Execute(v)) => self.try_execute(v, &mut execute),
                 Some(Task::Validate(v)) => self.needs_reexecution(v),
@@ -715,7 +729,10 @@ where
     /// # Panics
     /// The block is not done.
     pub fn take_writes(&self, part: usize, parts: usize) -> Vec<(K, V)> {
-        assert!(self.done(), "optimistic block read before it was done");
+        assert!(
+            self.done() && !self.halted.load(SC),
+            "optimistic block read before it was done"
+        );
         let mut writes = Vec::new();
         for shard in self.shards.iter().skip(part).step_by(parts.max(1)) {
             let versions = core::mem::take(&mut *shard.lock());
@@ -733,7 +750,7 @@ where
     /// The block's result, once [`Optimistic::done`].
     ///
     /// # Panics
-    /// The block is not done.
+    /// The block is not done, or was halted.
     pub fn finish(self) -> Finished<K, V, O> {
         let writes = self.take_writes(0, 1);
         // Depth of each transaction in the graph of what it read from whom.
