@@ -41,7 +41,9 @@
 //! - **Stack**: every call adds the callee's frame weight (one unit plus one per four of its
 //!   parameters, locals and maximum operand stack height) to the depth before the call and
 //!   subtracts it after; past [`Limits::max_stack_units`] the call traps with `stack_overflow`
-//!   on every tier, long before any engine's native stack is at risk.
+//!   on every tier, long before any engine's native stack is at risk. Calls of equal weight
+//!   separated only by straight-line code share one addition, check and subtraction (every
+//!   callee still sees the depth it would see alone).
 //! - **Memory**: `memory.grow` past [`Limits::max_memory_pages`] traps with `memory_limit`.
 //!
 //! A trap raised by instrumentation stores its reason in [`TRAP_GLOBAL`] and executes
@@ -66,7 +68,7 @@ use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
 
 /// Version of the instrumentation; part of every artifact cache key.
-pub const INSTRUMENTER_VERSION: u32 = 2;
+pub const INSTRUMENTER_VERSION: u32 = 3;
 
 /// Export name of the gas counter.
 pub const GAS_GLOBAL: &str = "__synor_gas";
@@ -799,6 +801,27 @@ fn depth_enter(f: &mut Function, g: &Globals, s: &Scratch, weight: u32, limit: u
     f.instruction(&Instruction::End);
 }
 
+/// Whether `op` neither transfers control nor calls: the depth may stay raised over it.
+fn straight_line(op: &Operator<'_>) -> bool {
+    !matches!(
+        op,
+        Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::Else
+            | Operator::End
+            | Operator::Br { .. }
+            | Operator::BrIf { .. }
+            | Operator::BrTable { .. }
+            | Operator::Return
+            | Operator::Unreachable
+            | Operator::Call { .. }
+            | Operator::CallIndirect { .. }
+            | Operator::ReturnCall { .. }
+            | Operator::ReturnCallIndirect { .. }
+    )
+}
+
 fn depth_leave(f: &mut Function, g: &Globals, weight: u32) {
     f.instruction(&Instruction::GlobalGet(g.depth));
     f.instruction(&Instruction::I32Const(weight as i32));
@@ -908,7 +931,25 @@ fn rewrite_body(
     reload(&mut f, g, &s);
     // Open blocks: a branch to depth `nesting` leaves the function.
     let mut nesting = 0u32;
+    // Weight still added to the depth after a call: calls of the same weight in one
+    // straight-line stretch (fib's `f(n - 1) + f(n - 2)`) share one enter, check and leave.
+    // The callees see the same depth either way; the depth is left raised only over
+    // instructions that cannot branch or return.
+    let mut raised: Option<u32> = None;
     for (i, op) in ops.into_iter().enumerate() {
+        let weight = match &op {
+            Operator::Call { function_index } => Some(info.weights[*function_index as usize]),
+            Operator::CallIndirect { type_index, .. } => {
+                Some(info.type_weights[*type_index as usize])
+            }
+            _ => None,
+        };
+        if let Some(r) = raised
+            && (weight.is_some_and(|w| w != r) || weight.is_none() && !straight_line(&op))
+        {
+            depth_leave(&mut f, g, r);
+            raised = None;
+        }
         // A segment's charge goes before its first instruction (for a segment opened by a
         // structured instruction, right after that instruction).
         if let Some(&c) = starts.get(&i)
@@ -933,21 +974,14 @@ fn rewrite_body(
                     flush(&mut f, g, &s);
                 }
             }
-            Operator::Call { function_index } => {
-                let w = info.weights[*function_index as usize];
+            Operator::Call { .. } | Operator::CallIndirect { .. } => {
+                let w = weight.unwrap_or(1);
                 flush(&mut f, g, &s);
-                depth_enter(&mut f, g, &s, w, limits.max_stack_units);
+                if raised.is_none() {
+                    depth_enter(&mut f, g, &s, w, limits.max_stack_units);
+                    raised = Some(w);
+                }
                 emit(&mut f, op)?;
-                depth_leave(&mut f, g, w);
-                reload(&mut f, g, &s);
-                continue;
-            }
-            Operator::CallIndirect { type_index, .. } => {
-                let w = info.type_weights[*type_index as usize];
-                flush(&mut f, g, &s);
-                depth_enter(&mut f, g, &s, w, limits.max_stack_units);
-                emit(&mut f, op)?;
-                depth_leave(&mut f, g, w);
                 reload(&mut f, g, &s);
                 continue;
             }

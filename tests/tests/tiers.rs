@@ -256,6 +256,52 @@ fn deep_recursion_traps_identically() {
     assert_eq!(o.trap, Some(synor_core::abi::Trap::StackOverflow));
 }
 
+/// The deepest recursion that fits is the same whether two calls share one depth bracket
+/// (equal weights, straight-line code between them) or each has its own (a block boundary
+/// between them), on every tier.
+#[test]
+fn shared_depth_brackets_allow_the_same_recursion() {
+    let module = |between: &str| {
+        wat(&format!(
+            r#"(module
+            (func $f (export "f") (param i32) (result i32)
+                (if (result i32) (i32.eqz (local.get 0))
+                    (then (i32.const 0))
+                    (else
+                        (call $f (i32.sub (local.get 0) (i32.const 1)))
+                        {between}
+                        (call $f (select
+                            (i32.sub (local.get 0) (i32.const 1))
+                            (i32.const 2)
+                            (i32.lt_u (local.get 0) (i32.const 3))))
+                        i32.add))))"#
+        ))
+    };
+    let (shared, separate) = (module("nop"), module("(block)"));
+    // The second call recurses too (up to two more levels), so the depth it starts from
+    // matters.
+    // Every tier agrees on each module; find where recursion starts to overflow.
+    let overflows = |m: &Arc<Instrumented>, n: i32| {
+        agree(m, &Call::new("f", &[Value::I32(n)]), 1_000_000_000).trap
+            == Some(synor_core::abi::Trap::StackOverflow)
+    };
+    let (mut lo, mut hi) = (0, 1 << 16);
+    assert!(!overflows(&separate, lo) && overflows(&separate, hi));
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if overflows(&separate, mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    assert!(
+        !overflows(&shared, lo),
+        "deepest recursion with separate brackets: {lo}"
+    );
+    assert!(overflows(&shared, hi));
+}
+
 #[test]
 fn memory_growth_past_the_limit_traps_identically() {
     let m = wat(r#"(module (memory (export "memory") 1)

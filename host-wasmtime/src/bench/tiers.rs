@@ -9,7 +9,8 @@
 //!   contract, chosen in hindsight from the single-tier runs (each contract's time includes
 //!   its compilation);
 //! - `tiered_over_best_single`: over the fastest single-tier run;
-//! - `cold_first_call_over_wasmi`: the first call of each contract, tiered over wasmi only;
+//! - `cold_first_call_over_wasmi`: the first call of each contract, tiered over wasmi only
+//!   (the median of paired runs of fresh executors);
 //! - `hot_over_cranelift`: steady-state time per call of the hottest contract;
 //! - `metering_overhead`: instrumented over uninstrumented on Cranelift, geometric mean over
 //!   compute programs;
@@ -202,6 +203,61 @@ fn steady(
     Ok((median(ta), median(tb)))
 }
 
+/// First-call latency, tiered over wasmi only: the median over `reps` pairs (in alternating
+/// order) of the ratio of two fresh executors' time for the first call of every contract, in
+/// the workload's order (a single sample per contract is mostly scheduling noise: one call's
+/// 0.4 ms is 2 ms when the machine is busy). Each tiered executor has a fresh, empty artifact
+/// cache, so its first calls take the cold path.
+fn first_call_ratio(
+    deployments: &[Deployment],
+    calls: &[workload::CallSpec],
+    policy: TierPolicy,
+    reps: usize,
+) -> Result<f64, Error> {
+    let limits = Limits::default();
+    let mut seen = vec![false; deployments.len()];
+    let firsts: Vec<&workload::CallSpec> = calls
+        .iter()
+        .filter(|c| !std::mem::replace(&mut seen[c.contract], true))
+        .collect();
+    let first_calls = |tiered: bool| -> Result<f64, Error> {
+        let dir = tempfile::tempdir()?;
+        let exec = if tiered {
+            let cache: Arc<dyn ArtifactCache> =
+                Arc::new(FsArtifactCache::open(dir.path(), Default::default())?);
+            TieredExecutor::new(
+                engines(&limits, Some(cache))?,
+                Mode::Tiered(policy),
+                DEFAULT_CACHE_BYTES,
+            )
+        } else {
+            TieredExecutor::new(
+                engines(&limits, None)?,
+                Mode::Static(Tier::Cold),
+                DEFAULT_CACHE_BYTES,
+            )
+        };
+        let chain = Chain::default();
+        let mut t = Duration::ZERO;
+        for spec in &firsts {
+            t += chain.execute(&exec, deployments, spec, false)?.2;
+        }
+        Ok(t.as_secs_f64())
+    };
+    let mut ratios = Vec::new();
+    for rep in 0..reps.max(1) {
+        let (tiered, wasmi) = if rep % 2 == 0 {
+            let t = first_calls(true)?;
+            (t, first_calls(false)?)
+        } else {
+            let w = first_calls(false)?;
+            (first_calls(true)?, w)
+        };
+        ratios.push(tiered / wasmi);
+    }
+    Ok(median(ratios))
+}
+
 fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramReport>, Error> {
     let instrumented = WasmtimeEngine::cranelift(None)?;
     let raw = WasmtimeEngine::cranelift(None)?.uninstrumented();
@@ -368,6 +424,8 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
     let restart_recompiles = after.iter().filter(|m| before.contains(m)).count() as u64;
     let restart_new_promotions = after.len() as u64 - restart_recompiles;
 
+    let cold_first_call_over_wasmi =
+        first_call_ratio(&deployments, &calls, options.policy, options.program_reps)?;
     let mut skipped = Vec::new();
     let programs = metering(options, &mut skipped)?;
     let metering_overhead = if programs.is_empty() {
@@ -386,8 +444,7 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         mismatches,
         tiered_over_oracle: tiered_total / oracle,
         tiered_over_best_single: tiered_total / best_single,
-        cold_first_call_over_wasmi: tiered.report.first_calls_secs
-            / statics[0].0.report.first_calls_secs,
+        cold_first_call_over_wasmi,
         hot_over_cranelift: t_tiered / t_cranelift,
         metering_overhead,
         restart_recompiles,
