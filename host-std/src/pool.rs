@@ -21,11 +21,16 @@ use synor_core::sched::{Claims, Dag};
 pub const WORKER_STACK: usize = 8 << 20;
 
 /// Average parallelism (transactions over the longest dependency chain) below which a block
-/// runs sequentially: measured on token transfers, 2 threads lose to one below about 1.5 (the
-/// waiting worker's spinning and the shared cache lines cost more than the overlap gains).
-pub const MIN_PARALLELISM: f64 = 1.5;
+/// runs sequentially, in declared and in optimistic mode. Measured on token transfers with 2
+/// threads: at 10 accounts (parallelism about 2.3) a 1,000-transaction block ran at 0.7 to
+/// 1.4 times sequential speed in declared mode (most transactions wait for one on the other
+/// core, and every hand-off moves the state it wrote between caches) and Block-STM re-executed
+/// 30 % of the transactions; at 100 accounts (about 14) both modes won. A block on one hot key
+/// has parallelism 1.
+pub const MIN_PARALLELISM: f64 = 3.0;
 
-/// The persistent workers for `threads` threads (made on the first call for that count).
+/// The persistent worker threads of a pool of `threads` (made on the first call for that
+/// count).
 ///
 /// # Panics
 /// The worker threads cannot be spawned.
@@ -51,7 +56,7 @@ pub fn workers(threads: usize) -> Arc<rayon::ThreadPool> {
 }
 
 /// Executes every transaction of `dag` with `execute`, each after its dependencies, on
-/// `threads` persistent worker threads ([`workers`]; the caller waits). With one thread, or when
+/// `threads` threads: the caller's and `threads - 1` persistent ones ([`workers`]). With one thread, or when
 /// the graph leaves too little parallelism to pay for scheduling (fewer than
 /// [`MIN_PARALLELISM`] transactions per step of its longest chain, e.g. a block on one hot
 /// key), transactions run in block order on the caller's thread, with no scheduling at all.
@@ -69,24 +74,17 @@ pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
         return;
     }
     let claims = Claims::new(dag);
-    workers(threads).broadcast(|w| {
+    on_workers(threads, &|w| {
         halt_on_panic(
-            || claims.drain(|tx| execute(w.index(), tx), std::thread::yield_now),
+            || claims.drain(|tx| execute(w, tx), std::thread::yield_now),
             || claims.halt(),
         )
     });
 }
 
 /// Transactions per worker in the first window of an optimistic block, which measures how
-/// parallel the block is.
+/// parallel the block is (enough that a few conflicts do not make a block look serial).
 pub const PROBE_PER_THREAD: usize = 32;
-
-/// Parallelism below which the rest of an optimistic block runs sequentially: measured on
-/// token transfers with 2 threads, at 10 accounts (parallelism about 2.3) Block-STM
-/// re-executed 30% of the transactions and ran at 0.9 to 1.4 times sequential speed, noisy
-/// enough to lose; at 100 accounts (about 14) it won every time. Higher than
-/// [`MIN_PARALLELISM`]: declared scheduling never executes a transaction twice.
-pub const MIN_OPTIMISTIC_PARALLELISM: f64 = 3.0;
 
 /// Blocks smaller than this run sequentially in optimistic mode: starting the workers costs
 /// more than a few transactions' execution.
@@ -94,41 +92,43 @@ pub const MIN_OPTIMISTIC_BLOCK: usize = 16;
 
 /// Executes a block of `len` transactions that declare nothing, in consecutive windows, each
 /// either sequential (`sequential`, in block order on the caller's thread) or optimistic
-/// (`optimistic` runs the window with [`Optimistic`] and returns its critical path). Each
-/// window starts from the state the previous one left, so any split gives the block's result.
+/// (`optimistic` runs the window with [`Optimistic`] on the given number of threads and returns
+/// its critical path). Each window starts from the state the previous one left, so any split
+/// gives the block's result.
 ///
-/// The first window ([`PROBE_PER_THREAD`] transactions per thread) runs optimistically and
-/// measures the block's parallelism: transactions over the longest chain of reads from
+/// The first window ([`PROBE_PER_THREAD`] transactions per thread) runs through the
+/// multi-version memory on the caller's thread alone, which costs little, never re-executes,
+/// and measures the block's parallelism: transactions over the longest chain of reads from
 /// earlier writes, a function of the block's contents, not of timing. If it is below
-/// [`MIN_OPTIMISTIC_PARALLELISM`] (a block on a few hot keys), the rest runs sequentially,
-/// where Block-STM would execute many transactions twice; otherwise the rest is one
-/// optimistic window. With
-/// one thread, or fewer than [`MIN_OPTIMISTIC_BLOCK`] transactions, the block runs
-/// sequentially.
+/// [`MIN_PARALLELISM`] (a block on a few hot keys), the rest runs sequentially, where
+/// Block-STM would execute many transactions twice; otherwise the rest is one optimistic
+/// window on every thread. (A parallel probe cost a block on two accounts 5 to 10 % of its
+/// time in aborts and worker wake-ups.) With one thread, or fewer than
+/// [`MIN_OPTIMISTIC_BLOCK`] transactions, the block runs sequentially.
 pub fn windows(
     len: usize,
     threads: usize,
     sequential: &mut dyn FnMut(Range<usize>),
-    optimistic: &mut dyn FnMut(Range<usize>) -> usize,
+    optimistic: &mut dyn FnMut(Range<usize>, usize) -> usize,
 ) {
     if threads <= 1 || len < MIN_OPTIMISTIC_BLOCK {
         sequential(0..len);
         return;
     }
     let probe = (PROBE_PER_THREAD * threads).min(len);
-    let critical_path = optimistic(0..probe);
+    let critical_path = optimistic(0..probe, 1);
     if probe == len {
         return;
     }
-    if probe as f64 / critical_path.max(1) as f64 >= MIN_OPTIMISTIC_PARALLELISM {
-        optimistic(probe..len);
+    if probe as f64 / critical_path.max(1) as f64 >= MIN_PARALLELISM {
+        optimistic(probe..len, threads);
     } else {
         sequential(probe..len);
     }
 }
 
-/// Drains `block` on `threads` persistent worker threads ([`workers`]; the caller waits), or
-/// on the caller's thread when `threads` is 1,
+/// Drains `block` on `threads` threads (the caller's and `threads - 1` persistent ones,
+/// [`workers`]),
 /// each running [`Optimistic::work`] with `execute` (which gets the worker's index, as in
 /// [`run`]),
 /// then `done` with its index once the block is done (e.g. to apply its part of
@@ -147,17 +147,28 @@ pub fn drain_optimistic<K, V, O>(
     V: Clone + Send,
     O: Send,
 {
-    if threads <= 1 {
-        block.work(|v| execute(0, v), std::thread::yield_now);
-        done(0);
-        return;
-    }
-    workers(threads).broadcast(|w| {
+    on_workers(threads, &|w| {
         halt_on_panic(
-            || block.work(|v| execute(w.index(), v), std::thread::yield_now),
+            || block.work(|v| execute(w, v), std::thread::yield_now),
             || block.halt(),
         );
-        done(w.index());
+        done(w);
+    });
+}
+
+/// Runs `work` as workers `0..threads`: worker 0 on the caller's thread (whose caches hold
+/// what the block's caller just touched, and which need not sleep and be woken), the others
+/// on the persistent threads of [`workers`]`(threads - 1)`. Returns when all have returned.
+fn on_workers(threads: usize, work: &(dyn Fn(usize) + Sync)) {
+    if threads <= 1 {
+        work(0);
+        return;
+    }
+    workers(threads - 1).in_place_scope(|s| {
+        for w in 1..threads {
+            s.spawn(move |_| work(w));
+        }
+        work(0);
     });
 }
 

@@ -362,7 +362,7 @@ pub fn execute_block(
                 executions.set(executions.get() + range.len());
                 range.for_each(|tx| apply(0, tx as u32));
             };
-            let mut optimistic = |range: std::ops::Range<usize>| -> usize {
+            let mut optimistic = |range: std::ops::Range<usize>, threads: usize| -> usize {
                 let window = Arc::new(Window::new(range.len()));
                 let views = shared(Some((window.clone(), range.start)));
                 let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
