@@ -299,7 +299,13 @@ where
             dependencies: (0..len).map(|_| Mutex::new(Vec::new())).collect(),
             hasher: Hasher::default(),
             shards: (0..SHARDS)
-                .map(|_| Padded(Mutex::new(hashbrown::HashTable::new())))
+                // Room for a key per transaction from the start: a block writes about that many,
+                // and growing every shard's table from empty rehashed each one several times.
+                .map(|_| {
+                    Padded(Mutex::new(hashbrown::HashTable::with_capacity(
+                        len / SHARDS,
+                    )))
+                })
                 .collect(),
             recorded: (0..len)
                 .map(|_| {

@@ -178,15 +178,16 @@ fn run_config(
     })
 }
 
-/// Steady-state seconds per call of `specs` on executors `a` and `b`: batches alternate
-/// between the two so that drift on a shared machine hits both alike; medians of `reps`.
+/// Steady-state time per call of `specs` on executor `a` over executor `b`: batches alternate
+/// between the two (in alternating order) so that drift on a shared machine hits both alike;
+/// the median of `reps` pairs' ratios.
 fn steady(
     a: &TieredExecutor,
     b: &TieredExecutor,
     deployments: &[Deployment],
     specs: &[workload::CallSpec],
     reps: usize,
-) -> Result<(f64, f64), Error> {
+) -> Result<f64, Error> {
     let batch = |exec: &TieredExecutor| -> Result<f64, Error> {
         let chain = Chain::default();
         let mut t = Duration::ZERO;
@@ -195,12 +196,18 @@ fn steady(
         }
         Ok(t.as_secs_f64() / specs.len().max(1) as f64)
     };
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        ta.push(batch(a)?);
-        tb.push(batch(b)?);
+    let mut ratios = Vec::new();
+    for rep in 0..reps {
+        let (x, y) = if rep % 2 == 0 {
+            let x = batch(a)?;
+            (x, batch(b)?)
+        } else {
+            let y = batch(b)?;
+            (batch(a)?, y)
+        };
+        ratios.push(x / y);
     }
-    Ok((median(ta), median(tb)))
+    Ok(median(ratios))
 }
 
 /// First-call latency, tiered over wasmi only: the median over `reps` pairs (in alternating
@@ -405,7 +412,7 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         .take(200)
         .cloned()
         .collect();
-    let (t_tiered, t_cranelift) = steady(&tiered_exec, &statics[2].1, &deployments, &hot_specs, 9)?;
+    let hot_over_cranelift = steady(&tiered_exec, &statics[2].1, &deployments, &hot_specs, 11)?;
 
     // Restart: new engines and executor over the same artifact cache.
     let compiled_before = tiered_exec.compiled_in_background();
@@ -445,7 +452,7 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         tiered_over_oracle: tiered_total / oracle,
         tiered_over_best_single: tiered_total / best_single,
         cold_first_call_over_wasmi,
-        hot_over_cranelift: t_tiered / t_cranelift,
+        hot_over_cranelift,
         metering_overhead,
         restart_recompiles,
         restart_new_promotions,
