@@ -225,6 +225,18 @@ enum Task {
 /// Shards of the multi-version memory (each a lock and a map on its own cache line).
 const SHARDS: usize = if cfg!(loom) { 2 } else { 64 };
 
+/// The state of one transaction.
+struct TxState<K, O> {
+    /// Incarnation and status (Block-STM's `txn_status`).
+    status: Mutex<(u32, Status)>,
+    /// Transactions waiting for its next execution (Block-STM's `txn_dependency`).
+    dependencies: Mutex<Vec<u32>>,
+    /// What its last execution wrote and read.
+    recorded: Mutex<Recorded<K>>,
+    /// Its last execution's output.
+    output: Mutex<Option<O>>,
+}
+
 /// Per transaction: what its last execution wrote and read.
 struct Recorded<K> {
     written: Vec<K>,
@@ -243,13 +255,12 @@ pub struct Optimistic<K, V, O> {
     num_active_tasks: Padded<AtomicUsize>,
     done_marker: Padded<AtomicBool>,
     halted: AtomicBool,
-    status: Vec<Mutex<(u32, Status)>>,
-    dependencies: Vec<Mutex<Vec<u32>>>,
+    /// Per transaction, each on cache lines of its own (neighbouring transactions run on
+    /// different workers; sharing lines made every status change a cache miss on the other).
+    txs: Vec<Padded<TxState<K, O>>>,
     // Memory.
     hasher: Hasher,
     shards: Vec<Shard<K, V>>,
-    recorded: Vec<Mutex<Recorded<K>>>,
-    outputs: Vec<Mutex<Option<O>>>,
     // Statistics.
     executions: Padded<AtomicUsize>,
     validations: Padded<AtomicUsize>,
@@ -293,10 +304,19 @@ where
             num_active_tasks: Padded(AtomicUsize::new(0)),
             done_marker: Padded(AtomicBool::new(len == 0)),
             halted: AtomicBool::new(false),
-            status: (0..len)
-                .map(|_| Mutex::new((0, Status::ReadyToExecute)))
+            txs: (0..len)
+                .map(|_| {
+                    Padded(TxState {
+                        status: Mutex::new((0, Status::ReadyToExecute)),
+                        dependencies: Mutex::new(Vec::new()),
+                        recorded: Mutex::new(Recorded {
+                            written: Vec::new(),
+                            read: Vec::new(),
+                        }),
+                        output: Mutex::new(None),
+                    })
+                })
                 .collect(),
-            dependencies: (0..len).map(|_| Mutex::new(Vec::new())).collect(),
             hasher: Hasher::default(),
             shards: (0..SHARDS)
                 // Room for a key per transaction from the start: a block writes about that many,
@@ -307,15 +327,6 @@ where
                     )))
                 })
                 .collect(),
-            recorded: (0..len)
-                .map(|_| {
-                    Mutex::new(Recorded {
-                        written: Vec::new(),
-                        read: Vec::new(),
-                    })
-                })
-                .collect(),
-            outputs: (0..len).map(|_| Mutex::new(None)).collect(),
             executions: Padded(AtomicUsize::new(0)),
             validations: Padded(AtomicUsize::new(0)),
         }
@@ -489,7 +500,7 @@ where
                 continue; // the blocking transaction has executed since: run again
             }
             let revalidate = self.record(version, reads, writes);
-            *self.outputs[version.tx as usize].lock() = Some(output);
+            *self.txs[version.tx as usize].output.lock() = Some(output);
             return self.finish_execution(version, revalidate);
         }
     }
@@ -512,7 +523,7 @@ where
     fn record(&self, version: Version, reads: ReadSet<K, V>, mut writes: Vec<(K, V)>) -> bool {
         let tx = version.tx;
         writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let previous = core::mem::take(&mut self.recorded[tx as usize].lock().written);
+        let previous = core::mem::take(&mut self.txs[tx as usize].recorded.lock().written);
         let mut revalidate = false;
         let mut written = Vec::with_capacity(writes.len());
         for (key, value) in writes {
@@ -547,13 +558,13 @@ where
             .into_iter()
             .map(|(k, origin, _)| (k, origin))
             .collect();
-        *self.recorded[tx as usize].lock() = Recorded { written, read };
+        *self.txs[tx as usize].recorded.lock() = Recorded { written, read };
         revalidate
     }
 
     /// Whether every read of `tx`'s last execution would still find the same version.
     fn validate(&self, tx: u32) -> bool {
-        let recorded = self.recorded[tx as usize].lock();
+        let recorded = self.txs[tx as usize].recorded.lock();
         recorded.read.iter().all(|(key, origin)| {
             let now = self.existing(key, |versions| {
                 versions.map_or(Ok(Origin::Base), |versions| versions.origin(tx))
@@ -563,7 +574,7 @@ where
     }
 
     fn convert_writes_to_estimates(&self, tx: u32) {
-        let recorded = self.recorded[tx as usize].lock();
+        let recorded = self.txs[tx as usize].recorded.lock();
         for key in &recorded.written {
             self.existing(key, |versions| {
                 if let Some(versions) = versions
@@ -604,7 +615,7 @@ where
     /// Claims `tx` for execution if it is ready to execute.
     fn try_incarnate(&self, tx: usize) -> Option<Version> {
         if tx < self.len {
-            let mut status = self.status[tx].lock();
+            let mut status = self.txs[tx].status.lock();
             if status.1 == Status::ReadyToExecute {
                 status.1 = Status::Executing;
                 return Some(Version {
@@ -638,7 +649,7 @@ where
         self.num_active_tasks.fetch_add(1, SC);
         let idx = self.validation_idx.fetch_add(1, SC);
         if idx < self.len {
-            let (incarnation, status) = *self.status[idx].lock();
+            let (incarnation, status) = *self.txs[idx].status.lock();
             if status == Status::Executed {
                 return Some(Version {
                     tx: idx as u32,
@@ -662,11 +673,11 @@ where
     /// or runs again at once if that has finished meanwhile (`false`).
     fn add_dependency(&self, tx: u32, blocking: u32) -> bool {
         {
-            let mut waiting = self.dependencies[blocking as usize].lock();
-            if self.status[blocking as usize].lock().1 == Status::Executed {
+            let mut waiting = self.txs[blocking as usize].dependencies.lock();
+            if self.txs[blocking as usize].status.lock().1 == Status::Executed {
                 return false;
             }
-            self.status[tx as usize].lock().1 = Status::Aborting;
+            self.txs[tx as usize].status.lock().1 = Status::Aborting;
             waiting.push(tx);
         }
         self.num_active_tasks.fetch_sub(1, SC);
@@ -674,18 +685,18 @@ where
     }
 
     fn set_ready_status(&self, tx: u32) {
-        let mut status = self.status[tx as usize].lock();
+        let mut status = self.txs[tx as usize].status.lock();
         *status = (status.0 + 1, Status::ReadyToExecute);
     }
 
     fn finish_execution(&self, version: Version, revalidate: bool) -> Option<Task> {
         let tx = version.tx;
         {
-            let mut status = self.status[tx as usize].lock();
+            let mut status = self.txs[tx as usize].status.lock();
             debug_assert_eq!(*status, (version.incarnation, Status::Executing));
             status.1 = Status::Executed;
         }
-        let waiting = core::mem::take(&mut *self.dependencies[tx as usize].lock());
+        let waiting = core::mem::take(&mut *self.txs[tx as usize].dependencies.lock());
         if let Some(first) = waiting.iter().min() {
             for d in &waiting {
                 self.set_ready_status(*d);
@@ -704,7 +715,7 @@ where
     }
 
     fn try_validation_abort(&self, version: Version) -> bool {
-        let mut status = self.status[version.tx as usize].lock();
+        let mut status = self.txs[version.tx as usize].status.lock();
         if *status == (version.incarnation, Status::Executed) {
             status.1 = Status::Aborting;
             true
@@ -761,9 +772,13 @@ where
         let writes = self.take_writes(0, 1);
         // Depth of each transaction in the graph of what it read from whom.
         let mut depth = Vec::with_capacity(self.len);
-        for recorded in self.recorded {
-            let recorded = recorded.into_inner();
+        let mut outputs = Vec::with_capacity(self.len);
+        for tx in self.txs {
+            let TxState {
+                recorded, output, ..
+            } = tx.0;
             let d = recorded
+                .into_inner()
                 .read
                 .iter()
                 .filter_map(|(_, origin)| match origin {
@@ -774,14 +789,11 @@ where
                 .unwrap_or(0)
                 + 1;
             depth.push(d);
+            outputs.push(output.into_inner().expect("every transaction executed"));
         }
         Finished {
             writes,
-            outputs: self
-                .outputs
-                .into_iter()
-                .map(|o| o.into_inner().expect("every transaction executed"))
-                .collect(),
+            outputs,
             executions: self.executions.0.load(Ordering::Relaxed),
             validations: self.validations.0.load(Ordering::Relaxed),
             critical_path: depth.into_iter().max().unwrap_or(0),

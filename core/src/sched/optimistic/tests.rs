@@ -234,7 +234,7 @@ fn repeated_read_sees_the_first_value() {
         vec![(7, 71)],
     ));
     assert_eq!(stm.read(&mut r2, &7), Read::Value(70));
-    assert!(!stm.validate(2) || stm.recorded[2].lock().read.is_empty());
+    assert!(!stm.validate(2) || stm.txs[2].recorded.lock().read.is_empty());
     stm.convert_writes_to_estimates(1);
     let mut again = stm.reads(2);
     assert_eq!(stm.read(&mut again, &7), Read::Blocked);
