@@ -372,7 +372,14 @@ impl WasmtimeModule {
                 .get_func(&mut *store, name)
                 .ok_or_else(|| wasmtime::Error::msg("no such export"))?;
             let args: Vec<Val> = args.iter().map(|v| to_val(*v)).collect();
-            let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
+            // The result count from the instrumenter's record of the export, not `func.ty`:
+            // building a `FuncType` takes and drops a reference on the engine's shared type
+            // registry entry, a cache line that bounced between the cores of parallel calls.
+            let arity = self
+                .source
+                .export(name)
+                .map_or_else(|| func.ty(&*store).results().len(), |e| e.results.len());
+            let mut results = vec![Val::I32(0); arity];
             func.call(&mut *store, &args, &mut results)?;
             Ok(results.into_iter().map(from_val).collect())
         })
