@@ -193,6 +193,164 @@ pub fn instrument(data: &[u8]) {
     }
 }
 
+/// A tiny deterministic "VM" whose transactions read and write `u8` keys holding `u64` values,
+/// with read and write sets that depend on the values read (so that they change between
+/// optimistic executions, as real contracts' do). Shared by the optimistic scheduler's tests
+/// and its fuzz target.
+pub(crate) mod vm {
+    use alloc::collections::BTreeMap;
+    use alloc::vec::Vec;
+
+    use crate::sched::optimistic::{Executed, Optimistic, Read, Version};
+
+    /// A transaction: reads `reads` in order, then writes a function of what it read to each
+    /// of `writes`; a read of an odd value makes it also read `extra`, and some values make it
+    /// skip its last write (or, if it had none, write `extra`).
+    #[derive(Debug, Clone)]
+    pub(crate) struct Program {
+        pub(crate) reads: Vec<u8>,
+        pub(crate) writes: Vec<u8>,
+        pub(crate) extra: u8,
+    }
+
+    pub(crate) fn mix(a: u64, b: u64) -> u64 {
+        (a ^ b.rotate_left(17))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29)
+    }
+
+    /// Runs `p` as transaction `tx` with `read` giving a key's value (0 when never written);
+    /// returns its writes (each key once), or `None` when a read was blocked.
+    pub(crate) fn interpret(
+        tx: u32,
+        p: &Program,
+        mut read: impl FnMut(u8) -> Option<u64>,
+    ) -> Option<Vec<(u8, u64)>> {
+        let mut acc = u64::from(tx);
+        let mut keys = p.reads.clone();
+        let mut i = 0;
+        while i < keys.len() {
+            let v = read(keys[i])?;
+            acc = mix(acc, v);
+            if v % 2 == 1 && !keys.contains(&p.extra) {
+                keys.push(p.extra);
+            }
+            i += 1;
+        }
+        let mut writes: Vec<(u8, u64)> = p
+            .writes
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, mix(acc, i as u64)))
+            .collect();
+        if acc % 3 == 0 && writes.pop().is_none() {
+            writes.push((p.extra, acc));
+        }
+        let mut unique: BTreeMap<u8, u64> = BTreeMap::new();
+        unique.extend(writes);
+        Some(unique.into_iter().collect())
+    }
+
+    /// What a transaction's writes hash to: its output.
+    pub(crate) fn output(writes: &[(u8, u64)]) -> u64 {
+        writes.iter().fold(0, |a, (_, v)| mix(a, *v))
+    }
+
+    /// The block's final state, outputs and the depth of its read-from graph, executed in
+    /// order.
+    pub(crate) fn sequential(block: &[Program]) -> (BTreeMap<u8, u64>, Vec<u64>, usize) {
+        let mut state = BTreeMap::new();
+        let mut outputs = Vec::new();
+        // Per key: depth of its last writer.
+        let mut writer: BTreeMap<u8, usize> = BTreeMap::new();
+        let mut deepest = 0;
+        for (tx, p) in block.iter().enumerate() {
+            let mut depth = 1;
+            let writes = interpret(tx as u32, p, |k| {
+                depth = depth.max(writer.get(&k).map_or(1, |d| d + 1));
+                Some(*state.get(&k).unwrap_or(&0))
+            })
+            .expect("sequential reads never block");
+            outputs.push(output(&writes));
+            for (k, _) in &writes {
+                writer.insert(*k, depth);
+            }
+            deepest = deepest.max(depth);
+            state.extend(writes);
+        }
+        (state, outputs, deepest * usize::from(!block.is_empty()))
+    }
+
+    /// Executes `p` as transaction `version.tx` through `block`'s memory.
+    pub(crate) fn execute(
+        block: &Optimistic<u8, u64, u64>,
+        p: &Program,
+        version: Version,
+    ) -> Executed<u8, u64, u64> {
+        let mut reads = block.reads(version.tx);
+        let writes = interpret(version.tx, p, |k| match block.read(&mut reads, &k) {
+            Read::Value(v) => Some(v),
+            Read::Base => Some(0),
+            Read::Blocked => None,
+        })
+        .unwrap_or_default();
+        let output = output(&writes);
+        Executed {
+            reads,
+            writes,
+            output,
+        }
+    }
+}
+
+/// Optimistic execution: a block of up to 48 small programs over 1 to 16 keys decoded from the
+/// input runs on 2 and 3 threads with the optimistic scheduler; the final state, every
+/// output and the critical path equal sequential execution's, and every transaction ran.
+#[cfg(feature = "std")]
+pub fn optimistic(data: &[u8]) {
+    use crate::sched::optimistic::Optimistic;
+    use vm::Program;
+
+    let mut input = Input(data);
+    let keys = 1 + input.u8() % 16;
+    let n = (input.u8() % 49) as usize;
+    let key = |b: u8| b % keys;
+    let block: Vec<Program> = (0..n)
+        .map(|_| {
+            let shape = input.u8();
+            Program {
+                reads: (0..shape % 4).map(|_| key(input.u8())).collect(),
+                writes: (0..(shape >> 2) % 3).map(|_| key(input.u8())).collect(),
+                extra: key(input.u8()),
+            }
+        })
+        .collect();
+    let (state, outputs, depth) = vm::sequential(&block);
+    for threads in [2, 3] {
+        let stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    stm.work(
+                        |v| vm::execute(&stm, &block[v.tx as usize], v),
+                        std::thread::yield_now,
+                    )
+                });
+            }
+        });
+        let done = stm.finish();
+        let mut writes = done.writes;
+        writes.sort_unstable();
+        assert_eq!(
+            writes,
+            state.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>()
+        );
+        assert_eq!(done.outputs, outputs);
+        assert_eq!(done.critical_path, depth);
+        assert!(done.executions >= block.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +427,13 @@ mod tests {
     fn chunking_on_seeded_inputs() {
         for data in inputs(3, 200, 100_000) {
             chunking(&data);
+        }
+    }
+
+    #[test]
+    fn optimistic_on_seeded_inputs() {
+        for data in inputs(5, 200, 200) {
+            optimistic(&data);
         }
     }
 

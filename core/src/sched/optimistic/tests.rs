@@ -1,106 +1,13 @@
-//! The optimistic scheduler against sequential execution, with a small deterministic "VM"
-//! whose read and write sets depend on the values it reads (so they change between
-//! executions, as real contracts' do).
+//! The optimistic scheduler against sequential execution, with the small deterministic "VM" of
+//! [`crate::fuzzing::vm`], whose read and write sets depend on the values it reads (so they
+//! change between executions, as real contracts' do).
 
 use super::*;
+use crate::fuzzing::vm::{Program, execute, mix, sequential};
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use core::sync::atomic::AtomicU64;
 use proptest::prelude::*;
-
-/// A transaction of the test VM: reads `reads` in order, then writes a function of what it
-/// read to each of `writes`; a read of an odd value makes it also read `extra`, and some
-/// values make it skip its last write (or, if it had none, write `extra`).
-#[derive(Debug, Clone)]
-pub(super) struct Program {
-    pub(super) reads: Vec<u8>,
-    pub(super) writes: Vec<u8>,
-    pub(super) extra: u8,
-}
-
-fn mix(a: u64, b: u64) -> u64 {
-    (a ^ b.rotate_left(17))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .rotate_left(29)
-}
-
-/// Runs `p` (transaction `tx`) with `read` giving a key's value (0 when never written);
-/// returns its writes, or `None` when a read was blocked.
-pub(super) fn interpret(
-    tx: u32,
-    p: &Program,
-    mut read: impl FnMut(u8) -> Option<u64>,
-) -> Option<Vec<(u8, u64)>> {
-    let mut acc = u64::from(tx);
-    let mut keys = p.reads.clone();
-    let mut i = 0;
-    while i < keys.len() {
-        let v = read(keys[i])?;
-        acc = mix(acc, v);
-        if v % 2 == 1 && !keys.contains(&p.extra) {
-            keys.push(p.extra);
-        }
-        i += 1;
-    }
-    let mut writes: Vec<(u8, u64)> = p
-        .writes
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (*k, mix(acc, i as u64)))
-        .collect();
-    if acc % 3 == 0 && writes.pop().is_none() {
-        writes.push((p.extra, acc));
-    }
-    // Each key once: the last write wins, as in a contract's write buffer.
-    let mut unique: BTreeMap<u8, u64> = BTreeMap::new();
-    unique.extend(writes);
-    Some(unique.into_iter().collect())
-}
-
-/// The block's state, outputs and the depth of its read-from graph, executed in order.
-pub(super) fn sequential(block: &[Program]) -> (BTreeMap<u8, u64>, Vec<u64>, usize) {
-    let mut state = BTreeMap::new();
-    let mut outputs = Vec::new();
-    // Per key: depth of its last writer.
-    let mut writer: BTreeMap<u8, usize> = BTreeMap::new();
-    let mut deepest = 0;
-    for (tx, p) in block.iter().enumerate() {
-        let mut depth = 1;
-        let writes = interpret(tx as u32, p, |k| {
-            depth = depth.max(writer.get(&k).map_or(1, |d| d + 1));
-            Some(*state.get(&k).unwrap_or(&0))
-        })
-        .unwrap();
-        outputs.push(writes.iter().fold(0, |a, (_, v)| mix(a, *v)));
-        for (k, _) in &writes {
-            writer.insert(*k, depth);
-        }
-        deepest = deepest.max(depth);
-        state.extend(writes);
-    }
-    (state, outputs, deepest * usize::from(!block.is_empty()))
-}
-
-/// Executes `p` as transaction `version.tx` through `block`'s memory.
-pub(super) fn execute(
-    block: &Optimistic<u8, u64, u64>,
-    p: &Program,
-    version: Version,
-) -> Executed<u8, u64, u64> {
-    let mut reads = block.reads(version.tx);
-    let writes = interpret(version.tx, p, |k| match block.read(&mut reads, &k) {
-        Read::Value(v) => Some(v),
-        Read::Base => Some(0),
-        Read::Blocked => None,
-    })
-    .unwrap_or_default();
-    let output = writes.iter().fold(0, |a, (_, v)| mix(a, *v));
-    Executed {
-        reads,
-        writes,
-        output,
-    }
-}
 
 fn random_block(seed: u64, n: usize, keys: u8) -> Vec<Program> {
     let mut s = seed;
