@@ -51,13 +51,7 @@ fn main() {
         DEFAULT_CACHE_BYTES,
     );
     let (genesis, txs) = block::transfers(&d, 0, 10_000, 10_000, 1);
-    let undeclared: Arc<[Transaction]> = txs
-        .iter()
-        .map(|t| Transaction {
-            access: None,
-            ..t.clone()
-        })
-        .collect();
+    let undeclared = block::undeclared(&txs);
     let all: Arc<[Transaction]> = txs.into();
     let half = all.len() / 2;
     let a: Arc<[Transaction]> = all[..half].to_vec().into();

@@ -434,6 +434,16 @@ pub fn execute_block(
     })
 }
 
+/// The same transactions declaring nothing (for optimistic execution).
+pub fn undeclared(txs: &[Transaction]) -> Arc<[Transaction]> {
+    txs.iter()
+        .map(|t| Transaction {
+            access: None,
+            ..t.clone()
+        })
+        .collect()
+}
+
 /// Key of `account`'s balance in the token deployment `token` (as the contract namespaces it).
 pub fn balance_key(token: &CodeId, account: &[u8; 32]) -> Vec<u8> {
     let mut k = token.as_bytes().to_vec();

@@ -171,11 +171,7 @@ fn fully_conflicting_block_equals_sequential() {
 fn optimistic_counts_executions_and_validations() {
     let d = token();
     let exec = executor();
-    let undeclared = |txs: Vec<Transaction>| -> Arc<[Transaction]> {
-        txs.into_iter()
-            .map(|t| Transaction { access: None, ..t })
-            .collect()
-    };
+    let undeclared = |txs: Vec<Transaction>| block::undeclared(&txs);
     // Independent transfers: 400 disjoint pairs of accounts.
     let txs = undeclared(
         (0..400)

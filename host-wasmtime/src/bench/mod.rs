@@ -26,6 +26,33 @@ pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
+/// Runs `a` and `b` `reps` times each, in pairs whose order alternates, so that drift and
+/// bursts on a shared machine hit both runs of a pair alike; returns the median of the pairs'
+/// ratios `a / b`, and the medians of `a` and of `b`.
+///
+/// # Errors
+/// The first error of `a` or `b`.
+pub fn paired<E>(
+    reps: usize,
+    mut a: impl FnMut() -> Result<f64, E>,
+    mut b: impl FnMut() -> Result<f64, E>,
+) -> Result<(f64, f64, f64), E> {
+    let (mut ratios, mut xs, mut ys) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps.max(1) {
+        let (x, y) = if rep % 2 == 0 {
+            let x = a()?;
+            (x, b()?)
+        } else {
+            let y = b()?;
+            (a()?, y)
+        };
+        ratios.push(x / y);
+        xs.push(x);
+        ys.push(y);
+    }
+    Ok((median(ratios), median(xs), median(ys)))
+}
+
 /// A progress bar on stderr, hidden when `visible` is false.
 pub fn progress(len: u64, what: &str, visible: bool) -> indicatif::ProgressBar {
     if !visible {

@@ -9,11 +9,11 @@ use std::time::Instant;
 use serde::Serialize;
 use synor_core::instrument::Limits;
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, Version};
-use synor_core::sched::{AccessSet, Claims, Dag, simulate};
+use synor_core::sched::{AccessSet, Dag, simulate};
 use synor_core::tier::Tier;
 use synor_host_std::pool;
 
-use super::{median, progress};
+use super::{median, median_secs, progress};
 use crate::block::{self, BlockState, Mode, Transaction};
 use crate::engine::engines;
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
@@ -78,60 +78,40 @@ pub struct Report {
     pub cells: Vec<Cell>,
 }
 
-/// Scheduler-only time per transaction in declared mode: graph construction and a drain of
-/// no-op transactions.
+/// Scheduler-only time per transaction in declared mode: graph construction and the worker
+/// pool's drain of no-op transactions (or its sequential fallback, as a real block would).
 fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
-    let n = sets.len().max(1) as f64;
-    median(
-        (0..reps.max(1))
-            .map(|_| {
-                let t = Instant::now();
-                let dag = Dag::build(sets);
-                if threads > 1 {
-                    let claims = Claims::new(&dag);
-                    std::thread::scope(|s| {
-                        for _ in 1..threads {
-                            s.spawn(|| claims.drain(|_| {}, std::thread::yield_now));
-                        }
-                        claims.drain(|_| {}, std::thread::yield_now);
-                    });
-                }
-                t.elapsed().as_nanos() as f64 / n
-            })
-            .collect(),
-    )
+    let secs = median_secs(reps, || {
+        let dag = Dag::build(sets);
+        pool::run(&dag, threads, &|_, _| {});
+    });
+    secs * 1e9 / sets.len().max(1) as f64
 }
 
 /// Scheduler-only time per transaction in optimistic mode: the Block-STM scheduler and
 /// multi-version memory, with transactions that read and write their keys and nothing else.
 fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
-    let n = sets.len().max(1) as f64;
-    median(
-        (0..reps.max(1))
-            .map(|_| {
-                let t = Instant::now();
-                let stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(sets.len());
-                let execute = |_: usize, v: Version| {
-                    let mut reads = stm.reads(v.tx);
-                    let mut writes = Vec::new();
-                    for key in &sets[v.tx as usize].writes {
-                        if stm.read(&mut reads, key) == Read::Blocked {
-                            break;
-                        }
-                        writes.push((key.clone(), Some(vec![0; 8])));
-                    }
-                    Executed {
-                        reads,
-                        writes,
-                        output: (),
-                    }
-                };
-                pool::drain_optimistic(&stm, threads, &execute, &|_| {});
-                std::hint::black_box(stm.finish());
-                t.elapsed().as_nanos() as f64 / n
-            })
-            .collect(),
-    )
+    let secs = median_secs(reps, || {
+        let stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(sets.len());
+        let execute = |_: usize, v: Version| {
+            let mut reads = stm.reads(v.tx);
+            let mut writes = Vec::new();
+            for key in &sets[v.tx as usize].writes {
+                if stm.read(&mut reads, key) == Read::Blocked {
+                    break;
+                }
+                writes.push((key.clone(), Some(vec![0; 8])));
+            }
+            Executed {
+                reads,
+                writes,
+                output: (),
+            }
+        };
+        pool::drain_optimistic(&stm, threads, &execute, &|_| {});
+        std::hint::black_box(stm.finish());
+    });
+    secs * 1e9 / sets.len().max(1) as f64
 }
 
 /// Runs the benchmark on the token contract `token` (wasm bytes).
@@ -154,13 +134,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             let (genesis, txs) = block::transfers(&d, 0, accounts, size, accounts ^ size as u64);
             let sets: Vec<AccessSet> = txs.iter().filter_map(|t| t.access.clone()).collect();
             // The same transactions declaring nothing, for optimistic execution.
-            let undeclared: Arc<[Transaction]> = txs
-                .iter()
-                .map(|t| Transaction {
-                    access: None,
-                    ..t.clone()
-                })
-                .collect();
+            let undeclared = block::undeclared(&txs);
             let txs: Arc<[Transaction]> = txs.into();
             let dag = Dag::build(&sets);
             // States are built before the clock starts, a repetition's all at once: building one

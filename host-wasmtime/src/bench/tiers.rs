@@ -27,7 +27,7 @@ use synor_core::instrument::{self, Limits};
 use synor_core::tier::{ArtifactCache, Call, Engine, Tier, TierPolicy};
 use synor_host_std::FsArtifactCache;
 
-use super::{median, progress};
+use super::{paired, progress};
 use crate::engine::{WasmtimeEngine, engines};
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use crate::workload::{self, Chain, Deployment, Record};
@@ -196,18 +196,7 @@ fn steady(
         }
         Ok(t.as_secs_f64() / specs.len().max(1) as f64)
     };
-    let mut ratios = Vec::new();
-    for rep in 0..reps {
-        let (x, y) = if rep % 2 == 0 {
-            let x = batch(a)?;
-            (x, batch(b)?)
-        } else {
-            let y = batch(b)?;
-            (batch(a)?, y)
-        };
-        ratios.push(x / y);
-    }
-    Ok(median(ratios))
+    Ok(paired(reps, || batch(a), || batch(b))?.0)
 }
 
 /// First-call latency, tiered over wasmi only: the median over `reps` pairs (in alternating
@@ -251,18 +240,7 @@ fn first_call_ratio(
         }
         Ok(t.as_secs_f64())
     };
-    let mut ratios = Vec::new();
-    for rep in 0..reps.max(1) {
-        let (tiered, wasmi) = if rep % 2 == 0 {
-            let t = first_calls(true)?;
-            (t, first_calls(false)?)
-        } else {
-            let w = first_calls(false)?;
-            (first_calls(true)?, w)
-        };
-        ratios.push(tiered / wasmi);
-    }
-    Ok(median(ratios))
+    Ok(paired(reps, || first_calls(true), || first_calls(false))?.0)
 }
 
 fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramReport>, Error> {
@@ -302,20 +280,11 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
             }
         };
         once(&b)?;
-        let (mut ratios, mut tis, mut tus) = (Vec::new(), Vec::new(), Vec::new());
-        for rep in 0..options.program_reps.max(1) {
-            let (ti, tu) = if rep % 2 == 0 {
-                let ti = once(&a)?.0;
-                (ti, once(&b)?.0)
-            } else {
-                let tu = once(&b)?.0;
-                (once(&a)?.0, tu)
-            };
-            ratios.push(ti / tu);
-            tis.push(ti);
-            tus.push(tu);
-        }
-        let (overhead, ti, tu) = (median(ratios), median(tis), median(tus));
+        let (overhead, ti, tu) = paired(
+            options.program_reps,
+            || once(&a).map(|r| r.0),
+            || once(&b).map(|r| r.0),
+        )?;
         out.push(ProgramReport {
             name: name.clone(),
             instrumented_secs: ti,
