@@ -25,7 +25,7 @@ pub const MAX_WASM_STACK: usize = 4 << 20;
 /// Stack a thread needs to run calls: the wasm stack plus room for the host.
 pub const STACK_NEEDED: usize = MAX_WASM_STACK + (2 << 20);
 
-/// Instances (calls running at once) per engine.
+/// Instances (calls running at once) per engine lane.
 pub const POOL_INSTANCES: u32 = 256;
 
 /// What a wasmtime store holds during one call.
@@ -47,11 +47,33 @@ impl std::fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
+/// One wasmtime engine with its linker: the instances of a lane come from its own pool.
+struct Lane {
+    engine: wasmtime::Engine,
+    linker: Linker<Host>,
+}
+
+/// Lanes per engine: one per core (at most 16), each thread calling through the lane it was
+/// given at its first call. Threads on different lanes share no instance pool, type registry
+/// or engine reference count: with one engine, every call on two threads contended for the
+/// pool's slot allocator lock and bounced the engine's shared counters between the cores.
+fn lane_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+}
+
+/// The lane of the calling thread (round-robin over threads, at their first call).
+fn lane_of_thread(lanes: usize) -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    std::thread_local! {
+        static LANE: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    LANE.with(|l| (*l % lanes.max(1) as u64) as usize)
+}
+
 /// A warm (Winch) or hot (Cranelift) engine.
 pub struct WasmtimeEngine {
     tier: Tier,
-    engine: wasmtime::Engine,
-    linker: Linker<Host>,
+    lanes: Vec<Lane>,
     cache: Option<Arc<dyn ArtifactCache>>,
     /// Digest of the engine's build and configuration, part of every artifact key.
     config_key: Digest,
@@ -100,7 +122,9 @@ impl WasmtimeEngine {
 
     /// An engine for `tier` (warm or hot) running modules instrumented with `limits`.
     ///
-    /// Instances come from a pool ([`POOL_INSTANCES`] slots sized by `limits`), so that a call
+    /// The engine has one wasmtime engine per core (a lane, see `lane_count`); a module is
+    /// compiled once and its artifact loaded into every lane. Instances come from the calling
+    /// thread's lane's pool ([`POOL_INSTANCES`] slots sized by `limits`), so that a call
     /// does not map and unmap its memory: per-call mmap/munmap serialises threads on the
     /// kernel's address-space lock and costs TLB shootdowns. When every slot is busy, a call
     /// fails with an [`EngineError`] (never a trap) and the tier manager runs it cold.
@@ -160,21 +184,28 @@ impl WasmtimeEngine {
             .wasm_custom_page_sizes(false)
             .wasm_backtrace_max_frames(None)
             .parallel_compilation(false);
-        let engine = wasmtime::Engine::new(&config)
-            .map_err(|e| EngineError::Engine(format!("wasmtime ({tier}): {e}")))?;
+        let lanes = (0..lane_count())
+            .map(|_| {
+                let engine = wasmtime::Engine::new(&config)
+                    .map_err(|e| EngineError::Engine(format!("wasmtime ({tier}): {e}")))?;
+                let mut linker = Linker::new(&engine);
+                define_imports(&mut linker)?;
+                Ok(Lane { engine, linker })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
         let mut key = Blake3Hasher(blake3::Hasher::new());
         key.write(b"synor wasmtime artifact v1");
         key.write(tier.name().as_bytes());
         key.write(&(MAX_WASM_STACK as u64).to_le_bytes());
         key.write(&INSTRUMENTER_VERSION.to_le_bytes());
-        engine.precompile_compatibility_hash().hash(&mut key);
+        lanes[0]
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut key);
         let config_key = Digest(*key.0.finalize().as_bytes());
-        let mut linker = Linker::new(&engine);
-        define_imports(&mut linker)?;
         Ok(Self {
             tier,
-            engine,
-            linker,
+            lanes,
             cache,
             config_key,
             compilations: AtomicU64::new(0),
@@ -199,20 +230,47 @@ impl WasmtimeEngine {
         Digest(*h.finalize().as_bytes())
     }
 
+    /// The module compiled on the first lane, made available on every lane: the others
+    /// deserialize its artifact (`serialized`, or serialized here when not given).
     fn finish(
         &self,
         compiled: Module,
+        serialized: Option<&[u8]>,
         source: &Arc<Instrumented>,
     ) -> Result<Arc<dyn Compiled>, EngineError> {
-        let pre = self
-            .linker
-            .instantiate_pre(&compiled)
-            .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
+        let failed =
+            |e: wasmtime::Error| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier));
         let range = compiled.image_range();
         let code_bytes = (range.end as usize).saturating_sub(range.start as usize);
+        let mut modules = vec![compiled];
+        if self.lanes.len() > 1 {
+            let own;
+            let bytes = match serialized {
+                Some(b) => b,
+                None => {
+                    own = modules[0].serialize().map_err(failed)?;
+                    &own[..]
+                }
+            };
+            for lane in &self.lanes[1..] {
+                // SAFETY: `Module::deserialize` requires bytes produced by `Module::serialize`
+                // of a compatible engine, since it maps them as executable code. These bytes
+                // were serialized by this process from a module of the first lane, whose
+                // engine has the same configuration as every other lane's (they are built
+                // from one `Config`), or are the artifact just loaded for the first lane,
+                // whose integrity the cache checked (see `load_cached`).
+                modules.push(unsafe { Module::deserialize(&lane.engine, bytes) }.map_err(failed)?);
+            }
+        }
+        let pres = self
+            .lanes
+            .iter()
+            .zip(&modules)
+            .map(|(lane, m)| lane.linker.instantiate_pre(m).map_err(failed))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(WasmtimeModule {
             tier: self.tier,
-            pre,
+            pres,
             code_bytes,
             source: source.clone(),
             instrumented: self.instrumented,
@@ -228,9 +286,9 @@ impl WasmtimeEngine {
         wasm: &[u8],
         source: &Arc<Instrumented>,
     ) -> Result<Arc<dyn Compiled>, EngineError> {
-        let compiled = Module::new(&self.engine, wasm)
+        let compiled = Module::new(&self.lanes[0].engine, wasm)
             .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
-        self.finish(compiled, source)
+        self.finish(compiled, None, source)
     }
 }
 
@@ -244,14 +302,17 @@ impl tier::Engine for WasmtimeEngine {
             return Ok(m);
         }
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        let compiled = Module::new(&self.engine, &module.bytes)
+        let compiled = Module::new(&self.lanes[0].engine, &module.bytes)
             .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
-        if let Some(cache) = &self.cache
-            && let Ok(bytes) = compiled.serialize()
-        {
-            cache.store(&self.artifact_key(module), &bytes);
+        let serialized = if self.cache.is_some() || self.lanes.len() > 1 {
+            compiled.serialize().ok()
+        } else {
+            None
+        };
+        if let (Some(cache), Some(bytes)) = (&self.cache, &serialized) {
+            cache.store(&self.artifact_key(module), bytes);
         }
-        self.finish(compiled, module)
+        self.finish(compiled, serialized.as_deref(), module)
     }
 
     fn load_cached(&self, module: &Arc<Instrumented>) -> Option<Arc<dyn Compiled>> {
@@ -263,8 +324,8 @@ impl tier::Engine for WasmtimeEngine {
         // one) stored an artifact it serialized, under a key that includes the engine's
         // `precompile_compatibility_hash` and configuration; wasmtime itself also checks the
         // header's version and configuration and fails cleanly on a mismatch.
-        let compiled = unsafe { Module::deserialize(&self.engine, &bytes) }.ok()?;
-        self.finish(compiled, module).ok()
+        let compiled = unsafe { Module::deserialize(&self.lanes[0].engine, &bytes) }.ok()?;
+        self.finish(compiled, Some(&bytes), module).ok()
     }
 
     fn compilations(&self) -> u64 {
@@ -272,10 +333,11 @@ impl tier::Engine for WasmtimeEngine {
     }
 }
 
-/// A module compiled by wasmtime, ready to instantiate.
+/// A module compiled by wasmtime, ready to instantiate on every lane of its engine.
 pub struct WasmtimeModule {
     tier: Tier,
-    pre: InstancePre<Host>,
+    /// One per lane.
+    pres: Vec<InstancePre<Host>>,
     code_bytes: usize,
     source: Arc<Instrumented>,
     instrumented: bool,
@@ -298,9 +360,10 @@ impl Compiled for WasmtimeModule {
             gas: None,
             memory: None,
         };
-        let mut store = Store::new(self.pre.module().engine(), host);
+        let pre = &self.pres[lane_of_thread(self.pres.len())];
+        let mut store = Store::new(pre.module().engine(), host);
         let mut trap_global = None;
-        let result = self.run(&mut store, call, &mut trap_global);
+        let result = self.run(pre, &mut store, call, &mut trap_global);
         if let Err(e) = &result
             && let Some(Unavailable(why)) = e.downcast_ref::<Unavailable>()
         {
@@ -344,11 +407,12 @@ impl Compiled for WasmtimeModule {
 impl WasmtimeModule {
     fn run(
         &self,
+        pre: &InstancePre<Host>,
         store: &mut Store<Host>,
         call: &Call<'_>,
         trap_global: &mut Option<wasmtime::Global>,
     ) -> wasmtime::Result<Vec<Value>> {
-        let instance = self.pre.instantiate(&mut *store).map_err(|e| {
+        let instance = pre.instantiate(&mut *store).map_err(|e| {
             // Traps while instantiating (a data segment out of bounds) are the module's; any
             // other failure is the engine's (a full instance pool).
             if e.downcast_ref::<wasmtime::Trap>().is_some() {
