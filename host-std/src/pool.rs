@@ -1,12 +1,13 @@
 //! Workers that drain the core schedulers: threads running [`Claims`] over a block's
 //! dependency graph, or [`Optimistic::work`] over a block that declares nothing.
 //!
-//! Workers are persistent (a rayon pool per thread count, made on first use and kept for the
-//! process), not spawned per block: a new thread maps its stack and wasmtime's signal stack,
-//! and every such `mmap` takes the address-space lock that the other worker's memory resets
-//! need; and wasmtime assigns each thread a home shard of its instance allocator's decommit
-//! queue round-robin at first use, so threads spawned block after block ended up sharing a
-//! shard with the caller's thread every other block, serialising on its lock.
+//! The caller's thread is worker 0; the others are persistent (a rayon pool per thread count,
+//! made on first use and kept for the process), not spawned per block: a new thread maps its
+//! stack and wasmtime's signal stack, and every such `mmap` takes the address-space lock that
+//! the other worker's memory resets need; and wasmtime assigns each thread a home shard of its
+//! instance allocator's decommit queue round-robin at first use, so threads spawned block
+//! after block ended up sharing a shard with the caller's thread every other block,
+//! serialising on its lock.
 
 use core::hash::Hash;
 use core::ops::Range;
