@@ -306,7 +306,8 @@ fn execute_one(
 ///
 /// # Errors
 /// A transaction could not be called at all (no such export: a malformed block); the state is
-/// then partly updated and must be discarded.
+/// then partly updated and must be discarded. A block of 2^32 transactions or more is refused
+/// before anything runs.
 pub fn execute_block(
     exec: &TieredExecutor,
     deployments: &[Deployment],
@@ -314,6 +315,12 @@ pub fn execute_block(
     txs: &Arc<[Transaction]>,
     mode: Mode,
 ) -> Result<BlockOutcome, EngineError> {
+    if u32::try_from(txs.len()).is_err() {
+        return Err(EngineError::Engine(format!(
+            "a block of {} transactions: at most 2^32 - 1",
+            txs.len()
+        )));
+    }
     let blobs: Mutex<Vec<(usize, NewBlobs)>> = Mutex::new(Vec::new());
     let receipts: Vec<OnceLock<Result<Receipt, EngineError>>> =
         (0..txs.len()).map(|_| OnceLock::new()).collect();
