@@ -351,8 +351,8 @@ pub struct CodeStore<K: KvStore, C: Compressor> {
     by_seq: HashMap<u64, CodeId>,
     /// Records whose metadata could not be read at open.
     damaged: HashMap<CodeId, Corruption>,
-    cache: spin::Mutex<Lru<CodeId, Arc<[u8]>>>,
-    dictionaries: spin::Mutex<HashMap<u32, Arc<[u8]>>>,
+    cache: crate::sync::Mutex<Lru<CodeId, Arc<[u8]>>>,
+    dictionaries: crate::sync::Mutex<HashMap<u32, Arc<[u8]>>>,
 }
 
 /// Records considered as references for one put (the predecessor and the most similar).
@@ -531,7 +531,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             }
         };
         let chunker = Chunker::new(config.chunking);
-        let cache = spin::Mutex::new(Lru::new(config.cache_bytes));
+        let cache = crate::sync::Mutex::new(Lru::new(config.cache_bytes));
         Ok(Self {
             kv,
             compressor,
@@ -542,7 +542,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             by_seq,
             damaged,
             cache,
-            dictionaries: spin::Mutex::new(HashMap::new()),
+            dictionaries: crate::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -2009,3 +2009,6 @@ struct Recount {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
