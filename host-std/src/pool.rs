@@ -57,17 +57,21 @@ pub fn workers(threads: usize) -> Arc<rayon::ThreadPool> {
 }
 
 /// Executes every transaction of `dag` with `execute`, each after its dependencies, on
-/// `threads` threads: the caller's and `threads - 1` persistent ones ([`workers`]). With one thread, or when
-/// the graph leaves too little parallelism to pay for scheduling (fewer than
+/// `threads` threads: the caller's and `threads - 1` persistent ones ([`workers`]). With one
+/// thread, or when the graph leaves too little parallelism to pay for scheduling (fewer than
 /// [`MIN_PARALLELISM`] transactions per step of its longest chain, e.g. a block on one hot
 /// key), transactions run in block order on the caller's thread, with no scheduling at all.
+/// Either way the caller's thread runs transactions: it needs as much stack as a worker
+/// ([`WORKER_STACK`]; a process's main thread has it).
 ///
-/// `execute` gets the worker's index (`0..threads`) and the transaction, and must make the transaction's effects visible to the transactions that
+/// `execute` gets the worker's index (`0..threads`, 0 being the caller's thread) and the
+/// transaction, and must make the transaction's effects visible to the transactions that
 /// follow it before it returns. Per-worker state indexed by the worker keeps workers from
 /// sharing cache lines (reference counts, buffers).
 ///
 /// # Panics
-/// The worker threads cannot be spawned, or `execute` panics (the panic is propagated).
+/// The worker threads cannot be spawned, or `execute` panics (the panic is propagated after
+/// the other workers have stopped).
 pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
     let parallelism = dag.len() as f64 / dag.critical_path().max(1) as f64;
     if threads <= 1 || parallelism < MIN_PARALLELISM {
