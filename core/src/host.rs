@@ -1,7 +1,7 @@
 //! Every boundary between the core and a host, as traits.
 //!
 //! The core owns no thread, file or clock: a host implements these traits and passes them in.
-//! Each trait has an in-memory implementation in [`crate::testing`] (feature `testing`).
+//! Each trait has an in-memory implementation in `synor_core::testing` (feature `testing`).
 //!
 //! | trait | what the host provides | std host |
 //! |---|---|---|
@@ -10,7 +10,7 @@
 //!
 //! # Implementing a host trait
 //!
-//! A key/value store over a `BTreeMap` (this is, in essence, [`crate::testing::MemKv`]):
+//! A key/value store over a `BTreeMap` (this is, in essence, `synor_core::testing::MemKv`):
 //!
 //! ```
 //! use std::collections::BTreeMap;

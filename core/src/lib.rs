@@ -38,7 +38,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `std` | yes | std in dependencies (runtime SIMD detection for blake3) |
-//! | `testing` | no | [`testing`]: in-memory implementations of every host trait |
+//! | `testing` | no | `testing`: in-memory implementations of every host trait |
 
 #![no_std]
 #![forbid(unsafe_code)]

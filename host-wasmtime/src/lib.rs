@@ -5,7 +5,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`bench`] | `synor bench ...`: measurements against peers, reported as ratios |
+//! | [`bench`](mod@bench) | `synor bench ...`: measurements against peers, reported as ratios |
 //! | [`block`] | block execution: declared access sets drained by the worker pool, equal to sequential execution |
 //! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
 //! | [`engine`] | [`engine::WasmtimeEngine`]: the warm (Winch) and hot (Cranelift) tiers, with an artifact cache |
