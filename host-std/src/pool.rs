@@ -98,7 +98,7 @@ pub const MIN_OPTIMISTIC_BLOCK: usize = 16;
 /// Executes a block of `len` transactions that declare nothing, in consecutive windows, each
 /// either sequential (`sequential`, in block order on the caller's thread) or optimistic
 /// (`optimistic` runs the window with [`Optimistic`] on the given number of threads and returns
-/// its critical path). Each window starts from the state the previous one left, so any split
+/// its critical path, if it measured it). Each window starts from the state the previous one left, so any split
 /// gives the block's result.
 ///
 /// The first window ([`PROBE_PER_THREAD`] transactions per thread) runs through the
@@ -114,14 +114,15 @@ pub fn windows(
     len: usize,
     threads: usize,
     sequential: &mut dyn FnMut(Range<usize>),
-    optimistic: &mut dyn FnMut(Range<usize>, usize) -> usize,
+    optimistic: &mut dyn FnMut(Range<usize>, usize) -> Option<usize>,
 ) {
     if threads <= 1 || len < MIN_OPTIMISTIC_BLOCK {
         sequential(0..len);
         return;
     }
     let probe = (PROBE_PER_THREAD * threads).min(len);
-    let critical_path = optimistic(0..probe, 1);
+    // Unmeasured, the probe counts as a chain: the rest then runs sequentially.
+    let critical_path = optimistic(0..probe, 1).unwrap_or(probe);
     if probe == len {
         return;
     }

@@ -375,7 +375,7 @@ pub fn execute_block(
                 executions.set(executions.get() + range.len());
                 range.for_each(|tx| apply(0, tx as u32));
             };
-            let mut optimistic = |range: std::ops::Range<usize>, threads: usize| -> usize {
+            let mut optimistic = |range: std::ops::Range<usize>, threads: usize| -> Option<usize> {
                 let window = Arc::new(Window::new(range.len()));
                 let views = shared(Some((window.clone(), range.start)));
                 let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
@@ -398,10 +398,15 @@ pub fn execute_block(
                         },
                     }
                 };
-                // Each worker applies its part of the block's writes.
+                // Each worker applies its part of the block's writes and, on a window that
+                // needs no critical path (any but the one-thread probe), frees its part of the
+                // records.
                 let apply = |worker: usize| {
                     for (k, v) in window.take_writes(worker, threads) {
                         state.put(k, v);
+                    }
+                    if threads > 1 {
+                        window.release(worker, threads);
                     }
                 };
                 pool::drain_optimistic(&window, threads, &execute, &apply);
