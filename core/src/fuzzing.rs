@@ -327,7 +327,7 @@ pub fn optimistic(data: &[u8]) {
         .collect();
     let (state, outputs, depth) = vm::sequential(&block);
     for threads in [2, 3] {
-        let stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
+        let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
         std::thread::scope(|s| {
             for _ in 0..threads {
                 s.spawn(|| {

@@ -34,13 +34,6 @@ impl<T> Mutex<T> {
         #[cfg(loom)]
         return self.inner.lock().unwrap_or_else(|e| e.into_inner());
     }
-
-    pub(crate) fn into_inner(self) -> T {
-        #[cfg(not(loom))]
-        return self.inner.into_inner();
-        #[cfg(loom)]
-        return self.inner.into_inner().unwrap_or_else(|e| e.into_inner());
-    }
 }
 
 /// Keeps `T` on a cache line of its own, so that locks or counters used by different threads

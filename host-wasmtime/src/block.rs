@@ -177,6 +177,13 @@ type NewBlobs = Vec<(CodeId, Vec<u8>)>;
 /// receipt and blobs.
 type Window = Optimistic<Vec<u8>, Option<Vec<u8>>, (Result<Receipt, EngineError>, NewBlobs)>;
 
+/// Windows kept for the next blocks, allocations included (see [`Optimistic::reset`]): one per
+/// block being executed at once, up to [`MAX_SPARE_WINDOWS`].
+static SPARE_WINDOWS: Mutex<Vec<Window>> = Mutex::new(Vec::new());
+
+/// Windows kept at most (each holds the per-transaction state of the largest block it ran).
+const MAX_SPARE_WINDOWS: usize = 4;
+
 /// The reads of one optimistic execution, shared by its view and the worker that returns them.
 type SpeculativeReads = Rc<RefCell<ReadSet<Vec<u8>, Option<Vec<u8>>>>>;
 
@@ -376,7 +383,13 @@ pub fn execute_block(
                 range.for_each(|tx| apply(0, tx as u32));
             };
             let mut optimistic = |range: std::ops::Range<usize>, threads: usize| -> Option<usize> {
-                let window = Arc::new(Window::new(range.len()));
+                let mut window = SPARE_WINDOWS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop()
+                    .unwrap_or_else(|| Window::new(0));
+                window.reset(range.len());
+                let window = Arc::new(window);
                 let views = shared(Some((window.clone(), range.start)));
                 let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
                     let reads = Rc::new(RefCell::new(window.reads(v.tx)));
@@ -411,9 +424,13 @@ pub fn execute_block(
                 };
                 pool::drain_optimistic(&window, threads, &execute, &apply);
                 drop(views);
-                let done = Arc::into_inner(window)
-                    .expect("the workers are joined")
-                    .finish();
+                let mut window = Arc::into_inner(window).expect("the workers are joined");
+                let done = window.finish();
+                let mut spare = SPARE_WINDOWS.lock().unwrap_or_else(|e| e.into_inner());
+                if spare.len() < MAX_SPARE_WINDOWS {
+                    spare.push(window);
+                }
+                drop(spare);
                 debug_assert!(done.writes.is_empty(), "every part applied");
                 for (i, (receipt, new)) in done.outputs.into_iter().enumerate() {
                     keep(range.start + i, receipt, new);

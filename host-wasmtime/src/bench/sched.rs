@@ -92,7 +92,7 @@ fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
 /// multi-version memory, with transactions that read and write their keys and nothing else.
 fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
     let secs = median_secs(reps, || {
-        let stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(sets.len());
+        let mut stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(sets.len());
         let execute = |_: usize, v: Version| {
             let mut reads = stm.reads(v.tx);
             let mut writes = Vec::new();
