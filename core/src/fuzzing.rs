@@ -329,10 +329,12 @@ pub fn optimistic(data: &[u8]) {
     for threads in [2, 3] {
         let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
         std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
+            for worker in 0..threads {
+                let (stm, block) = (&stm, &block);
+                s.spawn(move || {
                     stm.work(
-                        |v| vm::execute(&stm, &block[v.tx as usize], v),
+                        worker,
+                        |v| vm::execute(stm, &block[v.tx as usize], v),
                         std::thread::yield_now,
                     )
                 });

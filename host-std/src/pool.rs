@@ -155,7 +155,7 @@ pub fn drain_optimistic<K, V, O>(
 {
     on_workers(threads, &|w| {
         halt_on_panic(
-            || block.work(|v| execute(w, v), std::thread::yield_now),
+            || block.work(w, |v| execute(w, v), std::thread::yield_now),
             || block.halt(),
         );
         done(w);

@@ -139,10 +139,11 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
     builder.check(move || {
         let stm: Arc<Optimistic<u8, u64, u64>> = Arc::new(Optimistic::new(writes.len()));
         let handles: Vec<_> = (0..workers)
-            .map(|_| {
+            .map(|worker| {
                 let stm = stm.clone();
                 loom::thread::spawn(move || {
                     stm.work(
+                        worker,
                         |v| {
                             let tx = v.tx as usize;
                             let mut set = stm.reads(v.tx);

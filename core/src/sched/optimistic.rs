@@ -223,6 +223,10 @@ enum Task {
     Validate(Version),
 }
 
+/// Per-worker task counters; workers beyond this many share them (still correct, just
+/// contended).
+const ACTIVE_SLOTS: usize = if cfg!(loom) { 4 } else { 64 };
+
 /// Shards of the multi-version memory (each a lock and a map on its own cache line).
 const SHARDS: usize = if cfg!(loom) { 2 } else { 64 };
 
@@ -277,7 +281,16 @@ pub struct Optimistic<K, V, O> {
     execution_idx: Padded<AtomicUsize>,
     validation_idx: Padded<AtomicUsize>,
     decrease_cnt: Padded<AtomicUsize>,
-    num_active_tasks: Padded<AtomicUsize>,
+    /// Tasks in progress, per worker (Block-STM's `num_active_tasks`, split so that a worker
+    /// counts its own tasks on a line of its own: the single counter took four contended
+    /// read-modify-writes per transaction). A worker's tasks only ever pass to its own next
+    /// task, and a worker with none starts one only from an index below the block's length,
+    /// which only a counted decrease makes possible: so `check_done` may read the
+    /// counters one after another.
+    active: Vec<Padded<AtomicUsize>>,
+    /// One more than the highest worker number that has called [`Optimistic::work`]: the
+    /// counters `check_done` reads (a worker not yet counted here has no task either).
+    workers: Padded<AtomicUsize>,
     done_marker: Padded<AtomicBool>,
     halted: AtomicBool,
     released: AtomicBool,
@@ -327,7 +340,10 @@ where
             execution_idx: Padded(AtomicUsize::new(0)),
             validation_idx: Padded(AtomicUsize::new(0)),
             decrease_cnt: Padded(AtomicUsize::new(0)),
-            num_active_tasks: Padded(AtomicUsize::new(0)),
+            active: (0..ACTIVE_SLOTS)
+                .map(|_| Padded(AtomicUsize::new(0)))
+                .collect(),
+            workers: Padded(AtomicUsize::new(0)),
             done_marker: Padded(AtomicBool::new(len == 0)),
             halted: AtomicBool::new(false),
             released: AtomicBool::new(false),
@@ -361,10 +377,13 @@ where
             &self.execution_idx,
             &self.validation_idx,
             &self.decrease_cnt,
-            &self.num_active_tasks,
             &self.executions,
             &self.validations,
+            &self.workers,
         ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        for counter in &self.active {
             counter.store(0, Ordering::Relaxed);
         }
         self.done_marker.store(len == 0, Ordering::Relaxed);
@@ -490,16 +509,20 @@ where
         self.done_marker.store(true, SC);
     }
 
-    /// A worker: takes execution and validation tasks until the block is done. `execute` runs
+    /// Worker `worker` (each worker running at once a different number, counting from 0): takes
+    /// execution and validation tasks until the block is done. `execute` runs
     /// one execution of a transaction (it may run on several workers at once, for different
     /// transactions) reading through [`Optimistic::read`] with the read set from
     /// [`Optimistic::reads`]. While no task is available the worker spins, calling `idle`
     /// every 64 spins (a host yields the thread there).
     pub fn work(
         &self,
+        worker: usize,
         mut execute: impl FnMut(Version) -> Executed<K, V, O>,
         mut idle: impl FnMut(),
     ) {
+        let w = worker % ACTIVE_SLOTS;
+        self.workers.fetch_max(w + 1, SC);
         let mut task: Option<Task> = None;
         let mut spins = 0u32;
         loop {
@@ -507,13 +530,13 @@ where
                 return;
             }
             task = match task {
-                Some(Task::Execute(v)) => self.try_execute(v, &mut execute),
-                Some(Task::Validate(v)) => self.needs_reexecution(v),
+                Some(Task::Execute(v)) => self.try_execute(v, &mut execute, w),
+                Some(Task::Validate(v)) => self.needs_reexecution(v, w),
                 None => {
                     if self.done() {
                         return;
                     }
-                    let next = self.next_task();
+                    let next = self.next_task(w);
                     if next.is_none() {
                         spins = spins.wrapping_add(1);
                         if cfg!(loom) || spins.is_multiple_of(64) {
@@ -532,6 +555,7 @@ where
         &self,
         version: Version,
         execute: &mut impl FnMut(Version) -> Executed<K, V, O>,
+        w: usize,
     ) -> Option<Task> {
         loop {
             self.executions.fetch_add(1, Ordering::Relaxed);
@@ -542,24 +566,24 @@ where
             } = execute(version);
             debug_assert_eq!(reads.tx, version.tx, "read set of another transaction");
             if let Some(blocking) = reads.blocked {
-                if self.add_dependency(version.tx, blocking) {
+                if self.add_dependency(version.tx, blocking, w) {
                     return None;
                 }
                 continue; // the blocking transaction has executed since: run again
             }
             let revalidate = self.record(version, reads, writes);
             *self.txs[version.tx as usize].output.lock() = Some(output);
-            return self.finish_execution(version, revalidate);
+            return self.finish_execution(version, revalidate, w);
         }
     }
 
-    fn needs_reexecution(&self, version: Version) -> Option<Task> {
+    fn needs_reexecution(&self, version: Version, w: usize) -> Option<Task> {
         self.validations.fetch_add(1, Ordering::Relaxed);
         let aborted = !self.validate(version.tx) && self.try_validation_abort(version);
         if aborted {
             self.convert_writes_to_estimates(version.tx);
         }
-        self.finish_validation(version.tx, aborted)
+        self.finish_validation(version.tx, aborted, w)
     }
 
     // ---- multi-version memory ----
@@ -636,6 +660,10 @@ where
 
     // ---- scheduler (Block-STM, Algorithm 4 and 5) ----
 
+    fn active(&self, w: usize) -> &AtomicUsize {
+        &self.active[w]
+    }
+
     fn decrease_execution_idx(&self, target: usize) {
         self.execution_idx.fetch_min(target, SC);
         self.decrease_cnt.fetch_add(1, SC);
@@ -653,7 +681,9 @@ where
             .load(SC)
             .min(self.validation_idx.load(SC))
             >= self.len
-            && self.num_active_tasks.load(SC) == 0
+            && self.active[..self.workers.load(SC).min(ACTIVE_SLOTS)]
+                .iter()
+                .all(|a| a.load(SC) == 0)
             && observed == self.decrease_cnt.load(SC)
         {
             self.done_marker.store(true, SC);
@@ -675,26 +705,26 @@ where
         None
     }
 
-    fn next_version_to_execute(&self) -> Option<Version> {
+    fn next_version_to_execute(&self, w: usize) -> Option<Version> {
         if self.execution_idx.load(SC) >= self.len {
             self.check_done();
             return None;
         }
-        self.num_active_tasks.fetch_add(1, SC);
+        self.active(w).fetch_add(1, SC);
         let idx = self.execution_idx.fetch_add(1, SC);
         let version = self.try_incarnate(idx);
         if version.is_none() {
-            self.num_active_tasks.fetch_sub(1, SC);
+            self.active(w).fetch_sub(1, SC);
         }
         version
     }
 
-    fn next_version_to_validate(&self) -> Option<Version> {
+    fn next_version_to_validate(&self, w: usize) -> Option<Version> {
         if self.validation_idx.load(SC) >= self.len {
             self.check_done();
             return None;
         }
-        self.num_active_tasks.fetch_add(1, SC);
+        self.active(w).fetch_add(1, SC);
         let idx = self.validation_idx.fetch_add(1, SC);
         if idx < self.len {
             let (incarnation, status) = *self.txs[idx].status.lock();
@@ -705,21 +735,21 @@ where
                 });
             }
         }
-        self.num_active_tasks.fetch_sub(1, SC);
+        self.active(w).fetch_sub(1, SC);
         None
     }
 
-    fn next_task(&self) -> Option<Task> {
+    fn next_task(&self, w: usize) -> Option<Task> {
         if self.validation_idx.load(SC) < self.execution_idx.load(SC) {
-            self.next_version_to_validate().map(Task::Validate)
+            self.next_version_to_validate(w).map(Task::Validate)
         } else {
-            self.next_version_to_execute().map(Task::Execute)
+            self.next_version_to_execute(w).map(Task::Execute)
         }
     }
 
     /// `tx` read an estimate of `blocking`: it waits for `blocking`'s next execution (`true`),
     /// or runs again at once if that has finished meanwhile (`false`).
-    fn add_dependency(&self, tx: u32, blocking: u32) -> bool {
+    fn add_dependency(&self, tx: u32, blocking: u32, w: usize) -> bool {
         {
             let mut waiting = self.txs[blocking as usize].dependencies.lock();
             if self.txs[blocking as usize].status.lock().1 == Status::Executed {
@@ -728,7 +758,7 @@ where
             self.txs[tx as usize].status.lock().1 = Status::Aborting;
             waiting.push(tx);
         }
-        self.num_active_tasks.fetch_sub(1, SC);
+        self.active(w).fetch_sub(1, SC);
         true
     }
 
@@ -737,7 +767,7 @@ where
         *status = (status.0 + 1, Status::ReadyToExecute);
     }
 
-    fn finish_execution(&self, version: Version, revalidate: bool) -> Option<Task> {
+    fn finish_execution(&self, version: Version, revalidate: bool, w: usize) -> Option<Task> {
         let tx = version.tx;
         {
             let mut status = self.txs[tx as usize].status.lock();
@@ -758,7 +788,7 @@ where
                 return Some(Task::Validate(version));
             }
         }
-        self.num_active_tasks.fetch_sub(1, SC);
+        self.active(w).fetch_sub(1, SC);
         None
     }
 
@@ -772,7 +802,7 @@ where
         }
     }
 
-    fn finish_validation(&self, tx: u32, aborted: bool) -> Option<Task> {
+    fn finish_validation(&self, tx: u32, aborted: bool, w: usize) -> Option<Task> {
         if aborted {
             self.set_ready_status(tx);
             self.decrease_validation_idx(tx as usize + 1);
@@ -782,7 +812,7 @@ where
                 return Some(Task::Execute(version));
             }
         }
-        self.num_active_tasks.fetch_sub(1, SC);
+        self.active(w).fetch_sub(1, SC);
         None
     }
 

@@ -30,15 +30,17 @@ fn optimistic(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64,
     let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
     let jitter = AtomicU64::new(seed);
     std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
+        for worker in 0..threads {
+            let (stm, jitter) = (&stm, &jitter);
+            s.spawn(move || {
                 stm.work(
+                    worker,
                     |v| {
                         let j = mix(jitter.fetch_add(1, Ordering::Relaxed), 3);
                         for _ in 0..j % 2000 {
                             core::hint::spin_loop();
                         }
-                        execute(&stm, &block[v.tx as usize], v)
+                        execute(stm, &block[v.tx as usize], v)
                     },
                     std::thread::yield_now,
                 )
@@ -108,7 +110,7 @@ fn independent_transactions_execute_once_and_validate_once() {
 #[test]
 fn empty_block_is_done() {
     let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(0);
-    stm.work(|_| unreachable!(), || {});
+    stm.work(0, |_| unreachable!(), || {});
     let done = stm.finish();
     assert!(done.writes.is_empty() && done.outputs.is_empty());
     assert_eq!(done.critical_path, Some(0));
@@ -180,10 +182,12 @@ fn reset_state_serves_the_next_block() {
         let (state, outputs, depth) = sequential(&block);
         stm.reset(block.len());
         std::thread::scope(|s| {
-            for _ in 0..3 {
-                s.spawn(|| {
+            for worker in 0..3 {
+                let (stm, block) = (&stm, &block);
+                s.spawn(move || {
                     stm.work(
-                        |v| execute(&stm, &block[v.tx as usize], v),
+                        worker,
+                        |v| execute(stm, &block[v.tx as usize], v),
                         std::thread::yield_now,
                     )
                 });
