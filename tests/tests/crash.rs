@@ -20,7 +20,9 @@ fn config() -> StoreConfig {
 }
 
 /// The writer: run by `crash_leaves_a_readable_store` in a child process; does nothing
-/// otherwise. Prints `put ID` or `del ID` after each operation has committed.
+/// otherwise. Prints `put ID` or `del ID` after each operation has committed, and `deleting
+/// ID` before a delete starts (a kill can land after the delete has committed and before its
+/// `del` line: the record may then be gone or not).
 #[test]
 #[ignore = "child process of crash_leaves_a_readable_store"]
 fn crash_writer_child() {
@@ -38,6 +40,8 @@ fn crash_writer_child() {
         let seed = round * 1_000_000 + i;
         if i % 5 == 4 && puts.len() > 2 {
             let (id, _) = puts.remove(puts.len() - 3);
+            writeln!(out, "deleting {id}").expect("stdout");
+            out.flush().expect("stdout");
             store.delete(&id).expect("delete");
             writeln!(out, "del {id}").expect("stdout");
         } else {
@@ -83,18 +87,30 @@ fn crash_leaves_a_readable_store() {
         std::thread::sleep(Duration::from_millis(150 + 97 * round));
         child.kill().expect("kill writer");
         child.wait().expect("reap writer");
+        // A delete announced but not acknowledged was in flight at the kill: its record may
+        // be gone or not.
+        let mut in_flight = None;
         for line in reader.join().expect("reader") {
             let (op, id) = match line.split_once(' ') {
-                Some((op @ ("put" | "del"), hex)) => (op, CodeId::from_hex(hex)),
+                Some((op @ ("put" | "del" | "deleting"), hex)) => (op, CodeId::from_hex(hex)),
                 _ => continue,
             };
             let id = id.expect("writer prints ids");
-            acknowledged += 1;
-            if op == "put" {
-                live.insert(id);
-            } else {
-                live.remove(&id);
+            match op {
+                "deleting" => in_flight = Some(id),
+                "put" => {
+                    acknowledged += 1;
+                    live.insert(id);
+                }
+                _ => {
+                    acknowledged += 1;
+                    live.remove(&id);
+                    in_flight = None;
+                }
             }
+        }
+        if let Some(id) = in_flight {
+            live.remove(&id);
         }
         let store = synor_host_std::open_store(dir.path(), config()).expect("reopen after kill");
         let report = store.verify(true).expect("verify");
