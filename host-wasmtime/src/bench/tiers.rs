@@ -7,8 +7,8 @@
 //!
 //! - `tiered_over_oracle`: tiered total time over the best static choice of one tier per
 //!   contract, chosen in hindsight from the single-tier runs (each contract's time includes
-//!   its compilation);
-//! - `tiered_over_best_single`: over the fastest single-tier run;
+//!   its compilation), the median over three rounds of all four runs;
+//! - `tiered_over_best_single`: over the fastest single-tier run (the same way);
 //! - `cold_first_call_over_wasmi`: the first call of each contract, tiered over wasmi only
 //!   (the median of paired runs of fresh executors);
 //! - `hot_over_cranelift`: steady-state time per call of the hottest contract;
@@ -27,7 +27,7 @@ use synor_core::instrument::{self, Limits};
 use synor_core::tier::{ArtifactCache, Call, Engine, Tier, TierPolicy};
 use synor_host_std::FsArtifactCache;
 
-use super::{paired, progress};
+use super::{median, paired, progress};
 use crate::engine::{WasmtimeEngine, engines};
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use crate::workload::{self, Chain, Deployment, Record};
@@ -93,10 +93,11 @@ pub struct Report {
     pub calls: usize,
     /// Contracts deployed.
     pub contracts: usize,
-    /// Whether every call gave the same results, gas, trap and effects on every configuration,
+    /// Whether every call of every measured round gave the same results, gas, trap and effects
+    /// on every configuration,
     /// and the final states agree.
     pub gas_identical: bool,
-    /// Calls that differed somewhere.
+    /// Calls that differed somewhere, summed over the measured rounds.
     pub mismatches: usize,
     /// Tiered total over the per-contract best static tier chosen in hindsight.
     pub tiered_over_oracle: f64,
@@ -298,6 +299,9 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
     Ok(out)
 }
 
+/// Rounds of the whole workload whose ratios count (after one that warms the process).
+const MEASURED_ROUNDS: usize = 3;
+
 /// Runs the benchmark on `files` (contracts: name, bytes).
 ///
 /// # Errors
@@ -309,11 +313,16 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
     let show = options.progress;
 
     let mut runs = Vec::new();
-    // Two rounds, the first to warm the process (allocator, page cache, engines' lazily built
-    // state) so that no configuration pays for running first; only the second is reported.
+    // A first round warms the process (allocator, page cache, engines' lazily built state) so
+    // that no configuration pays for running first; then three measured rounds, each running
+    // every configuration from scratch. Ratios are the medians over the measured rounds; the
+    // last round's executors go on to the steady-state and restart measurements.
     let mut measured = None;
-    for round in 0..2 {
-        let show = show && round == 1;
+    let (mut over_oracle, mut over_best) = (Vec::new(), Vec::new());
+    let mut mismatches = 0;
+    let mut states_agree = true;
+    for round in 0..1 + MEASURED_ROUNDS {
+        let show = show && round == MEASURED_ROUNDS;
         let mut statics = Vec::new();
         for (config, tier) in [
             ("wasmi", Tier::Cold),
@@ -337,35 +346,36 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
             DEFAULT_CACHE_BYTES,
         );
         let tiered = run_config("tiered", &tiered_exec, &deployments, &calls, show)?;
+        if round > 0 {
+            // Agreement: every call, every configuration, and the final states.
+            for (i, rec) in tiered.records.iter().enumerate() {
+                if statics.iter().any(|(s, _)| s.records[i] != *rec) {
+                    mismatches += 1;
+                }
+            }
+            states_agree &= statics.iter().all(|(s, _)| s.state == tiered.state);
+            // Hindsight oracle: per contract, the best of the three static tiers.
+            let oracle: f64 = (0..deployments.len())
+                .map(|c| {
+                    statics
+                        .iter()
+                        .map(|(s, _)| s.per_contract[c].0.as_secs_f64())
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .sum();
+            let best_single = statics
+                .iter()
+                .map(|(s, _)| s.report.total_secs)
+                .fold(f64::INFINITY, f64::min);
+            over_oracle.push(tiered.report.total_secs / oracle);
+            over_best.push(tiered.report.total_secs / best_single);
+        }
         measured = Some((statics, dir, cache, tiered_exec, tiered));
     }
     let Some((statics, _dir, cache, tiered_exec, tiered)) = measured else {
-        unreachable!("two rounds ran")
+        unreachable!("the rounds ran")
     };
-
-    // Agreement: every call, every configuration, and the final states.
-    let mut mismatches = 0;
-    for (i, rec) in tiered.records.iter().enumerate() {
-        if statics.iter().any(|(s, _)| s.records[i] != *rec) {
-            mismatches += 1;
-        }
-    }
-    let gas_identical = mismatches == 0 && statics.iter().all(|(s, _)| s.state == tiered.state);
-
-    // Hindsight oracle: per contract, the best of the three static tiers.
-    let oracle: f64 = (0..deployments.len())
-        .map(|c| {
-            statics
-                .iter()
-                .map(|(s, _)| s.per_contract[c].0.as_secs_f64())
-                .fold(f64::INFINITY, f64::min)
-        })
-        .sum();
-    let best_single = statics
-        .iter()
-        .map(|(s, _)| s.report.total_secs)
-        .fold(f64::INFINITY, f64::min);
-    let tiered_total = tiered.report.total_secs;
+    let gas_identical = mismatches == 0 && states_agree;
 
     // Steady state of the hottest contract, tiered (now hot) against Cranelift only.
     let mut counts = vec![0usize; deployments.len()];
@@ -418,8 +428,8 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         contracts: deployments.len(),
         gas_identical,
         mismatches,
-        tiered_over_oracle: tiered_total / oracle,
-        tiered_over_best_single: tiered_total / best_single,
+        tiered_over_oracle: median(over_oracle),
+        tiered_over_best_single: median(over_best),
         cold_first_call_over_wasmi,
         hot_over_cranelift,
         metering_overhead,
