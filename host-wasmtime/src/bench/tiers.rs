@@ -94,8 +94,7 @@ pub struct Report {
     /// Contracts deployed.
     pub contracts: usize,
     /// Whether every call of every measured round gave the same results, gas, trap and effects
-    /// on every configuration,
-    /// and the final states agree.
+    /// on every configuration, and the final states agree.
     pub gas_identical: bool,
     /// Calls that differed somewhere, summed over the measured rounds.
     pub mismatches: usize,
