@@ -208,3 +208,110 @@ fn optimistic_counts_executions_and_validations() {
         out.validations
     );
 }
+
+/// Blocks of a contract that keeps its data in blobs (code-as-storage): registrations (some of
+/// a name taken earlier in the block, which fail), then in the next block updates (delta
+/// blobs of the previous block's data), reads and sizes, some declaring nothing. Every mode
+/// gives the sequential receipts (blob ids included) and state, block after block.
+#[test]
+fn blob_contract_blocks_equal_sequential_in_every_mode() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wasm");
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let d = workload::deploy(&[("registry_v1.wasm".into(), read("registry_v1.wasm"))], 1).unwrap();
+    let exec = executor();
+    let id = d[0].module.code_id;
+    let name_key = |name: &[u8]| {
+        let mut k = id.as_bytes().to_vec();
+        k.extend_from_slice(b"name:");
+        k.extend_from_slice(name);
+        k
+    };
+    let mut rng = Rng::new(7);
+    let mut tx = |entry: &str, name: &[u8], rest: &[u8], write: bool| {
+        let mut input = vec![name.len() as u8];
+        input.extend_from_slice(name);
+        input.extend_from_slice(rest);
+        let key = name_key(name);
+        Transaction {
+            contract: 0,
+            entry: entry.into(),
+            caller: account(rng.range(0, 5)),
+            input,
+            gas: 200_000_000,
+            access: (rng.range(0, 6) != 0).then(|| AccessSet {
+                reads: if write { Vec::new() } else { vec![key.clone()] },
+                writes: if write { vec![key] } else { Vec::new() },
+            }),
+        }
+    };
+    let data =
+        |rng: &mut Rng, n: usize| -> Vec<u8> { (0..n).map(|_| rng.range(0, 7) as u8).collect() };
+    let mut data_rng = Rng::new(8);
+    let block1: Vec<Transaction> = (0..200)
+        .map(|i| {
+            let name = format!("n{}", (i * 37) % 140);
+            let bytes = data(&mut data_rng, 300 + i * 13);
+            tx("register", name.as_bytes(), &bytes, true)
+        })
+        .collect();
+    let block2: Vec<Transaction> = (0..200u32)
+        .map(|i| {
+            let name = format!("n{}", (i * 53) % 160);
+            match i % 3 {
+                0 => {
+                    let bytes = data(&mut data_rng, 500);
+                    tx("update", name.as_bytes(), &bytes, true)
+                }
+                1 => {
+                    let mut at = 5u32.to_le_bytes().to_vec();
+                    at.extend_from_slice(&64u32.to_le_bytes());
+                    tx("read", name.as_bytes(), &at, false)
+                }
+                _ => tx("size", name.as_bytes(), &[], false),
+            }
+        })
+        .collect();
+    let blocks: Vec<Arc<[Transaction]>> = vec![block1.into(), block2.into()];
+    let run_all = |mode: Mode| {
+        let state = Arc::new(BlockState::default());
+        let receipts: Vec<Vec<block::Receipt>> = blocks
+            .iter()
+            .map(|txs| {
+                block::execute_block(&exec, &d, &state, txs, mode)
+                    .unwrap()
+                    .receipts
+            })
+            .collect();
+        (receipts, state.digest())
+    };
+    let (seq, seq_state) = run_all(Mode::Sequential);
+    // The blocks do what they should: registrations that pass and fail, updates and reads.
+    let failed = |b: usize| seq[b].iter().filter(|r| r.trap.is_some()).count();
+    assert!(
+        failed(0) > 0 && failed(0) < 200,
+        "block 1: {} failed",
+        failed(0)
+    );
+    assert!(failed(1) < 200, "block 2: everything failed");
+    assert!(
+        seq[1]
+            .iter()
+            .any(|r| r.trap.is_none() && r.return_data.len() == 64)
+    );
+    // Updates (every third transaction) return the new version's 32-byte id.
+    assert!(
+        seq[1]
+            .iter()
+            .step_by(3)
+            .any(|r| r.trap.is_none() && r.return_data.len() == 32)
+    );
+    for mode in [
+        Mode::Declared { threads: 2 },
+        Mode::Optimistic { threads: 2 },
+        Mode::Optimistic { threads: 3 },
+    ] {
+        let (par, par_state) = run_all(mode);
+        assert_eq!(par, seq, "{mode:?}");
+        assert_eq!(par_state, seq_state, "{mode:?}");
+    }
+}
