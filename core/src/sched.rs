@@ -275,17 +275,34 @@ pub enum Claim {
 impl<'d> Claims<'d> {
     /// The protocol's state for `dag`, with the transactions that depend on nothing ready.
     pub fn new(dag: &'d Dag) -> Self {
+        Self::after(dag, 0)
+    }
+
+    /// The protocol's state for `dag` when its first `done` transactions have already run, in
+    /// block order (a host that starts executing before the graph is built): the rest, with
+    /// those that depend on nothing else ready.
+    ///
+    /// # Panics
+    /// `done` is more than the block's length.
+    pub fn after(dag: &'d Dag, done: usize) -> Self {
         let n = dag.len();
+        assert!(done <= n, "more transactions done than in the block");
+        let mut pending = dag.deps.clone();
+        for tx in 0..done as u32 {
+            for d in dag.dependents(tx) {
+                pending[*d as usize] -= 1;
+            }
+        }
         let claims = Self {
             dag,
-            pending: (0..n).map(|i| AtomicU32::new(dag.deps[i])).collect(),
-            ready: (0..n).map(|_| AtomicU32::new(EMPTY)).collect(),
+            pending: pending.iter().map(|p| AtomicU32::new(*p)).collect(),
+            ready: (done..n).map(|_| AtomicU32::new(EMPTY)).collect(),
             tail: AtomicUsize::new(0),
             head: AtomicUsize::new(0),
             halted: AtomicBool::new(false),
         };
-        for tx in 0..n as u32 {
-            if dag.deps[tx as usize] == 0 {
+        for tx in done as u32..n as u32 {
+            if pending[tx as usize] == 0 {
                 claims.push(tx);
             }
         }

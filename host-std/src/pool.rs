@@ -12,6 +12,7 @@
 use core::hash::Hash;
 use core::ops::Range;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use synor_core::sched::optimistic::{Executed, Optimistic, Version};
@@ -84,6 +85,86 @@ pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
             || claims.drain(|tx| execute(w, tx), std::thread::yield_now),
             || claims.halt(),
         )
+    });
+}
+
+/// As [`run`], but with the graph built by `build` on a worker while the caller's thread
+/// already executes the block in order; when the graph is ready, the transactions the caller
+/// has not reached are drained in parallel (or, below [`MIN_PARALLELISM`], executed in order
+/// by the caller). Building the graph reads every key of the block from memory: 2 to 3 ms for
+/// 10,000 transfers, which with the graph built first was 5 % of the block, serial.
+///
+/// # Panics
+/// The worker threads cannot be spawned, or `build` or `execute` panics (the panic is
+/// propagated after the other workers have stopped).
+pub fn run_building(
+    len: usize,
+    threads: usize,
+    build: &(dyn Fn() -> Dag + Sync),
+    execute: &(dyn Fn(usize, u32) + Sync),
+) {
+    if threads <= 1 || len < 2 {
+        (0..len as u32).for_each(|tx| execute(0, tx));
+        return;
+    }
+    // The graph and whether it is worth draining in parallel, once built.
+    let graph: OnceLock<(Dag, bool)> = OnceLock::new();
+    // How far the caller got in order when it saw the graph.
+    let claims: OnceLock<Claims<'_>> = OnceLock::new();
+    // Set when there is nothing left for the workers (the caller finished alone, or failed).
+    let over = AtomicBool::new(false);
+    on_workers(threads, &|w| {
+        if w == 0 {
+            let caller = || {
+                let mut next = 0;
+                while next < len && graph.get().is_none() {
+                    execute(0, next as u32);
+                    next += 1;
+                }
+                match graph.get() {
+                    Some((dag, true)) if next < len => {
+                        let c = claims.get_or_init(|| Claims::after(dag, next));
+                        c.drain(|tx| execute(0, tx), std::thread::yield_now);
+                    }
+                    _ => {
+                        over.store(true, Ordering::Release);
+                        (next..len).for_each(|tx| execute(0, tx as u32));
+                    }
+                }
+            };
+            halt_on_panic(caller, || {
+                over.store(true, Ordering::Release);
+                if let Some(c) = claims.get() {
+                    c.halt();
+                }
+            });
+            return;
+        }
+        if w == 1 {
+            let dag = build();
+            let parallel = dag.len() as f64 / dag.critical_path().max(1) as f64 >= MIN_PARALLELISM;
+            let _ = graph.set((dag, parallel));
+        }
+        // Wait for the caller's verdict: claims to drain, or nothing to do.
+        let mut spins = 0u32;
+        let c = loop {
+            if let Some(c) = claims.get() {
+                break c;
+            }
+            if over.load(Ordering::Acquire) {
+                return;
+            }
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                core::hint::spin_loop();
+            }
+        };
+        halt_on_panic(
+            || c.drain(|tx| execute(w, tx), std::thread::yield_now),
+            || c.halt(),
+        );
     });
 }
 
@@ -218,6 +299,40 @@ mod tests {
         }
     }
 
+    /// Built while the caller runs the block in order: whenever the graph arrives, every
+    /// transaction still runs once, after its dependencies (a slow build, a fast one, a block
+    /// the caller finishes alone, a block too serial for workers).
+    #[test]
+    fn building_while_running_runs_every_transaction_once_after_its_dependencies() {
+        for (keys, delay_us) in [(50u32, 0u64), (50, 300), (50, 100_000), (1, 200)] {
+            let block: Vec<AccessSet> = (0..400u32)
+                .map(|i| AccessSet {
+                    reads: vec![(i % 7).to_le_bytes().to_vec()],
+                    writes: vec![(i % keys).to_le_bytes().to_vec()],
+                })
+                .collect();
+            let dag = Dag::build(&block);
+            for threads in [2, 3] {
+                let done = Mutex::new(vec![false; block.len()]);
+                let build = || {
+                    std::thread::sleep(std::time::Duration::from_micros(delay_us));
+                    Dag::build(&block)
+                };
+                run_building(block.len(), threads, &build, &|_, tx| {
+                    let mut d = done.lock().unwrap();
+                    for before in 0..tx {
+                        if dag.dependents(before).contains(&tx) {
+                            assert!(d[before as usize], "{before} before {tx}");
+                        }
+                    }
+                    assert!(!d[tx as usize], "{tx} twice");
+                    d[tx as usize] = true;
+                });
+                assert!(done.into_inner().unwrap().iter().all(|d| *d));
+            }
+        }
+    }
+
     /// A worker whose transaction panics stops the others: the panic reaches the caller rather
     /// than leaving the other worker waiting for a transaction that will never finish.
     #[test]
@@ -235,6 +350,14 @@ mod tests {
             run(&dag, 2, &|_, tx| assert!(tx != 60, "transaction 60 fails"))
         });
         assert!(r.is_err());
+        for at in [3u32, 150] {
+            let r = std::panic::catch_unwind(|| {
+                run_building(200, 2, &|| Dag::build(&wide), &|_, tx| {
+                    assert!(tx != at, "transaction {at} fails")
+                })
+            });
+            assert!(r.is_err());
+        }
         let stm: Optimistic<u8, u8, ()> = Optimistic::new(300);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             drain_optimistic(

@@ -373,8 +373,8 @@ pub fn execute_block(
     match mode {
         Mode::Sequential => (0..txs.len() as u32).for_each(|tx| apply(0, tx)),
         Mode::Declared { threads } => {
-            let dag = Dag::build_partial(txs.iter().map(|t| t.access.as_ref()));
-            synor_host_std::pool::run(&dag, threads, &apply);
+            let build = || Dag::build_partial(txs.iter().map(|t| t.access.as_ref()));
+            pool::run_building(txs.len(), threads, &build, &apply);
         }
         Mode::Optimistic { threads } => {
             executions.set(0);

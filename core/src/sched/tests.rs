@@ -238,3 +238,29 @@ fn undeclared_transactions_are_barriers() {
     let dag = Dag::build_partial([None, None, None].into_iter());
     assert_eq!(dag.critical_path(), 3);
 }
+
+#[test]
+fn claims_after_a_prefix_run_the_rest_once_after_its_dependencies() {
+    for seed in 0..10u64 {
+        let block = random_block(seed, 200, 8);
+        let dag = Dag::build(&block);
+        for done in [0, 1, 57, 199, 200] {
+            let claims = Claims::after(&dag, done);
+            let mut ran = [false; 200];
+            ran[..done].iter_mut().for_each(|r| *r = true);
+            claims.drain(
+                |tx| {
+                    assert!(!ran[tx as usize], "{tx} twice");
+                    for before in 0..tx {
+                        if dag.dependents(before).contains(&tx) {
+                            assert!(ran[before as usize], "{before} before {tx}");
+                        }
+                    }
+                    ran[tx as usize] = true;
+                },
+                || {},
+            );
+            assert!(ran.iter().all(|r| *r), "seed {seed}, {done} done");
+        }
+    }
+}
