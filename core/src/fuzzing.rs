@@ -281,6 +281,32 @@ pub(crate) mod vm {
         (state, outputs, deepest * usize::from(!block.is_empty()))
     }
 
+    /// Drains `stm` with `block` on `threads` scoped threads, calling `before` ahead of every
+    /// execution (tests slow some down there, to shake the interleavings).
+    #[cfg(feature = "std")]
+    pub(crate) fn run(
+        stm: &Optimistic<u8, u64, u64>,
+        block: &[Program],
+        threads: usize,
+        before: impl Fn() + Sync,
+    ) {
+        std::thread::scope(|s| {
+            for worker in 0..threads {
+                let before = &before;
+                s.spawn(move || {
+                    stm.work(
+                        worker,
+                        |v| {
+                            before();
+                            execute(stm, &block[v.tx as usize], v)
+                        },
+                        std::thread::yield_now,
+                    )
+                });
+            }
+        });
+    }
+
     /// Executes `p` as transaction `version.tx` through `block`'s memory.
     pub(crate) fn execute(
         block: &Optimistic<u8, u64, u64>,
@@ -328,18 +354,7 @@ pub fn optimistic(data: &[u8]) {
     let (state, outputs, depth) = vm::sequential(&block);
     for threads in [2, 3] {
         let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
-        std::thread::scope(|s| {
-            for worker in 0..threads {
-                let (stm, block) = (&stm, &block);
-                s.spawn(move || {
-                    stm.work(
-                        worker,
-                        |v| vm::execute(stm, &block[v.tx as usize], v),
-                        std::thread::yield_now,
-                    )
-                });
-            }
-        });
+        vm::run(&stm, &block, threads, || {});
         let done = stm.finish();
         let mut writes = done.writes;
         writes.sort_unstable();

@@ -31,6 +31,12 @@ pub const WORKER_STACK: usize = 8 << 20;
 /// has parallelism 1.
 pub const MIN_PARALLELISM: f64 = 3.0;
 
+/// Whether `len` transactions whose longest dependency chain is `critical_path` long have
+/// parallelism enough to be worth workers ([`MIN_PARALLELISM`]).
+fn parallel_enough(len: usize, critical_path: usize) -> bool {
+    len as f64 / critical_path.max(1) as f64 >= MIN_PARALLELISM
+}
+
 /// The persistent worker threads of a pool of `threads` (made on the first call for that
 /// count).
 ///
@@ -74,8 +80,7 @@ pub fn workers(threads: usize) -> Arc<rayon::ThreadPool> {
 /// The worker threads cannot be spawned, or `execute` panics (the panic is propagated after
 /// the other workers have stopped).
 pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
-    let parallelism = dag.len() as f64 / dag.critical_path().max(1) as f64;
-    if threads <= 1 || parallelism < MIN_PARALLELISM {
+    if threads <= 1 || !parallel_enough(dag.len(), dag.critical_path()) {
         (0..dag.len() as u32).for_each(|tx| execute(0, tx));
         return;
     }
@@ -142,7 +147,7 @@ pub fn run_building(
         }
         if w == 1 {
             let dag = build();
-            let parallel = dag.len() as f64 / dag.critical_path().max(1) as f64 >= MIN_PARALLELISM;
+            let parallel = parallel_enough(dag.len(), dag.critical_path());
             let _ = graph.set((dag, parallel));
         }
         // Wait for the caller's verdict: claims to drain, or nothing to do.
@@ -207,7 +212,7 @@ pub fn windows(
     if probe == len {
         return;
     }
-    if probe as f64 / critical_path.max(1) as f64 >= MIN_PARALLELISM {
+    if parallel_enough(probe, critical_path) {
         optimistic(probe..len, threads);
     } else {
         sequential(probe..len);

@@ -284,22 +284,17 @@ fn execute_one(
         Box::new(view()),
     );
     let (outcome, _) = exec.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
-    if let Some(trap) = outcome.trap {
-        return Ok(Effects {
-            receipt: Receipt {
-                gas_used: outcome.gas_used,
-                trap: Some(trap.to_string()),
-                return_data: Vec::new(),
-                events: Vec::new(),
-            },
-            writes: Vec::new(),
-            blobs: Vec::new(),
-        });
+    if outcome.trap.is_some() {
+        // A failed call returns nothing and its effects are discarded.
+        ctx.return_data.clear();
+        ctx.events.clear();
+        ctx.writes.clear();
+        ctx.new_blobs.clear();
     }
     Ok(Effects {
         receipt: Receipt {
             gas_used: outcome.gas_used,
-            trap: None,
+            trap: outcome.trap.map(|t| t.to_string()),
             return_data: std::mem::take(&mut ctx.return_data),
             events: std::mem::take(&mut ctx.events),
         },

@@ -111,30 +111,25 @@ pub fn report(outcome: &Outcome, ctx: &CallContext) -> Json {
         })
         .collect();
     let ok = outcome.trap.is_none();
-    let writes: Vec<Json> = if ok {
-        ctx.writes
-            .iter()
-            .map(|(k, v)| json!({"key": hex(k), "value": v.as_deref().map(hex)}))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let events: Vec<Json> = if ok {
-        ctx.events
-            .iter()
-            .map(|e| json!({"topic": hex(&e.topic), "data": hex(&e.data)}))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let blobs: Vec<Json> = if ok {
-        ctx.new_blobs
-            .iter()
-            .map(|b| json!(b.id.to_string()))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // A failed call's writes, events and blobs are discarded: none are reported.
+    let writes: Vec<Json> = ctx
+        .writes
+        .iter()
+        .filter(|_| ok)
+        .map(|(k, v)| json!({"key": hex(k), "value": v.as_deref().map(hex)}))
+        .collect();
+    let events: Vec<Json> = ctx
+        .events
+        .iter()
+        .filter(|_| ok)
+        .map(|e| json!({"topic": hex(&e.topic), "data": hex(&e.data)}))
+        .collect();
+    let blobs: Vec<Json> = ctx
+        .new_blobs
+        .iter()
+        .filter(|_| ok)
+        .map(|b| json!(b.id.to_string()))
+        .collect();
     json!({
         "results": results,
         "return_data": hex(&ctx.return_data),

@@ -705,45 +705,42 @@ where
         None
     }
 
-    fn next_version_to_execute(&self, w: usize) -> Option<Version> {
-        if self.execution_idx.load(SC) >= self.len {
+    /// The validated version of `tx` if its last execution finished.
+    fn executed(&self, tx: usize) -> Option<Version> {
+        let (incarnation, status) = *self.txs.get(tx)?.status.lock();
+        (status == Status::Executed).then_some(Version {
+            tx: tx as u32,
+            incarnation,
+        })
+    }
+
+    /// Takes the next index of `index` (the execution or the validation index) for worker
+    /// `w`, counted as a task while `claim` decides whether that transaction has one.
+    fn next_version(
+        &self,
+        index: &AtomicUsize,
+        w: usize,
+        claim: impl FnOnce(usize) -> Option<Version>,
+    ) -> Option<Version> {
+        if index.load(SC) >= self.len {
             self.check_done();
             return None;
         }
         self.active(w).fetch_add(1, SC);
-        let idx = self.execution_idx.fetch_add(1, SC);
-        let version = self.try_incarnate(idx);
+        let version = claim(index.fetch_add(1, SC));
         if version.is_none() {
             self.active(w).fetch_sub(1, SC);
         }
         version
     }
 
-    fn next_version_to_validate(&self, w: usize) -> Option<Version> {
-        if self.validation_idx.load(SC) >= self.len {
-            self.check_done();
-            return None;
-        }
-        self.active(w).fetch_add(1, SC);
-        let idx = self.validation_idx.fetch_add(1, SC);
-        if idx < self.len {
-            let (incarnation, status) = *self.txs[idx].status.lock();
-            if status == Status::Executed {
-                return Some(Version {
-                    tx: idx as u32,
-                    incarnation,
-                });
-            }
-        }
-        self.active(w).fetch_sub(1, SC);
-        None
-    }
-
     fn next_task(&self, w: usize) -> Option<Task> {
         if self.validation_idx.load(SC) < self.execution_idx.load(SC) {
-            self.next_version_to_validate(w).map(Task::Validate)
+            self.next_version(&self.validation_idx, w, |tx| self.executed(tx))
+                .map(Task::Validate)
         } else {
-            self.next_version_to_execute(w).map(Task::Execute)
+            self.next_version(&self.execution_idx, w, |tx| self.try_incarnate(tx))
+                .map(Task::Execute)
         }
     }
 

@@ -178,6 +178,21 @@ fn run_config(
     })
 }
 
+/// Time the calls `specs` take on `exec`, one after the other on a fresh chain (calls only,
+/// not the bookkeeping around them).
+fn calls_time<'a>(
+    exec: &TieredExecutor,
+    deployments: &[Deployment],
+    specs: impl IntoIterator<Item = &'a workload::CallSpec>,
+) -> Result<Duration, Error> {
+    let chain = Chain::default();
+    let mut t = Duration::ZERO;
+    for spec in specs {
+        t += chain.execute(exec, deployments, spec, false)?.2;
+    }
+    Ok(t)
+}
+
 /// Steady-state time per call of `specs` on executor `a` over executor `b`: batches alternate
 /// between the two (in alternating order) so that drift on a shared machine hits both alike;
 /// the median of `reps` pairs' ratios.
@@ -189,12 +204,7 @@ fn steady(
     reps: usize,
 ) -> Result<f64, Error> {
     let batch = |exec: &TieredExecutor| -> Result<f64, Error> {
-        let chain = Chain::default();
-        let mut t = Duration::ZERO;
-        for spec in specs {
-            t += chain.execute(exec, deployments, spec, false)?.2;
-        }
-        Ok(t.as_secs_f64() / specs.len().max(1) as f64)
+        Ok(calls_time(exec, deployments, specs)?.as_secs_f64() / specs.len().max(1) as f64)
     };
     Ok(paired(reps, || batch(a), || batch(b))?.0)
 }
@@ -233,12 +243,7 @@ fn first_call_ratio(
                 DEFAULT_CACHE_BYTES,
             )
         };
-        let chain = Chain::default();
-        let mut t = Duration::ZERO;
-        for spec in &firsts {
-            t += chain.execute(&exec, deployments, spec, false)?.2;
-        }
-        Ok(t.as_secs_f64())
+        Ok(calls_time(&exec, deployments, firsts.iter().copied())?.as_secs_f64())
     };
     Ok(paired(reps, || first_calls(true), || first_calls(false))?.0)
 }

@@ -3,7 +3,7 @@
 //! change between executions, as real contracts' do).
 
 use super::*;
-use crate::fuzzing::vm::{Program, execute, mix, sequential};
+use crate::fuzzing::vm::{Program, mix, run, sequential};
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use core::sync::atomic::AtomicU64;
@@ -29,22 +29,10 @@ fn random_block(seed: u64, n: usize, keys: u8) -> Vec<Program> {
 fn optimistic(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64, u64> {
     let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
     let jitter = AtomicU64::new(seed);
-    std::thread::scope(|s| {
-        for worker in 0..threads {
-            let (stm, jitter) = (&stm, &jitter);
-            s.spawn(move || {
-                stm.work(
-                    worker,
-                    |v| {
-                        let j = mix(jitter.fetch_add(1, Ordering::Relaxed), 3);
-                        for _ in 0..j % 2000 {
-                            core::hint::spin_loop();
-                        }
-                        execute(stm, &block[v.tx as usize], v)
-                    },
-                    std::thread::yield_now,
-                )
-            });
+    run(&stm, block, threads, || {
+        let j = mix(jitter.fetch_add(1, Ordering::Relaxed), 3);
+        for _ in 0..j % 2000 {
+            core::hint::spin_loop();
         }
     });
     stm.finish()
@@ -181,18 +169,7 @@ fn reset_state_serves_the_next_block() {
         let block = random_block(seed, n, keys);
         let (state, outputs, depth) = sequential(&block);
         stm.reset(block.len());
-        std::thread::scope(|s| {
-            for worker in 0..3 {
-                let (stm, block) = (&stm, &block);
-                s.spawn(move || {
-                    stm.work(
-                        worker,
-                        |v| execute(stm, &block[v.tx as usize], v),
-                        std::thread::yield_now,
-                    )
-                });
-            }
-        });
+        run(&stm, &block, 3, || {});
         // One block frees its records early, as hosts' workers do: no critical path then.
         let released = seed == 2;
         if released {
