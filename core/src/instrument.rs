@@ -15,8 +15,9 @@
 //! payload of a NaN, and those bits become observable only where a float is stored to memory,
 //! reinterpreted as an integer, used as the sign of `copysign`, or returned to the host. At
 //! each of those points the instrumenter inserts a check that replaces a NaN by the canonical
-//! NaN (`0x7fc00000`, `0x7ff8000000000000`) — for stores and reinterpretations as an integer
-//! compare and select, the store becoming an integer store of the same bytes — and engines
+//! NaN (`0x7fc00000`, `0x7ff8000000000000`) — before a store, by a branch never taken for a
+//! number (`x >= -inf` is false exactly for NaNs), so that the stored value does not wait for
+//! the compare; after a reinterpretation, by an integer compare and select — and engines
 //! canonicalise float results they return ([`crate::tier::Value::canonical`]). Everything
 //! else a NaN can do (arithmetic, comparisons, conversions, which trap or saturate on any NaN)
 //! does not depend on its bits, so every observable bit is the same on every tier, while
@@ -35,9 +36,19 @@
 //!   global before every call, return, `unreachable` and instrumentation trap, reading it back
 //!   after calls, so host calls and engines see the exact count there. A machine fault
 //!   (out-of-bounds access, division by zero, ...) happens between those points; a call that
-//!   faults is charged its whole gas limit, on every tier ([`crate::tier::gas_used`]). Instructions
+//!   faults is charged its whole gas limit, on every tier ([`crate::tier::settle`]). Instructions
 //!   whose cost depends on an operand (`memory.grow` per page, `memory.fill`/`copy` per 8 bytes)
 //!   are charged again, dynamically, just before they run.
+//!
+//!   Only the charges where code can run again are **checked** (trap when the gas left is
+//!   negative): a function's entry and loop headers, and the dynamic charges. The others only
+//!   subtract, so between two checks a call runs at most one function's loop-free stretch past
+//!   its gas (the field's engines do the same: wasmtime checks fuel at function entries and
+//!   loop headers). The count stays exact: a host call with the gas left negative traps
+//!   `out_of_gas` before it does anything ([`crate::abi::CallContext::dispatch`]), and a call
+//!   that returns or traps with it negative ran out of gas ([`crate::tier::settle`]). A call
+//!   that does not run out uses exactly the gas of every checked scheme, and every tier checks
+//!   at the same points.
 //! - **Stack**: every call adds the callee's frame weight (one unit plus one per four of its
 //!   parameters, locals and maximum operand stack height) to the depth before the call and
 //!   subtracts it after; past [`Limits::max_stack_units`] the call traps with `stack_overflow`
@@ -68,7 +79,7 @@ use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
 
 /// Version of the instrumentation; part of every artifact cache key.
-pub const INSTRUMENTER_VERSION: u32 = 3;
+pub const INSTRUMENTER_VERSION: u32 = 4;
 
 /// Export name of the gas counter.
 pub const GAS_GLOBAL: &str = "__synor_gas";
@@ -692,8 +703,7 @@ fn op_cost(op: &Operator<'_>, s: &GasSchedule) -> u64 {
 
 /// Where a float's bits become observable, so that a NaN must be canonical there.
 enum Observe {
-    /// `f32.store` / `f64.store`: canonicalised in the integer domain and stored as an integer
-    /// (same bytes, same traps).
+    /// `f32.store` / `f64.store`: the value is canonicalised before.
     Store(u8, wasmparser::MemArg),
     /// `i32.reinterpret_f32` / `i64.reinterpret_f64`: the integer is canonicalised after.
     Reinterpret(u8),
@@ -747,11 +757,40 @@ fn gas_get(f: &mut Function, g: &Globals, s: &Scratch) {
     });
 }
 
-/// Emits a charge of `cost` gas.
-fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64) {
+/// Emits a charge of `cost` gas, trapping when the gas left is negative if `check`.
+fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64, check: bool) {
+    let subtract = |f: &mut Function| {
+        f.instruction(&Instruction::LocalGet(s.gas));
+        f.instruction(&Instruction::I64Const(cost as i64));
+        f.instruction(&Instruction::I64Sub);
+        f.instruction(&Instruction::LocalSet(s.gas));
+    };
+    if check && s.local_gas {
+        // Compare before subtracting (`gas < cost`, the same condition as `gas - cost < 0`
+        // where no subtraction overflows): a compiler emits one fused compare-and-branch and
+        // one subtraction, where testing the difference computes it twice.
+        f.instruction(&Instruction::LocalGet(s.gas));
+        f.instruction(&Instruction::I64Const(cost as i64));
+        f.instruction(&Instruction::I64LtS);
+        f.instruction(&Instruction::If(wasm_encoder::BlockType::Empty));
+        subtract(f);
+        trap(f, g, s, TRAP_OUT_OF_GAS);
+        f.instruction(&Instruction::End);
+        subtract(f);
+        return;
+    }
     gas_get(f, g, s);
     f.instruction(&Instruction::I64Const(cost as i64));
-    charge_tail(f, g, s);
+    if check {
+        charge_tail(f, g, s);
+    } else {
+        f.instruction(&Instruction::I64Sub);
+        f.instruction(&if s.local_gas {
+            Instruction::LocalSet(s.gas)
+        } else {
+            Instruction::GlobalSet(g.gas)
+        });
+    }
 }
 
 /// With the gas left and a cost on the stack: subtracts, traps when negative.
@@ -923,6 +962,15 @@ fn rewrite_body(
         }
     }
     starts.insert(start, cost);
+    // Where a segment's charge is checked: where code can run again without passing another
+    // check (the function's entry, loop headers).
+    let mut checked = alloc::collections::BTreeSet::new();
+    checked.insert(0usize);
+    for (i, op) in ops.iter().enumerate() {
+        if matches!(op, Operator::Loop { .. }) {
+            checked.insert(i + 1);
+        }
+    }
     let mut f = Function::new(locals);
     // In a function with loops, gas lives in a local while the function runs (a register,
     // where the global would be a load and a store per segment); the global is brought up to
@@ -952,10 +1000,13 @@ fn rewrite_body(
         }
         // A segment's charge goes before its first instruction (for a segment opened by a
         // structured instruction, right after that instruction).
-        if let Some(&c) = starts.get(&i)
-            && c > 0
-        {
-            charge_static(&mut f, g, &s, c);
+        // Every cycle passes a loop header, so a check there even of nothing bounds how far
+        // a loop runs past its gas (`loop (loop) br 1` charges only after the inner loop).
+        if let Some(&c) = starts.get(&i) {
+            let check = checked.contains(&i);
+            if c > 0 || check {
+                charge_static(&mut f, g, &s, c, check);
+            }
         }
         match &op {
             Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => nesting += 1,
@@ -1010,11 +1061,11 @@ fn rewrite_body(
                 let memarg = RoundtripReencoder
                     .mem_arg(memarg)
                     .map_err(|e| reencode_error(&e))?;
-                float_to_canonical_bits(&mut f, &s, width);
+                canonicalize_stored(&mut f, &s, width);
                 f.instruction(&if width == 32 {
-                    Instruction::I32Store(memarg)
+                    Instruction::F32Store(memarg)
                 } else {
-                    Instruction::I64Store(memarg)
+                    Instruction::F64Store(memarg)
                 });
             }
             Some(Observe::Reinterpret(width)) => {
@@ -1058,26 +1109,40 @@ fn canonicalize(f: &mut Function, s: &Scratch, width: u8) {
     f.instruction(&Instruction::Select);
 }
 
-/// Replaces the float on the stack by its bits as an integer, canonical when it is a NaN.
-/// `x >= -inf` is false exactly for NaNs and needs one flag test on x86 (`x != x` needs two),
-/// selecting between integers: no float select.
-fn float_to_canonical_bits(f: &mut Function, s: &Scratch, width: u8) {
-    if width == 32 {
-        f.instruction(&Instruction::LocalTee(s.f32));
-        f.instruction(&Instruction::I32ReinterpretF32);
-        f.instruction(&Instruction::I32Const(0x7fc0_0000));
-        f.instruction(&Instruction::LocalGet(s.f32));
-        f.instruction(&Instruction::F32Const(f32::NEG_INFINITY.into()));
-        f.instruction(&Instruction::F32Ge);
+/// Replaces the float on the stack by the canonical NaN when it is a NaN, for a store. A
+/// number skips the replacement by a branch (`x >= -inf`: one compare and one jump on x86),
+/// so the stored value does not depend on the compare as it would through a `select`.
+fn canonicalize_stored(f: &mut Function, s: &Scratch, width: u8) {
+    let (local, compare, canonical) = if width == 32 {
+        (
+            s.f32,
+            [
+                Instruction::F32Const(f32::NEG_INFINITY.into()),
+                Instruction::F32Ge,
+            ],
+            Instruction::F32Const(f32::from_bits(0x7fc0_0000).into()),
+        )
     } else {
-        f.instruction(&Instruction::LocalTee(s.f64));
-        f.instruction(&Instruction::I64ReinterpretF64);
-        f.instruction(&Instruction::I64Const(0x7ff8_0000_0000_0000));
-        f.instruction(&Instruction::LocalGet(s.f64));
-        f.instruction(&Instruction::F64Const(f64::NEG_INFINITY.into()));
-        f.instruction(&Instruction::F64Ge);
+        (
+            s.f64,
+            [
+                Instruction::F64Const(f64::NEG_INFINITY.into()),
+                Instruction::F64Ge,
+            ],
+            Instruction::F64Const(f64::from_bits(0x7ff8_0000_0000_0000).into()),
+        )
+    };
+    f.instruction(&Instruction::LocalSet(local));
+    f.instruction(&Instruction::Block(wasm_encoder::BlockType::Empty));
+    f.instruction(&Instruction::LocalGet(local));
+    for ins in &compare {
+        f.instruction(ins);
     }
-    f.instruction(&Instruction::Select);
+    f.instruction(&Instruction::BrIf(0));
+    f.instruction(&canonical);
+    f.instruction(&Instruction::LocalSet(local));
+    f.instruction(&Instruction::End);
+    f.instruction(&Instruction::LocalGet(local));
 }
 
 /// Replaces the float bits (as an integer) on the stack by the canonical NaN's when they are a

@@ -101,10 +101,21 @@ impl Value {
     }
 }
 
-/// Gas used by a call that started with `limit`, given the gas left in `ctx` and its trap: a
-/// machine fault (raised by the engine between the instrumentation's accounting points) is
-/// charged the whole limit, so every tier charges the same; anything else is charged exactly.
-pub fn gas_used(limit: u64, ctx: &mut CallContext, trap: Option<&Trap>) -> u64 {
+/// Settles a call that started with `limit` and ended with `results` or `trap`: returns the
+/// gas it used, given the gas left in `ctx`.
+///
+/// The instrumentation checks gas only where code can run again (see
+/// [`crate::instrument`]), so a call can return, or trap, with the gas left negative: it ran
+/// out of gas, and the outcome becomes an `out_of_gas` trap (no results), charged the limit.
+/// A machine fault (raised by the engine between the instrumentation's accounting points,
+/// where the gas left is not up to date) is charged the whole limit, so every tier charges
+/// the same. Anything else is charged exactly.
+pub fn settle(
+    limit: u64,
+    ctx: &mut CallContext,
+    results: &mut Vec<Value>,
+    trap: &mut Option<Trap>,
+) -> u64 {
     let fault = matches!(
         trap,
         Some(
@@ -118,7 +129,11 @@ pub fn gas_used(limit: u64, ctx: &mut CallContext, trap: Option<&Trap>) -> u64 {
                 | Trap::Other(_)
         )
     );
-    if fault {
+    if !fault && ctx.gas_left < 0 {
+        *trap = Some(Trap::OutOfGas);
+        results.clear();
+    }
+    if fault || ctx.gas_left < 0 {
         ctx.gas_left = 0;
         return limit;
     }
@@ -151,6 +166,10 @@ pub struct Call<'a> {
     /// `teardown(ptr)`, all in one instance; otherwise just `run()`. The outcome is `run`'s,
     /// with the gas of all three.
     pub program: bool,
+    /// How many times a program goes through `setup`, `run` and `teardown` in its instance (at
+    /// least once; the outcome is the last `run`'s): benchmarks make a short program's call
+    /// long enough to time without the instance's creation.
+    pub runs: u32,
 }
 
 impl<'a> Call<'a> {
@@ -161,6 +180,7 @@ impl<'a> Call<'a> {
             args,
             hash_memory: false,
             program: false,
+            runs: 1,
         }
     }
 
@@ -171,7 +191,14 @@ impl<'a> Call<'a> {
             args,
             hash_memory: false,
             program: true,
+            runs: 1,
         }
+    }
+
+    /// The same program call, going through the program `runs` times (at least once).
+    pub fn repeated(mut self, runs: u32) -> Self {
+        self.runs = runs.max(1);
+        self
     }
 
     /// The same call, hashing memory afterwards.
@@ -198,14 +225,21 @@ impl Call<'_> {
         let results = if !self.program {
             invoke(self.entry, self.args)?
         } else if module.export("setup").is_some() {
-            let ptr = invoke("setup", self.args)?;
-            let results = invoke("run", &ptr)?;
-            if module.export("teardown").is_some() {
-                invoke("teardown", &ptr)?;
+            let mut results = Vec::new();
+            for _ in 0..self.runs.max(1) {
+                let ptr = invoke("setup", self.args)?;
+                results = invoke("run", &ptr)?;
+                if module.export("teardown").is_some() {
+                    invoke("teardown", &ptr)?;
+                }
             }
             results
         } else {
-            invoke("run", &[])?
+            let mut results = Vec::new();
+            for _ in 0..self.runs.max(1) {
+                results = invoke("run", &[])?;
+            }
+            results
         };
         Ok(results.into_iter().map(Value::canonical).collect())
     }

@@ -154,11 +154,11 @@ impl Compiled for WasmiModule {
             (true, Some(m)) => Some(Digest::of(m.data(&store))),
             _ => None,
         };
-        let (results, trap) = match result {
+        let (mut results, mut trap) = match result {
             Ok(values) => (values, None),
             Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
         };
-        let gas_used = tier::gas_used(limit, &mut returned, trap.as_ref());
+        let gas_used = tier::settle(limit, &mut returned, &mut results, &mut trap);
         *ctx = returned;
         Ok(Outcome {
             results,

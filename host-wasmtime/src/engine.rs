@@ -384,12 +384,12 @@ impl Compiled for WasmtimeModule {
             _ => None,
         };
         let mut returned = std::mem::take(&mut store.data_mut().ctx);
-        let (results, trap) = match result {
+        let (mut results, mut trap) = match result {
             Ok(values) => (values, None),
             Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
         };
         let gas_used = if self.instrumented {
-            tier::gas_used(limit, &mut returned, trap.as_ref())
+            tier::settle(limit, &mut returned, &mut results, &mut trap)
         } else {
             returned.gas_left = i64::try_from(limit).unwrap_or(i64::MAX);
             0

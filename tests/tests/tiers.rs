@@ -234,10 +234,50 @@ fn bulk_memory_gas_is_identical() {
 
 #[test]
 fn infinite_loop_runs_out_of_gas_identically() {
-    let m = wat(r#"(module (func (export "spin") (loop br 0)))"#);
-    let o = agree(&m, &Call::new("spin", &[]), 1_000_000);
-    assert_eq!(o.trap, Some(synor_core::abi::Trap::OutOfGas));
-    assert_eq!(o.gas_used, 1_000_000);
+    // The second loop's cycle charges only after its inner, empty loop: its header must still
+    // be checked.
+    let m = wat(r#"(module
+        (func (export "spin") (loop br 0))
+        (func (export "nested") (loop $outer (loop) (br $outer))))"#);
+    for entry in ["spin", "nested"] {
+        let o = agree(&m, &Call::new(entry, &[]), 1_000_000);
+        assert_eq!(o.trap, Some(synor_core::abi::Trap::OutOfGas), "{entry}");
+        assert_eq!(o.gas_used, 1_000_000);
+    }
+}
+
+/// Gas is checked only at function entries and loop headers, yet the count is exact: a call
+/// given one unit less than it uses runs out of gas, wherever its last charge falls (an
+/// unchecked `if` arm, the stretch before a host call).
+#[test]
+fn lazily_checked_gas_is_exact() {
+    let m = wat(r#"(module
+        (import "synor" "input_len" (func $len (result i32)))
+        (memory (export "memory") 1)
+        (func (export "arms") (param i32) (result i32)
+            (if (result i32) (local.get 0)
+                (then (i32.add (local.get 0) (i32.const 1)))
+                (else (i32.const 7))))
+        (func (export "host") (param i32) (result i32)
+            (if (local.get 0) (then (i32.store (i32.const 0) (local.get 0))))
+            (call $len)))"#);
+    for (entry, arg) in [("arms", 1), ("arms", 0), ("host", 5), ("host", 0)] {
+        let args = [Value::I32(arg)];
+        let call = Call::new(entry, &args);
+        let full = agree(&m, &call, 1_000_000);
+        assert!(full.trap.is_none(), "{entry}({arg}): {:?}", full.trap);
+        let exact = agree(&m, &call, full.gas_used);
+        assert_eq!((exact.trap, exact.gas_used), (None, full.gas_used));
+        assert_eq!(exact.results, full.results);
+        let short = agree(&m, &call, full.gas_used - 1);
+        assert_eq!(
+            short.trap,
+            Some(synor_core::abi::Trap::OutOfGas),
+            "{entry}({arg})"
+        );
+        assert!(short.results.is_empty());
+        assert_eq!(short.gas_used, full.gas_used - 1);
+    }
 }
 
 #[test]

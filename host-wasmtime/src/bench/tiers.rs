@@ -76,9 +76,12 @@ pub struct RunReport {
 pub struct ProgramReport {
     /// File name.
     pub name: String,
-    /// Instrumented run time on Cranelift, seconds.
+    /// Times `run` is called per timed call (so that a timed call lasts at least
+    /// [`PROGRAM_TARGET_SECS`] uninstrumented).
+    pub runs: u32,
+    /// Instrumented time of a timed call on Cranelift, seconds.
     pub instrumented_secs: f64,
-    /// Uninstrumented run time on Cranelift, seconds.
+    /// Uninstrumented time of a timed call on Cranelift, seconds.
     pub uninstrumented_secs: f64,
     /// Their ratio.
     pub overhead: f64,
@@ -248,6 +251,10 @@ fn first_call_ratio(
     Ok(paired(reps, || first_calls(true), || first_calls(false))?.0)
 }
 
+/// The shortest timed call of a compute program, uninstrumented: shorter programs are timed
+/// over repeated runs.
+pub const PROGRAM_TARGET_SECS: f64 = 0.02;
+
 fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramReport>, Error> {
     let instrumented = WasmtimeEngine::cranelift(None)?;
     let raw = WasmtimeEngine::cranelift(None)?.uninstrumented();
@@ -262,21 +269,23 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
         let a = instrumented.compile(&module)?;
         let b = raw.compile_raw(wasm, &module)?;
         let args = synor_core::tier::program_args(&module, options.program_size);
-        let once = |m: &Arc<dyn synor_core::tier::Compiled>| -> Result<(f64, u64), String> {
-            let mut ctx = CallContext::with_gas(u64::MAX);
-            let t = std::time::Instant::now();
-            let o = m
-                .call(&mut ctx, &Call::program(&args))
-                .map_err(|e| e.to_string())?;
-            let secs = t.elapsed().as_secs_f64();
-            match o.trap {
-                Some(trap) => Err(trap.to_string()),
-                None => Ok((secs, o.gas_used)),
-            }
-        };
+        let mut runs = 1;
+        let once =
+            |m: &Arc<dyn synor_core::tier::Compiled>, runs: u32| -> Result<(f64, u64), String> {
+                let mut ctx = CallContext::with_gas(u64::MAX);
+                let t = std::time::Instant::now();
+                let o = m
+                    .call(&mut ctx, &Call::program(&args).repeated(runs))
+                    .map_err(|e| e.to_string())?;
+                let secs = t.elapsed().as_secs_f64();
+                match o.trap {
+                    Some(trap) => Err(trap.to_string()),
+                    None => Ok((secs, o.gas_used)),
+                }
+            };
         // Pairs of runs, in alternating order; the median of the pairs' ratios is robust to a
         // shared machine's drift and bursts, which hit both runs of a pair alike.
-        let gas = match once(&a) {
+        let gas = match once(&a, 1) {
             Ok((_, gas)) => gas,
             Err(e) => {
                 skipped.push(format!("{name}: {e}"));
@@ -284,14 +293,22 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
                 continue;
             }
         };
-        once(&b)?;
+        // A timed call lasts at least PROGRAM_TARGET_SECS: a program that runs for tens of
+        // microseconds is otherwise timed mostly as its instance's set-up and the clock's noise.
+        let single = once(&b, 1)?.0;
+        if single < PROGRAM_TARGET_SECS {
+            runs = (PROGRAM_TARGET_SECS / single.max(1e-7))
+                .ceil()
+                .min(10_000.0) as u32;
+        }
         let (overhead, ti, tu) = paired(
             options.program_reps,
-            || once(&a).map(|r| r.0),
-            || once(&b).map(|r| r.0),
+            || once(&a, runs).map(|r| r.0),
+            || once(&b, runs).map(|r| r.0),
         )?;
         out.push(ProgramReport {
             name: name.clone(),
+            runs,
             instrumented_secs: ti,
             uninstrumented_secs: tu,
             overhead,
@@ -473,11 +490,11 @@ pub fn table(r: &Report) -> String {
             ),
         ));
     }
-    s.push_str("\nprogram      instrumented s  uninstrumented s  overhead\n");
+    s.push_str("\nprogram      runs  instrumented s  uninstrumented s  overhead\n");
     for p in &r.programs {
         s.push_str(&format!(
-            "{:<12} {:>14.4} {:>17.4} {:>9.3}\n",
-            p.name, p.instrumented_secs, p.uninstrumented_secs, p.overhead
+            "{:<12} {:>4} {:>14.4} {:>17.4} {:>9.3}\n",
+            p.name, p.runs, p.instrumented_secs, p.uninstrumented_secs, p.overhead
         ));
     }
     for p in &r.skipped_programs {
