@@ -49,9 +49,10 @@ pub struct Cell {
     pub threads: usize,
     /// Transactions per second.
     pub tps: f64,
-    /// Over sequential, same workload, same run: the median over repetitions of the
-    /// repetition's sequential time over its time (each repetition runs every mode once, in an
-    /// order rotating between repetitions).
+    /// Over sequential, same workload, same run: the median over repetitions of a sequential
+    /// run's time over this mode's run next to it (each repetition runs every mode once, in
+    /// an order rotating between repetitions, paired with a sequential run before or after it,
+    /// alternately).
     pub speedup: f64,
     /// Contract executions per transaction (1 for declared access sets).
     pub executions_per_tx: f64,
@@ -188,36 +189,36 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             let mut runs: Vec<(Vec<f64>, Vec<f64>, usize, usize)> =
                 vec![(Vec::new(), Vec::new(), 0, 0); modes.len()];
             for rep in 0..options.reps.max(1) {
-                // Every mode runs once per repetition, the order rotating between repetitions
-                // (whatever runs first or last in a repetition is not always the same mode).
-                let order: Vec<Option<usize>> = std::iter::once(None)
-                    .chain((0..modes.len()).map(Some))
-                    .collect();
-                let mut times = vec![0.0; order.len()];
-                let mut states: Vec<Arc<BlockState>> = order.iter().map(|_| fresh()).collect();
-                for k in 0..order.len() {
-                    let slot = (k + rep) % order.len();
-                    let state = states.pop().expect("one state per run");
-                    let Some(i) = order[slot] else {
-                        times[slot] = execute_on(state, Mode::Sequential)?.0;
-                        continue;
-                    };
-                    let (t, outcome) = execute_on(state, modes[i])?;
-                    if outcome.receipts != reference.receipts {
-                        return Err(format!(
-                            "{:?} differs from sequential ({accounts} accounts, {size} transactions)",
-                            modes[i]
-                        )
-                        .into());
+                // Every mode runs once per repetition, next to a sequential run of its own
+                // (first or second, alternating), so that a pair shares the shared machine's
+                // moment: a speedup is the ratio within a pair. The modes' order rotates
+                // between repetitions.
+                let mut states: Vec<Arc<BlockState>> =
+                    (0..2 * modes.len()).map(|_| fresh()).collect();
+                for k in 0..modes.len() {
+                    let i = (k + rep) % modes.len();
+                    let mut pair = [0.0; 2];
+                    for first in [true, false] {
+                        let state = states.pop().expect("two states per mode");
+                        if first == ((rep + k) % 2 == 0) {
+                            pair[0] = execute_on(state, Mode::Sequential)?.0;
+                            continue;
+                        }
+                        let (t, outcome) = execute_on(state, modes[i])?;
+                        if outcome.receipts != reference.receipts {
+                            return Err(format!(
+                                "{:?} differs from sequential ({accounts} accounts, {size} transactions)",
+                                modes[i]
+                            )
+                            .into());
+                        }
+                        pair[1] = t;
+                        runs[i].2 += outcome.executions;
+                        runs[i].3 += outcome.validations;
                     }
-                    times[slot] = t;
-                    runs[i].2 += outcome.executions;
-                    runs[i].3 += outcome.validations;
-                }
-                seq_times.push(times[0]);
-                for (i, run) in runs.iter_mut().enumerate() {
-                    run.0.push(times[i + 1]);
-                    run.1.push(times[0] / times[i + 1]);
+                    seq_times.push(pair[0]);
+                    runs[i].0.push(pair[1]);
+                    runs[i].1.push(pair[0] / pair[1]);
                 }
             }
             let seq = median(seq_times);
