@@ -1001,7 +1001,7 @@ fn rewrite_body(
         // A segment's charge goes before its first instruction (for a segment opened by a
         // structured instruction, right after that instruction).
         // Every cycle passes a loop header, so a check there even of nothing bounds how far
-        // a loop runs past its gas (`loop (loop) br 1` charges only after the inner loop).
+        // a loop runs past its gas (`loop (loop) br 0` charges only after the inner loop).
         if let Some(&c) = starts.get(&i) {
             let check = checked.contains(&i);
             if c > 0 || check {
