@@ -201,7 +201,7 @@ pub(crate) mod vm {
     use alloc::collections::BTreeMap;
     use alloc::vec::Vec;
 
-    use crate::sched::optimistic::{Executed, Optimistic, Read, Version};
+    use crate::sched::optimistic::{Executed, Finished, Optimistic, Read, Version};
 
     /// A transaction: reads `reads` in order, then writes a function of what it read to each
     /// of `writes`; a read of an odd value makes it also read `extra`, and some values make it
@@ -278,7 +278,35 @@ pub(crate) mod vm {
             deepest = deepest.max(depth);
             state.extend(writes);
         }
-        (state, outputs, deepest * usize::from(!block.is_empty()))
+        (state, outputs, deepest)
+    }
+
+    /// Asserts that `done`, the result of running `block` optimistically (`what` says how),
+    /// has sequential execution's final state (each key once), outputs and critical path (none
+    /// when its records were released), every transaction having run.
+    pub(crate) fn assert_sequential(
+        block: &[Program],
+        done: &Finished<u8, u64, u64>,
+        released: bool,
+        what: &str,
+    ) {
+        let (state, outputs, depth) = sequential(block);
+        let mut writes = done.writes.clone();
+        writes.sort_unstable();
+        assert_eq!(writes, state.into_iter().collect::<Vec<_>>(), "{what}");
+        assert_eq!(done.outputs, outputs, "{what}");
+        assert_eq!(done.critical_path, (!released).then_some(depth), "{what}");
+        assert!(done.executions >= block.len(), "{what}");
+    }
+
+    /// What a program reads through the multi-version memory: a value (the base state's is 0),
+    /// or nothing when the read is blocked.
+    pub(crate) fn value(read: Read<u64>) -> Option<u64> {
+        match read {
+            Read::Value(v) => Some(v),
+            Read::Base => Some(0),
+            Read::Blocked => None,
+        }
     }
 
     /// Drains `stm` with `block` on `threads` scoped threads, calling `before` ahead of every
@@ -314,12 +342,8 @@ pub(crate) mod vm {
         version: Version,
     ) -> Executed<u8, u64, u64> {
         let mut reads = block.reads(version.tx);
-        let writes = interpret(version.tx, p, |k| match block.read(&mut reads, &k) {
-            Read::Value(v) => Some(v),
-            Read::Base => Some(0),
-            Read::Blocked => None,
-        })
-        .unwrap_or_default();
+        let writes =
+            interpret(version.tx, p, |k| value(block.read(&mut reads, &k))).unwrap_or_default();
         let output = output(&writes);
         Executed {
             reads,
@@ -351,20 +375,11 @@ pub fn optimistic(data: &[u8]) {
             }
         })
         .collect();
-    let (state, outputs, depth) = vm::sequential(&block);
     for threads in [2, 3] {
         let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
         vm::run(&stm, &block, threads, || {});
         let done = stm.finish();
-        let mut writes = done.writes;
-        writes.sort_unstable();
-        assert_eq!(
-            writes,
-            state.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>()
-        );
-        assert_eq!(done.outputs, outputs);
-        assert_eq!(done.critical_path, Some(depth));
-        assert!(done.executions >= block.len());
+        vm::assert_sequential(&block, &done, false, &alloc::format!("{threads} threads"));
     }
 }
 

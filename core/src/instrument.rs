@@ -17,7 +17,8 @@
 //! each of those points the instrumenter inserts a check that replaces a NaN by the canonical
 //! NaN (`0x7fc00000`, `0x7ff8000000000000`) — before a store, by a branch never taken for a
 //! number (`x >= -inf` is false exactly for NaNs), so that the stored value does not wait for
-//! the compare; after a reinterpretation, by an integer compare and select — and engines
+//! the compare (the sign of `copysign` the same way); after a reinterpretation, by an integer
+//! compare and select — and engines
 //! canonicalise float results they return ([`crate::tier::Value::canonical`]). Everything
 //! else a NaN can do (arithmetic, comparisons, conversions, which trap or saturate on any NaN)
 //! does not depend on its bits, so every observable bit is the same on every tier, while
@@ -80,6 +81,11 @@ use crate::gas::GasSchedule;
 
 /// Version of the instrumentation; part of every artifact cache key.
 pub const INSTRUMENTER_VERSION: u32 = 4;
+
+/// Bits of the canonical `f32` NaN, the only NaN a program can observe.
+pub const CANONICAL_NAN_F32: u32 = 0x7fc0_0000;
+/// Bits of the canonical `f64` NaN, the only NaN a program can observe.
+pub const CANONICAL_NAN_F64: u64 = 0x7ff8_0000_0000_0000;
 
 /// Export name of the gas counter.
 pub const GAS_GLOBAL: &str = "__synor_gas";
@@ -759,13 +765,24 @@ fn gas_get(f: &mut Function, g: &Globals, s: &Scratch) {
 
 /// Emits a charge of `cost` gas, trapping when the gas left is negative if `check`.
 fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64, check: bool) {
+    if !s.local_gas {
+        f.instruction(&Instruction::GlobalGet(g.gas));
+        f.instruction(&Instruction::I64Const(cost as i64));
+        if check {
+            charge_tail(f, g, s);
+        } else {
+            f.instruction(&Instruction::I64Sub);
+            f.instruction(&Instruction::GlobalSet(g.gas));
+        }
+        return;
+    }
     let subtract = |f: &mut Function| {
         f.instruction(&Instruction::LocalGet(s.gas));
         f.instruction(&Instruction::I64Const(cost as i64));
         f.instruction(&Instruction::I64Sub);
         f.instruction(&Instruction::LocalSet(s.gas));
     };
-    if check && s.local_gas {
+    if check {
         // Compare before subtracting (`gas < cost`, the same condition as `gas - cost < 0`
         // where no subtraction overflows): a compiler emits one fused compare-and-branch and
         // one subtraction, where testing the difference computes it twice.
@@ -776,21 +793,8 @@ fn charge_static(f: &mut Function, g: &Globals, s: &Scratch, cost: u64, check: b
         subtract(f);
         trap(f, g, s, TRAP_OUT_OF_GAS);
         f.instruction(&Instruction::End);
-        subtract(f);
-        return;
     }
-    gas_get(f, g, s);
-    f.instruction(&Instruction::I64Const(cost as i64));
-    if check {
-        charge_tail(f, g, s);
-    } else {
-        f.instruction(&Instruction::I64Sub);
-        f.instruction(&if s.local_gas {
-            Instruction::LocalSet(s.gas)
-        } else {
-            Instruction::GlobalSet(g.gas)
-        });
-    }
+    subtract(f);
 }
 
 /// With the gas left and a cost on the stack: subtracts, traps when negative.
@@ -962,15 +966,6 @@ fn rewrite_body(
         }
     }
     starts.insert(start, cost);
-    // Where a segment's charge is checked: where code can run again without passing another
-    // check (the function's entry, loop headers).
-    let mut checked = alloc::collections::BTreeSet::new();
-    checked.insert(0usize);
-    for (i, op) in ops.iter().enumerate() {
-        if matches!(op, Operator::Loop { .. }) {
-            checked.insert(i + 1);
-        }
-    }
     let mut f = Function::new(locals);
     // In a function with loops, gas lives in a local while the function runs (a register,
     // where the global would be a load and a store per segment); the global is brought up to
@@ -984,7 +979,11 @@ fn rewrite_body(
     // The callees see the same depth either way; the depth is left raised only over
     // instructions that cannot branch or return.
     let mut raised: Option<u32> = None;
+    // Whether the segment starting here is checked: where code can run again without passing
+    // another check (the function's entry, loop headers).
+    let mut header = true;
     for (i, op) in ops.into_iter().enumerate() {
+        let check = core::mem::replace(&mut header, matches!(op, Operator::Loop { .. }));
         let weight = match &op {
             Operator::Call { function_index } => Some(info.weights[*function_index as usize]),
             Operator::CallIndirect { type_index, .. } => {
@@ -1002,11 +1001,10 @@ fn rewrite_body(
         // structured instruction, right after that instruction).
         // Every cycle passes a loop header, so a check there even of nothing bounds how far
         // a loop runs past its gas (`loop (loop) br 0` charges only after the inner loop).
-        if let Some(&c) = starts.get(&i) {
-            let check = checked.contains(&i);
-            if c > 0 || check {
-                charge_static(&mut f, g, &s, c, check);
-            }
+        if let Some(&c) = starts.get(&i)
+            && (c > 0 || check)
+        {
+            charge_static(&mut f, g, &s, c, check);
         }
         match &op {
             Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => nesting += 1,
@@ -1061,7 +1059,7 @@ fn rewrite_body(
                 let memarg = RoundtripReencoder
                     .mem_arg(memarg)
                     .map_err(|e| reencode_error(&e))?;
-                canonicalize_stored(&mut f, &s, width);
+                canonicalize(&mut f, &s, width);
                 f.instruction(&if width == 32 {
                     Instruction::F32Store(memarg)
                 } else {
@@ -1089,30 +1087,10 @@ fn emit(f: &mut Function, op: Operator<'_>) -> Result<(), InstrumentError> {
     Ok(())
 }
 
-/// Replaces the float on the stack by the canonical NaN when it is a NaN.
+/// Replaces the float on the stack by the canonical NaN when it is a NaN. A number skips the
+/// replacement by a branch (`x >= -inf`: one compare and one jump on x86), so what uses the
+/// value (a store) does not wait for the compare as it would through a `select`.
 fn canonicalize(f: &mut Function, s: &Scratch, width: u8) {
-    if width == 32 {
-        f.instruction(&Instruction::LocalTee(s.f32));
-        f.instruction(&Instruction::F32Const(f32::from_bits(0x7fc0_0000).into()));
-        f.instruction(&Instruction::LocalGet(s.f32));
-        f.instruction(&Instruction::LocalGet(s.f32));
-        f.instruction(&Instruction::F32Eq);
-    } else {
-        f.instruction(&Instruction::LocalTee(s.f64));
-        f.instruction(&Instruction::F64Const(
-            f64::from_bits(0x7ff8_0000_0000_0000).into(),
-        ));
-        f.instruction(&Instruction::LocalGet(s.f64));
-        f.instruction(&Instruction::LocalGet(s.f64));
-        f.instruction(&Instruction::F64Eq);
-    }
-    f.instruction(&Instruction::Select);
-}
-
-/// Replaces the float on the stack by the canonical NaN when it is a NaN, for a store. A
-/// number skips the replacement by a branch (`x >= -inf`: one compare and one jump on x86),
-/// so the stored value does not depend on the compare as it would through a `select`.
-fn canonicalize_stored(f: &mut Function, s: &Scratch, width: u8) {
     let (local, compare, canonical) = if width == 32 {
         (
             s.f32,
@@ -1120,7 +1098,7 @@ fn canonicalize_stored(f: &mut Function, s: &Scratch, width: u8) {
                 Instruction::F32Const(f32::NEG_INFINITY.into()),
                 Instruction::F32Ge,
             ],
-            Instruction::F32Const(f32::from_bits(0x7fc0_0000).into()),
+            Instruction::F32Const(f32::from_bits(CANONICAL_NAN_F32).into()),
         )
     } else {
         (
@@ -1129,7 +1107,7 @@ fn canonicalize_stored(f: &mut Function, s: &Scratch, width: u8) {
                 Instruction::F64Const(f64::NEG_INFINITY.into()),
                 Instruction::F64Ge,
             ],
-            Instruction::F64Const(f64::from_bits(0x7ff8_0000_0000_0000).into()),
+            Instruction::F64Const(f64::from_bits(CANONICAL_NAN_F64).into()),
         )
     };
     f.instruction(&Instruction::LocalSet(local));
@@ -1150,7 +1128,7 @@ fn canonicalize_stored(f: &mut Function, s: &Scratch, width: u8) {
 fn canonicalize_bits(f: &mut Function, s: &Scratch, width: u8) {
     if width == 32 {
         f.instruction(&Instruction::LocalSet(s.i32));
-        f.instruction(&Instruction::I32Const(0x7fc0_0000));
+        f.instruction(&Instruction::I32Const(CANONICAL_NAN_F32 as i32));
         f.instruction(&Instruction::LocalGet(s.i32));
         f.instruction(&Instruction::LocalGet(s.i32));
         f.instruction(&Instruction::I32Const(0x7fff_ffff));
@@ -1159,7 +1137,7 @@ fn canonicalize_bits(f: &mut Function, s: &Scratch, width: u8) {
         f.instruction(&Instruction::I32GtU);
     } else {
         f.instruction(&Instruction::LocalSet(s.i64));
-        f.instruction(&Instruction::I64Const(0x7ff8_0000_0000_0000));
+        f.instruction(&Instruction::I64Const(CANONICAL_NAN_F64 as i64));
         f.instruction(&Instruction::LocalGet(s.i64));
         f.instruction(&Instruction::LocalGet(s.i64));
         f.instruction(&Instruction::I64Const(0x7fff_ffff_ffff_ffff));

@@ -368,12 +368,7 @@ impl<'d> Claims<'d> {
                 if self.halted.load(Ordering::Acquire) {
                     return;
                 }
-                spins = spins.wrapping_add(1);
-                if cfg!(loom) || spins.is_multiple_of(64) {
-                    idle();
-                } else {
-                    core::hint::spin_loop();
-                }
+                backoff(&mut spins, &mut idle);
                 claim = self.wait(slot);
             }
             match claim {
@@ -466,6 +461,18 @@ pub fn simulate(dag: &Dag, costs: &[u64], workers: usize, overhead: u64) -> Simu
         } else {
             total as f64 / makespan as f64
         },
+    }
+}
+
+/// One step of a worker waiting for work: a spin-loop hint, and every 64th step (every step
+/// under loom) `idle` instead (a host yields the thread there, so that a waiting worker never
+/// starves a running one on a busy machine). `spins` counts the steps.
+pub fn backoff(spins: &mut u32, idle: impl FnOnce()) {
+    *spins = spins.wrapping_add(1);
+    if cfg!(loom) || spins.is_multiple_of(64) {
+        idle();
+    } else {
+        core::hint::spin_loop();
     }
 }
 

@@ -92,9 +92,11 @@ impl Value {
     /// The value with a NaN replaced by the canonical NaN (what engines return to the host).
     pub fn canonical(self) -> Value {
         match self {
-            Value::F32(b) if b & 0x7fff_ffff > 0x7f80_0000 => Value::F32(0x7fc0_0000),
+            Value::F32(b) if b & 0x7fff_ffff > 0x7f80_0000 => {
+                Value::F32(crate::instrument::CANONICAL_NAN_F32)
+            }
             Value::F64(b) if b & 0x7fff_ffff_ffff_ffff > 0x7ff0_0000_0000_0000 => {
-                Value::F64(0x7ff8_0000_0000_0000)
+                Value::F64(crate::instrument::CANONICAL_NAN_F64)
             }
             v => v,
         }
@@ -129,11 +131,12 @@ pub fn settle(
                 | Trap::Other(_)
         )
     );
-    if !fault && ctx.gas_left < 0 {
+    let out_of_gas = !fault && ctx.gas_left < 0;
+    if out_of_gas {
         *trap = Some(Trap::OutOfGas);
         results.clear();
     }
-    if fault || ctx.gas_left < 0 {
+    if fault || out_of_gas {
         ctx.gas_left = 0;
         return limit;
     }
@@ -197,7 +200,7 @@ impl<'a> Call<'a> {
 
     /// The same program call, going through the program `runs` times (at least once).
     pub fn repeated(mut self, runs: u32) -> Self {
-        self.runs = runs.max(1);
+        self.runs = runs;
         self
     }
 
@@ -224,20 +227,23 @@ impl Call<'_> {
     ) -> Result<Vec<Value>, E> {
         let results = if !self.program {
             invoke(self.entry, self.args)?
-        } else if module.export("setup").is_some() {
-            let mut results = Vec::new();
-            for _ in 0..self.runs.max(1) {
-                let ptr = invoke("setup", self.args)?;
-                results = invoke("run", &ptr)?;
-                if module.export("teardown").is_some() {
-                    invoke("teardown", &ptr)?;
-                }
-            }
-            results
         } else {
+            let (setup, teardown) = (
+                module.export("setup").is_some(),
+                module.export("teardown").is_some(),
+            );
             let mut results = Vec::new();
             for _ in 0..self.runs.max(1) {
-                results = invoke("run", &[])?;
+                results = if setup {
+                    let ptr = invoke("setup", self.args)?;
+                    let results = invoke("run", &ptr)?;
+                    if teardown {
+                        invoke("teardown", &ptr)?;
+                    }
+                    results
+                } else {
+                    invoke("run", &[])?
+                };
             }
             results
         };

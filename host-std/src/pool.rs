@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use synor_core::sched::optimistic::{Executed, Optimistic, Version};
-use synor_core::sched::{Claims, Dag};
+use synor_core::sched::{Claims, Dag, backoff};
 
 /// Stack of each worker thread: wasm runs on it, and the compiling tiers allow up to 4 MiB of
 /// wasm stack (see `synor_host_wasmtime::engine::STACK_NEEDED`).
@@ -159,12 +159,7 @@ pub fn run_building(
             if over.load(Ordering::Acquire) {
                 return;
             }
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) {
-                std::thread::yield_now();
-            } else {
-                core::hint::spin_loop();
-            }
+            backoff(&mut spins, std::thread::yield_now);
         };
         halt_on_panic(
             || c.drain(|tx| execute(w, tx), std::thread::yield_now),
@@ -184,8 +179,8 @@ pub const MIN_OPTIMISTIC_BLOCK: usize = 16;
 /// Executes a block of `len` transactions that declare nothing, in consecutive windows, each
 /// either sequential (`sequential`, in block order on the caller's thread) or optimistic
 /// (`optimistic` runs the window with [`Optimistic`] on the given number of threads and returns
-/// its critical path, if it measured it). Each window starts from the state the previous one left, so any split
-/// gives the block's result.
+/// its critical path, if it measured it). Each window starts from the state the previous one
+/// left, so any split gives the block's result.
 ///
 /// The first window ([`PROBE_PER_THREAD`] transactions per thread) runs through the
 /// multi-version memory on the caller's thread alone, which costs little, never re-executes,
@@ -220,11 +215,10 @@ pub fn windows(
 }
 
 /// Drains `block` on `threads` threads (the caller's and `threads - 1` persistent ones,
-/// [`workers`]),
-/// each running [`Optimistic::work`] with `execute` (which gets the worker's index, as in
-/// [`run`]),
-/// then `done` with its index once the block is done (e.g. to apply its part of
-/// [`Optimistic::take_writes`], so that the block's effect is applied in parallel too).
+/// [`workers`]), each running [`Optimistic::work`] with `execute` (which gets the worker's
+/// index, as in [`run`]), then `done` with its index once the block is done, unless it was
+/// halted (e.g. to apply its part of [`Optimistic::take_writes`], so that the block's effect
+/// is applied in parallel too).
 ///
 /// # Panics
 /// The worker threads cannot be spawned, or `execute` or `done` panics (the panic is
@@ -244,7 +238,11 @@ pub fn drain_optimistic<K, V, O>(
             || block.work(w, |v| execute(w, v), std::thread::yield_now),
             || block.halt(),
         );
-        done(w);
+        // After another worker's panic the block is incomplete: `done` would only raise a
+        // second, misleading panic in place of the first.
+        if !block.halted() {
+            done(w);
+        }
     });
 }
 

@@ -9,7 +9,7 @@
 //! become readable after it (every transaction reads the blobs of earlier blocks only), so that
 //! blob reads never depend on the order of independent transactions.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -192,8 +192,8 @@ type SpeculativeReads = Rc<RefCell<ReadSet<Vec<u8>, Option<Vec<u8>>>>>;
 struct Shared {
     state: Arc<BlockState>,
     txs: Arc<[Transaction]>,
-    /// The optimistic window being executed, and the block index of its first transaction.
-    window: Option<(Arc<Window>, usize)>,
+    /// The optimistic window being executed.
+    window: Option<Arc<Window>>,
 }
 
 /// A transaction's view: the block state, through its access set, and for an optimistic
@@ -222,7 +222,7 @@ impl View {
 impl State for View {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         self.check(key, false)?;
-        let (Some(reads), Some((window, _))) = (&self.speculative, &self.shared.window) else {
+        let (Some(reads), Some(window)) = (&self.speculative, &self.shared.window) else {
             return Ok(self.shared.state.get(key));
         };
         match window.read(&mut reads.borrow_mut(), key) {
@@ -270,7 +270,8 @@ fn execute_one(
 ) -> Result<Effects, EngineError> {
     let t = &shared.txs[tx];
     let module = &deployments[t.contract].module;
-    let view = || View {
+    // The blobs' view reads the block state directly: only the state's view needs the reads.
+    let view = |speculative: Option<&SpeculativeReads>| View {
         shared: shared.clone(),
         tx,
         speculative: speculative.cloned(),
@@ -280,8 +281,8 @@ fn execute_one(
         t.caller,
         t.input.clone(),
         t.gas,
-        Box::new(view()),
-        Box::new(view()),
+        Box::new(view(speculative)),
+        Box::new(view(None)),
     );
     let (outcome, _) = exec.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
     if outcome.trap.is_some() {
@@ -339,7 +340,7 @@ pub fn execute_block(
         Mode::Sequential => 1,
         Mode::Declared { threads } | Mode::Optimistic { threads } => threads.max(1),
     };
-    let shared = |window: Option<(Arc<Window>, usize)>| -> Vec<Arc<Shared>> {
+    let shared = |window: Option<Arc<Window>>| -> Vec<Arc<Shared>> {
         (0..threads)
             .map(|_| {
                 Arc::new(Shared {
@@ -364,19 +365,17 @@ pub fn execute_block(
             Err(e) => keep(tx, Err(e), Vec::new()),
         }
     };
-    let (executions, validations) = (Cell::new(txs.len()), Cell::new(0));
+    // Every transaction runs once, plus the optimistic windows' re-executions.
+    let (mut executions, mut validations) = (txs.len(), 0);
     match mode {
         Mode::Sequential => (0..txs.len() as u32).for_each(|tx| apply(0, tx)),
-        Mode::Declared { threads } => {
+        Mode::Declared { .. } => {
             let build = || Dag::build_partial(txs.iter().map(|t| t.access.as_ref()));
             pool::run_building(txs.len(), threads, &build, &apply);
         }
-        Mode::Optimistic { threads } => {
-            executions.set(0);
-            let mut sequential = |range: std::ops::Range<usize>| {
-                executions.set(executions.get() + range.len());
-                range.for_each(|tx| apply(0, tx as u32));
-            };
+        Mode::Optimistic { .. } => {
+            let mut sequential =
+                |range: std::ops::Range<usize>| range.for_each(|tx| apply(0, tx as u32));
             let mut optimistic = |range: std::ops::Range<usize>, threads: usize| -> Option<usize> {
                 let mut window = SPARE_WINDOWS
                     .lock()
@@ -385,7 +384,7 @@ pub fn execute_block(
                     .unwrap_or_else(|| Window::new(0));
                 window.reset(range.len());
                 let window = Arc::new(window);
-                let views = shared(Some((window.clone(), range.start)));
+                let views = shared(Some(window.clone()));
                 let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
                     let reads = Rc::new(RefCell::new(window.reads(v.tx)));
                     let tx = range.start + v.tx as usize;
@@ -393,23 +392,20 @@ pub fn execute_block(
                     let reads = Rc::into_inner(reads)
                         .expect("the call's views are dropped")
                         .into_inner();
-                    match effects {
-                        Ok(e) => Executed {
-                            reads,
-                            writes: e.writes,
-                            output: (Ok(e.receipt), e.blobs),
-                        },
-                        Err(e) => Executed {
-                            reads,
-                            writes: Vec::new(),
-                            output: (Err(e), Vec::new()),
-                        },
+                    let (writes, output) = match effects {
+                        Ok(e) => (e.writes, (Ok(e.receipt), e.blobs)),
+                        Err(e) => (Vec::new(), (Err(e), Vec::new())),
+                    };
+                    Executed {
+                        reads,
+                        writes,
+                        output,
                     }
                 };
                 // Each worker applies its part of the block's writes and, on a window that
                 // needs no critical path (any but the one-thread probe), frees its part of the
                 // records.
-                let apply = |worker: usize| {
+                let apply_part = |worker: usize| {
                     for (k, v) in window.take_writes(worker, threads) {
                         state.put(k, v);
                     }
@@ -417,7 +413,7 @@ pub fn execute_block(
                         window.release(worker, threads);
                     }
                 };
-                pool::drain_optimistic(&window, threads, &execute, &apply);
+                pool::drain_optimistic(&window, threads, &execute, &apply_part);
                 drop(views);
                 let mut window = Arc::into_inner(window).expect("the workers are joined");
                 let done = window.finish();
@@ -430,8 +426,8 @@ pub fn execute_block(
                 for (i, (receipt, new)) in done.outputs.into_iter().enumerate() {
                     keep(range.start + i, receipt, new);
                 }
-                executions.set(executions.get() + done.executions);
-                validations.set(validations.get() + done.validations);
+                executions += done.executions - range.len();
+                validations += done.validations;
                 done.critical_path
             };
             pool::windows(txs.len(), threads, &mut sequential, &mut optimistic);
@@ -453,8 +449,8 @@ pub fn execute_block(
         .collect::<Result<_, _>>()?;
     Ok(BlockOutcome {
         receipts,
-        executions: executions.get(),
-        validations: validations.get(),
+        executions,
+        validations,
     })
 }
 

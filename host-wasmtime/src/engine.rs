@@ -61,13 +61,14 @@ fn lane_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
 }
 
-/// The lane of the calling thread (round-robin over threads, at their first call).
+/// The lane of the calling thread among `lanes` (at least one; round-robin over threads, at
+/// their first call).
 fn lane_of_thread(lanes: usize) -> usize {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     std::thread_local! {
         static LANE: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    LANE.with(|l| (*l % lanes.max(1) as u64) as usize)
+    LANE.with(|l| (*l % lanes as u64) as usize)
 }
 
 /// A warm (Winch) or hot (Cranelift) engine.
@@ -230,6 +231,11 @@ impl WasmtimeEngine {
         Digest(*h.finalize().as_bytes())
     }
 
+    /// wasmtime's error `e`, naming this engine's tier.
+    fn failed(&self, e: wasmtime::Error) -> EngineError {
+        EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier))
+    }
+
     /// The module compiled on the first lane, made available on every lane: the others
     /// deserialize its artifact (`serialized`, or serialized here when not given).
     fn finish(
@@ -238,8 +244,7 @@ impl WasmtimeEngine {
         serialized: Option<&[u8]>,
         source: &Arc<Instrumented>,
     ) -> Result<Arc<dyn Compiled>, EngineError> {
-        let failed =
-            |e: wasmtime::Error| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier));
+        let failed = |e| self.failed(e);
         let range = compiled.image_range();
         let code_bytes = (range.end as usize).saturating_sub(range.start as usize);
         let mut modules = vec![compiled];
@@ -286,8 +291,7 @@ impl WasmtimeEngine {
         wasm: &[u8],
         source: &Arc<Instrumented>,
     ) -> Result<Arc<dyn Compiled>, EngineError> {
-        let compiled = Module::new(&self.lanes[0].engine, wasm)
-            .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
+        let compiled = Module::new(&self.lanes[0].engine, wasm).map_err(|e| self.failed(e))?;
         self.finish(compiled, None, source)
     }
 }
@@ -302,8 +306,8 @@ impl tier::Engine for WasmtimeEngine {
             return Ok(m);
         }
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        let compiled = Module::new(&self.lanes[0].engine, &module.bytes)
-            .map_err(|e| EngineError::Engine(format!("wasmtime ({}): {e:#}", self.tier)))?;
+        let compiled =
+            Module::new(&self.lanes[0].engine, &module.bytes).map_err(|e| self.failed(e))?;
         let serialized = if self.cache.is_some() || self.lanes.len() > 1 {
             compiled.serialize().ok()
         } else {

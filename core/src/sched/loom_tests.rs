@@ -103,7 +103,7 @@ fn loom_chain_and_independent_three_workers() {
 /// `writes[i]`; it also writes key 9 when what it read is odd (a write set that changes between
 /// executions).
 fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], workers: usize) {
-    use super::optimistic::{Executed, Optimistic, Read};
+    use super::optimistic::{Executed, Optimistic};
     use alloc::collections::BTreeMap;
     use alloc::vec::Vec;
 
@@ -148,11 +148,7 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
                             let tx = v.tx as usize;
                             let mut set = stm.reads(v.tx);
                             let w = run(tx, reads[tx], writes[tx], |k| {
-                                match stm.read(&mut set, &k) {
-                                    Read::Value(v) => Some(v),
-                                    Read::Base => Some(0),
-                                    Read::Blocked => None,
-                                }
+                                crate::fuzzing::vm::value(stm.read(&mut set, &k))
                             })
                             .unwrap_or_default();
                             let output = w.len() as u64;

@@ -30,6 +30,7 @@ use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
+use super::backoff;
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, Padded};
 
 /// Hashing of keys: randomly seeded (keys come from contracts; a fixed hash would let them
@@ -196,15 +197,25 @@ impl<V> Versions<V> {
         self.slots.partition_point(|(t, _)| *t < tx).checked_sub(1)
     }
 
-    fn origin(&self, tx: u32) -> Result<Origin, u32> {
+    /// What a read by `tx` finds: the version it reads from and its value (none for the
+    /// base state), or the transaction whose estimate blocks it.
+    fn origin(&self, tx: u32) -> Result<(Origin, Option<&V>), u32> {
         match self.below(tx).map(|i| &self.slots[i]) {
-            None => Ok(Origin::Base),
-            Some((t, Slot::Written { incarnation, .. })) => Ok(Origin::Written(Version {
-                tx: *t,
-                incarnation: *incarnation,
-            })),
+            None => Ok((Origin::Base, None)),
+            Some((t, Slot::Written { incarnation, value })) => Ok((
+                Origin::Written(Version {
+                    tx: *t,
+                    incarnation: *incarnation,
+                }),
+                Some(value),
+            )),
             Some((t, Slot::Estimate)) => Err(*t),
         }
+    }
+
+    /// Index of the slot of `tx` itself, or where it would go.
+    fn slot(&self, tx: u32) -> Result<usize, usize> {
+        self.slots.binary_search_by_key(&tx, |(t, _)| *t)
     }
 }
 
@@ -247,10 +258,7 @@ impl<K, O> TxState<K, O> {
         Self {
             status: Mutex::new((0, Status::ReadyToExecute)),
             dependencies: Mutex::new(Vec::new()),
-            recorded: Mutex::new(Recorded {
-                written: Vec::new(),
-                read: Vec::new(),
-            }),
+            recorded: Mutex::new(Recorded::default()),
             output: Mutex::new(None),
         }
     }
@@ -270,6 +278,15 @@ impl<K, O> TxState<K, O> {
 struct Recorded<K> {
     written: Vec<K>,
     read: Vec<(K, Origin)>,
+}
+
+impl<K> Default for Recorded<K> {
+    fn default() -> Self {
+        Self {
+            written: Vec::new(),
+            read: Vec::new(),
+        }
+    }
 }
 
 /// The shared state of one optimistic block: scheduler and multi-version memory. Workers run
@@ -422,33 +439,20 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
     {
-        if let Some((_, origin, value)) = reads.find(key) {
-            return match (origin, value) {
-                (Origin::Written(_), Some(v)) => Read::Value(v.clone()),
-                _ => Read::Base,
-            };
+        // A read set's value is there exactly when an earlier transaction wrote it.
+        if let Some((_, _, value)) = reads.find(key) {
+            return value.clone().map_or(Read::Base, Read::Value);
         }
         let tx = reads.tx;
         let found = self.with_versions(key, |versions| {
             versions.reader = versions.reader.max(Some(tx));
-            match versions.below(tx).map(|i| &versions.slots[i]) {
-                None => Ok((Origin::Base, None)),
-                Some((t, Slot::Written { incarnation, value })) => Ok((
-                    Origin::Written(Version {
-                        tx: *t,
-                        incarnation: *incarnation,
-                    }),
-                    Some(value.clone()),
-                )),
-                Some((t, Slot::Estimate)) => Err(*t),
-            }
+            versions
+                .origin(tx)
+                .map(|(origin, value)| (origin, value.cloned()))
         });
         match found {
             Ok((origin, value)) => {
-                let read = match &value {
-                    Some(v) => Read::Value(v.clone()),
-                    None => Read::Base,
-                };
+                let read = value.clone().map_or(Read::Base, Read::Value);
                 reads.push(key.to_owned(), origin, value);
                 read
             }
@@ -509,6 +513,11 @@ where
         self.done_marker.store(true, SC);
     }
 
+    /// Whether the block was [halted](Optimistic::halt).
+    pub fn halted(&self) -> bool {
+        self.halted.load(SC)
+    }
+
     /// Worker `worker` (each worker running at once a different number, counting from 0): takes
     /// execution and validation tasks until the block is done. `execute` runs
     /// one execution of a transaction (it may run on several workers at once, for different
@@ -525,30 +534,30 @@ where
         self.workers.fetch_max(w + 1, SC);
         let mut task: Option<Task> = None;
         let mut spins = 0u32;
-        loop {
-            if self.halted.load(Ordering::Relaxed) {
-                return;
-            }
+        // Counted here and added once: a shared counter would be a contended
+        // read-modify-write per task.
+        let (mut executions, mut validations) = (0, 0);
+        while !self.halted.load(Ordering::Relaxed) {
             task = match task {
-                Some(Task::Execute(v)) => self.try_execute(v, &mut execute, w),
-                Some(Task::Validate(v)) => self.needs_reexecution(v, w),
+                Some(Task::Execute(v)) => self.try_execute(v, &mut execute, w, &mut executions),
+                Some(Task::Validate(v)) => {
+                    validations += 1;
+                    self.needs_reexecution(v, w)
+                }
                 None => {
                     if self.done() {
-                        return;
+                        break;
                     }
                     let next = self.next_task(w);
                     if next.is_none() {
-                        spins = spins.wrapping_add(1);
-                        if cfg!(loom) || spins.is_multiple_of(64) {
-                            idle();
-                        } else {
-                            core::hint::spin_loop();
-                        }
+                        backoff(&mut spins, &mut idle);
                     }
                     next
                 }
             };
         }
+        self.executions.fetch_add(executions, Ordering::Relaxed);
+        self.validations.fetch_add(validations, Ordering::Relaxed);
     }
 
     fn try_execute(
@@ -556,9 +565,10 @@ where
         version: Version,
         execute: &mut impl FnMut(Version) -> Executed<K, V, O>,
         w: usize,
+        executions: &mut usize,
     ) -> Option<Task> {
         loop {
-            self.executions.fetch_add(1, Ordering::Relaxed);
+            *executions += 1;
             let Executed {
                 reads,
                 writes,
@@ -578,7 +588,6 @@ where
     }
 
     fn needs_reexecution(&self, version: Version, w: usize) -> Option<Task> {
-        self.validations.fetch_add(1, Ordering::Relaxed);
         let aborted = !self.validate(version.tx) && self.try_validation_abort(version);
         if aborted {
             self.convert_writes_to_estimates(version.tx);
@@ -595,7 +604,9 @@ where
     fn record(&self, version: Version, reads: ReadSet<K, V>, mut writes: Vec<(K, V)>) -> bool {
         let tx = version.tx;
         writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let previous = core::mem::take(&mut self.txs[tx as usize].recorded.lock().written);
+        // Held throughout: the only other user at once is a stale validation, which reads.
+        let mut recorded = self.txs[tx as usize].recorded.lock();
+        let previous = core::mem::take(&mut recorded.written);
         let mut revalidate = false;
         let mut written = Vec::with_capacity(writes.len());
         for (key, value) in writes {
@@ -605,7 +616,7 @@ where
                 value,
             };
             revalidate |= self.with_versions(&key, |versions| {
-                match versions.slots.binary_search_by_key(&tx, |(t, _)| *t) {
+                match versions.slot(tx) {
                     Ok(i) => versions.slots[i].1 = slot,
                     Err(i) => versions.slots.insert(i, (tx, slot)),
                 }
@@ -619,7 +630,7 @@ where
             }
             self.existing(&key, |versions| {
                 if let Some(versions) = versions
-                    && let Ok(i) = versions.slots.binary_search_by_key(&tx, |(t, _)| *t)
+                    && let Ok(i) = versions.slot(tx)
                 {
                     versions.slots.remove(i);
                 }
@@ -630,7 +641,7 @@ where
             .into_iter()
             .map(|(k, origin, _)| (k, origin))
             .collect();
-        *self.txs[tx as usize].recorded.lock() = Recorded { written, read };
+        *recorded = Recorded { written, read };
         revalidate
     }
 
@@ -639,7 +650,9 @@ where
         let recorded = self.txs[tx as usize].recorded.lock();
         recorded.read.iter().all(|(key, origin)| {
             let now = self.existing(key, |versions| {
-                versions.map_or(Ok(Origin::Base), |versions| versions.origin(tx))
+                versions.map_or(Ok(Origin::Base), |versions| {
+                    versions.origin(tx).map(|(origin, _)| origin)
+                })
             });
             now == Ok(*origin)
         })
@@ -650,7 +663,7 @@ where
         for key in &recorded.written {
             self.existing(key, |versions| {
                 if let Some(versions) = versions
-                    && let Ok(i) = versions.slots.binary_search_by_key(&tx, |(t, _)| *t)
+                    && let Ok(i) = versions.slot(tx)
                 {
                     versions.slots[i].1 = Slot::Estimate;
                 }
@@ -659,10 +672,6 @@ where
     }
 
     // ---- scheduler (Block-STM, Algorithm 4 and 5) ----
-
-    fn active(&self, w: usize) -> &AtomicUsize {
-        &self.active[w]
-    }
 
     fn decrease_execution_idx(&self, target: usize) {
         self.execution_idx.fetch_min(target, SC);
@@ -692,17 +701,14 @@ where
 
     /// Claims `tx` for execution if it is ready to execute.
     fn try_incarnate(&self, tx: usize) -> Option<Version> {
-        if tx < self.len {
-            let mut status = self.txs[tx].status.lock();
-            if status.1 == Status::ReadyToExecute {
-                status.1 = Status::Executing;
-                return Some(Version {
-                    tx: tx as u32,
-                    incarnation: status.0,
-                });
+        let mut status = self.txs.get(tx)?.status.lock();
+        (status.1 == Status::ReadyToExecute).then(|| {
+            status.1 = Status::Executing;
+            Version {
+                tx: tx as u32,
+                incarnation: status.0,
             }
-        }
-        None
+        })
     }
 
     /// The validated version of `tx` if its last execution finished.
@@ -726,10 +732,10 @@ where
             self.check_done();
             return None;
         }
-        self.active(w).fetch_add(1, SC);
+        self.active[w].fetch_add(1, SC);
         let version = claim(index.fetch_add(1, SC));
         if version.is_none() {
-            self.active(w).fetch_sub(1, SC);
+            self.active[w].fetch_sub(1, SC);
         }
         version
     }
@@ -755,7 +761,7 @@ where
             self.txs[tx as usize].status.lock().1 = Status::Aborting;
             waiting.push(tx);
         }
-        self.active(w).fetch_sub(1, SC);
+        self.active[w].fetch_sub(1, SC);
         true
     }
 
@@ -785,7 +791,7 @@ where
                 return Some(Task::Validate(version));
             }
         }
-        self.active(w).fetch_sub(1, SC);
+        self.active[w].fetch_sub(1, SC);
         None
     }
 
@@ -809,7 +815,7 @@ where
                 return Some(Task::Execute(version));
             }
         }
-        self.active(w).fetch_sub(1, SC);
+        self.active[w].fetch_sub(1, SC);
         None
     }
 
@@ -852,13 +858,7 @@ where
         );
         self.released.store(true, Ordering::Relaxed);
         for tx in self.txs.iter().skip(part).step_by(parts.max(1)) {
-            drop(core::mem::replace(
-                &mut *tx.recorded.lock(),
-                Recorded {
-                    written: Vec::new(),
-                    read: Vec::new(),
-                },
-            ));
+            drop(core::mem::take(&mut *tx.recorded.lock()));
         }
     }
 

@@ -48,8 +48,8 @@ const STEP_BYTES: usize = 256 * 1024;
 const MIN_WINDOW: u64 = 8 << 20;
 
 /// The largest window a frame decoded with `reference_len` bytes of reference and `declared`
-/// bytes of output may declare: 8 MiB, or reference and content rounded up to a power
-/// of two, which is how the store's encoders size windows that must reach a reference.
+/// bytes of output may declare: `MIN_WINDOW` (8 MiB), or reference and content rounded up to
+/// a power of two, which is how the store's encoders size windows that must reach a reference.
 pub fn window_limit(reference_len: usize, declared: usize) -> u64 {
     let need = (reference_len as u64).saturating_add(declared as u64);
     need.max(MIN_WINDOW)

@@ -13,7 +13,7 @@ use synor_core::sched::{AccessSet, Dag, simulate};
 use synor_core::tier::Tier;
 use synor_host_std::pool;
 
-use super::{median, median_secs, progress};
+use super::{median, median_secs, paired, progress};
 use crate::block::{self, BlockState, Mode, Transaction};
 use crate::engine::engines;
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
@@ -50,9 +50,7 @@ pub struct Cell {
     /// Transactions per second.
     pub tps: f64,
     /// Over sequential, same workload, same run: the median over repetitions of a sequential
-    /// run's time over this mode's run next to it (each repetition runs every mode once, in
-    /// an order rotating between repetitions, paired with a sequential run before or after it,
-    /// alternately).
+    /// run's time over this mode's run next to it (before or after it, alternately).
     pub speedup: f64,
     /// Contract executions per transaction (1 for declared access sets).
     pub executions_per_tx: f64,
@@ -138,7 +136,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             let undeclared = block::undeclared(&txs);
             let txs: Arc<[Transaction]> = txs.into();
             let dag = Dag::build(&sets);
-            // States are built before the clock starts, a repetition's all at once: building one
+            // States are built before the clock starts, a mode's all at once: building one
             // right before its run left it in the building core's cache, a head start for
             // sequential execution on that core that parallel workers elsewhere do not get.
             let fresh = || Arc::new(BlockState::new(genesis.snapshot()));
@@ -184,42 +182,39 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 })
                 .collect();
             let mut seq_times = Vec::new();
-            // Per mode: times, speedups over the same repetition's sequential run, executions
-            // and validations.
-            let mut runs: Vec<(Vec<f64>, Vec<f64>, usize, usize)> =
-                vec![(Vec::new(), Vec::new(), 0, 0); modes.len()];
-            for rep in 0..options.reps.max(1) {
-                // Every mode runs once per repetition, next to a sequential run of its own
-                // (first or second, alternating), so that a pair shares the shared machine's
-                // moment: a speedup is the ratio within a pair. The modes' order rotates
-                // between repetitions.
-                let mut states: Vec<Arc<BlockState>> =
-                    (0..2 * modes.len()).map(|_| fresh()).collect();
-                for k in 0..modes.len() {
-                    let i = (k + rep) % modes.len();
-                    let mut pair = [0.0; 2];
-                    for first in [true, false] {
-                        let state = states.pop().expect("two states per mode");
-                        if first == ((rep + k) % 2 == 0) {
-                            pair[0] = execute_on(state, Mode::Sequential)?.0;
-                            continue;
-                        }
-                        let (t, outcome) = execute_on(state, modes[i])?;
+            // Per mode: median time, speedup, executions and validations.
+            let mut runs = Vec::new();
+            for &mode in &modes {
+                // Each run of the mode is paired with a sequential run next to it (first or
+                // second, alternating), so that a pair shares the shared machine's moment: a
+                // speedup is the median ratio within pairs.
+                let reps = options.reps.max(1);
+                let mut for_seq: Vec<_> = (0..reps).map(|_| fresh()).collect();
+                let mut for_mode: Vec<_> = (0..reps).map(|_| fresh()).collect();
+                let (mut executions, mut validations) = (0, 0);
+                let (speedup, _, t) = paired(
+                    reps,
+                    || {
+                        let state = for_seq.pop().expect("a state per run");
+                        let t = execute_on(state, Mode::Sequential)?.0;
+                        seq_times.push(t);
+                        Ok::<_, Error>(t)
+                    },
+                    || {
+                        let state = for_mode.pop().expect("a state per run");
+                        let (t, outcome) = execute_on(state, mode)?;
                         if outcome.receipts != reference.receipts {
                             return Err(format!(
-                                "{:?} differs from sequential ({accounts} accounts, {size} transactions)",
-                                modes[i]
+                                "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
                             )
                             .into());
                         }
-                        pair[1] = t;
-                        runs[i].2 += outcome.executions;
-                        runs[i].3 += outcome.validations;
-                    }
-                    seq_times.push(pair[0]);
-                    runs[i].0.push(pair[1]);
-                    runs[i].1.push(pair[0] / pair[1]);
-                }
+                        executions += outcome.executions;
+                        validations += outcome.validations;
+                        Ok(t)
+                    },
+                )?;
+                runs.push((t, speedup, executions, validations));
             }
             let seq = median(seq_times);
             let per_tx = |count: usize| count as f64 / (options.reps.max(1) * size.max(1)) as f64;
@@ -250,14 +245,15 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 sim_speedup_32: 1.0,
                 sim_speedup_64: 1.0,
             });
-            for (mode, (times, speedups, executions, validations)) in modes.iter().zip(runs) {
-                let t = median(times);
+            for (mode, (t, speedup, executions, validations)) in modes.iter().zip(runs) {
                 let (name, threads, optimistic) = match mode {
                     Mode::Declared { threads } => ("declared", *threads, false),
                     Mode::Optimistic { threads } => ("optimistic", *threads, true),
                     Mode::Sequential => unreachable!("sequential is the reference"),
                 };
-                let sched = if optimistic {
+                let sched = if threads == 1 {
+                    sched_one[usize::from(optimistic)]
+                } else if optimistic {
                     optimistic_sched_ns(&sets, threads, options.reps)
                 } else {
                     declared_sched_ns(&sets, threads, options.reps)
@@ -269,7 +265,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                     mode: name.into(),
                     threads,
                     tps: size as f64 / t,
-                    speedup: median(speedups),
+                    speedup,
                     executions_per_tx,
                     validations_per_tx: per_tx(validations),
                     sched_ns_per_tx: sched,

@@ -76,8 +76,8 @@ pub struct RunReport {
 pub struct ProgramReport {
     /// File name.
     pub name: String,
-    /// Times `run` is called per timed call (so that a timed call lasts at least
-    /// [`PROGRAM_TARGET_SECS`] uninstrumented).
+    /// Times a timed call goes through the program (`setup`, `run`, `teardown`), so that it
+    /// lasts at least [`PROGRAM_TARGET_SECS`] uninstrumented.
     pub runs: u32,
     /// Instrumented time of a timed call on Cranelift, seconds.
     pub instrumented_secs: f64,
@@ -269,7 +269,6 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
         let a = instrumented.compile(&module)?;
         let b = raw.compile_raw(wasm, &module)?;
         let args = synor_core::tier::program_args(&module, options.program_size);
-        let mut runs = 1;
         let once =
             |m: &Arc<dyn synor_core::tier::Compiled>, runs: u32| -> Result<(f64, u64), String> {
                 let mut ctx = CallContext::with_gas(u64::MAX);
@@ -283,8 +282,6 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
                     None => Ok((secs, o.gas_used)),
                 }
             };
-        // Pairs of runs, in alternating order; the median of the pairs' ratios is robust to a
-        // shared machine's drift and bursts, which hit both runs of a pair alike.
         let gas = match once(&a, 1) {
             Ok((_, gas)) => gas,
             Err(e) => {
@@ -296,11 +293,11 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
         // A timed call lasts at least PROGRAM_TARGET_SECS: a program that runs for tens of
         // microseconds is otherwise timed mostly as its instance's set-up and the clock's noise.
         let single = once(&b, 1)?.0;
-        if single < PROGRAM_TARGET_SECS {
-            runs = (PROGRAM_TARGET_SECS / single.max(1e-7))
-                .ceil()
-                .min(10_000.0) as u32;
-        }
+        let runs = (PROGRAM_TARGET_SECS / single.max(1e-7))
+            .ceil()
+            .clamp(1.0, 10_000.0) as u32;
+        // Pairs of runs, in alternating order; the median of the pairs' ratios is robust to a
+        // shared machine's drift and bursts, which hit both runs of a pair alike.
         let (overhead, ti, tu) = paired(
             options.program_reps,
             || once(&a, runs).map(|r| r.0),

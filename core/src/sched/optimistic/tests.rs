@@ -3,8 +3,7 @@
 //! change between executions, as real contracts' do).
 
 use super::*;
-use crate::fuzzing::vm::{Program, mix, run, sequential};
-use alloc::collections::BTreeMap;
+use crate::fuzzing::vm::{Program, assert_sequential, mix, run};
 use alloc::vec;
 use core::sync::atomic::AtomicU64;
 use proptest::prelude::*;
@@ -39,16 +38,8 @@ fn optimistic(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64,
 }
 
 fn check(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64, u64> {
-    let (state, outputs, depth) = sequential(block);
     let done = optimistic(block, threads, seed);
-    assert_eq!(done.critical_path, Some(depth), "{threads} threads");
-    assert_eq!(
-        done.writes.iter().copied().collect::<BTreeMap<_, _>>(),
-        state,
-        "{threads} threads"
-    );
-    assert_eq!(done.outputs, outputs, "{threads} threads");
-    assert!(done.executions >= block.len());
+    assert_sequential(block, &done, false, &alloc::format!("{threads} threads"));
     done
 }
 
@@ -167,7 +158,6 @@ fn reset_state_serves_the_next_block() {
         (5, 90, 16),
     ] {
         let block = random_block(seed, n, keys);
-        let (state, outputs, depth) = sequential(&block);
         stm.reset(block.len());
         run(&stm, &block, 3, || {});
         // One block frees its records early, as hosts' workers do: no critical path then.
@@ -176,12 +166,6 @@ fn reset_state_serves_the_next_block() {
             stm.release(0, 1);
         }
         let done = stm.finish();
-        assert_eq!(
-            done.writes.iter().copied().collect::<BTreeMap<_, _>>(),
-            state
-        );
-        assert_eq!(done.outputs, outputs);
-        assert_eq!(done.critical_path, (!released).then_some(depth));
-        assert!(done.executions >= block.len());
+        assert_sequential(&block, &done, released, &alloc::format!("seed {seed}"));
     }
 }
