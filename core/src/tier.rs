@@ -643,9 +643,16 @@ impl Tiering {
     /// the background, if a promotion is due now. The caller must compile it and
     /// [`install`](Self::install) it (or report [`failed`](Self::failed)).
     pub fn record(&mut self, id: &CodeId, tier: Tier, gas: u64) -> Option<Tier> {
-        self.stats.calls[tier as usize] += 1;
+        self.record_calls(id, tier, 1, gas)
+    }
+
+    /// Counts `calls` calls of `id` served by `tier` that used `gas` in all, as
+    /// [`record`](Self::record) does one (a host that batches its counting, so that parallel
+    /// callers do not meet on the manager for every call).
+    pub fn record_calls(&mut self, id: &CodeId, tier: Tier, calls: u64, gas: u64) -> Option<Tier> {
+        self.stats.calls[tier as usize] += calls;
         let c = self.counters.get_mut(id)?;
-        c.calls += 1;
+        c.calls = c.calls.saturating_add(calls);
         c.gas = c.gas.saturating_add(gas);
         if c.pending.is_some() {
             return None;
@@ -728,6 +735,28 @@ mod tests {
         t.install(id(2), Arc::new(Fake(Tier::Cold, 10)), 10);
         assert_eq!(t.record(&id(2), Tier::Cold, 5), None);
         assert_eq!(t.record(&id(2), Tier::Cold, 5), Some(Tier::Warm));
+    }
+
+    #[test]
+    fn batched_counts_promote_like_single_ones() {
+        let policy = TierPolicy {
+            gas_per_byte: [10, 100],
+            min_calls: [2, 3],
+        };
+        let mut t = Tiering::new(policy, 1 << 20);
+        t.install(id(1), Arc::new(Fake(Tier::Cold, 100)), 1000);
+        // Short of warm (10,000 gas) in one batch, then over it.
+        assert_eq!(t.record_calls(&id(1), Tier::Cold, 5, 9_999), None);
+        assert_eq!(t.record_calls(&id(1), Tier::Cold, 1, 1), Some(Tier::Warm));
+        assert_eq!(t.stats().calls, [6, 0, 0]);
+        // Gas enough for hot but calls only for warm, then the one call more hot needs.
+        t.install(id(2), Arc::new(Fake(Tier::Cold, 100)), 1000);
+        assert_eq!(
+            t.record_calls(&id(2), Tier::Cold, 2, 200_000),
+            Some(Tier::Warm)
+        );
+        t.install(id(2), Arc::new(Fake(Tier::Warm, 100)), 1000);
+        assert_eq!(t.record_calls(&id(2), Tier::Warm, 1, 0), Some(Tier::Hot));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use synor_core::sched::{AccessSet, Dag};
 use synor_core::tier::{Call, EngineError};
 use synor_host_std::pool;
 
-use crate::tiered::TieredExecutor;
+use crate::tiered::{Session, TieredExecutor};
 use crate::workload::{self, Deployment};
 
 /// One transaction of a block.
@@ -187,8 +187,9 @@ const MAX_SPARE_WINDOWS: usize = 4;
 /// The reads of one optimistic execution, shared by its view and the worker that returns them.
 type SpeculativeReads = Rc<RefCell<ReadSet<Vec<u8>, Option<Vec<u8>>>>>;
 
-/// What a worker's views share. One per worker, so that the reference counts views touch
-/// are the worker's own, not a cache line bouncing between cores.
+/// What a worker's views share. One per worker, on cache lines of its own, so that the
+/// reference counts views touch are the worker's own, not a cache line bouncing between cores.
+#[repr(align(128))]
 struct Shared {
     state: Arc<BlockState>,
     txs: Arc<[Transaction]>,
@@ -261,8 +262,18 @@ struct Effects {
     blobs: NewBlobs,
 }
 
+/// A worker's [`Session`], on cache lines of its own (only its worker locks it).
+#[repr(align(128))]
+struct WorkerSession<'a>(Mutex<Session<'a>>);
+
+impl<'a> WorkerSession<'a> {
+    fn get(&self) -> std::sync::MutexGuard<'_, Session<'a>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 fn execute_one(
-    exec: &TieredExecutor,
+    session: &mut Session<'_>,
     deployments: &[Deployment],
     shared: &Arc<Shared>,
     tx: usize,
@@ -284,7 +295,7 @@ fn execute_one(
         Box::new(view(speculative)),
         Box::new(view(None)),
     );
-    let (outcome, _) = exec.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
+    let (outcome, _) = session.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
     if outcome.trap.is_some() {
         // A failed call returns nothing and its effects are discarded.
         ctx.return_data.clear();
@@ -352,10 +363,20 @@ pub fn execute_block(
             .collect()
     };
     let direct = shared(None);
+    let sessions: Vec<WorkerSession<'_>> = (0..threads)
+        .map(|_| WorkerSession(Mutex::new(exec.session())))
+        .collect();
     // Executes `tx` and applies its writes at once (sequential and declared modes).
     let apply = |worker: usize, tx: u32| {
         let tx = tx as usize;
-        match execute_one(exec, deployments, &direct[worker], tx, None) {
+        let effects = execute_one(
+            &mut sessions[worker].get(),
+            deployments,
+            &direct[worker],
+            tx,
+            None,
+        );
+        match effects {
             Ok(e) => {
                 for (k, v) in e.writes {
                     state.put(k, v);
@@ -388,7 +409,13 @@ pub fn execute_block(
                 let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
                     let reads = Rc::new(RefCell::new(window.reads(v.tx)));
                     let tx = range.start + v.tx as usize;
-                    let effects = execute_one(exec, deployments, &views[worker], tx, Some(&reads));
+                    let effects = execute_one(
+                        &mut sessions[worker].get(),
+                        deployments,
+                        &views[worker],
+                        tx,
+                        Some(&reads),
+                    );
                     let reads = Rc::into_inner(reads)
                         .expect("the call's views are dropped")
                         .into_inner();

@@ -7,6 +7,7 @@
 //! a hot or warm artifact left by an earlier run is loaded (no compilation); otherwise the
 //! call runs cold at once.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -26,6 +27,10 @@ struct Shared {
     /// Modules the background thread really compiled (not loaded from an artifact cache):
     /// instrumented fingerprint and tier.
     compiled: Mutex<Vec<(Digest, Tier)>>,
+    /// Modules installed so far: a [`Session`] that sees it change takes up the modules now
+    /// held for its contracts (a read of a line that rarely changes, where asking the tier
+    /// manager would take its lock).
+    installs: AtomicU64,
     /// Background compilations queued or running.
     queued: Mutex<usize>,
     idle: Condvar,
@@ -36,6 +41,12 @@ impl Shared {
         // A panic elsewhere never leaves the tiering state inconsistent: each method of
         // `Tiering` completes or does nothing, so a poisoned lock is still usable.
         self.tiering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn install(&self, module: &Instrumented, compiled: Arc<dyn Compiled>) {
+        self.tiering()
+            .install(module.code_id, compiled, module.bytes.len());
+        self.installs.fetch_add(1, Ordering::Release);
     }
 
     fn done(&self) {
@@ -82,6 +93,7 @@ impl TieredExecutor {
         let shared = Arc::new(Shared {
             tiering: Mutex::new(Tiering::new(policy, cache_bytes)),
             compiled: Mutex::new(Vec::new()),
+            installs: AtomicU64::new(0),
             queued: Mutex::new(0),
             idle: Condvar::new(),
         });
@@ -127,9 +139,7 @@ impl TieredExecutor {
                 None => self.engines[Tier::Cold as usize].compile(module)?,
             },
         };
-        self.shared
-            .tiering()
-            .install(id, compiled.clone(), module.bytes.len());
+        self.shared.install(module, compiled.clone());
         Ok(compiled)
     }
 
@@ -143,21 +153,48 @@ impl TieredExecutor {
         ctx: &mut CallContext,
         call: &Call<'_>,
     ) -> Result<(Outcome, Tier), EngineError> {
-        let mut compiled = self.module_for(module)?;
-        let outcome = match compiled.call(ctx, call) {
-            // The engine could not take the call now (e.g. its instance pool is full): run it
-            // cold, which gives the same result.
+        let compiled = self.module_for(module)?;
+        let (outcome, tier) = self.run(&compiled, module, ctx, call)?;
+        self.count(module, tier, 1, outcome.gas_used);
+        Ok((outcome, tier))
+    }
+
+    /// A session for a run of calls on one thread (a worker's part of a block), which counts
+    /// them in batches.
+    pub fn session(&self) -> Session<'_> {
+        Session {
+            exec: self,
+            held: Vec::new(),
+            installs: self.shared.installs.load(Ordering::Acquire),
+        }
+    }
+
+    /// Runs `call` on `compiled` (a module of `module`), or cold when that engine cannot take
+    /// the call now (e.g. its instance pool is full), which gives the same result. Returns the
+    /// outcome and the tier that ran it.
+    fn run(
+        &self,
+        compiled: &Arc<dyn Compiled>,
+        module: &Arc<Instrumented>,
+        ctx: &mut CallContext,
+        call: &Call<'_>,
+    ) -> Result<(Outcome, Tier), EngineError> {
+        match compiled.call(ctx, call) {
             Err(EngineError::Unavailable(_)) if compiled.tier() != Tier::Cold => {
-                compiled = self.engines[Tier::Cold as usize].compile(module)?;
-                compiled.call(ctx, call)?
+                let cold = self.engines[Tier::Cold as usize].compile(module)?;
+                Ok((cold.call(ctx, call)?, Tier::Cold))
             }
-            other => other?,
-        };
-        let tier = compiled.tier();
+            other => Ok((other?, compiled.tier())),
+        }
+    }
+
+    /// Counts `calls` calls of `module` served by `tier` with `gas` in all, and queues the
+    /// promotion that makes due.
+    fn count(&self, module: &Arc<Instrumented>, tier: Tier, calls: u64, gas: u64) {
         let promote = self
             .shared
             .tiering()
-            .record(&module.code_id, tier, outcome.gas_used);
+            .record_calls(&module.code_id, tier, calls, gas);
         if let (Some(target), Some(jobs)) = (promote, &self.jobs) {
             *self.shared.queued.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             if jobs.send((module.clone(), target)).is_err() {
@@ -165,7 +202,6 @@ impl TieredExecutor {
                 self.shared.tiering().failed(&module.code_id, target);
             }
         }
-        Ok((outcome, tier))
     }
 
     /// Waits until no background compilation is queued or running (benches and tests).
@@ -207,6 +243,112 @@ impl TieredExecutor {
     }
 }
 
+/// Calls of one contract a [`Session`] counts before reporting them to the tier manager.
+pub const SESSION_BATCH: u64 = 32;
+
+/// Calls made on one thread through a [`TieredExecutor`] ([`TieredExecutor::session`]), such
+/// as a worker's part of a block.
+///
+/// A session holds the module each contract it called runs on (taking up the manager's choice
+/// again whenever a module was installed since: promotions take effect at the next call), and
+/// counts calls per contract in batches of [`SESSION_BATCH`] (and when dropped): parallel
+/// workers then meet on the shared tier manager about once per batch instead of twice per
+/// call (its lock was a cache line bouncing between cores on every transaction). The tier
+/// only decides speed, never a result, so counting a batch at once changes only when a
+/// promotion starts.
+pub struct Session<'a> {
+    exec: &'a TieredExecutor,
+    held: Vec<Held>,
+    /// The executor's install count when the held modules were last chosen.
+    installs: u64,
+}
+
+/// A contract's module and the calls on it not yet counted.
+struct Held {
+    module: Arc<Instrumented>,
+    compiled: Arc<dyn Compiled>,
+    calls: u64,
+    gas: u64,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("contracts", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session<'_> {
+    /// As [`TieredExecutor::call`].
+    ///
+    /// # Errors
+    /// See [`Compiled::call`].
+    pub fn call(
+        &mut self,
+        module: &Arc<Instrumented>,
+        ctx: &mut CallContext,
+        call: &Call<'_>,
+    ) -> Result<(Outcome, Tier), EngineError> {
+        let installs = self.exec.shared.installs.load(Ordering::Acquire);
+        if installs != self.installs {
+            self.installs = installs;
+            let mut tiering = self.exec.shared.tiering();
+            for held in &mut self.held {
+                if let Some(m) = tiering.select(&held.module.code_id) {
+                    held.compiled = m;
+                }
+            }
+        }
+        let i = match self
+            .held
+            .iter()
+            .position(|h| h.module.code_id == module.code_id)
+        {
+            Some(i) => i,
+            None => {
+                let compiled = self.exec.module_for(module)?;
+                self.held.push(Held {
+                    module: module.clone(),
+                    compiled,
+                    calls: 0,
+                    gas: 0,
+                });
+                self.held.len() - 1
+            }
+        };
+        let held = &mut self.held[i];
+        let (outcome, tier) = self.exec.run(&held.compiled, module, ctx, call)?;
+        if tier == held.compiled.tier() {
+            held.calls += 1;
+            held.gas = held.gas.saturating_add(outcome.gas_used);
+            if held.calls >= SESSION_BATCH {
+                Self::report(self.exec, held);
+            }
+        } else {
+            // Ran cold in place of the held module: counted at once, as itself.
+            self.exec.count(module, tier, 1, outcome.gas_used);
+        }
+        Ok((outcome, tier))
+    }
+
+    fn report(exec: &TieredExecutor, held: &mut Held) {
+        if held.calls > 0 {
+            exec.count(&held.module, held.compiled.tier(), held.calls, held.gas);
+            held.calls = 0;
+            held.gas = 0;
+        }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        for held in &mut self.held {
+            Self::report(self.exec, held);
+        }
+    }
+}
+
 impl Drop for TieredExecutor {
     fn drop(&mut self) {
         self.jobs = None;
@@ -233,9 +375,7 @@ fn compile_loop(
                 .push((module.fingerprint, tier));
         }
         match result {
-            Ok(compiled) => shared
-                .tiering()
-                .install(module.code_id, compiled, module.bytes.len()),
+            Ok(compiled) => shared.install(&module, compiled),
             Err(_) => shared.tiering().failed(&module.code_id, tier),
         }
         shared.done();

@@ -476,19 +476,24 @@ fn counting_module() -> Arc<Instrumented> {
             local.get 1))"#)
 }
 
-#[test]
-fn hot_contracts_are_promoted_in_the_background() {
-    let m = counting_module();
-    // work(1000) uses about 8,000 gas; the module is a few hundred bytes.
+/// A tiered executor that promotes the counting module's `work(1000)` (about 8,000 gas; the
+/// module is a few hundred bytes) to warm after two calls and to hot after a few more.
+fn promoting_executor() -> TieredExecutor {
     let policy = TierPolicy {
         gas_per_byte: [10, 100],
         min_calls: [2, 3],
     };
-    let exec = TieredExecutor::new(
+    TieredExecutor::new(
         engines(&Limits::default(), None).unwrap(),
         Mode::Tiered(policy),
         DEFAULT_CACHE_BYTES,
-    );
+    )
+}
+
+#[test]
+fn hot_contracts_are_promoted_in_the_background() {
+    let m = counting_module();
+    let exec = promoting_executor();
     let call = |n: i32| {
         let args = [Value::I32(n)];
         let mut ctx = CallContext::with_gas(1 << 40);
@@ -509,6 +514,48 @@ fn hot_contracts_are_promoted_in_the_background() {
     assert!(seen.contains(&Tier::Warm), "{seen:?}");
     assert_eq!(*seen.last().unwrap(), Tier::Hot, "{seen:?}");
     assert_eq!(exec.stats().promotions, 2);
+}
+
+#[test]
+fn sessions_count_in_batches_and_take_up_promotions() {
+    let m = counting_module();
+    let exec = promoting_executor();
+    let batch = synor_host_wasmtime::tiered::SESSION_BATCH;
+    let args = [Value::I32(1000)];
+    let mut session = exec.session();
+    let mut tiers = Vec::new();
+    let mut reference = None;
+    for _ in 0..3 * batch {
+        let mut ctx = CallContext::with_gas(1 << 40);
+        let (o, tier) = session
+            .call(&m, &mut ctx, &Call::new("work", &args))
+            .unwrap();
+        assert_eq!(
+            *reference.get_or_insert_with(|| o.results.clone()),
+            o.results
+        );
+        tiers.push(tier);
+        // Counted once per batch: the manager sees nothing of a batch in progress.
+        let counted: u64 = exec.stats().calls.iter().sum();
+        assert_eq!(counted, tiers.len() as u64 / batch * batch);
+        exec.wait_idle();
+    }
+    // The first batch runs cold; its count makes a promotion due, and the call after the
+    // compilation finished runs on the new module. Tiers never go back.
+    let batch = batch as usize;
+    assert!(tiers[..batch].iter().all(|t| *t == Tier::Cold), "{tiers:?}");
+    assert!(tiers[batch] > Tier::Cold, "{tiers:?}");
+    assert_eq!(*tiers.last().unwrap(), Tier::Hot, "{tiers:?}");
+    assert!(tiers.windows(2).all(|w| w[0] <= w[1]), "{tiers:?}");
+    // A session's calls not yet counted are counted when it is dropped.
+    let mut ctx = CallContext::with_gas(1 << 40);
+    session
+        .call(&m, &mut ctx, &Call::new("work", &args))
+        .unwrap();
+    drop(session);
+    let calls = exec.stats().calls;
+    assert_eq!(calls[0], batch as u64);
+    assert_eq!(calls.iter().sum::<u64>(), 3 * batch as u64 + 1);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //!
 //! - `tiered_over_oracle`: tiered total time over the best static choice of one tier per
 //!   contract, chosen in hindsight from the single-tier runs (each contract's time includes
-//!   its compilation), the median over three rounds of all four runs;
+//!   its compilation), the median over five rounds of all four runs (the tiered run first in
+//!   every other round);
 //! - `tiered_over_best_single`: over the fastest single-tier run (the same way);
 //! - `cold_first_call_over_wasmi`: the first call of each contract, tiered over wasmi only
 //!   (the median of paired runs of fresh executors);
@@ -318,7 +319,7 @@ fn metering(options: &Options, skipped: &mut Vec<String>) -> Result<Vec<ProgramR
 }
 
 /// Rounds of the whole workload whose ratios count (after one that warms the process).
-const MEASURED_ROUNDS: usize = 3;
+const MEASURED_ROUNDS: usize = 5;
 
 /// Runs the benchmark on `files` (contracts: name, bytes).
 ///
@@ -332,7 +333,7 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
 
     let mut runs = Vec::new();
     // A first round warms the process (allocator, page cache, engines' lazily built state) so
-    // that no configuration pays for running first; then three measured rounds, each running
+    // that no configuration pays for running first; then five measured rounds, each running
     // every configuration from scratch. Ratios are the medians over the measured rounds; the
     // last round's executors go on to the steady-state and restart measurements.
     let mut measured = None;
@@ -341,20 +342,23 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
     let mut states_agree = true;
     for round in 0..1 + MEASURED_ROUNDS {
         let show = show && round == MEASURED_ROUNDS;
-        let mut statics = Vec::new();
-        for (config, tier) in [
-            ("wasmi", Tier::Cold),
-            ("winch", Tier::Warm),
-            ("cranelift", Tier::Hot),
-        ] {
-            let exec = TieredExecutor::new(
-                engines(&limits, None)?,
-                Mode::Static(tier),
-                DEFAULT_CACHE_BYTES,
-            );
-            let r = run_config(config, &exec, &deployments, &calls, show)?;
-            statics.push((r, exec));
-        }
+        let run_statics = || -> Result<Vec<_>, Error> {
+            let mut statics = Vec::new();
+            for (config, tier) in [
+                ("wasmi", Tier::Cold),
+                ("winch", Tier::Warm),
+                ("cranelift", Tier::Hot),
+            ] {
+                let exec = TieredExecutor::new(
+                    engines(&limits, None)?,
+                    Mode::Static(tier),
+                    DEFAULT_CACHE_BYTES,
+                );
+                let r = run_config(config, &exec, &deployments, &calls, show)?;
+                statics.push((r, exec));
+            }
+            Ok(statics)
+        };
         let dir = tempfile::tempdir()?;
         let cache: Arc<dyn ArtifactCache> =
             Arc::new(FsArtifactCache::open(dir.path(), Default::default())?);
@@ -363,7 +367,16 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
             Mode::Tiered(options.policy),
             DEFAULT_CACHE_BYTES,
         );
-        let tiered = run_config("tiered", &tiered_exec, &deployments, &calls, show)?;
+        // The tiered configuration runs last in even rounds and first in odd ones, so that a
+        // machine's drift over a round does not always fall on the same side of the ratio.
+        let (statics, tiered) = if round % 2 == 0 {
+            let statics = run_statics()?;
+            let tiered = run_config("tiered", &tiered_exec, &deployments, &calls, show)?;
+            (statics, tiered)
+        } else {
+            let tiered = run_config("tiered", &tiered_exec, &deployments, &calls, show)?;
+            (run_statics()?, tiered)
+        };
         if round > 0 {
             // Agreement: every call, every configuration, and the final states.
             for (i, rec) in tiered.records.iter().enumerate() {
