@@ -689,14 +689,21 @@ mod tests {
         Digest([n; 32])
     }
 
-    #[test]
-    fn promotes_by_gas_per_byte_once_at_a_time() {
+    /// A manager whose contracts of 1,000 bytes go warm after 2 calls and 10,000 gas, hot
+    /// after 3 calls and 100,000 gas; contract 1 is installed cold.
+    fn promoting() -> Tiering {
         let policy = TierPolicy {
             gas_per_byte: [10, 100],
             min_calls: [2, 3],
         };
         let mut t = Tiering::new(policy, 1 << 20);
         t.install(id(1), Arc::new(Fake(Tier::Cold, 100)), 1000);
+        t
+    }
+
+    #[test]
+    fn promotes_by_gas_per_byte_once_at_a_time() {
+        let mut t = promoting();
         // 10 gas/byte * 1000 bytes = 10_000 gas and 2 calls for warm.
         assert_eq!(t.record(&id(1), Tier::Cold, 9_000), None);
         assert_eq!(t.record(&id(1), Tier::Cold, 2_000), Some(Tier::Warm));
@@ -739,12 +746,7 @@ mod tests {
 
     #[test]
     fn batched_counts_promote_like_single_ones() {
-        let policy = TierPolicy {
-            gas_per_byte: [10, 100],
-            min_calls: [2, 3],
-        };
-        let mut t = Tiering::new(policy, 1 << 20);
-        t.install(id(1), Arc::new(Fake(Tier::Cold, 100)), 1000);
+        let mut t = promoting();
         // Short of warm (10,000 gas) in one batch, then over it.
         assert_eq!(t.record_calls(&id(1), Tier::Cold, 5, 9_999), None);
         assert_eq!(t.record_calls(&id(1), Tier::Cold, 1, 1), Some(Tier::Warm));

@@ -7,6 +7,8 @@
 //! a hot or warm artifact left by an earlier run is loaded (no compilation); otherwise the
 //! call runs cold at once.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -14,6 +16,7 @@ use std::thread::JoinHandle;
 
 use synor_core::Digest;
 use synor_core::abi::CallContext;
+use synor_core::digest::CodeId;
 use synor_core::instrument::Instrumented;
 use synor_core::tier::{
     Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Tiering, TieringStats,
@@ -153,10 +156,8 @@ impl TieredExecutor {
         ctx: &mut CallContext,
         call: &Call<'_>,
     ) -> Result<(Outcome, Tier), EngineError> {
-        let compiled = self.module_for(module)?;
-        let (outcome, tier) = self.run(&compiled, module, ctx, call)?;
-        self.count(module, tier, 1, outcome.gas_used);
-        Ok((outcome, tier))
+        // A session of one call: counted when it is dropped, right after the call.
+        self.session().call(module, ctx, call)
     }
 
     /// A session for a run of calls on one thread (a worker's part of a block), which counts
@@ -164,7 +165,7 @@ impl TieredExecutor {
     pub fn session(&self) -> Session<'_> {
         Session {
             exec: self,
-            held: Vec::new(),
+            held: HashMap::new(),
             installs: self.shared.installs.load(Ordering::Acquire),
         }
     }
@@ -258,7 +259,7 @@ pub const SESSION_BATCH: u64 = 32;
 /// promotion starts.
 pub struct Session<'a> {
     exec: &'a TieredExecutor,
-    held: Vec<Held>,
+    held: HashMap<CodeId, Held>,
     /// The executor's install count when the held modules were last chosen.
     installs: u64,
 }
@@ -293,31 +294,24 @@ impl Session<'_> {
         let installs = self.exec.shared.installs.load(Ordering::Acquire);
         if installs != self.installs {
             self.installs = installs;
-            let mut tiering = self.exec.shared.tiering();
-            for held in &mut self.held {
-                if let Some(m) = tiering.select(&held.module.code_id) {
+            for held in self.held.values_mut() {
+                let now = self.exec.shared.tiering().select(&held.module.code_id);
+                if let Some(m) = now.filter(|m| !Arc::ptr_eq(m, &held.compiled)) {
+                    // The calls so far were served by the module held until now.
+                    Self::report(self.exec, held);
                     held.compiled = m;
                 }
             }
         }
-        let i = match self
-            .held
-            .iter()
-            .position(|h| h.module.code_id == module.code_id)
-        {
-            Some(i) => i,
-            None => {
-                let compiled = self.exec.module_for(module)?;
-                self.held.push(Held {
-                    module: module.clone(),
-                    compiled,
-                    calls: 0,
-                    gas: 0,
-                });
-                self.held.len() - 1
-            }
+        let held = match self.held.entry(module.code_id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Held {
+                module: module.clone(),
+                compiled: self.exec.module_for(module)?,
+                calls: 0,
+                gas: 0,
+            }),
         };
-        let held = &mut self.held[i];
         let (outcome, tier) = self.exec.run(&held.compiled, module, ctx, call)?;
         if tier == held.compiled.tier() {
             held.calls += 1;
@@ -343,7 +337,7 @@ impl Session<'_> {
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
-        for held in &mut self.held {
+        for held in self.held.values_mut() {
             Self::report(self.exec, held);
         }
     }

@@ -559,6 +559,34 @@ fn sessions_count_in_batches_and_take_up_promotions() {
 }
 
 #[test]
+fn a_session_counts_its_calls_on_the_tier_that_served_them() {
+    let m = counting_module();
+    let exec = promoting_executor();
+    let args = [Value::I32(1000)];
+    let work = Call::new("work", &args);
+    let mut session = exec.session();
+    let (_, tier) = session
+        .call(&m, &mut CallContext::with_gas(1 << 40), &work)
+        .unwrap();
+    assert_eq!(tier, Tier::Cold);
+    // Other callers get the contract promoted while the session's cold call is not counted.
+    while exec.current_tier(&m) == Some(Tier::Cold) {
+        exec.call(&m, &mut CallContext::with_gas(1 << 40), &work)
+            .unwrap();
+        exec.wait_idle();
+    }
+    let before = exec.stats().calls;
+    let (_, tier) = session
+        .call(&m, &mut CallContext::with_gas(1 << 40), &work)
+        .unwrap();
+    assert!(tier > Tier::Cold);
+    drop(session);
+    let after = exec.stats().calls;
+    assert_eq!(after[0], before[0] + 1, "{before:?} -> {after:?}");
+    assert_eq!(after[tier as usize], before[tier as usize] + 1);
+}
+
+#[test]
 fn compiled_modules_are_evicted_by_bytes() {
     let a = counting_module();
     let b = wat(r#"(module (func (export "work") (param i32) (result i32) local.get 0))"#);
