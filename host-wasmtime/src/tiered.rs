@@ -294,12 +294,23 @@ impl Session<'_> {
         let installs = self.exec.shared.installs.load(Ordering::Acquire);
         if installs != self.installs {
             self.installs = installs;
-            for held in self.held.values_mut() {
-                let now = self.exec.shared.tiering().select(&held.module.code_id);
-                if let Some(m) = now.filter(|m| !Arc::ptr_eq(m, &held.compiled)) {
+            // The manager's choice for every held contract under one lock; the counts go to
+            // the manager (the same lock) once it is released.
+            let changed: Vec<(CodeId, Arc<dyn Compiled>)> = {
+                let mut tiering = self.exec.shared.tiering();
+                self.held
+                    .iter()
+                    .filter_map(|(id, held)| {
+                        let now = tiering.select(id)?;
+                        (!Arc::ptr_eq(&now, &held.compiled)).then_some((*id, now))
+                    })
+                    .collect()
+            };
+            for (id, now) in changed {
+                if let Some(held) = self.held.get_mut(&id) {
                     // The calls so far were served by the module held until now.
                     Self::report(self.exec, held);
-                    held.compiled = m;
+                    held.compiled = now;
                 }
             }
         }
