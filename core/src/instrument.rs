@@ -41,6 +41,11 @@
 //!   whose cost depends on an operand (`memory.grow` per page, `memory.fill`/`copy` per 8 bytes)
 //!   are charged again, dynamically, just before they run.
 //!
+//!   A **counted loop** (straight-line body, one local stepped by one towards a bound the loop
+//!   does not change: binaryen's `memory.fill` lowering, many compiled `for` loops) is charged
+//!   all its trips at once, with a check, when it starts, and nothing per trip (see
+//!   `instrument/counted.rs`): the same total, taken before the first trip.
+//!
 //!   Only the charges where code can run again are **checked** (trap when the gas left is
 //!   negative): a function's entry and loop headers, and the dynamic charges. The others only
 //!   subtract, so between two checks a call runs at most one function's loop-free stretch past
@@ -80,7 +85,7 @@ use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
 
 /// Version of the instrumentation; part of every artifact cache key.
-pub const INSTRUMENTER_VERSION: u32 = 4;
+pub const INSTRUMENTER_VERSION: u32 = 5;
 
 /// Bits of the canonical `f32` NaN, the only NaN a program can observe.
 pub const CANONICAL_NAN_F32: u32 = 0x7fc0_0000;
@@ -812,6 +817,31 @@ fn charge_tail(f: &mut Function, g: &Globals, s: &Scratch) {
     f.instruction(&Instruction::End);
 }
 
+/// Charges a counted loop's every trip, trapping when the gas left is short.
+fn charge_counted(f: &mut Function, g: &Globals, s: &Scratch, c: &counted::Counted) {
+    gas_get(f, g, s);
+    let bound = match c.bound {
+        counted::Bound::Local(l) => Instruction::LocalGet(l),
+        counted::Bound::Const(k) => Instruction::I32Const(k),
+    };
+    let var = Instruction::LocalGet(c.var);
+    // Trips (less the first, for a do-while) = (e - v) counting up, (v - e) counting down.
+    let (x, y) = if c.up { (bound, var) } else { (var, bound) };
+    f.instruction(&x);
+    f.instruction(&y);
+    f.instruction(&Instruction::I32Sub);
+    if !c.test_first {
+        f.instruction(&Instruction::I32Const(1));
+        f.instruction(&Instruction::I32Sub);
+    }
+    f.instruction(&Instruction::I64ExtendI32U);
+    f.instruction(&Instruction::I64Const(c.per_trip as i64));
+    f.instruction(&Instruction::I64Mul);
+    f.instruction(&Instruction::I64Const(c.once as i64));
+    f.instruction(&Instruction::I64Add);
+    charge_tail(f, g, s);
+}
+
 /// With an `i32` count on the stack: charges `per` gas per unit of `count >> shift`, leaving
 /// the count on the stack.
 fn charge_dynamic(f: &mut Function, g: &Globals, s: &Scratch, per: u64, shift: i64) {
@@ -904,6 +934,30 @@ fn local_gas_pays(ops: &[Operator<'_>]) -> bool {
     charges > calls
 }
 
+/// Segment costs by where each segment starts (an index into `ops`): at 0 and after every
+/// loop, if, else and end.
+fn segments(
+    ops: &[Operator<'_>],
+    schedule: &GasSchedule,
+) -> alloc::collections::BTreeMap<usize, u64> {
+    let mut starts = alloc::collections::BTreeMap::new();
+    let mut start = 0usize;
+    let mut cost = 0u64;
+    for (i, op) in ops.iter().enumerate() {
+        cost += op_cost(op, schedule);
+        if matches!(
+            op,
+            Operator::Loop { .. } | Operator::If { .. } | Operator::Else | Operator::End
+        ) {
+            starts.insert(start, cost);
+            start = i + 1;
+            cost = 0;
+        }
+    }
+    starts.insert(start, cost);
+    starts
+}
+
 fn rewrite_body(
     body: &wasmparser::FunctionBody<'_>,
     func_index: u32,
@@ -949,23 +1003,11 @@ fn rewrite_body(
         local_gas: local_gas_pays(&ops),
         ..s
     };
-    // Segment costs, charged where each segment starts: at 0 and after every loop, if, else
-    // and end.
-    let mut starts = alloc::collections::BTreeMap::new();
-    let mut start = 0usize;
-    let mut cost = 0u64;
-    for (i, op) in ops.iter().enumerate() {
-        cost += op_cost(op, schedule);
-        if matches!(
-            op,
-            Operator::Loop { .. } | Operator::If { .. } | Operator::Else | Operator::End
-        ) {
-            starts.insert(start, cost);
-            start = i + 1;
-            cost = 0;
-        }
-    }
-    starts.insert(start, cost);
+    let starts = segments(&ops, schedule);
+    // Loops charged once, before their first trip, by their trip count.
+    let counted = counted::find(&ops, &starts);
+    let prepaid: alloc::collections::BTreeSet<usize> =
+        counted.values().flat_map(|c| c.prepaid).collect();
     let mut f = Function::new(locals);
     // In a function with loops, gas lives in a local while the function runs (a register,
     // where the global would be a load and a store per segment); the global is brought up to
@@ -1003,8 +1045,12 @@ fn rewrite_body(
         // a loop runs past its gas (`loop (loop) br 0` charges only after the inner loop).
         if let Some(&c) = starts.get(&i)
             && (c > 0 || check)
+            && !prepaid.contains(&i)
         {
             charge_static(&mut f, g, &s, c, check);
+        }
+        if let Some(c) = counted.get(&i) {
+            charge_counted(&mut f, g, &s, c);
         }
         match &op {
             Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => nesting += 1,
@@ -1148,5 +1194,6 @@ fn canonicalize_bits(f: &mut Function, s: &Scratch, width: u8) {
     f.instruction(&Instruction::Select);
 }
 
+mod counted;
 #[cfg(test)]
 mod tests;

@@ -280,6 +280,101 @@ fn lazily_checked_gas_is_exact() {
     }
 }
 
+/// Counted loops: ones whose trips are known at entry, charged once before the first trip.
+/// Each `(loop, args)` runs twice: as written (charged once) and with its body in a `block`
+/// (which costs nothing but hides the count, so charged per trip). Both must use the same gas
+/// on every tier; given less, the counted loop runs out before its first store, the other after
+/// some.
+#[test]
+fn counted_loops_charge_every_trip_at_entry() {
+    // `$p` (memory address), `$i` (induction variable), `$e` (bound); the loop stores at `$i`.
+    let loops = [
+        // binaryen's `__memory_fill`: while `$i`, down by `i32.sub 1`, through `local.tee`.
+        "(loop $l (if (local.get $i) (then {
+            (i32.store8 (i32.add (local.get $p) (local.tee $i (i32.sub (local.get $i) (i32.const 1))))
+                (i32.const 7)) } (br $l))))",
+        // while `$i != $e`, up, `local.set`.
+        "(loop $l (if (i32.ne (local.get $i) (local.get $e)) (then {
+            (i32.store8 (i32.add (local.get $p) (local.get $i)) (i32.const 1))
+            (local.set $i (i32.add (local.get $i) (i32.const 1))) } (br $l))))",
+        // while `!($e == $i)`, down by `i32.add -1`.
+        "(loop $l (if (i32.eqz (i32.eq (local.get $e) (local.get $i))) (then {
+            (local.set $i (i32.add (local.get $i) (i32.const -1)))
+            (i32.store8 (i32.add (local.get $p) (local.get $i)) (i32.const 2)) } (br $l))))",
+        // do-while, up, the step in the test.
+        "(loop $l {(i32.store8 (i32.add (local.get $p) (local.get $i)) (i32.const 3))}
+            (br_if $l (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $e))))",
+        // do-while, down by `i32.sub -1`... which is up; the test against a constant bound.
+        "(loop $l {(i32.store8 (i32.add (local.get $p) (i32.and (local.get $i) (i32.const 255))) (i32.const 4))
+            (local.set $i (i32.sub (local.get $i) (i32.const -1)))}
+            (br_if $l (i32.eqz (i32.eq (local.get $i) (i32.const 300)))))",
+    ];
+    for (k, body) in loops.iter().enumerate() {
+        let module = |hidden: bool| {
+            let (open, close) = if hidden { ("(block", ")") } else { ("", "") };
+            let body = body.replace('{', open).replace('}', close);
+            wat(&format!(
+                r#"(module (memory (export "memory") 1)
+                    (func (export "f") (param $i i32) (param $e i32) (local $p i32)
+                        (local.set $p (i32.const 4096))
+                        {body}))"#
+            ))
+        };
+        let (counted, hidden) = (module(false), module(true));
+        assert_ne!(counted.bytes, hidden.bytes);
+        // Memory as at entry: no store made.
+        let zero = [Value::I32(0), Value::I32(0)];
+        let untouched = agree(&counted, &Call::new("f", &zero).hashing_memory(), 0);
+        let mut tripped = 0;
+        // (start, bound): no trip or one, a few, some hundreds (wrapping below zero for the
+        // loops counting down), and, for the do-while loops, 2^32 trips (`$i == $e` at entry).
+        for (i, e) in [
+            (0, 0),
+            (1, 0),
+            (0, 1),
+            (5, 0),
+            (0, 9),
+            (9, 300),
+            (300, 9),
+            (-3, 297),
+        ] {
+            let args = [Value::I32(i), Value::I32(e)];
+            let call = Call::new("f", &args).hashing_memory();
+            let gas = 10_000;
+            let (a, b) = (agree(&counted, &call, gas), agree(&hidden, &call, gas));
+            assert_eq!(a.trap, b.trap, "loop {k} ({i}, {e})");
+            assert_eq!(a.gas_used, b.gas_used, "loop {k} ({i}, {e})");
+            if a.trap.is_some() {
+                // Too many trips for the gas: the counted loop runs out before the first.
+                assert_eq!(a.trap, Some(synor_core::abi::Trap::OutOfGas));
+                assert_eq!(a.memory_hash, untouched.memory_hash);
+                continue;
+            }
+            assert_eq!(a.memory_hash, b.memory_hash, "loop {k} ({i}, {e})");
+            let exact = agree(&counted, &call, a.gas_used);
+            assert_eq!((exact.trap, exact.memory_hash), (None, a.memory_hash));
+            let short = (
+                agree(&counted, &call, a.gas_used - 1),
+                agree(&hidden, &call, a.gas_used - 1),
+            );
+            assert_eq!(short.0.trap, Some(synor_core::abi::Trap::OutOfGas));
+            assert_eq!(short.1.trap, Some(synor_core::abi::Trap::OutOfGas));
+            assert_eq!(short.0.gas_used, a.gas_used - 1);
+            assert_eq!(short.1.gas_used, a.gas_used - 1);
+            // Short of gas, the counted loop stops before its first trip, with memory as at
+            // entry; the other stops after storing (if the loop made a trip at all).
+            assert_eq!(
+                short.0.memory_hash, untouched.memory_hash,
+                "loop {k} ({i}, {e})"
+            );
+            let stored = a.memory_hash != untouched.memory_hash;
+            assert_eq!(short.1.memory_hash != untouched.memory_hash, stored);
+            tripped += usize::from(stored);
+        }
+        assert!(tripped >= 3, "loop {k}: {tripped} calls made trips");
+    }
+}
+
 #[test]
 fn deep_recursion_traps_identically() {
     // Recursion without a base case, with locals so that frames are large on every engine.
