@@ -43,7 +43,8 @@ pub struct Cell {
     pub accounts: u64,
     /// Transactions in the block.
     pub block: usize,
-    /// `sequential`, `declared` or `optimistic`.
+    /// `sequential`, `declared`, `optimistic`, or `independent` (the ceiling: one sequential
+    /// copy of the block per thread, all at once, see `Run::Independent`).
     pub mode: String,
     /// Worker threads.
     pub threads: usize,
@@ -68,6 +69,19 @@ pub struct Cell {
     pub sim_speedup_32: f64,
     /// The same on 64 workers.
     pub sim_speedup_64: f64,
+}
+
+/// What a cell runs besides the sequential reference.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// The block in a parallel mode.
+    Block(Mode),
+    /// As many copies of the block as threads, each sequential on a thread and a state of its
+    /// own, at once: parallel work with no coordination and nothing shared but the engine and
+    /// the machine, so its speedup is the most a parallel mode can reach here (two cores of a
+    /// shared machine slow each other down through the memory system, the kernel and the
+    /// host).
+    Independent(usize),
 }
 
 /// The report.
@@ -171,15 +185,17 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             let costs: Vec<u64> = (0..txs.len())
                 .map(|i| median(passes.iter().map(|p| p[i] as f64).collect()) as u64)
                 .collect();
-            let modes: Vec<Mode> = options
+            let modes: Vec<Run> = options
                 .threads
                 .iter()
-                .flat_map(|t| {
+                .flat_map(|&t| {
                     [
-                        Mode::Declared { threads: *t },
-                        Mode::Optimistic { threads: *t },
+                        Some(Run::Block(Mode::Declared { threads: t })),
+                        Some(Run::Block(Mode::Optimistic { threads: t })),
+                        (t > 1).then_some(Run::Independent(t)),
                     ]
                 })
+                .flatten()
                 .collect();
             let mut seq_times = Vec::new();
             // Per mode: median time, speedup, executions and validations.
@@ -189,8 +205,12 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 // second, alternating), so that a pair shares the shared machine's moment: a
                 // speedup is the median ratio within pairs.
                 let reps = options.reps.max(1);
+                let copies = match mode {
+                    Run::Independent(t) => t,
+                    Run::Block(_) => 1,
+                };
                 let mut for_seq: Vec<_> = (0..reps).map(|_| fresh()).collect();
-                let mut for_mode: Vec<_> = (0..reps).map(|_| fresh()).collect();
+                let mut for_mode: Vec<_> = (0..reps * copies).map(|_| fresh()).collect();
                 let (mut executions, mut validations) = (0, 0);
                 let (speedup, _, t) = paired(
                     reps,
@@ -201,13 +221,53 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                         Ok::<_, Error>(t)
                     },
                     || {
-                        let state = for_mode.pop().expect("a state per run");
-                        let (t, outcome) = execute_on(state, mode)?;
-                        if outcome.receipts != reference.receipts {
-                            return Err(format!(
+                        let differs = || -> Error {
+                            format!(
                                 "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
                             )
-                            .into());
+                            .into()
+                        };
+                        let block_mode = match mode {
+                            Run::Block(m) => m,
+                            Run::Independent(_) => {
+                                // Each copy on a thread of its own, all started together: the
+                                // time per block is the wall time over the copies.
+                                let states = for_mode.split_off(for_mode.len() - copies);
+                                let t = Instant::now();
+                                let outcomes = std::thread::scope(|s| {
+                                    let runs: Vec<_> = states
+                                        .into_iter()
+                                        .map(|state| {
+                                            let (exec, d, txs) = (&exec, &d, &txs);
+                                            s.spawn(move || {
+                                                block::execute_block(
+                                                    exec,
+                                                    d,
+                                                    &state,
+                                                    txs,
+                                                    Mode::Sequential,
+                                                )
+                                            })
+                                        })
+                                        .collect();
+                                    runs.into_iter()
+                                        .map(|r| r.join().expect("a copy does not panic"))
+                                        .collect::<Vec<_>>()
+                                });
+                                let t = t.elapsed().as_secs_f64() / copies as f64;
+                                for outcome in outcomes {
+                                    if outcome?.receipts != reference.receipts {
+                                        return Err(differs());
+                                    }
+                                }
+                                executions += size;
+                                return Ok(t);
+                            }
+                        };
+                        let state = for_mode.pop().expect("a state per run");
+                        let (t, outcome) = execute_on(state, block_mode)?;
+                        if outcome.receipts != reference.receipts {
+                            return Err(differs());
                         }
                         executions += outcome.executions;
                         validations += outcome.validations;
@@ -247,9 +307,26 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             });
             for (mode, (t, speedup, executions, validations)) in modes.iter().zip(runs) {
                 let (name, threads, optimistic) = match mode {
-                    Mode::Declared { threads } => ("declared", *threads, false),
-                    Mode::Optimistic { threads } => ("optimistic", *threads, true),
-                    Mode::Sequential => unreachable!("sequential is the reference"),
+                    Run::Block(Mode::Declared { threads }) => ("declared", *threads, false),
+                    Run::Block(Mode::Optimistic { threads }) => ("optimistic", *threads, true),
+                    Run::Block(Mode::Sequential) => unreachable!("sequential is the reference"),
+                    Run::Independent(threads) => {
+                        // Copies share no state: on W workers, W copies run at once.
+                        cells.push(Cell {
+                            accounts,
+                            block: size,
+                            mode: "independent".into(),
+                            threads: *threads,
+                            tps: size as f64 / t,
+                            speedup,
+                            executions_per_tx: per_tx(executions),
+                            validations_per_tx: 0.0,
+                            sched_ns_per_tx: 0.0,
+                            sim_speedup_32: 32.0,
+                            sim_speedup_64: 64.0,
+                        });
+                        continue;
+                    }
                 };
                 let sched = if threads == 1 {
                     sched_one[usize::from(optimistic)]
