@@ -66,6 +66,7 @@
 //! A trap raised by instrumentation stores its reason in [`TRAP_GLOBAL`] and executes
 //! `unreachable`; engines read the global to name the trap.
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -936,11 +937,8 @@ fn local_gas_pays(ops: &[Operator<'_>]) -> bool {
 
 /// Segment costs by where each segment starts (an index into `ops`): at 0 and after every
 /// loop, if, else and end.
-fn segments(
-    ops: &[Operator<'_>],
-    schedule: &GasSchedule,
-) -> alloc::collections::BTreeMap<usize, u64> {
-    let mut starts = alloc::collections::BTreeMap::new();
+fn segments(ops: &[Operator<'_>], schedule: &GasSchedule) -> BTreeMap<usize, u64> {
+    let mut starts = BTreeMap::new();
     let mut start = 0usize;
     let mut cost = 0u64;
     for (i, op) in ops.iter().enumerate() {
@@ -1003,11 +1001,15 @@ fn rewrite_body(
         local_gas: local_gas_pays(&ops),
         ..s
     };
-    let starts = segments(&ops, schedule);
-    // Loops charged once, before their first trip, by their trip count.
+    let mut starts = segments(&ops, schedule);
+    // Loops charged once, before their first trip, by their trip count: the segments they
+    // pay for are charged (and checked) nowhere else.
     let counted = counted::find(&ops, &starts);
-    let prepaid: alloc::collections::BTreeSet<usize> =
-        counted.values().flat_map(|c| c.prepaid).collect();
+    for c in counted.values() {
+        for p in c.prepaid {
+            starts.remove(&p);
+        }
+    }
     let mut f = Function::new(locals);
     // In a function with loops, gas lives in a local while the function runs (a register,
     // where the global would be a load and a store per segment); the global is brought up to
@@ -1045,7 +1047,6 @@ fn rewrite_body(
         // a loop runs past its gas (`loop (loop) br 0` charges only after the inner loop).
         if let Some(&c) = starts.get(&i)
             && (c > 0 || check)
-            && !prepaid.contains(&i)
         {
             charge_static(&mut f, g, &s, c, check);
         }

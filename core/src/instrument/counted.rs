@@ -80,7 +80,7 @@ enum Operand {
     Stepped(u32),
 }
 
-/// If `ops[end - n..end]` is the step `v = v ± 1` ending in `local.set v` or `local.tee v`,
+/// If `ops[end - 4..end]` is the step `v = v ± 1` ending in `local.set v` or `local.tee v`,
 /// returns `(v, up)`.
 fn step(ops: &[Operator<'_>], end: usize) -> Option<(u32, bool)> {
     let [get, constant, arith, write] = ops.get(end.checked_sub(4)?..end)? else {
@@ -139,41 +139,39 @@ fn plain(op: &Operator<'_>) -> bool {
         )
 }
 
-/// Finds the induction variable among a test's operands, given the body `ops[from..to]` (the
-/// test included) and whether the test reads the variable before the body steps it.
+/// Finds the induction variable among a test's operands, given the loop's code
+/// `ops[from..to]` (the test included): the operand the loop writes, exactly once and by a
+/// step; the other operand is the bound, which the loop must not write.
 fn induction(
     ops: &[Operator<'_>],
     (from, to): (usize, usize),
     a: Operand,
     b: Operand,
 ) -> Option<(u32, Bound, bool)> {
-    let writes = |local: u32| {
-        ops[from..to]
-            .iter()
-            .enumerate()
-            .filter(|(_, op)| {
-                matches!(op, Operator::LocalSet { local_index } | Operator::LocalTee { local_index }
-                    if *local_index == local)
+    // Where the loop writes an operand's local: none for a constant.
+    let writes = |o: Operand| -> Vec<usize> {
+        let (Operand::Local(local) | Operand::Stepped(local)) = o else {
+            return Vec::new();
+        };
+        (from..to)
+            .filter(|&i| {
+                matches!(ops[i], Operator::LocalSet { local_index } | Operator::LocalTee { local_index }
+                    if local_index == local)
             })
-            .map(|(i, _)| from + i)
-            .collect::<Vec<_>>()
+            .collect()
     };
-    let local = |o: Operand| match o {
-        Operand::Local(l) | Operand::Stepped(l) => Some(l),
-        Operand::Const(_) => None,
-    };
-    // The variable is the operand written in the loop; the other is the bound.
-    let (v, other) = match (local(a), local(b)) {
-        (Some(x), _) if !writes(x).is_empty() => (x, b),
-        (_, Some(y)) if !writes(y).is_empty() => (y, a),
+    let (at_a, at_b) = (writes(a), writes(b));
+    let ((v, at), other, at_other) = match (a, b) {
+        (Operand::Local(v) | Operand::Stepped(v), _) if !at_a.is_empty() => ((v, at_a), b, at_b),
+        (_, Operand::Local(v) | Operand::Stepped(v)) if !at_b.is_empty() => ((v, at_b), a, at_a),
         _ => return None,
     };
     let bound = match other {
         Operand::Const(c) => Bound::Const(c),
-        Operand::Local(l) if l != v && writes(l).is_empty() => Bound::Local(l),
+        Operand::Local(l) if l != v && at_other.is_empty() => Bound::Local(l),
         _ => return None,
     };
-    let [at] = writes(v)[..] else {
+    let [at] = at[..] else {
         return None;
     };
     let (_, up) = step(ops, at + 1)?;
