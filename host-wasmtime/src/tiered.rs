@@ -170,25 +170,6 @@ impl TieredExecutor {
         }
     }
 
-    /// Runs `call` on `compiled` (a module of `module`), or cold when that engine cannot take
-    /// the call now (e.g. its instance pool is full), which gives the same result. Returns the
-    /// outcome and the tier that ran it.
-    fn run(
-        &self,
-        compiled: &Arc<dyn Compiled>,
-        module: &Arc<Instrumented>,
-        ctx: &mut CallContext,
-        call: &Call<'_>,
-    ) -> Result<(Outcome, Tier), EngineError> {
-        match compiled.call(ctx, call) {
-            Err(EngineError::Unavailable(_)) if compiled.tier() != Tier::Cold => {
-                let cold = self.engines[Tier::Cold as usize].compile(module)?;
-                Ok((cold.call(ctx, call)?, Tier::Cold))
-            }
-            other => Ok((other?, compiled.tier())),
-        }
-    }
-
     /// Counts `calls` calls of `module` served by `tier` with `gas` in all, and queues the
     /// promotion that makes due.
     fn count(&self, module: &Arc<Instrumented>, tier: Tier, calls: u64, gas: u64) {
@@ -268,8 +249,35 @@ pub struct Session<'a> {
 struct Held {
     module: Arc<Instrumented>,
     compiled: Arc<dyn Compiled>,
+    /// The cold module calls fall back to, compiled at the first fallback.
+    cold: Option<Arc<dyn Compiled>>,
     calls: u64,
     gas: u64,
+}
+
+impl Held {
+    /// Runs `call` on the held module, or cold when its engine cannot take the call now (e.g.
+    /// its instance pool is full), which gives the same result. Returns the outcome and the
+    /// tier that ran it.
+    fn run(
+        &mut self,
+        exec: &TieredExecutor,
+        ctx: &mut CallContext,
+        call: &Call<'_>,
+    ) -> Result<(Outcome, Tier), EngineError> {
+        match self.compiled.call(ctx, call) {
+            Err(EngineError::Unavailable(_)) if self.compiled.tier() != Tier::Cold => {
+                let cold = match &self.cold {
+                    Some(cold) => cold,
+                    None => self
+                        .cold
+                        .insert(exec.engines[Tier::Cold as usize].compile(&self.module)?),
+                };
+                Ok((cold.call(ctx, call)?, Tier::Cold))
+            }
+            other => Ok((other?, self.compiled.tier())),
+        }
+    }
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -319,11 +327,12 @@ impl Session<'_> {
             Entry::Vacant(e) => e.insert(Held {
                 module: module.clone(),
                 compiled: self.exec.module_for(module)?,
+                cold: None,
                 calls: 0,
                 gas: 0,
             }),
         };
-        let (outcome, tier) = self.exec.run(&held.compiled, module, ctx, call)?;
+        let (outcome, tier) = held.run(self.exec, ctx, call)?;
         if tier == held.compiled.tier() {
             held.calls += 1;
             held.gas = held.gas.saturating_add(outcome.gas_used);

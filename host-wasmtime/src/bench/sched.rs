@@ -127,6 +127,32 @@ fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
     secs * 1e9 / sets.len().max(1) as f64
 }
 
+/// Runs one sequential copy of the block `txs` per state in `states`, each on a thread of its
+/// own, all at once; returns the wall time over the number of copies (the time per block) and
+/// every copy's outcome.
+fn copies_at_once(
+    exec: &TieredExecutor,
+    d: &[workload::Deployment],
+    txs: &Arc<[Transaction]>,
+    states: Vec<Arc<BlockState>>,
+) -> Result<(f64, Vec<block::BlockOutcome>), Error> {
+    let copies = states.len().max(1);
+    let t = Instant::now();
+    let outcomes = std::thread::scope(|s| {
+        let runs: Vec<_> = states
+            .iter()
+            .map(|state| {
+                s.spawn(move || block::execute_block(exec, d, state, txs, Mode::Sequential))
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("a copy does not panic"))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let t = t.elapsed().as_secs_f64() / copies as f64;
+    Ok((t, outcomes?))
+}
+
 /// Runs the benchmark on the token contract `token` (wasm bytes).
 ///
 /// # Errors
@@ -221,56 +247,33 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                         Ok::<_, Error>(t)
                     },
                     || {
-                        let differs = || -> Error {
-                            format!(
-                                "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
-                            )
-                            .into()
-                        };
-                        let block_mode = match mode {
-                            Run::Block(m) => m,
-                            Run::Independent(_) => {
-                                // Each copy on a thread of its own, all started together: the
-                                // time per block is the wall time over the copies.
-                                let states = for_mode.split_off(for_mode.len() - copies);
-                                let t = Instant::now();
-                                let outcomes = std::thread::scope(|s| {
-                                    let runs: Vec<_> = states
-                                        .into_iter()
-                                        .map(|state| {
-                                            let (exec, d, txs) = (&exec, &d, &txs);
-                                            s.spawn(move || {
-                                                block::execute_block(
-                                                    exec,
-                                                    d,
-                                                    &state,
-                                                    txs,
-                                                    Mode::Sequential,
-                                                )
-                                            })
-                                        })
-                                        .collect();
-                                    runs.into_iter()
-                                        .map(|r| r.join().expect("a copy does not panic"))
-                                        .collect::<Vec<_>>()
-                                });
-                                let t = t.elapsed().as_secs_f64() / copies as f64;
-                                for outcome in outcomes {
-                                    if outcome?.receipts != reference.receipts {
-                                        return Err(differs());
-                                    }
-                                }
-                                executions += size;
-                                return Ok(t);
+                        let (t, outcomes) = match mode {
+                            Run::Block(m) => {
+                                let state = for_mode.pop().expect("a state per run");
+                                let (t, outcome) = execute_on(state, m)?;
+                                (t, vec![outcome])
                             }
+                            Run::Independent(_) => copies_at_once(
+                                &exec,
+                                &d,
+                                &txs,
+                                for_mode.split_off(for_mode.len() - copies),
+                            )?,
                         };
-                        let state = for_mode.pop().expect("a state per run");
-                        let (t, outcome) = execute_on(state, block_mode)?;
-                        if outcome.receipts != reference.receipts {
-                            return Err(differs());
+                        for outcome in &outcomes {
+                            if outcome.receipts != reference.receipts {
+                                return Err(format!(
+                                    "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
+                                )
+                                .into());
+                            }
                         }
-                        executions += outcome.executions;
-                        validations += outcome.validations;
+                        // Counted per block: the copies' mean.
+                        let per_block = |f: fn(&block::BlockOutcome) -> usize| {
+                            outcomes.iter().map(f).sum::<usize>() / outcomes.len()
+                        };
+                        executions += per_block(|o| o.executions);
+                        validations += per_block(|o| o.validations);
                         Ok(t)
                     },
                 )?;
@@ -306,36 +309,32 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 sim_speedup_64: 1.0,
             });
             for (mode, (t, speedup, executions, validations)) in modes.iter().zip(runs) {
-                let (name, threads, optimistic) = match mode {
-                    Run::Block(Mode::Declared { threads }) => ("declared", *threads, false),
-                    Run::Block(Mode::Optimistic { threads }) => ("optimistic", *threads, true),
-                    Run::Block(Mode::Sequential) => unreachable!("sequential is the reference"),
-                    Run::Independent(threads) => {
-                        // Copies share no state: on W workers, W copies run at once.
-                        cells.push(Cell {
-                            accounts,
-                            block: size,
-                            mode: "independent".into(),
-                            threads: *threads,
-                            tps: size as f64 / t,
-                            speedup,
-                            executions_per_tx: per_tx(executions),
-                            validations_per_tx: 0.0,
-                            sched_ns_per_tx: 0.0,
-                            sim_speedup_32: 32.0,
-                            sim_speedup_64: 64.0,
-                        });
-                        continue;
+                let executions_per_tx = per_tx(executions);
+                let (name, threads, sched_ns_per_tx, sim_speedup_32, sim_speedup_64) = match *mode {
+                    // Copies share no state: on W workers, W copies run at once.
+                    Run::Independent(threads) => ("independent", threads, 0.0, 32.0, 64.0),
+                    Run::Block(m) => {
+                        let (name, threads, optimistic) = match m {
+                            Mode::Declared { threads } => ("declared", threads, false),
+                            Mode::Optimistic { threads } => ("optimistic", threads, true),
+                            Mode::Sequential => unreachable!("sequential is the reference"),
+                        };
+                        let sched = if threads == 1 {
+                            sched_one[usize::from(optimistic)]
+                        } else if optimistic {
+                            optimistic_sched_ns(&sets, threads, options.reps)
+                        } else {
+                            declared_sched_ns(&sets, threads, options.reps)
+                        };
+                        (
+                            name,
+                            threads,
+                            sched,
+                            sim(32, optimistic, executions_per_tx),
+                            sim(64, optimistic, executions_per_tx),
+                        )
                     }
                 };
-                let sched = if threads == 1 {
-                    sched_one[usize::from(optimistic)]
-                } else if optimistic {
-                    optimistic_sched_ns(&sets, threads, options.reps)
-                } else {
-                    declared_sched_ns(&sets, threads, options.reps)
-                };
-                let executions_per_tx = per_tx(executions);
                 cells.push(Cell {
                     accounts,
                     block: size,
@@ -345,9 +344,9 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                     speedup,
                     executions_per_tx,
                     validations_per_tx: per_tx(validations),
-                    sched_ns_per_tx: sched,
-                    sim_speedup_32: sim(32, optimistic, executions_per_tx),
-                    sim_speedup_64: sim(64, optimistic, executions_per_tx),
+                    sched_ns_per_tx,
+                    sim_speedup_32,
+                    sim_speedup_64,
                 });
             }
             bar.inc(1);
