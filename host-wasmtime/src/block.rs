@@ -117,27 +117,57 @@ impl BlockState {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             blobs: RwLock::default(),
         };
-        for (k, v) in values {
-            state.put(k, Some(v));
-        }
+        state.put_many(values.into_iter().map(|(k, v)| (k, Some(v))));
         state
     }
 
-    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, Vec<u8>>> {
+    /// The index of `key`'s shard.
+    fn shard_of(key: &[u8]) -> usize {
         // FNV-1a of the key's tail (keys share their contract's prefix).
         let tail = &key[key.len().saturating_sub(16)..];
         let h = tail.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
         });
-        &self.shards[(h % SHARDS as u64) as usize].0
+        (h % SHARDS as u64) as usize
+    }
+
+    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, Vec<u8>>> {
+        &self.shards[Self::shard_of(key)].0
     }
 
     fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let mut shard = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
+        Self::apply(&mut shard, key, value);
+    }
+
+    fn apply(shard: &mut HashMap<Vec<u8>, Vec<u8>>, key: Vec<u8>, value: Option<Vec<u8>>) {
         match value {
             Some(v) => shard.insert(key, v),
             None => shard.remove(&key),
         };
+    }
+
+    /// Applies `writes` in order, taking each shard's lock once: an optimistic window's
+    /// workers apply thousands of writes at once, and locking per write made them wait on
+    /// each other's shard locks.
+    fn put_many(&self, writes: impl IntoIterator<Item = Write>) {
+        let mut by_shard: Vec<(usize, Write)> = writes
+            .into_iter()
+            .map(|w| (Self::shard_of(&w.0), w))
+            .collect();
+        // Stable: a key written twice keeps its last value.
+        by_shard.sort_by_key(|(shard, _)| *shard);
+        let mut writes = by_shard.into_iter().peekable();
+        while let Some((index, (key, value))) = writes.next() {
+            let mut shard = self.shards[index]
+                .0
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            Self::apply(&mut shard, key, value);
+            while let Some((_, (key, value))) = writes.next_if(|(i, _)| *i == index) {
+                Self::apply(&mut shard, key, value);
+            }
+        }
     }
 
     /// The value of `key`.
@@ -433,9 +463,7 @@ pub fn execute_block(
                 // needs no critical path (any but the one-thread probe), frees its part of the
                 // records.
                 let apply_part = |worker: usize| {
-                    for (k, v) in window.take_writes(worker, threads) {
-                        state.put(k, v);
-                    }
+                    state.put_many(window.take_writes(worker, threads));
                     if threads > 1 {
                         window.release(worker, threads);
                     }

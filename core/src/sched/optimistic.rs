@@ -42,9 +42,26 @@ type Hasher = core::hash::BuildHasherDefault<std::hash::DefaultHasher>;
 
 type HashMap<K, V> = hashbrown::HashMap<K, V, Hasher>;
 
-/// One shard of the multi-version memory: keys and their versions, in a table probed with the
-/// hash that also chose the shard (each key is hashed once per access).
-type Shard<K, V> = Padded<Mutex<hashbrown::HashTable<(K, Versions<V>)>>>;
+/// One shard of the multi-version memory (on a cache line of its own).
+type Shard<K, V> = Padded<Mutex<Keys<K, V>>>;
+
+/// The keys of one shard met in a window, each with its versions. A key keeps its place in
+/// `entries` until the window ends, so a [`KeyId`] names it for good: read and write sets
+/// hold ids, not copies of keys, and validation finds a key's versions without hashing or
+/// comparing it again.
+struct Keys<K, V> {
+    /// Positions in `entries`, probed with the hash that also chose the shard (each key is
+    /// hashed once per access by the host).
+    index: hashbrown::HashTable<u32>,
+    entries: Vec<(K, Versions<V>)>,
+}
+
+/// A key met in the window: its shard, and its place in that shard's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct KeyId {
+    shard: u32,
+    entry: u32,
+}
 
 /// One execution of a transaction: its index in the block and how many times it was executed
 /// before.
@@ -81,50 +98,57 @@ pub enum Read<V> {
 /// The reads of one execution, kept for validation. Each key is read from the block once per
 /// execution: a second read gives the first one's answer, so an execution always sees one
 /// consistent value per key.
-#[derive(Debug, Clone)]
 pub struct ReadSet<K, V> {
     tx: u32,
     /// Key, where its value came from, and the value if the block wrote it.
-    seen: Vec<(K, Origin, Option<V>)>,
+    seen: Vec<(KeyId, Origin, Option<V>)>,
     /// Positions in `seen` by key, once it is too long to search.
-    index: HashMap<K, usize>,
+    index: HashMap<KeyId, usize>,
     blocked: Option<u32>,
+    _keys: core::marker::PhantomData<fn() -> K>,
+}
+
+impl<K, V> core::fmt::Debug for ReadSet<K, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReadSet")
+            .field("tx", &self.tx)
+            .field("reads", &self.seen.len())
+            .field("blocked", &self.blocked)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads searched linearly (most transactions read a few keys).
 const LINEAR: usize = 16;
 
-impl<K: Hash + Eq + Clone, V> ReadSet<K, V> {
+impl<K, V> ReadSet<K, V> {
     fn new(tx: u32) -> Self {
         Self {
             tx,
             seen: Vec::new(),
             index: HashMap::default(),
             blocked: None,
+            _keys: core::marker::PhantomData,
         }
     }
 
-    fn find<Q>(&self, key: &Q) -> Option<&(K, Origin, Option<V>)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
+    fn find(&self, id: KeyId) -> Option<&(KeyId, Origin, Option<V>)> {
         if self.seen.len() <= LINEAR {
-            self.seen.iter().find(|(k, ..)| k.borrow() == key)
+            self.seen.iter().find(|(k, ..)| *k == id)
         } else {
-            self.index.get(key).map(|i| &self.seen[*i])
+            self.index.get(&id).map(|i| &self.seen[*i])
         }
     }
 
-    fn push(&mut self, key: K, origin: Origin, value: Option<V>) {
+    fn push(&mut self, id: KeyId, origin: Origin, value: Option<V>) {
         if self.seen.len() == LINEAR {
-            let positions = self.seen.iter().enumerate().map(|(i, e)| (e.0.clone(), i));
+            let positions = self.seen.iter().enumerate().map(|(i, e)| (e.0, i));
             self.index.extend(positions);
         }
         if self.seen.len() >= LINEAR {
-            self.index.insert(key.clone(), self.seen.len());
+            self.index.insert(id, self.seen.len());
         }
-        self.seen.push((key, origin, value));
+        self.seen.push((id, origin, value));
     }
 
     /// The transaction executing.
@@ -242,18 +266,18 @@ const ACTIVE_SLOTS: usize = if cfg!(loom) { 4 } else { 64 };
 const SHARDS: usize = if cfg!(loom) { 2 } else { 64 };
 
 /// The state of one transaction.
-struct TxState<K, O> {
+struct TxState<O> {
     /// Incarnation and status (Block-STM's `txn_status`).
     status: Mutex<(u32, Status)>,
     /// Transactions waiting for its next execution (Block-STM's `txn_dependency`).
     dependencies: Mutex<Vec<u32>>,
     /// What its last execution wrote and read.
-    recorded: Mutex<Recorded<K>>,
+    recorded: Mutex<Recorded>,
     /// Its last execution's output.
     output: Mutex<Option<O>>,
 }
 
-impl<K, O> TxState<K, O> {
+impl<O> TxState<O> {
     fn new() -> Self {
         Self {
             status: Mutex::new((0, Status::ReadyToExecute)),
@@ -274,19 +298,11 @@ impl<K, O> TxState<K, O> {
     }
 }
 
-/// Per transaction: what its last execution wrote and read.
-struct Recorded<K> {
-    written: Vec<K>,
-    read: Vec<(K, Origin)>,
-}
-
-impl<K> Default for Recorded<K> {
-    fn default() -> Self {
-        Self {
-            written: Vec::new(),
-            read: Vec::new(),
-        }
-    }
+/// Per transaction: what its last execution wrote (ascending) and read.
+#[derive(Default)]
+struct Recorded {
+    written: Vec<KeyId>,
+    read: Vec<(KeyId, Origin)>,
 }
 
 /// The shared state of one optimistic block: scheduler and multi-version memory. Workers run
@@ -313,7 +329,7 @@ pub struct Optimistic<K, V, O> {
     released: AtomicBool,
     /// Per transaction, each on cache lines of its own (neighbouring transactions run on
     /// different workers; sharing lines made every status change a cache miss on the other).
-    txs: Vec<Padded<TxState<K, O>>>,
+    txs: Vec<Padded<TxState<O>>>,
     // Memory.
     hasher: Hasher,
     shards: Vec<Shard<K, V>>,
@@ -370,9 +386,10 @@ where
                 // Room for a key per transaction from the start: a block writes about that many,
                 // and growing every shard's table from empty rehashed each one several times.
                 .map(|_| {
-                    Padded(Mutex::new(hashbrown::HashTable::with_capacity(
-                        len / SHARDS,
-                    )))
+                    Padded(Mutex::new(Keys {
+                        index: hashbrown::HashTable::with_capacity(len / SHARDS),
+                        entries: Vec::with_capacity(len / SHARDS),
+                    }))
                 })
                 .collect(),
             executions: Padded(AtomicUsize::new(0)),
@@ -412,7 +429,9 @@ where
         }
         self.txs.resize_with(len, || Padded(TxState::new()));
         for shard in &self.shards {
-            shard.lock().clear();
+            let mut keys = shard.lock();
+            keys.index.clear();
+            keys.entries.clear();
         }
     }
 
@@ -439,21 +458,23 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
     {
-        // A read set's value is there exactly when an earlier transaction wrote it.
-        if let Some((_, _, value)) = reads.find(key) {
-            return value.clone().map_or(Read::Base, Read::Value);
-        }
         let tx = reads.tx;
-        let found = self.with_versions(key, |versions| {
+        let found = self.with_versions(key, |id, versions| {
+            // A read set's value is there exactly when an earlier transaction wrote it.
+            if let Some((_, _, value)) = reads.find(id) {
+                return Ok((id, None, value.clone()));
+            }
             versions.reader = versions.reader.max(Some(tx));
             versions
                 .origin(tx)
-                .map(|(origin, value)| (origin, value.cloned()))
+                .map(|(origin, value)| (id, Some(origin), value.cloned()))
         });
         match found {
-            Ok((origin, value)) => {
+            // Read before by this execution: the same answer.
+            Ok((_, None, value)) => value.map_or(Read::Base, Read::Value),
+            Ok((id, Some(origin), value)) => {
                 let read = value.clone().map_or(Read::Base, Read::Value);
-                reads.push(key.to_owned(), origin, value);
+                reads.push(id, origin, value);
                 read
             }
             Err(blocking) => {
@@ -463,40 +484,41 @@ where
         }
     }
 
-    /// The hash of `key`, and its shard.
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> (u64, &Shard<K, V>) {
-        let hash = self.hasher.hash_one(key);
-        // Bits the table does not use for its own buckets and tags.
-        (hash, &self.shards[(hash >> 32) as usize % SHARDS])
-    }
-
-    /// Runs `f` on the versions of `key`, under its shard's lock (creating them if needed).
-    fn with_versions<Q, R>(&self, key: &Q, f: impl FnOnce(&mut Versions<V>) -> R) -> R
+    /// Runs `f` on the id and versions of `key`, under its shard's lock (creating them if
+    /// needed).
+    fn with_versions<Q, R>(&self, key: &Q, f: impl FnOnce(KeyId, &mut Versions<V>) -> R) -> R
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
     {
-        let (hash, shard) = self.shard(key);
-        let mut table = shard.lock();
-        if let Some((_, versions)) = table.find_mut(hash, |(k, _)| k.borrow() == key) {
-            return f(versions);
-        }
-        let entry = (
-            key.to_owned(),
-            Versions {
-                slots: Vec::new(),
-                reader: None,
-            },
-        );
-        let hasher = |(k, _): &(K, Versions<V>)| self.hasher.hash_one(k);
-        f(&mut table.insert_unique(hash, entry, hasher).into_mut().1)
+        let hash = self.hasher.hash_one(key);
+        // Bits the table does not use for its own buckets and tags.
+        let shard = ((hash >> 32) as usize % SHARDS) as u32;
+        let mut keys = self.shards[shard as usize].lock();
+        let Keys { index, entries } = &mut *keys;
+        let entry = match index.find(hash, |i| entries[*i as usize].0.borrow() == key) {
+            Some(i) => *i,
+            None => {
+                // At most one entry per transaction's access, and a block has under 2^32
+                // transactions; a shard past 2^32 keys would have exhausted memory first.
+                let i = u32::try_from(entries.len()).expect("fewer than 2^32 keys per shard");
+                entries.push((
+                    key.to_owned(),
+                    Versions {
+                        slots: Vec::new(),
+                        reader: None,
+                    },
+                ));
+                index.insert_unique(hash, i, |i| self.hasher.hash_one(&entries[*i as usize].0));
+                i
+            }
+        };
+        f(KeyId { shard, entry }, &mut entries[entry as usize].1)
     }
 
-    /// Runs `f` on the versions of `key` if it has any, under its shard's lock.
-    fn existing<R>(&self, key: &K, f: impl FnOnce(Option<&mut Versions<V>>) -> R) -> R {
-        let (hash, shard) = self.shard(key);
-        let mut table = shard.lock();
-        f(table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v))
+    /// Runs `f` on the versions of key `id`, under its shard's lock.
+    fn at<R>(&self, id: KeyId, f: impl FnOnce(&mut Versions<V>) -> R) -> R {
+        f(&mut self.shards[id.shard as usize].lock().entries[id.entry as usize].1)
     }
 
     /// Whether the scheduler has finished: every transaction has a valid execution (or the
@@ -601,58 +623,52 @@ where
     /// did not repeat, and keeps `reads`. Returns whether some higher transaction has read a
     /// key that this execution writes and the previous one did not (those must be validated
     /// again).
-    fn record(&self, version: Version, reads: ReadSet<K, V>, mut writes: Vec<(K, V)>) -> bool {
+    fn record(&self, version: Version, reads: ReadSet<K, V>, writes: Vec<(K, V)>) -> bool {
         let tx = version.tx;
-        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // Held throughout: the only other user at once is a stale validation, which reads.
         let mut recorded = self.txs[tx as usize].recorded.lock();
         let previous = core::mem::take(&mut recorded.written);
         let mut revalidate = false;
         let mut written = Vec::with_capacity(writes.len());
         for (key, value) in writes {
-            let new = previous.binary_search(&key).is_err();
             let slot = Slot::Written {
                 incarnation: version.incarnation,
                 value,
             };
-            revalidate |= self.with_versions(&key, |versions| {
+            revalidate |= self.with_versions(&key, |id, versions| {
+                written.push(id);
                 match versions.slot(tx) {
                     Ok(i) => versions.slots[i].1 = slot,
                     Err(i) => versions.slots.insert(i, (tx, slot)),
                 }
+                let new = previous.binary_search(&id).is_err();
                 new && versions.reader.is_some_and(|r| r > tx)
             });
-            written.push(key);
         }
-        for key in previous {
-            if written.binary_search(&key).is_ok() {
+        written.sort_unstable();
+        for id in previous {
+            if written.binary_search(&id).is_ok() {
                 continue;
             }
-            self.existing(&key, |versions| {
-                if let Some(versions) = versions
-                    && let Ok(i) = versions.slot(tx)
-                {
+            self.at(id, |versions| {
+                if let Ok(i) = versions.slot(tx) {
                     versions.slots.remove(i);
                 }
             });
         }
-        let read = reads
-            .seen
-            .into_iter()
-            .map(|(k, origin, _)| (k, origin))
-            .collect();
-        *recorded = Recorded { written, read };
+        recorded.written = written;
+        recorded.read.clear();
+        let read = reads.seen.into_iter().map(|(id, origin, _)| (id, origin));
+        recorded.read.extend(read);
         revalidate
     }
 
     /// Whether every read of `tx`'s last execution would still find the same version.
     fn validate(&self, tx: u32) -> bool {
         let recorded = self.txs[tx as usize].recorded.lock();
-        recorded.read.iter().all(|(key, origin)| {
-            let now = self.existing(key, |versions| {
-                versions.map_or(Ok(Origin::Base), |versions| {
-                    versions.origin(tx).map(|(origin, _)| origin)
-                })
+        recorded.read.iter().all(|(id, origin)| {
+            let now = self.at(*id, |versions| {
+                versions.origin(tx).map(|(origin, _)| origin)
             });
             now == Ok(*origin)
         })
@@ -660,11 +676,9 @@ where
 
     fn convert_writes_to_estimates(&self, tx: u32) {
         let recorded = self.txs[tx as usize].recorded.lock();
-        for key in &recorded.written {
-            self.existing(key, |versions| {
-                if let Some(versions) = versions
-                    && let Ok(i) = versions.slot(tx)
-                {
+        for id in &recorded.written {
+            self.at(*id, |versions| {
+                if let Ok(i) = versions.slot(tx) {
                     versions.slots[i].1 = Slot::Estimate;
                 }
             });
@@ -833,7 +847,9 @@ where
         );
         let mut writes = Vec::new();
         for shard in self.shards.iter().skip(part).step_by(parts.max(1)) {
-            writes.extend(shard.lock().drain().filter_map(|(key, versions)| {
+            let mut keys = shard.lock();
+            keys.index.clear();
+            writes.extend(keys.entries.drain(..).filter_map(|(key, versions)| {
                 match versions.slots.into_iter().next_back() {
                     Some((_, Slot::Written { value, .. })) => Some((key, value)),
                     Some((_, Slot::Estimate)) => unreachable!("estimate left in a done block"),
@@ -844,10 +860,10 @@ where
         writes
     }
 
-    /// Frees what the executions of transactions `part`, `part + parts`, ... recorded (their
-    /// read and write sets), once [`Optimistic::done`]: workers call it with their index, so
-    /// that freeing a block's records is parallel too (on the finishing thread alone it was
-    /// 5 % of a 10,000-transaction block). [`Finished::critical_path`] is then not computed.
+    /// Clears what the executions of transactions `part`, `part + parts`, ... recorded (their
+    /// read and write sets, as key ids; the allocations stay for the next block), once
+    /// [`Optimistic::done`]: workers call it with their index, in parallel.
+    /// [`Finished::critical_path`] is then not computed.
     ///
     /// # Panics
     /// The block is not done, or was halted.
@@ -858,7 +874,9 @@ where
         );
         self.released.store(true, Ordering::Relaxed);
         for tx in self.txs.iter().skip(part).step_by(parts.max(1)) {
-            drop(core::mem::take(&mut *tx.recorded.lock()));
+            let mut recorded = tx.recorded.lock();
+            recorded.written.clear();
+            recorded.read.clear();
         }
     }
 
