@@ -30,6 +30,8 @@ use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
 
+use smallvec::SmallVec;
+
 use super::backoff;
 use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, Padded};
 
@@ -208,9 +210,13 @@ enum Slot<V> {
     Estimate,
 }
 
+/// Versions of a key held in place (no allocation): in a block over many keys, most keys are
+/// written by one or two transactions.
+const INLINE_VERSIONS: usize = 2;
+
 /// The versions of one key, by ascending transaction.
 struct Versions<V> {
-    slots: Vec<(u32, Slot<V>)>,
+    slots: SmallVec<[(u32, Slot<V>); INLINE_VERSIONS]>,
     /// The highest transaction that has read the key.
     reader: Option<u32>,
 }
@@ -505,7 +511,7 @@ where
                 entries.push((
                     key.to_owned(),
                     Versions {
-                        slots: Vec::new(),
+                        slots: SmallVec::new(),
                         reader: None,
                     },
                 ));
