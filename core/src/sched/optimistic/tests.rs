@@ -129,6 +129,50 @@ fn repeated_read_sees_the_first_value() {
     assert!(again.is_blocked());
 }
 
+/// An execution reading more keys than its read set searches linearly: the set's index finds
+/// each key again (a repeated read gives the first answer, whatever was written since), and
+/// validation checks every read.
+#[test]
+fn many_reads_are_indexed_and_validated() {
+    let v = |tx| Version { tx, incarnation: 0 };
+    let stm: Optimistic<u8, u64, u64> = Optimistic::new(3);
+    let evens = (0..40u8).step_by(2).map(|k| (k, u64::from(k) * 10));
+    stm.record(v(0), stm.reads(0), evens.collect());
+    let mut r2 = stm.reads(2);
+    for k in 0..40u8 {
+        let first = if k % 2 == 0 {
+            Read::Value(u64::from(k) * 10)
+        } else {
+            Read::Base
+        };
+        assert_eq!(stm.read(&mut r2, &k), first, "key {k}");
+    }
+    assert_eq!(r2.len(), 40);
+    // Transaction 1 writes a key 2 read from the base state and one 2 read from 0's write.
+    assert!(stm.record(v(1), stm.reads(1), vec![(33, 1), (10, 2)]));
+    assert_eq!(stm.read(&mut r2, &33), Read::Base);
+    assert_eq!(stm.read(&mut r2, &10), Read::Value(100));
+    assert_eq!(stm.read(&mut r2, &39), Read::Base);
+    assert_eq!(r2.len(), 40, "repeated reads are not read again");
+    stm.record(v(2), r2, Vec::new());
+    assert!(!stm.validate(2), "the reads of 10 and 33 are stale");
+    // Executed again after 1, 2 reads 1's values and validates.
+    let mut again = stm.reads(2);
+    for k in 0..40u8 {
+        let _ = stm.read(&mut again, &k);
+    }
+    assert_eq!(stm.read(&mut again, &33), Read::Value(1));
+    stm.record(
+        Version {
+            tx: 2,
+            incarnation: 1,
+        },
+        again,
+        Vec::new(),
+    );
+    assert!(stm.validate(2));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
