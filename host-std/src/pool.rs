@@ -229,7 +229,7 @@ pub fn drain_optimistic<K, V, O>(
     execute: &(dyn Fn(usize, Version) -> Executed<K, V, O> + Sync),
     done: &(dyn Fn(usize) + Sync),
 ) where
-    K: Hash + Eq + Ord + Clone + Send,
+    K: Hash + Eq + Clone + Send,
     V: Clone + Send,
     O: Send,
 {

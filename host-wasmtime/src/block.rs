@@ -460,7 +460,7 @@ pub fn execute_block(
                     }
                 };
                 // Each worker applies its part of the block's writes and, on a window that
-                // needs no critical path (any but the one-thread probe), frees its part of the
+                // needs no critical path (any but the one-thread probe), clears its part of the
                 // records.
                 let apply_part = |worker: usize| {
                     state.put_many(window.take_writes(worker, threads));

@@ -52,8 +52,8 @@ type Shard<K, V> = Padded<Mutex<Keys<K, V>>>;
 /// hold ids, not copies of keys, and validation finds a key's versions without hashing or
 /// comparing it again.
 struct Keys<K, V> {
-    /// Positions in `entries`, probed with the hash that also chose the shard (each key is
-    /// hashed once per access by the host).
+    /// Positions in `entries`, probed with the hash that also chose the shard (a key is hashed
+    /// once per access by key; accesses by id are not hashed).
     index: hashbrown::HashTable<u32>,
     entries: Vec<(K, Versions<V>)>,
 }
@@ -297,9 +297,7 @@ impl<O> TxState<O> {
     fn reset(&self) {
         *self.status.lock() = (0, Status::ReadyToExecute);
         self.dependencies.lock().clear();
-        let mut recorded = self.recorded.lock();
-        recorded.written.clear();
-        recorded.read.clear();
+        self.recorded.lock().clear();
         *self.output.lock() = None;
     }
 }
@@ -309,6 +307,14 @@ impl<O> TxState<O> {
 struct Recorded {
     written: Vec<KeyId>,
     read: Vec<(KeyId, Origin)>,
+}
+
+impl Recorded {
+    /// Nothing recorded, the allocations kept.
+    fn clear(&mut self) {
+        self.written.clear();
+        self.read.clear();
+    }
 }
 
 /// The shared state of one optimistic block: scheduler and multi-version memory. Workers run
@@ -365,7 +371,7 @@ const SC: Ordering = Ordering::SeqCst;
 
 impl<K, V, O> Optimistic<K, V, O>
 where
-    K: Hash + Eq + Ord + Clone,
+    K: Hash + Eq + Clone,
     V: Clone,
 {
     /// The state of a block of `len` transactions, none executed.
@@ -880,9 +886,7 @@ where
         );
         self.released.store(true, Ordering::Relaxed);
         for tx in self.txs.iter().skip(part).step_by(parts.max(1)) {
-            let mut recorded = tx.recorded.lock();
-            recorded.written.clear();
-            recorded.read.clear();
+            tx.recorded.lock().clear();
         }
     }
 
