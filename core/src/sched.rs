@@ -28,7 +28,7 @@ use core::cmp::Reverse;
 
 use hashbrown::HashMap;
 
-use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering, Padded};
 
 pub mod optimistic;
 
@@ -247,15 +247,19 @@ impl Dag {
 /// dependencies, else by the worker whose finish brings its count to zero. Workers claim the
 /// ready array's slots in order; a worker whose slot is not yet filled waits for it (it has
 /// nothing else to do: every slot before it is claimed).
+///
+/// The two indices each have a cache line of their own, away from the fields every worker
+/// only reads: on one line, every claim and every push invalidated the line holding the
+/// graph and the arrays for the other worker.
 #[derive(Debug)]
 pub struct Claims<'d> {
     dag: &'d Dag,
     pending: Vec<AtomicU32>,
     /// Ready transactions, in the order they became ready; `EMPTY` until filled.
     ready: Vec<AtomicU32>,
-    tail: AtomicUsize,
-    head: AtomicUsize,
-    halted: AtomicBool,
+    tail: Padded<AtomicUsize>,
+    head: Padded<AtomicUsize>,
+    halted: Padded<AtomicBool>,
 }
 
 const EMPTY: u32 = u32::MAX;
@@ -297,9 +301,9 @@ impl<'d> Claims<'d> {
             dag,
             pending: pending.iter().map(|p| AtomicU32::new(*p)).collect(),
             ready: (done..n).map(|_| AtomicU32::new(EMPTY)).collect(),
-            tail: AtomicUsize::new(0),
-            head: AtomicUsize::new(0),
-            halted: AtomicBool::new(false),
+            tail: Padded(AtomicUsize::new(0)),
+            head: Padded(AtomicUsize::new(0)),
+            halted: Padded(AtomicBool::new(false)),
         };
         for tx in done as u32..n as u32 {
             if pending[tx as usize] == 0 {

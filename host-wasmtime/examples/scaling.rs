@@ -1,6 +1,8 @@
 //! Whether execution scales, piece by piece: token transfers among 10,000 accounts, 10,000 per
 //! block, as sequential blocks, as two independent half-blocks on two threads with separate
-//! states (the engine alone), and as one block in declared and optimistic mode on two threads.
+//! states (the engine alone), as one block in declared and optimistic mode on two threads, and
+//! as two streams of whole sequential blocks on two threads with no barrier between them (the
+//! machine's ceiling for two threads, as two processes would see it).
 //! Prints throughput and CPU time per transaction (from `/proc/self/stat`): a mode whose CPU
 //! time per transaction exceeds the independent halves' spends it on coordination. States are
 //! built before the clock starts.
@@ -58,7 +60,13 @@ fn main() {
     let b: Arc<[Transaction]> = all[half..].to_vec().into();
     let reps = 10;
     for round in 0..3 {
-        for mode in ["sequential", "independent", "declared", "optimistic"] {
+        for mode in [
+            "sequential",
+            "independent",
+            "declared",
+            "optimistic",
+            "streams",
+        ] {
             if only.as_ref().is_some_and(|m| m != mode) {
                 continue;
             }
@@ -66,6 +74,32 @@ fn main() {
                 .map(|_| Arc::new(BlockState::new(genesis.snapshot())))
                 .collect();
             let (cpu, clock) = (cpu_seconds(), Instant::now());
+            if mode == "streams" {
+                // Two threads, each running whole blocks on states of its own, with no
+                // barrier between them: what two processes would do, in one.
+                let run = |r: usize| {
+                    for i in 0..reps {
+                        block::execute_block(&exec, &d, &states[2 * i + r], &all, Mode::Sequential)
+                            .unwrap();
+                    }
+                };
+                std::thread::scope(|s| {
+                    for r in 0..2 {
+                        let run = &run;
+                        std::thread::Builder::new()
+                            .stack_size(64 << 20)
+                            .spawn_scoped(s, move || run(r))
+                            .unwrap();
+                    }
+                });
+                let n = (2 * reps * all.len()) as f64;
+                println!(
+                    "round {round} {mode:>11}: {:>7.0} tps, {:>5.2} us CPU per transaction",
+                    n / clock.elapsed().as_secs_f64(),
+                    (cpu_seconds() - cpu) * 1e6 / n
+                );
+                continue;
+            }
             for r in 0..reps {
                 let run = |s: &Arc<BlockState>, txs: &Arc<[Transaction]>, mode: Mode| {
                     block::execute_block(&exec, &d, s, txs, mode).unwrap();
