@@ -93,7 +93,7 @@ pub struct Report {
 
 /// Scheduler-only time per transaction in declared mode: graph construction and the worker
 /// pool's drain of no-op transactions (or its sequential fallback, as a real block would).
-fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
+pub fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
     let secs = median_secs(reps, || {
         let dag = Dag::build(sets);
         pool::run(&dag, threads, &|_, _| {});
@@ -103,10 +103,14 @@ fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
 
 /// Scheduler-only time per transaction in optimistic mode: the Block-STM scheduler and
 /// multi-version memory, with transactions that read and write their keys and nothing else.
-fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
+/// The state is reset between repetitions, keeping its allocations, as block execution does.
+pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
+    let mut stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(0);
     let secs = median_secs(reps, || {
-        let mut stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(sets.len());
+        stm.reset(sets.len());
+        let shared = &stm;
         let execute = |_: usize, v: Version| {
+            let stm = shared;
             let mut reads = stm.reads(v.tx);
             let mut writes = Vec::new();
             for key in &sets[v.tx as usize].writes {
@@ -121,7 +125,15 @@ fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
                 output: (),
             }
         };
-        pool::drain_optimistic(&stm, threads, &execute, &|_| {});
+        // As a block does: each worker takes its part of the writes, and releases its part of
+        // the records when there is more than one.
+        let done = |w: usize| {
+            std::hint::black_box(shared.take_writes(w, threads));
+            if threads > 1 {
+                shared.release(w, threads);
+            }
+        };
+        pool::drain_optimistic(shared, threads, &execute, &done);
         std::hint::black_box(stm.finish());
     });
     secs * 1e9 / sets.len().max(1) as f64
