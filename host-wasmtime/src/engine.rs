@@ -137,11 +137,26 @@ impl WasmtimeEngine {
         limits: &Limits,
         cache: Option<Arc<dyn ArtifactCache>>,
     ) -> Result<Self, EngineError> {
+        Self::with_pool(tier, limits, cache, POOL_INSTANCES)
+    }
+
+    /// As [`new`](Self::new), with `instances` slots per lane instead of [`POOL_INSTANCES`]:
+    /// at most that many calls run at once on a lane, and a call beyond them fails with
+    /// [`EngineError::Unavailable`] (with 0, every call does).
+    ///
+    /// # Errors
+    /// wasmtime cannot create the engine, or `tier` is cold.
+    pub fn with_pool(
+        tier: Tier,
+        limits: &Limits,
+        cache: Option<Arc<dyn ArtifactCache>>,
+        instances: u32,
+    ) -> Result<Self, EngineError> {
         let mut config = Config::new();
         let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_core_instances(POOL_INSTANCES)
-            .total_memories(POOL_INSTANCES)
-            .total_tables(POOL_INSTANCES)
+        pool.total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
             .max_memory_size(limits.max_memory_pages as usize * 65_536)
             .table_elements(limits.max_table_elements as usize)
             // vmctx: function references, globals and tables within the instrumenter's limits.

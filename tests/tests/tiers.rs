@@ -10,9 +10,11 @@ use std::sync::Arc;
 use synor_core::abi::{CallContext, Empty};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
-use synor_core::tier::{ArtifactCache, Call, Compiled, Engine, Outcome, Tier, TierPolicy, Value};
+use synor_core::tier::{
+    ArtifactCache, Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Value,
+};
 use synor_host_std::FsArtifactCache;
-use synor_host_wasmtime::engine::engines;
+use synor_host_wasmtime::engine::{WasmtimeEngine, engines};
 use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use synor_host_wasmtime::workload::{self, Chain, Deployment};
 
@@ -870,4 +872,54 @@ fn deployments_have_distinct_ids() {
     let d: Vec<Deployment> = workload::deploy(&files, 2).unwrap();
     let ids: std::collections::BTreeSet<_> = d.iter().map(|d| d.module.code_id).collect();
     assert_eq!(ids.len(), d.len());
+}
+
+#[test]
+fn calls_a_full_instance_pool_cannot_take_run_cold_with_the_same_result() {
+    let m = counting_module();
+    let limits = Limits::default();
+    // Engines whose pools have no slot: every warm or hot call finds the pool full.
+    let full = |tier| Arc::new(WasmtimeEngine::with_pool(tier, &limits, None, 0).unwrap());
+    let (warm, hot) = (full(Tier::Warm), full(Tier::Hot));
+    let args = [Value::I32(1000)];
+    let call = Call::new("work", &args);
+    for engine in [&warm, &hot] {
+        let compiled = engine.compile(&m).unwrap();
+        let mut ctx = CallContext::with_gas(1 << 40);
+        match compiled.call(&mut ctx, &call) {
+            Err(EngineError::Unavailable(why)) => assert!(why.contains("limit"), "{why}"),
+            other => panic!(
+                "{}: a call with no instance slot gave {other:?}",
+                engine.tier()
+            ),
+        }
+        // The context comes back untouched: the fallback starts from it.
+        assert_eq!(ctx.gas_left, 1 << 40);
+    }
+    let reference = {
+        let mut ctx = CallContext::with_gas(1 << 40);
+        let exec = TieredExecutor::new(
+            engines(&limits, None).unwrap(),
+            Mode::Static(Tier::Hot),
+            DEFAULT_CACHE_BYTES,
+        );
+        let (o, tier) = exec.call(&m, &mut ctx, &call).unwrap();
+        assert_eq!(tier, Tier::Hot);
+        (o, ctx.gas_left)
+    };
+    for tier in [Tier::Warm, Tier::Hot] {
+        let cold = Arc::new(synor_host_std::WasmiEngine::new(&limits));
+        let exec = TieredExecutor::new(
+            [cold, warm.clone(), hot.clone()],
+            Mode::Static(tier),
+            DEFAULT_CACHE_BYTES,
+        );
+        let mut session = exec.session();
+        for _ in 0..3 {
+            let mut ctx = CallContext::with_gas(1 << 40);
+            let (o, ran) = session.call(&m, &mut ctx, &call).unwrap();
+            assert_eq!(ran, Tier::Cold, "{tier} with a full pool");
+            assert_eq!((o, ctx.gas_left), reference, "{tier} falling back to cold");
+        }
+    }
 }
