@@ -875,6 +875,26 @@ fn depth_enter(f: &mut Function, g: &Globals, s: &Scratch, weight: u32, limit: u
     f.instruction(&Instruction::End);
 }
 
+/// A charge that depends on an instruction's operand, made when it runs (on top of its static
+/// cost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OperandCharge {
+    /// `memory.grow`: per page requested.
+    Grow,
+    /// `memory.fill`, `memory.copy`: per 8 bytes.
+    Bulk,
+}
+
+/// The operand-dependent charge of `op`, if it has one: the one list of such instructions, for
+/// the rewrite that charges them and for counted loops, whose bodies must not contain them.
+fn operand_charge(op: &Operator<'_>) -> Option<OperandCharge> {
+    match op {
+        Operator::MemoryGrow { .. } => Some(OperandCharge::Grow),
+        Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => Some(OperandCharge::Bulk),
+        _ => None,
+    }
+}
+
 /// Whether `op` neither transfers control nor calls: the depth may stay raised over it.
 fn straight_line(op: &Operator<'_>) -> bool {
     !matches!(
@@ -1081,7 +1101,10 @@ fn rewrite_body(
                 reload(&mut f, g, &s);
                 continue;
             }
-            Operator::MemoryGrow { .. } => {
+            _ => {}
+        }
+        match operand_charge(&op) {
+            Some(OperandCharge::Grow) => {
                 charge_dynamic(&mut f, g, &s, schedule.memory_grow_page, 0);
                 // Pages after growth, in 64 bits so that no request wraps around.
                 f.instruction(&Instruction::I64ExtendI32U);
@@ -1095,10 +1118,10 @@ fn rewrite_body(
                 f.instruction(&Instruction::End);
                 f.instruction(&Instruction::LocalGet(s.i32));
             }
-            Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } => {
+            Some(OperandCharge::Bulk) => {
                 charge_dynamic(&mut f, g, &s, schedule.bulk_per_8_bytes, 3);
             }
-            _ => {}
+            None => {}
         }
         match observe(&op) {
             None => emit(&mut f, op)?,

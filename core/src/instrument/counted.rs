@@ -132,11 +132,7 @@ fn test(ops: &[Operator<'_>], end: usize) -> Option<(Operand, Operand, usize)> {
 /// Whether `op` may be in a counted loop's body: it neither transfers control nor calls, and
 /// its cost does not depend on an operand.
 fn plain(op: &Operator<'_>) -> bool {
-    super::straight_line(op)
-        && !matches!(
-            op,
-            Operator::MemoryGrow { .. } | Operator::MemoryFill { .. } | Operator::MemoryCopy { .. }
-        )
+    super::straight_line(op) && super::operand_charge(op).is_none()
 }
 
 /// Finds the induction variable among a test's operands, given the loop's code
