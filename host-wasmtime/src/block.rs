@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Event, State, Trap};
@@ -147,19 +148,22 @@ impl BlockState {
     /// worker's heap, a contended free per write; the written value, freed instead, was
     /// allocated by this thread.
     fn apply(shard: &mut HashMap<Vec<u8>, Vec<u8>>, key: Vec<u8>, value: Option<Vec<u8>>) {
-        match (value, shard.get_mut(&key)) {
-            (Some(v), Some(held))
-                if v.len() <= held.capacity() && held.capacity() <= 2 * v.len() =>
-            {
-                held.clear();
-                held.extend_from_slice(&v);
+        let Some(v) = value else {
+            shard.remove(&key);
+            return;
+        };
+        match shard.entry(key) {
+            Entry::Occupied(mut held) => {
+                let held = held.get_mut();
+                if v.len() <= held.capacity() && held.capacity() <= 2 * v.len() {
+                    held.clear();
+                    held.extend_from_slice(&v);
+                } else {
+                    *held = v;
+                }
             }
-            (Some(v), Some(held)) => *held = v,
-            (Some(v), None) => {
-                shard.insert(key, v);
-            }
-            (None, _) => {
-                shard.remove(&key);
+            Entry::Vacant(e) => {
+                e.insert(v);
             }
         }
     }
