@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use synor_core::instrument::Limits;
 use synor_core::tier::Tier;
+use synor_host_std::pool::WORKER_STACK;
 use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction};
 use synor_host_wasmtime::engine::engines;
 use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
@@ -74,47 +75,44 @@ fn main() {
                 .map(|_| Arc::new(BlockState::new(genesis.snapshot())))
                 .collect();
             let (cpu, clock) = (cpu_seconds(), Instant::now());
-            if mode == "streams" {
+            let run = |s: &Arc<BlockState>, txs: &Arc<[Transaction]>, mode: Mode| {
+                block::execute_block(&exec, &d, s, txs, mode).unwrap();
+            };
+            // Runs `work(0)` and `work(1)` on two threads with a worker's stack, at once.
+            let on_two = |work: &(dyn Fn(usize) + Sync)| {
+                std::thread::scope(|s| {
+                    for w in 0..2 {
+                        std::thread::Builder::new()
+                            .stack_size(WORKER_STACK)
+                            .spawn_scoped(s, move || work(w))
+                            .expect("spawn a thread");
+                    }
+                })
+            };
+            let blocks = if mode == "streams" {
                 // Two threads, each running whole blocks on states of its own, with no
                 // barrier between them: what two processes would do, in one.
-                let run = |r: usize| {
-                    for i in 0..reps {
-                        block::execute_block(&exec, &d, &states[2 * i + r], &all, Mode::Sequential)
-                            .unwrap();
-                    }
-                };
-                std::thread::scope(|s| {
-                    for r in 0..2 {
-                        let run = &run;
-                        std::thread::Builder::new()
-                            .stack_size(64 << 20)
-                            .spawn_scoped(s, move || run(r))
-                            .unwrap();
-                    }
+                on_two(&|w| {
+                    (0..reps).for_each(|r| run(&states[2 * r + w], &all, Mode::Sequential))
                 });
-                let n = (2 * reps * all.len()) as f64;
-                println!(
-                    "round {round} {mode:>11}: {:>7.0} tps, {:>5.2} us CPU per transaction",
-                    n / clock.elapsed().as_secs_f64(),
-                    (cpu_seconds() - cpu) * 1e6 / n
-                );
-                continue;
-            }
-            for r in 0..reps {
-                let run = |s: &Arc<BlockState>, txs: &Arc<[Transaction]>, mode: Mode| {
-                    block::execute_block(&exec, &d, s, txs, mode).unwrap();
-                };
-                match mode {
-                    "sequential" => run(&states[r], &all, Mode::Sequential),
-                    "declared" => run(&states[r], &all, Mode::Declared { threads: 2 }),
-                    "optimistic" => run(&states[r], &undeclared, Mode::Optimistic { threads: 2 }),
-                    _ => std::thread::scope(|s| {
-                        s.spawn(|| run(&states[2 * r], &a, Mode::Sequential));
-                        s.spawn(|| run(&states[2 * r + 1], &b, Mode::Sequential));
-                    }),
+                2 * reps
+            } else {
+                for r in 0..reps {
+                    match mode {
+                        "sequential" => run(&states[r], &all, Mode::Sequential),
+                        "declared" => run(&states[r], &all, Mode::Declared { threads: 2 }),
+                        "optimistic" => {
+                            run(&states[r], &undeclared, Mode::Optimistic { threads: 2 })
+                        }
+                        _ => on_two(&|w| {
+                            let half = if w == 0 { &a } else { &b };
+                            run(&states[2 * r + w], half, Mode::Sequential)
+                        }),
+                    }
                 }
-            }
-            let n = (reps * all.len()) as f64;
+                reps
+            };
+            let n = (blocks * all.len()) as f64;
             println!(
                 "round {round} {mode:>11}: {:>7.0} tps, {:>5.2} us CPU per transaction",
                 n / clock.elapsed().as_secs_f64(),

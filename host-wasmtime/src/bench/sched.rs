@@ -110,11 +110,10 @@ pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f
         stm.reset(sets.len());
         let shared = &stm;
         let execute = |_: usize, v: Version| {
-            let stm = shared;
-            let mut reads = stm.reads(v.tx);
+            let mut reads = shared.reads(v.tx);
             let mut writes = Vec::new();
             for key in &sets[v.tx as usize].writes {
-                if stm.read(&mut reads, key) == Read::Blocked {
+                if shared.read(&mut reads, key) == Read::Blocked {
                     break;
                 }
                 writes.push((key.clone(), Some(vec![0; 8])));
@@ -140,8 +139,8 @@ pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f
 }
 
 /// Runs one sequential copy of the block `txs` per state in `states`, each on a thread of its
-/// own, all at once; returns the wall time over the number of copies (the time per block) and
-/// every copy's outcome.
+/// own (with a worker's stack, which calls need), all at once; returns the wall time over the
+/// number of copies (the time per block) and every copy's outcome.
 fn copies_at_once(
     exec: &TieredExecutor,
     d: &[workload::Deployment],
@@ -150,16 +149,20 @@ fn copies_at_once(
 ) -> Result<(f64, Vec<block::BlockOutcome>), Error> {
     let copies = states.len().max(1);
     let t = Instant::now();
-    let outcomes = std::thread::scope(|s| {
-        let runs: Vec<_> = states
+    let outcomes = std::thread::scope(|s| -> Result<Vec<_>, Error> {
+        let runs = states
             .iter()
             .map(|state| {
-                s.spawn(move || block::execute_block(exec, d, state, txs, Mode::Sequential))
+                std::thread::Builder::new()
+                    .stack_size(pool::WORKER_STACK)
+                    .spawn_scoped(s, move || {
+                        block::execute_block(exec, d, state, txs, Mode::Sequential)
+                    })
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         runs.into_iter()
-            .map(|r| r.join().expect("a copy does not panic"))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|r| Ok(r.join().expect("a copy does not panic")?))
+            .collect()
     });
     let t = t.elapsed().as_secs_f64() / copies as f64;
     Ok((t, outcomes?))
