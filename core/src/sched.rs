@@ -26,7 +26,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
 
 use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering, Padded};
 
@@ -60,11 +60,90 @@ impl AccessSet {
     }
 }
 
-/// Per key, while building a [`Dag`]: its last writer and the readers since.
-#[derive(Default)]
-struct KeyState {
-    writer: Option<u32>,
-    readers: Vec<u32>,
+/// Per key, while building a [`Dag`]: the key, its last writer and the readers since (a
+/// list in [`Builder::readers`], reused once a writer clears it).
+struct KeyState<'a> {
+    key: &'a [u8],
+    writer: u32,
+    readers: u32,
+}
+
+/// No transaction (a [`KeyState`] without a writer or without readers).
+const NONE: u32 = u32::MAX;
+
+/// The key table of a [`Dag`] being built.
+struct Builder<'a> {
+    hasher: hashbrown::DefaultHashBuilder,
+    keys: hashbrown::HashTable<KeyState<'a>>,
+    /// Reader lists; `free` are those a writer cleared.
+    readers: Vec<Vec<u32>>,
+    free: Vec<u32>,
+}
+
+impl<'a> Builder<'a> {
+    /// The state of `key`, whose hash is `hash`, in `keys` (hashed by `hasher`), added if new.
+    fn entry<'t>(
+        keys: &'t mut hashbrown::HashTable<KeyState<'a>>,
+        hasher: &hashbrown::DefaultHashBuilder,
+        key: &'a [u8],
+        hash: u64,
+    ) -> &'t mut KeyState<'a> {
+        keys.entry(hash, |k| k.key == key, |k| hasher.hash_one(k.key))
+            .or_insert(KeyState {
+                key,
+                writer: NONE,
+                readers: NONE,
+            })
+            .into_mut()
+    }
+
+    /// Adds to `mine` the transactions before `i` that `set` conflicts with (per key: the last
+    /// writer, and for a write the readers since), and records `i`'s accesses. `hashes` are
+    /// the hashes of `set`'s writes, then of its reads.
+    fn key_dependencies(
+        &mut self,
+        set: &'a AccessSet,
+        hashes: &[u64],
+        i: u32,
+        mine: &mut Vec<u32>,
+    ) {
+        let (writes, reads) = hashes.split_at(set.writes.len());
+        for (key, &hash) in set.writes.iter().zip(writes) {
+            let k = Self::entry(&mut self.keys, &self.hasher, key, hash);
+            if k.writer == i {
+                continue; // declared twice
+            }
+            let (writer, readers) = (k.writer, core::mem::replace(&mut k.readers, NONE));
+            k.writer = i;
+            mine.extend((writer != NONE).then_some(writer));
+            if readers != NONE {
+                let list = &mut self.readers[readers as usize];
+                mine.extend(list.iter().copied().filter(|r| *r != i));
+                list.clear();
+                self.free.push(readers);
+            }
+        }
+        for (key, &hash) in set.reads.iter().zip(reads) {
+            let k = Self::entry(&mut self.keys, &self.hasher, key, hash);
+            if k.writer == i {
+                continue; // also written: covered above
+            }
+            mine.extend((k.writer != NONE).then_some(k.writer));
+            if k.readers == NONE {
+                k.readers = match self.free.pop() {
+                    Some(free) => free,
+                    None => {
+                        self.readers.push(Vec::new());
+                        (self.readers.len() - 1) as u32
+                    }
+                };
+            }
+            let list = &mut self.readers[k.readers as usize];
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
+        }
+    }
 }
 
 /// The dependency graph of a block: for each transaction, the earlier transactions it must
@@ -94,16 +173,32 @@ impl Dag {
     /// # Panics
     /// More than `u32::MAX` transactions.
     pub fn build_partial<'a>(sets: impl ExactSizeIterator<Item = Option<&'a AccessSet>>) -> Dag {
+        let sets: Vec<Option<&AccessSet>> = sets.collect();
         let n = sets.len();
         assert!(u32::try_from(n).is_ok(), "block too large");
-        let mut keys: HashMap<&[u8], KeyState> = HashMap::with_capacity(n);
+        let mut table = Builder {
+            hasher: Default::default(),
+            keys: hashbrown::HashTable::with_capacity(n),
+            readers: Vec::new(),
+            free: Vec::new(),
+        };
+        // Every key's hash first, in a loop whose iterations do not depend on each other: the
+        // processor overlaps their cache misses (the keys are scattered over the block's
+        // allocations), where the table's loop below would wait for each in turn.
+        let hashes: Vec<u64> = sets
+            .iter()
+            .flatten()
+            .flat_map(|s| s.writes.iter().chain(&s.reads))
+            .map(|k| table.hasher.hash_one(k.as_slice()))
+            .collect();
+        let mut hashed = 0;
         let mut edges: Vec<(u32, u32)> = Vec::with_capacity(n);
         let mut deps = vec![0u32; n];
         let mut mine: Vec<u32> = Vec::new();
         // The last barrier, and the transactions since it.
         let mut barrier: Option<u32> = None;
         let mut since: Vec<u32> = Vec::new();
-        for (i, set) in sets.enumerate() {
+        for (i, set) in sets.into_iter().enumerate() {
             let i = i as u32;
             mine.clear();
             match set {
@@ -114,11 +209,16 @@ impl Dag {
                     }
                     mine.append(&mut since);
                     barrier = Some(i);
-                    keys.clear();
+                    table.keys.clear();
+                    table.readers.clear();
+                    table.free.clear();
                 }
                 Some(set) => {
                     mine.extend(barrier);
-                    Self::key_dependencies(&mut keys, set, i, &mut mine);
+                    let keys = set.writes.len() + set.reads.len();
+                    let hashes = &hashes[hashed..hashed + keys];
+                    hashed += keys;
+                    table.key_dependencies(set, hashes, i, &mut mine);
                     since.push(i);
                 }
             }
@@ -147,36 +247,6 @@ impl Dag {
             deps,
             offsets,
             dependents,
-        }
-    }
-
-    /// Adds to `mine` the transactions before `i` that `set` conflicts with (per key: the last
-    /// writer, and for a write the readers since), and records `i`'s accesses.
-    fn key_dependencies<'a>(
-        keys: &mut HashMap<&'a [u8], KeyState>,
-        set: &'a AccessSet,
-        i: u32,
-        mine: &mut Vec<u32>,
-    ) {
-        for key in &set.writes {
-            let k = keys.entry(key.as_slice()).or_default();
-            if k.writer == Some(i) {
-                continue; // declared twice
-            }
-            mine.extend(k.writer);
-            mine.extend(k.readers.iter().copied().filter(|r| *r != i));
-            k.writer = Some(i);
-            k.readers.clear();
-        }
-        for key in &set.reads {
-            let k = keys.entry(key.as_slice()).or_default();
-            if k.writer == Some(i) {
-                continue; // also written: covered above
-            }
-            mine.extend(k.writer);
-            if k.readers.last() != Some(&i) {
-                k.readers.push(i);
-            }
         }
     }
 
