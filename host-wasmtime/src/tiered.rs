@@ -278,6 +278,16 @@ impl Held {
             other => Ok((other?, self.compiled.tier())),
         }
     }
+
+    /// Hands the calls counted since the last report to the tier manager, as calls of the
+    /// held module's tier.
+    fn report(&mut self, exec: &TieredExecutor) {
+        if self.calls > 0 {
+            exec.count(&self.module, self.compiled.tier(), self.calls, self.gas);
+            self.calls = 0;
+            self.gas = 0;
+        }
+    }
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -317,7 +327,7 @@ impl Session<'_> {
             for (id, now) in changed {
                 if let Some(held) = self.held.get_mut(&id) {
                     // The calls so far were served by the module held until now.
-                    Self::report(self.exec, held);
+                    held.report(self.exec);
                     held.compiled = now;
                 }
             }
@@ -337,7 +347,7 @@ impl Session<'_> {
             held.calls += 1;
             held.gas = held.gas.saturating_add(outcome.gas_used);
             if held.calls >= SESSION_BATCH {
-                Self::report(self.exec, held);
+                held.report(self.exec);
             }
         } else {
             // Ran cold in place of the held module: counted at once, as itself.
@@ -345,20 +355,12 @@ impl Session<'_> {
         }
         Ok((outcome, tier))
     }
-
-    fn report(exec: &TieredExecutor, held: &mut Held) {
-        if held.calls > 0 {
-            exec.count(&held.module, held.compiled.tier(), held.calls, held.gas);
-            held.calls = 0;
-            held.gas = 0;
-        }
-    }
 }
 
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         for held in self.held.values_mut() {
-            Self::report(self.exec, held);
+            held.report(self.exec);
         }
     }
 }
