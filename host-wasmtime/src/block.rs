@@ -16,7 +16,8 @@ use std::rc::Rc;
 use core::hash::BuildHasher;
 
 use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Event, State, Trap};
@@ -96,16 +97,17 @@ pub struct BlockOutcome {
 const SHARDS: usize = 256;
 
 /// One shard of the block state, on cache lines of its own (two shards' locks on one line
-/// made independent transactions on different cores invalidate each other's line).
+/// made independent transactions on different cores invalidate each other's line): keys and
+/// values, probed with the hash that also chose the shard (a key is hashed once per access).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Shard(RwLock<HashMap<Vec<u8>, Vec<u8>>>);
+struct Shard(RwLock<HashTable<(Vec<u8>, Vec<u8>)>>);
 
 /// Key/value state shared by a block's transactions, and the blobs of earlier blocks.
 #[derive(Debug)]
 pub struct BlockState {
     shards: Vec<Shard>,
-    /// Chooses a key's shard.
+    /// Hashes keys, for their shard and within it.
     hasher: hashbrown::DefaultHashBuilder,
     blobs: RwLock<HashMap<CodeId, Arc<[u8]>>>,
 }
@@ -128,34 +130,51 @@ impl BlockState {
         state
     }
 
-    /// The index of `key`'s shard: a hash of the whole key (keys share their contract's
-    /// prefix, and an account id may be mostly zeros, as the benchmark's are).
-    fn shard_of(&self, key: &[u8]) -> usize {
-        (self.hasher.hash_one(key) % SHARDS as u64) as usize
+    /// The hash of `key` and the index of its shard: a hash of the whole key (keys share their
+    /// contract's prefix, and an account id may be mostly zeros, as the benchmark's are).
+    fn locate(&self, key: &[u8]) -> (u64, usize) {
+        let hash = self.hasher.hash_one(key);
+        // Bits the shard's table does not use for its own buckets and tags.
+        (hash, (hash >> 32) as usize % SHARDS)
     }
 
-    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, Vec<u8>>> {
-        &self.shards[self.shard_of(key)].0
+    /// The index of `key`'s shard.
+    #[cfg(test)]
+    fn shard_of(&self, key: &[u8]) -> usize {
+        self.locate(key).1
     }
 
     fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let mut shard = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
-        Self::apply(&mut shard, key, value);
+        let (hash, index) = self.locate(&key);
+        let mut shard = self.shards[index]
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        self.apply(&mut shard, hash, key, value);
     }
 
-    /// Applies one write. A new value of a key already held is copied into the held value's
-    /// allocation when it fits (without holding more than twice what it needs): the held value
-    /// was usually allocated by another worker, and freeing it here would hand it back to that
-    /// worker's heap, a contended free per write; the written value, freed instead, was
-    /// allocated by this thread.
-    fn apply(shard: &mut HashMap<Vec<u8>, Vec<u8>>, key: Vec<u8>, value: Option<Vec<u8>>) {
+    /// Applies one write of `key`, whose hash is `hash`. A new value of a key already held is
+    /// copied into the held value's allocation when it fits (without holding more than twice
+    /// what it needs): the held value was usually allocated by another worker, and freeing it
+    /// here would hand it back to that worker's heap, a contended free per write; the written
+    /// value, freed instead, was allocated by this thread.
+    fn apply(
+        &self,
+        shard: &mut HashTable<(Vec<u8>, Vec<u8>)>,
+        hash: u64,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    ) {
+        let eq = |(k, _): &(Vec<u8>, Vec<u8>)| *k == key;
         let Some(v) = value else {
-            shard.remove(&key);
+            if let Ok(held) = shard.find_entry(hash, eq) {
+                held.remove();
+            }
             return;
         };
-        match shard.entry(key) {
+        match shard.entry(hash, eq, |(k, _)| self.hasher.hash_one(k)) {
             Entry::Occupied(mut held) => {
-                let held = held.get_mut();
+                let held = &mut held.get_mut().1;
                 if v.len() <= held.capacity() && held.capacity() <= 2 * v.len() {
                     held.clear();
                     held.extend_from_slice(&v);
@@ -164,7 +183,7 @@ impl BlockState {
                 }
             }
             Entry::Vacant(e) => {
-                e.insert(v);
+                e.insert((key, v));
             }
         }
     }
@@ -173,32 +192,36 @@ impl BlockState {
     /// workers apply thousands of writes at once, and locking per write made them wait on
     /// each other's shard locks.
     fn put_many(&self, writes: impl IntoIterator<Item = Write>) {
-        let mut by_shard: Vec<(usize, Write)> = writes
-            .into_iter()
-            .map(|w| (self.shard_of(&w.0), w))
-            .collect();
+        let mut by_shard: Vec<((u64, usize), Write)> =
+            writes.into_iter().map(|w| (self.locate(&w.0), w)).collect();
         // Stable: a key written twice keeps its last value.
-        by_shard.sort_by_key(|(shard, _)| *shard);
+        by_shard.sort_by_key(|((_, shard), _)| *shard);
         let mut writes = by_shard.into_iter().peekable();
-        while let Some((index, (key, value))) = writes.next() {
+        while let Some(((hash, index), (key, value))) = writes.next() {
             let mut shard = self.shards[index]
                 .0
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
-            Self::apply(&mut shard, key, value);
-            while let Some((_, (key, value))) = writes.next_if(|(i, _)| *i == index) {
-                Self::apply(&mut shard, key, value);
+            self.apply(&mut shard, hash, key, value);
+            while let Some(((hash, _), (key, value))) = writes.next_if(|((_, i), _)| *i == index) {
+                self.apply(&mut shard, hash, key, value);
             }
         }
     }
 
+    /// The value of `key`, passed to `f` under its shard's lock.
+    fn with<R>(&self, key: &[u8], f: impl FnOnce(Option<&Vec<u8>>) -> R) -> R {
+        let (hash, index) = self.locate(key);
+        let shard = self.shards[index]
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        f(shard.find(hash, |(k, _)| k == key).map(|(_, v)| v))
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.shard(key)
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .cloned()
+        self.with(key, |v| v.cloned())
     }
 
     /// Every key and value, ordered.
@@ -648,13 +671,7 @@ mod tests {
         state.put(b"b".to_vec(), Some(vec![6; 4096]));
         state.put(b"b".to_vec(), Some(vec![7; 2]));
         assert_eq!(state.get(b"b"), Some(vec![7; 2]));
-        let held = state
-            .shard(b"b")
-            .read()
-            .unwrap()
-            .get(b"b".as_slice())
-            .unwrap()
-            .capacity();
+        let held = state.with(b"b", |v| v.map_or(0, Vec::capacity));
         assert!(held < 4096, "a 2-byte value holds {held} bytes");
         // Removal, and a new key.
         state.put(b"b".to_vec(), None);
