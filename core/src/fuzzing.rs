@@ -283,11 +283,11 @@ pub(crate) mod vm {
 
     /// Asserts that `done`, the result of running `block` optimistically (`what` says how),
     /// has sequential execution's final state (each key once), outputs and critical path (none
-    /// when its records were released), every transaction having run.
+    /// when its outputs were taken in parts), every transaction having run.
     pub(crate) fn assert_sequential(
         block: &[Program],
         done: &Finished<u8, u64, u64>,
-        released: bool,
+        taken: bool,
         what: &str,
     ) {
         let (state, outputs, depth) = sequential(block);
@@ -295,7 +295,7 @@ pub(crate) mod vm {
         writes.sort_unstable();
         assert_eq!(writes, state.into_iter().collect::<Vec<_>>(), "{what}");
         assert_eq!(done.outputs, outputs, "{what}");
-        assert_eq!(done.critical_path, (!released).then_some(depth), "{what}");
+        assert_eq!(done.critical_path, (!taken).then_some(depth), "{what}");
         assert!(done.executions >= block.len(), "{what}");
     }
 

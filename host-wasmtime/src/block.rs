@@ -510,12 +510,14 @@ pub fn execute_block(
                     }
                 };
                 // Each worker applies its part of the block's writes and, on a window that
-                // needs no critical path (any but the one-thread probe), clears its part of the
-                // records.
+                // needs no critical path (any but the one-thread probe), keeps its part of the
+                // receipts (which makes those transactions' states ready for the next block).
                 let apply_part = |worker: usize| {
                     state.put_many(window.take_writes(worker, threads));
                     if threads > 1 {
-                        window.release(worker, threads);
+                        window.take_outputs(worker, threads, |tx, (receipt, new)| {
+                            keep(range.start + tx, receipt, new)
+                        });
                     }
                 };
                 pool::drain_optimistic(&window, threads, &execute, &apply_part);

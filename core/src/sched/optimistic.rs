@@ -192,7 +192,8 @@ pub struct Finished<K, V, O> {
     /// The last write of every key written (and not already taken by
     /// [`Optimistic::take_writes`]), in no particular order: the block's effect on the state.
     pub writes: Vec<(K, V)>,
-    /// Each transaction's output, from its last (valid) execution.
+    /// Each transaction's output, from its last (valid) execution; empty when they were taken
+    /// by [`Optimistic::take_outputs`].
     pub outputs: Vec<O>,
     /// Executions, including those stopped by an estimate.
     pub executions: usize,
@@ -200,8 +201,8 @@ pub struct Finished<K, V, O> {
     pub validations: usize,
     /// The longest chain of transactions each reading what the one before wrote, in the final
     /// executions: the block's true dependency depth (`len / critical_path` is the
-    /// parallelism it had). `None` when the records it is computed from were
-    /// [released](Optimistic::release).
+    /// parallelism it had). `None` when the outputs were taken by
+    /// [`Optimistic::take_outputs`] (which clears the records it is computed from).
     pub critical_path: Option<usize>,
 }
 
@@ -293,12 +294,13 @@ impl<O> TxState<O> {
         }
     }
 
-    /// Back to "ready to execute, never executed", keeping the allocations.
-    fn reset(&self) {
+    /// Back to "ready to execute, never executed", keeping the allocations; returns the last
+    /// execution's output.
+    fn take(&self) -> Option<O> {
         *self.status.lock() = (0, Status::ReadyToExecute);
         self.dependencies.lock().clear();
         self.recorded.lock().clear();
-        *self.output.lock() = None;
+        self.output.lock().take()
     }
 }
 
@@ -338,10 +340,16 @@ pub struct Optimistic<K, V, O> {
     workers: Padded<AtomicUsize>,
     done_marker: Padded<AtomicBool>,
     halted: AtomicBool,
-    released: AtomicBool,
+    /// Parts whose outputs [`Optimistic::take_outputs`] took, and into how many parts.
+    parts_taken: Padded<AtomicUsize>,
+    parts: AtomicUsize,
     /// Per transaction, each on cache lines of its own (neighbouring transactions run on
     /// different workers; sharing lines made every status change a cache miss on the other).
+    /// The first `len` are the block's; the others are kept, ready, for larger blocks.
     txs: Vec<Padded<TxState<O>>>,
+    /// Whether every transaction state is ready for a new block (the last block's were reset
+    /// when it finished).
+    fresh: bool,
     // Memory.
     hasher: Hasher,
     shards: Vec<Shard<K, V>>,
@@ -391,8 +399,10 @@ where
             workers: Padded(AtomicUsize::new(0)),
             done_marker: Padded(AtomicBool::new(len == 0)),
             halted: AtomicBool::new(false),
-            released: AtomicBool::new(false),
+            parts_taken: Padded(AtomicUsize::new(0)),
+            parts: AtomicUsize::new(0),
             txs: (0..len).map(|_| Padded(TxState::new())).collect(),
+            fresh: true,
             hasher: Hasher::default(),
             shards: (0..SHARDS)
                 // Room for a key per transaction from the start: a block writes about that many,
@@ -410,15 +420,18 @@ where
     }
 
     /// Makes this the state of a new block of `len` transactions, none executed, keeping the
-    /// allocations of the previous block (per-transaction state, memory tables): a host running
+    /// allocations of the previous blocks (per-transaction state, memory tables): a host running
     /// block after block allocates and zeroes them once (for 10,000 transactions, allocating
-    /// took 1 to 1.5 ms, on one thread, before any worker could start).
+    /// took 1 to 1.5 ms, on one thread, before any worker could start). A smaller block keeps
+    /// the states of a larger one's further transactions (a host alternating a small probe
+    /// window and a large one reallocated them every block). Transaction states are reset here
+    /// only if the previous block did not finish (a finished block's were reset as it finished,
+    /// by the workers in parallel when they took the outputs).
     ///
     /// # Panics
     /// More than `u32::MAX` transactions.
     pub fn reset(&mut self, len: usize) {
         assert!(u32::try_from(len).is_ok(), "block too large");
-        self.len = len;
         for counter in [
             &self.execution_idx,
             &self.validation_idx,
@@ -432,19 +445,31 @@ where
         for counter in &self.active {
             counter.store(0, Ordering::Relaxed);
         }
+        self.parts_taken.store(0, Ordering::Relaxed);
+        self.parts.store(0, Ordering::Relaxed);
         self.done_marker.store(len == 0, Ordering::Relaxed);
         self.halted.store(false, Ordering::Relaxed);
-        self.released.store(false, Ordering::Relaxed);
-        self.txs.truncate(len);
-        for tx in &self.txs {
-            tx.reset();
+        if !self.fresh {
+            // States beyond the previous block's were ready already.
+            for tx in self.txs() {
+                tx.take();
+            }
         }
-        self.txs.resize_with(len, || Padded(TxState::new()));
+        self.len = len;
+        if self.txs.len() < len {
+            self.txs.resize_with(len, || Padded(TxState::new()));
+        }
+        self.fresh = false;
         for shard in &self.shards {
             let mut keys = shard.lock();
             keys.index.clear();
             keys.entries.clear();
         }
+    }
+
+    /// The states of the block's transactions.
+    fn txs(&self) -> &[Padded<TxState<O>>] {
+        &self.txs[..self.len]
     }
 
     /// Transactions in the block.
@@ -616,7 +641,7 @@ where
                 continue; // the blocking transaction has executed since: run again
             }
             let revalidate = self.record(version, reads, writes);
-            *self.txs[version.tx as usize].output.lock() = Some(output);
+            *self.txs()[version.tx as usize].output.lock() = Some(output);
             return self.finish_execution(version, revalidate, w);
         }
     }
@@ -638,7 +663,7 @@ where
     fn record(&self, version: Version, reads: ReadSet<K, V>, writes: Vec<(K, V)>) -> bool {
         let tx = version.tx;
         // Held throughout: the only other user at once is a stale validation, which reads.
-        let mut recorded = self.txs[tx as usize].recorded.lock();
+        let mut recorded = self.txs()[tx as usize].recorded.lock();
         let previous = core::mem::take(&mut recorded.written);
         let mut revalidate = false;
         let mut written = Vec::with_capacity(writes.len());
@@ -677,7 +702,7 @@ where
 
     /// Whether every read of `tx`'s last execution would still find the same version.
     fn validate(&self, tx: u32) -> bool {
-        let recorded = self.txs[tx as usize].recorded.lock();
+        let recorded = self.txs()[tx as usize].recorded.lock();
         recorded.read.iter().all(|(id, origin)| {
             let now = self.at(*id, |versions| {
                 versions.origin(tx).map(|(origin, _)| origin)
@@ -687,7 +712,7 @@ where
     }
 
     fn convert_writes_to_estimates(&self, tx: u32) {
-        let recorded = self.txs[tx as usize].recorded.lock();
+        let recorded = self.txs()[tx as usize].recorded.lock();
         for id in &recorded.written {
             self.at(*id, |versions| {
                 if let Ok(i) = versions.slot(tx) {
@@ -727,7 +752,7 @@ where
 
     /// Claims `tx` for execution if it is ready to execute.
     fn try_incarnate(&self, tx: usize) -> Option<Version> {
-        let mut status = self.txs.get(tx)?.status.lock();
+        let mut status = self.txs().get(tx)?.status.lock();
         (status.1 == Status::ReadyToExecute).then(|| {
             status.1 = Status::Executing;
             Version {
@@ -739,7 +764,7 @@ where
 
     /// The validated version of `tx` if its last execution finished.
     fn executed(&self, tx: usize) -> Option<Version> {
-        let (incarnation, status) = *self.txs.get(tx)?.status.lock();
+        let (incarnation, status) = *self.txs().get(tx)?.status.lock();
         (status == Status::Executed).then_some(Version {
             tx: tx as u32,
             incarnation,
@@ -780,11 +805,11 @@ where
     /// or runs again at once if that has finished meanwhile (`false`).
     fn add_dependency(&self, tx: u32, blocking: u32, w: usize) -> bool {
         {
-            let mut waiting = self.txs[blocking as usize].dependencies.lock();
-            if self.txs[blocking as usize].status.lock().1 == Status::Executed {
+            let mut waiting = self.txs()[blocking as usize].dependencies.lock();
+            if self.txs()[blocking as usize].status.lock().1 == Status::Executed {
                 return false;
             }
-            self.txs[tx as usize].status.lock().1 = Status::Aborting;
+            self.txs()[tx as usize].status.lock().1 = Status::Aborting;
             waiting.push(tx);
         }
         self.active[w].fetch_sub(1, SC);
@@ -792,18 +817,18 @@ where
     }
 
     fn set_ready_status(&self, tx: u32) {
-        let mut status = self.txs[tx as usize].status.lock();
+        let mut status = self.txs()[tx as usize].status.lock();
         *status = (status.0 + 1, Status::ReadyToExecute);
     }
 
     fn finish_execution(&self, version: Version, revalidate: bool, w: usize) -> Option<Task> {
         let tx = version.tx;
         {
-            let mut status = self.txs[tx as usize].status.lock();
+            let mut status = self.txs()[tx as usize].status.lock();
             debug_assert_eq!(*status, (version.incarnation, Status::Executing));
             status.1 = Status::Executed;
         }
-        let waiting = core::mem::take(&mut *self.txs[tx as usize].dependencies.lock());
+        let waiting = core::mem::take(&mut *self.txs()[tx as usize].dependencies.lock());
         if let Some(first) = waiting.iter().min() {
             for d in &waiting {
                 self.set_ready_status(*d);
@@ -822,7 +847,7 @@ where
     }
 
     fn try_validation_abort(&self, version: Version) -> bool {
-        let mut status = self.txs[version.tx as usize].status.lock();
+        let mut status = self.txs()[version.tx as usize].status.lock();
         if *status == (version.incarnation, Status::Executed) {
             status.1 = Status::Aborting;
             true
@@ -872,37 +897,52 @@ where
         writes
     }
 
-    /// Clears what the executions of transactions `part`, `part + parts`, ... recorded (their
-    /// read and write sets, as key ids; the allocations stay for the next block), once
-    /// [`Optimistic::done`]: workers call it with their index, in parallel.
-    /// [`Finished::critical_path`] is then not computed.
+    /// Takes the outputs of transactions `part`, `part + parts`, ..., once
+    /// [`Optimistic::done`], passing each to `output` with the transaction's index, and makes
+    /// their states ready for the next block (keeping the allocations): workers call it with
+    /// their index, in parallel, so that neither handing out the block's outputs nor resetting
+    /// its transaction states is serial work. When every part has been taken,
+    /// [`Optimistic::finish`] gives no outputs and no [`Finished::critical_path`] (its records
+    /// are cleared).
     ///
     /// # Panics
-    /// The block is not done, or was halted.
-    pub fn release(&self, part: usize, parts: usize) {
+    /// The block is not done, or was halted, or this part was taken before.
+    pub fn take_outputs(&self, part: usize, parts: usize, mut output: impl FnMut(usize, O)) {
         assert!(
             self.done() && !self.halted.load(SC),
-            "optimistic block released before it was done"
+            "optimistic block's outputs taken before it was done"
         );
-        self.released.store(true, Ordering::Relaxed);
-        for tx in self.txs.iter().skip(part).step_by(parts.max(1)) {
-            tx.recorded.lock().clear();
+        let parts = parts.max(1);
+        self.parts.store(parts, SC);
+        for (tx, state) in self.txs().iter().enumerate().skip(part).step_by(parts) {
+            output(tx, state.take().expect("every transaction executed once"));
         }
+        self.parts_taken.fetch_add(1, SC);
     }
 
-    /// The block's result, once [`Optimistic::done`]. The state can then be
-    /// [reset](Optimistic::reset) for another block.
+    /// The block's result, once [`Optimistic::done`]: what [`Optimistic::take_writes`] and
+    /// [`Optimistic::take_outputs`] left. The state can then be [reset](Optimistic::reset)
+    /// for another block.
     ///
     /// # Panics
-    /// The block is not done, or was halted.
+    /// The block is not done, or was halted, or the outputs of some parts but not all were
+    /// taken.
     pub fn finish(&mut self) -> Finished<K, V, O> {
         let writes = self.take_writes(0, 1);
+        let parts_taken = self.parts_taken.load(SC);
+        assert!(
+            parts_taken == 0 || parts_taken == self.parts.load(SC),
+            "the outputs of {parts_taken} of {} parts taken",
+            self.parts.load(SC)
+        );
+        let taken = parts_taken > 0;
         // Depth of each transaction in the graph of what it read from whom.
-        let released = self.released.load(Ordering::Relaxed);
-        let mut depth = Vec::with_capacity(if released { 0 } else { self.len });
-        let mut outputs = Vec::with_capacity(self.len);
-        for tx in &self.txs {
-            if !released {
+        let mut depth = Vec::new();
+        let mut outputs = Vec::new();
+        if !taken {
+            depth.reserve(self.len);
+            outputs.reserve(self.len);
+            for tx in self.txs() {
                 let d = tx
                     .recorded
                     .lock()
@@ -916,13 +956,14 @@ where
                     .unwrap_or(0)
                     + 1;
                 depth.push(d);
+                outputs.push(tx.take().expect("every transaction executed once"));
             }
-            outputs.push(tx.output.lock().take().expect("every transaction executed"));
         }
+        self.fresh = true;
         Finished {
             writes,
             outputs,
-            critical_path: (!released).then(|| depth.into_iter().max().unwrap_or(0)),
+            critical_path: (!taken).then(|| depth.into_iter().max().unwrap_or(0)),
             executions: self.executions.load(Ordering::Relaxed),
             validations: self.validations.load(Ordering::Relaxed),
         }

@@ -124,12 +124,12 @@ pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f
                 output: (),
             }
         };
-        // As a block does: each worker takes its part of the writes, and releases its part of
-        // the records when there is more than one.
+        // As a block does: each worker takes its part of the writes, and of the outputs when
+        // there is more than one.
         let done = |w: usize| {
             std::hint::black_box(shared.take_writes(w, threads));
             if threads > 1 {
-                shared.release(w, threads);
+                shared.take_outputs(w, threads, |_, output| std::hint::black_box(output));
             }
         };
         pool::drain_optimistic(shared, threads, &execute, &done);

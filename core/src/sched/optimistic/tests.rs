@@ -204,12 +204,60 @@ fn reset_state_serves_the_next_block() {
         let block = random_block(seed, n, keys);
         stm.reset(block.len());
         run(&stm, &block, 3, || {});
-        // One block frees its records early, as hosts' workers do: no critical path then.
-        let released = seed == 2;
-        if released {
-            stm.release(0, 1);
+        // Some blocks hand out their outputs in parts, as hosts' workers do (no critical path
+        // then): in one part, or in two (every other transaction each).
+        let parts = [0, 0, 2, 1, 0][seed as usize - 1];
+        let mut taken = alloc::vec![None; block.len()];
+        for part in 0..parts {
+            stm.take_outputs(part, parts, |tx, output| {
+                assert!(taken[tx].replace(output).is_none(), "{tx} taken twice");
+            });
         }
-        let done = stm.finish();
-        assert_sequential(&block, &done, released, &alloc::format!("seed {seed}"));
+        let mut done = stm.finish();
+        if parts > 0 {
+            assert!(done.outputs.is_empty(), "outputs given twice");
+            done.outputs = taken.into_iter().map(|o| o.expect("taken")).collect();
+        }
+        assert_sequential(&block, &done, parts > 0, &alloc::format!("seed {seed}"));
+    }
+}
+
+/// A block stopped half-way (a worker's execution failed) leaves its transactions' states
+/// mid-block: the next block, larger or smaller, still starts from ready states and gives its
+/// sequential result.
+#[test]
+fn a_halted_block_leaves_nothing_for_the_next() {
+    let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(0);
+    for (n, next) in [(120, 60), (60, 150)] {
+        let block = random_block(7, n, 8);
+        stm.reset(block.len());
+        let executed = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for worker in 0..2 {
+                let (stm, block, executed) = (&stm, &block, &executed);
+                s.spawn(move || {
+                    stm.work(
+                        worker,
+                        |v| {
+                            if executed.fetch_add(1, Ordering::Relaxed) == n as u64 / 2 {
+                                stm.halt();
+                            }
+                            crate::fuzzing::vm::execute(stm, &block[v.tx as usize], v)
+                        },
+                        std::thread::yield_now,
+                    )
+                });
+            }
+        });
+        assert!(stm.halted());
+        let block = random_block(8, next, 8);
+        stm.reset(block.len());
+        run(&stm, &block, 2, || {});
+        assert_sequential(
+            &block,
+            &stm.finish(),
+            false,
+            &alloc::format!("{n} then {next}"),
+        );
     }
 }
