@@ -84,7 +84,7 @@ pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
         (0..dag.len() as u32).for_each(|tx| execute(0, tx));
         return;
     }
-    let claims = Claims::new(dag);
+    let claims = Claims::new(dag, threads);
     on_workers(threads, &|w| {
         halt_on_panic(
             || claims.drain(|tx| execute(w, tx), std::thread::yield_now),
@@ -128,7 +128,7 @@ pub fn run_building(
                 }
                 match graph.get() {
                     Some((dag, true)) if next < len => {
-                        let c = claims.get_or_init(|| Claims::after(dag, next));
+                        let c = claims.get_or_init(|| Claims::after(dag, next, threads));
                         c.drain(|tx| execute(0, tx), std::thread::yield_now);
                     }
                     _ => {

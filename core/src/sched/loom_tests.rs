@@ -25,7 +25,7 @@ fn model(block: alloc::vec::Vec<AccessSet>, workers: usize) {
         // 0: not run; 1: running; 2: finished.
         let states: Arc<alloc::vec::Vec<AtomicU32>> =
             Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
-        let claims = Arc::new(ClaimsOwned::new(dag.clone()));
+        let claims = Arc::new(ClaimsOwned::new(dag.clone(), workers));
         let handles: alloc::vec::Vec<_> = (0..workers)
             .map(|_| {
                 let (dag, states, claims) = (dag.clone(), states.clone(), claims.clone());
@@ -64,10 +64,10 @@ fn model(block: alloc::vec::Vec<AccessSet>, workers: usize) {
 struct ClaimsOwned(&'static Claims<'static>);
 
 impl ClaimsOwned {
-    fn new(dag: Arc<Dag>) -> Self {
+    fn new(dag: Arc<Dag>, workers: usize) -> Self {
         let dag: &'static Dag = alloc::boxed::Box::leak(alloc::boxed::Box::new((*dag).clone()));
         ClaimsOwned(alloc::boxed::Box::leak(alloc::boxed::Box::new(
-            Claims::new(dag),
+            Claims::new(dag, workers),
         )))
     }
     fn get(&self) -> &Claims<'static> {

@@ -52,9 +52,10 @@ fn edges_follow_conflicts() {
     assert_eq!(dag.dependents(1), [2]);
     assert_eq!(dag.dependents(2), [3]);
     assert_eq!(dag.dependents(3), [4]);
+    let none: &[u32] = &[];
     assert_eq!(
         (0..7).map(|t| dag.dependencies(t)).collect::<Vec<_>>(),
-        [0, 0, 2, 1, 1, 0, 0]
+        [none, none, &[0, 1], &[2], &[3], none, none]
     );
     assert_eq!(dag.edges(), 4);
     assert_eq!(
@@ -145,7 +146,7 @@ fn parallel_drain_equals_sequential() {
         let block = random_block(seed, 200, keys);
         let dag = Dag::build(&block);
         for threads in [1, 2, 3, 4] {
-            let claims = Claims::new(&dag);
+            let claims = Claims::new(&dag, threads);
             let state: Mutex<BTreeMap<Vec<u8>, u64>> = Mutex::new(BTreeMap::new());
             let order = Mutex::new(Vec::new());
             std::thread::scope(|s| {
@@ -245,7 +246,7 @@ fn claims_after_a_prefix_run_the_rest_once_after_its_dependencies() {
         let block = random_block(seed, 200, 8);
         let dag = Dag::build(&block);
         for done in [0, 1, 57, 199, 200] {
-            let claims = Claims::after(&dag, done);
+            let claims = Claims::after(&dag, done, 1);
             let mut ran = [false; 200];
             ran[..done].iter_mut().for_each(|r| *r = true);
             claims.drain(
