@@ -281,69 +281,103 @@ pub(crate) mod vm {
         (state, outputs, deepest)
     }
 
-    /// Asserts that `done`, the result of running `block` optimistically (`what` says how),
-    /// has sequential execution's final state (each key once), outputs and critical path (none
-    /// when its outputs were taken in parts), every transaction having run.
+    /// What an optimistic block committed, in commit order: the writes applied to its base
+    /// state (every key 0 before the block), and each transaction's output.
+    #[derive(Debug, Default)]
+    pub(crate) struct Committed {
+        pub(crate) state: BTreeMap<u8, u64>,
+        pub(crate) outputs: Vec<u64>,
+    }
+
+    impl Committed {
+        /// A committed write.
+        pub(crate) fn write(&mut self, key: u8, value: u64) {
+            self.state.insert(key, value);
+        }
+
+        /// A committed output: commits come in block order.
+        pub(crate) fn output(&mut self, tx: u32, output: u64) {
+            assert_eq!(tx as usize, self.outputs.len(), "commits in block order");
+            self.outputs.push(output);
+        }
+
+        /// The base state's value of `key`.
+        pub(crate) fn base(&self, key: u8) -> u64 {
+            self.state.get(&key).copied().unwrap_or(0)
+        }
+    }
+
+    /// Asserts that `committed` and `done`, the result of running `block` optimistically
+    /// (`what` says how), have sequential execution's final state, outputs and (if `measured`)
+    /// critical path, every transaction having run.
     pub(crate) fn assert_sequential(
         block: &[Program],
-        done: &Finished<u8, u64, u64>,
-        taken: bool,
+        committed: &Committed,
+        done: &Finished,
+        measured: bool,
         what: &str,
     ) {
         let (state, outputs, depth) = sequential(block);
-        let mut writes = done.writes.clone();
-        writes.sort_unstable();
-        assert_eq!(writes, state.into_iter().collect::<Vec<_>>(), "{what}");
-        assert_eq!(done.outputs, outputs, "{what}");
-        assert_eq!(done.critical_path, (!taken).then_some(depth), "{what}");
+        assert_eq!(committed.state, state, "{what}");
+        assert_eq!(committed.outputs, outputs, "{what}");
+        assert_eq!(done.critical_path, measured.then_some(depth), "{what}");
         assert!(done.executions >= block.len(), "{what}");
     }
 
-    /// What a program reads through the multi-version memory: a value (the base state's is 0),
-    /// or nothing when the read is blocked.
+    /// What a program reads through the multi-version memory: a value, or nothing when the
+    /// read is blocked.
     pub(crate) fn value(read: Read<u64>) -> Option<u64> {
         match read {
             Read::Value(v) => Some(v),
-            Read::Base => Some(0),
             Read::Blocked => None,
         }
     }
 
     /// Drains `stm` with `block` on `threads` scoped threads, calling `before` ahead of every
-    /// execution (tests slow some down there, to shake the interleavings).
+    /// execution (tests slow some down there, to shake the interleavings); returns what the
+    /// block committed.
     #[cfg(feature = "std")]
     pub(crate) fn run(
-        stm: &Optimistic<u8, u64, u64>,
+        stm: &Optimistic<u8, u64>,
         block: &[Program],
         threads: usize,
         before: impl Fn() + Sync,
-    ) {
+    ) -> Committed {
+        let committed = std::sync::Mutex::new(Committed::default());
+        let base = |k| committed.lock().unwrap().base(k);
         std::thread::scope(|s| {
             for worker in 0..threads {
-                let before = &before;
+                let (before, committed) = (&before, &committed);
                 s.spawn(move || {
                     stm.work(
                         worker,
                         |v| {
                             before();
-                            execute(stm, &block[v.tx as usize], v)
+                            execute(stm, &block[v.tx as usize], v, base)
                         },
+                        |k, v| committed.lock().unwrap().write(*k, v),
+                        |tx, o| committed.lock().unwrap().output(tx, o),
                         std::thread::yield_now,
                     )
                 });
             }
         });
+        committed.into_inner().unwrap()
     }
 
-    /// Executes `p` as transaction `version.tx` through `block`'s memory.
+    /// Executes `p` as transaction `version.tx` through `block`'s memory, over the base state
+    /// `base`.
     pub(crate) fn execute(
-        block: &Optimistic<u8, u64, u64>,
+        block: &Optimistic<u8, u64>,
         p: &Program,
         version: Version,
+        base: impl Fn(u8) -> u64,
     ) -> Executed<u8, u64, u64> {
         let mut reads = block.reads(version.tx);
-        let writes =
-            interpret(version.tx, p, |k| value(block.read(&mut reads, &k))).unwrap_or_default();
+        let writes = interpret(version.tx, p, |k| {
+            value(block.read(&mut reads, &k, || base(k)))
+        })
+        .unwrap_or_default();
         let output = output(&writes);
         Executed {
             reads,
@@ -354,8 +388,9 @@ pub(crate) mod vm {
 }
 
 /// Optimistic execution: a block of up to 48 small programs over 1 to 16 keys decoded from the
-/// input runs on 2 and 3 threads with the optimistic scheduler; the final state, every
-/// output and the critical path equal sequential execution's, and every transaction ran.
+/// input runs on 2 and 3 threads with the optimistic scheduler, measuring the depth of its
+/// read-from graph or not; the final state, every output and the critical path equal
+/// sequential execution's, and every transaction ran.
 #[cfg(feature = "std")]
 pub fn optimistic(data: &[u8]) {
     use crate::sched::optimistic::Optimistic;
@@ -375,11 +410,13 @@ pub fn optimistic(data: &[u8]) {
             }
         })
         .collect();
-    for threads in [2, 3] {
-        let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
-        vm::run(&stm, &block, threads, || {});
+    for (threads, measured) in [(2, true), (2, false), (3, false)] {
+        let mut stm: Optimistic<u8, u64> = Optimistic::new(block.len());
+        stm.measure_depth(measured);
+        let committed = vm::run(&stm, &block, threads, || {});
         let done = stm.finish();
-        vm::assert_sequential(&block, &done, false, &alloc::format!("{threads} threads"));
+        let what = alloc::format!("{threads} threads, depth measured: {measured}");
+        vm::assert_sequential(&block, &committed, &done, measured, &what);
     }
 }
 

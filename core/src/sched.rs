@@ -390,26 +390,11 @@ impl<'d> Claims<'d> {
         }
     }
 
-    /// Claims the next run of transactions, if any are left.
+    /// Claims the next run of transactions, if any are left: within one word of done bits.
     fn claim(&self) -> Option<core::ops::Range<u32>> {
-        let n = self.dag.len();
-        let mut start = self.next.load(Ordering::Relaxed);
-        loop {
-            if start >= n {
-                return None;
-            }
-            // Within one word of done bits, and near the end a quarter of each worker's share.
-            let len = (GROUP - start % GROUP).min(((n - start) / (4 * self.workers)).max(1));
-            match self.next.compare_exchange(
-                start,
-                start + len,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(start as u32..(start + len) as u32),
-                Err(now) => start = now,
-            }
-        }
+        claim_run(&self.next, self.dag.len(), self.workers, |start| {
+            GROUP - start % GROUP
+        })
     }
 
     /// Whether `tx` has run.
@@ -467,6 +452,29 @@ impl<'d> Claims<'d> {
                 return;
             }
             backoff(&mut spins, &mut idle);
+        }
+    }
+}
+
+/// Claims from `next` (the first transaction not yet claimed, of `len`) the next run of
+/// consecutive transactions: at most `longest(start)` long, and near the block's end a quarter
+/// of each of `workers` workers' share of what is left (at least one), so that workers finish
+/// together. `None` once every transaction is claimed.
+pub(crate) fn claim_run(
+    next: &AtomicUsize,
+    len: usize,
+    workers: usize,
+    longest: impl Fn(usize) -> usize,
+) -> Option<core::ops::Range<u32>> {
+    let mut start = next.load(Ordering::Relaxed);
+    loop {
+        if start >= len {
+            return None;
+        }
+        let run = longest(start).min(((len - start) / (4 * workers.max(1))).max(1));
+        match next.compare_exchange(start, start + run, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Some(start as u32..(start + run) as u32),
+            Err(now) => start = now,
         }
     }
 }

@@ -179,7 +179,7 @@ pub const MIN_OPTIMISTIC_BLOCK: usize = 16;
 /// Executes a block of `len` transactions that declare nothing, in consecutive windows, each
 /// either sequential (`sequential`, in block order on the caller's thread) or optimistic
 /// (`optimistic` runs the window with [`Optimistic`] on the given number of threads and returns
-/// its critical path, if it measured it). Each window starts from the state the previous one
+/// its critical path). Each window starts from the state the previous one
 /// left, so any split gives the block's result.
 ///
 /// The first window ([`PROBE_PER_THREAD`] transactions per thread) runs through the
@@ -195,15 +195,14 @@ pub fn windows(
     len: usize,
     threads: usize,
     sequential: &mut dyn FnMut(Range<usize>),
-    optimistic: &mut dyn FnMut(Range<usize>, usize) -> Option<usize>,
+    optimistic: &mut dyn FnMut(Range<usize>, usize) -> usize,
 ) {
     if threads <= 1 || len < MIN_OPTIMISTIC_BLOCK {
         sequential(0..len);
         return;
     }
     let probe = (PROBE_PER_THREAD * threads).min(len);
-    // Unmeasured, the probe counts as a chain: the rest then runs sequentially.
-    let critical_path = optimistic(0..probe, 1).unwrap_or(probe);
+    let critical_path = optimistic(0..probe, 1);
     if probe == len {
         return;
     }
@@ -215,19 +214,20 @@ pub fn windows(
 }
 
 /// Drains `block` on `threads` threads (the caller's and `threads - 1` persistent ones,
-/// [`workers`]), each running [`Optimistic::work`] with `execute` (which gets the worker's
-/// index, as in [`run`]), then `done` with its index once the block is done, unless it was
-/// halted (e.g. to apply its part of [`Optimistic::take_writes`], so that the block's effect
-/// is applied in parallel too).
+/// [`workers`]), each running [`Optimistic::work`] with `execute`, `write` and `output` (which
+/// get the worker's index first, as in [`run`]): a worker applies the writes and keeps the
+/// outputs of the transactions it commits, so the block's effect is applied in parallel, as it
+/// commits.
 ///
 /// # Panics
-/// The worker threads cannot be spawned, or `execute` or `done` panics (the panic is
-/// propagated).
+/// The worker threads cannot be spawned, or `execute`, `write` or `output` panics (the panic
+/// is propagated).
 pub fn drain_optimistic<K, V, O>(
-    block: &Optimistic<K, V, O>,
+    block: &Optimistic<K, V>,
     threads: usize,
     execute: &(dyn Fn(usize, Version) -> Executed<K, V, O> + Sync),
-    done: &(dyn Fn(usize) + Sync),
+    write: &(dyn Fn(usize, &K, V) + Sync),
+    output: &(dyn Fn(usize, u32, O) + Sync),
 ) where
     K: Hash + Eq + Clone + Send,
     V: Clone + Send,
@@ -235,14 +235,17 @@ pub fn drain_optimistic<K, V, O>(
 {
     on_workers(threads, &|w| {
         halt_on_panic(
-            || block.work(w, |v| execute(w, v), std::thread::yield_now),
+            || {
+                block.work(
+                    w,
+                    |v| execute(w, v),
+                    |k, v| write(w, k, v),
+                    |tx, o| output(w, tx, o),
+                    std::thread::yield_now,
+                )
+            },
             || block.halt(),
         );
-        // After another worker's panic the block is incomplete: `done` would only raise a
-        // second, misleading panic in place of the first.
-        if !block.halted() {
-            done(w);
-        }
     });
 }
 
@@ -361,7 +364,7 @@ mod tests {
             });
             assert!(r.is_err());
         }
-        let stm: Optimistic<u8, u8, ()> = Optimistic::new(300);
+        let stm: Optimistic<u8, u8> = Optimistic::new(300);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             drain_optimistic(
                 &stm,
@@ -374,7 +377,8 @@ mod tests {
                         output: (),
                     }
                 },
-                &|_| {},
+                &|_, _, _| {},
+                &|_, _, _| {},
             )
         }));
         assert!(r.is_err());

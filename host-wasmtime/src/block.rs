@@ -9,6 +9,7 @@
 //! become readable after it (every transaction reads the blobs of earlier blocks only), so that
 //! blob reads never depend on the order of independent transactions.
 
+use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -144,8 +145,9 @@ impl BlockState {
         self.locate(key).1
     }
 
-    fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        let (hash, index) = self.locate(&key);
+    /// Writes `key` (a key is copied only when it is new to the state).
+    fn put<K: Borrow<[u8]> + Into<Vec<u8>>>(&self, key: K, value: Option<Vec<u8>>) {
+        let (hash, index) = self.locate(key.borrow());
         let mut shard = self.shards[index]
             .0
             .write()
@@ -158,14 +160,14 @@ impl BlockState {
     /// what it needs): the held value was usually allocated by another worker, and freeing it
     /// here would hand it back to that worker's heap, a contended free per write; the written
     /// value, freed instead, was allocated by this thread.
-    fn apply(
+    fn apply<K: Borrow<[u8]> + Into<Vec<u8>>>(
         &self,
         shard: &mut HashTable<(Vec<u8>, Vec<u8>)>,
         hash: u64,
-        key: Vec<u8>,
+        key: K,
         value: Option<Vec<u8>>,
     ) {
-        let eq = |(k, _): &(Vec<u8>, Vec<u8>)| *k == key;
+        let eq = |(k, _): &(Vec<u8>, Vec<u8>)| k.as_slice() == key.borrow();
         let Some(v) = value else {
             if let Ok(held) = shard.find_entry(hash, eq) {
                 held.remove();
@@ -183,7 +185,7 @@ impl BlockState {
                 }
             }
             Entry::Vacant(e) => {
-                e.insert((key, v));
+                e.insert((key.into(), v));
             }
         }
     }
@@ -248,9 +250,8 @@ type Write = (Vec<u8>, Option<Vec<u8>>);
 /// Blobs a transaction stored.
 type NewBlobs = Vec<(CodeId, Vec<u8>)>;
 
-/// A window of an optimistic block: keys, values (`None`: removed), and each execution's
-/// receipt and blobs.
-type Window = Optimistic<Vec<u8>, Option<Vec<u8>>, (Result<Receipt, EngineError>, NewBlobs)>;
+/// A window of an optimistic block: keys and values (`None`: removed).
+type Window = Optimistic<Vec<u8>, Option<Vec<u8>>>;
 
 /// Windows kept for the next blocks, allocations included (see [`Optimistic::reset`]): one per
 /// block being executed at once, up to [`MAX_SPARE_WINDOWS`].
@@ -260,7 +261,7 @@ static SPARE_WINDOWS: Mutex<Vec<Window>> = Mutex::new(Vec::new());
 const MAX_SPARE_WINDOWS: usize = 4;
 
 /// The reads of one optimistic execution, shared by its view and the worker that returns them.
-type SpeculativeReads = Rc<RefCell<ReadSet<Vec<u8>, Option<Vec<u8>>>>>;
+type SpeculativeReads = Rc<RefCell<ReadSet>>;
 
 /// What a worker's views share. One per worker, on cache lines of its own, so that the
 /// reference counts views touch are the worker's own, not a cache line bouncing between cores.
@@ -301,9 +302,8 @@ impl State for View {
         let (Some(reads), Some(window)) = (&self.speculative, &self.shared.window) else {
             return Ok(self.shared.state.get(key));
         };
-        match window.read(&mut reads.borrow_mut(), key) {
+        match window.read(&mut reads.borrow_mut(), key, || self.shared.state.get(key)) {
             Read::Value(v) => Ok(v),
-            Read::Base => Ok(self.shared.state.get(key)),
             // The execution is void: the worker sees the blocked read set and drops it.
             Read::Blocked => Err(Trap::Host(
                 "read a value an earlier transaction is re-executing".into(),
@@ -477,13 +477,17 @@ pub fn execute_block(
         Mode::Optimistic { .. } => {
             let mut sequential =
                 |range: std::ops::Range<usize>| range.for_each(|tx| apply(0, tx as u32));
-            let mut optimistic = |range: std::ops::Range<usize>, threads: usize| -> Option<usize> {
+            let mut optimistic = |range: std::ops::Range<usize>, threads: usize| -> usize {
                 let mut window = SPARE_WINDOWS
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .pop()
                     .unwrap_or_else(|| Window::new(0));
                 window.reset(range.len());
+                // The one-thread probe measures the block's parallelism; other windows let
+                // executions that begin with every earlier transaction committed read the
+                // state directly and commit at once.
+                window.measure_depth(threads == 1);
                 let window = Arc::new(window);
                 let views = shared(Some(window.clone()));
                 let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
@@ -509,18 +513,13 @@ pub fn execute_block(
                         output,
                     }
                 };
-                // Each worker applies its part of the block's writes and, on a window that
-                // needs no critical path (any but the one-thread probe), keeps its part of the
-                // receipts (which makes those transactions' states ready for the next block).
-                let apply_part = |worker: usize| {
-                    state.put_many(window.take_writes(worker, threads));
-                    if threads > 1 {
-                        window.take_outputs(worker, threads, |tx, (receipt, new)| {
-                            keep(range.start + tx, receipt, new)
-                        });
-                    }
+                // A worker committing a transaction applies its writes to the block state (on
+                // the thread that made them) and keeps its receipt.
+                let write = |_: usize, key: &Vec<u8>, value| state.put(key.as_slice(), value);
+                let output = |_: usize, tx: u32, (receipt, new)| {
+                    keep(range.start + tx as usize, receipt, new)
                 };
-                pool::drain_optimistic(&window, threads, &execute, &apply_part);
+                pool::drain_optimistic(&window, threads, &execute, &write, &output);
                 drop(views);
                 let mut window = Arc::into_inner(window).expect("the workers are joined");
                 let done = window.finish();
@@ -529,13 +528,10 @@ pub fn execute_block(
                     spare.push(window);
                 }
                 drop(spare);
-                debug_assert!(done.writes.is_empty(), "every part applied");
-                for (i, (receipt, new)) in done.outputs.into_iter().enumerate() {
-                    keep(range.start + i, receipt, new);
-                }
                 executions += done.executions - range.len();
                 validations += done.validations;
-                done.critical_path
+                // Unmeasured, only a parallel window: its critical path is not asked for.
+                done.critical_path.unwrap_or(range.len())
             };
             pool::windows(txs.len(), threads, &mut sequential, &mut optimistic);
         }

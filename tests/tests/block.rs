@@ -165,8 +165,9 @@ fn fully_conflicting_block_equals_sequential() {
 }
 
 /// Optimistic execution of a block that declares nothing: every transaction runs at least
-/// once, the conflicting ones more, and a block of independent transfers is validated about
-/// once per transaction (no validation storm).
+/// once, the conflicting ones more, and a block of independent transfers is validated at most
+/// once per transaction (no validation storm; an execution that began with every earlier
+/// transaction committed is not validated at all, except in the probe window, which measures).
 #[test]
 fn optimistic_counts_executions_and_validations() {
     let d = token();
@@ -184,8 +185,9 @@ fn optimistic_counts_executions_and_validations() {
         block::execute_block(&exec, &d, &state, &txs, Mode::Optimistic { threads: 2 }).unwrap();
     assert!(out.receipts.iter().all(|r| r.trap.is_none()));
     assert_eq!(out.executions, 400);
+    let probe = 2 * synor_host_std::pool::PROBE_PER_THREAD;
     assert!(
-        out.validations >= 400 && out.validations <= 480,
+        out.validations >= probe && out.validations <= 400,
         "{} validations",
         out.validations
     );

@@ -137,10 +137,14 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.check(move || {
-        let stm: Arc<Optimistic<u8, u64, u64>> = Arc::new(Optimistic::new(writes.len()));
+        let stm: Arc<Optimistic<u8, u64>> = Arc::new(Optimistic::new(writes.len()));
+        // The host's base state, which commits write to, and the outputs in commit order.
+        let committed = Arc::new(loom::sync::Mutex::new(
+            crate::fuzzing::vm::Committed::default(),
+        ));
         let handles: Vec<_> = (0..workers)
             .map(|worker| {
-                let stm = stm.clone();
+                let (stm, committed) = (stm.clone(), committed.clone());
                 loom::thread::spawn(move || {
                     stm.work(
                         worker,
@@ -148,7 +152,8 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
                             let tx = v.tx as usize;
                             let mut set = stm.reads(v.tx);
                             let w = run(tx, reads[tx], writes[tx], |k| {
-                                crate::fuzzing::vm::value(stm.read(&mut set, &k))
+                                let base = || committed.lock().unwrap().base(k);
+                                crate::fuzzing::vm::value(stm.read(&mut set, &k, base))
                             })
                             .unwrap_or_default();
                             let output = w.len() as u64;
@@ -158,6 +163,8 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
                                 output,
                             }
                         },
+                        |k, v| committed.lock().unwrap().write(*k, v),
+                        |tx, o| committed.lock().unwrap().output(tx, o),
                         loom::thread::yield_now,
                     )
                 })
@@ -166,12 +173,10 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
         for h in handles {
             h.join().unwrap();
         }
-        let done = Arc::try_unwrap(stm).expect("workers joined").finish();
-        assert_eq!(
-            done.writes.into_iter().collect::<BTreeMap<_, _>>(),
-            expected
-        );
-        assert_eq!(done.outputs, outputs);
+        Arc::try_unwrap(stm).expect("workers joined").finish();
+        let committed = committed.lock().unwrap();
+        assert_eq!(committed.state, expected);
+        assert_eq!(committed.outputs, outputs);
     });
 }
 

@@ -5,27 +5,42 @@
 //! before `j`, or the base state when there is none. After executing, a transaction's writes
 //! become versions of their keys, and its read set is kept. Validation re-reads the read set
 //! and compares *versions* (writer and incarnation), never values. A transaction whose read
-//! set is stale is aborted: its writes become *estimates*, and a later transaction that reads
-//! an estimate stops and waits for that transaction's next execution instead of running on
-//! values about to change. When no work is left and every transaction has a valid execution,
-//! the last version of each key is the result of executing the block in order.
+//! set is stale runs again; while it does, its writes are *estimates*, and a later transaction
+//! that reads an estimate stops and waits for the rerun to commit instead of running on values
+//! about to change. When every transaction has committed, the last version of each key is the
+//! result of executing the block in order.
 //!
-//! The collaborative scheduler is the one of Block-STM (Gelashvili et al., 2022): an execution
-//! index and a validation index, both only moved by atomics, per-transaction status and
-//! dependency lists behind small locks, and a decrease counter for safe termination.
+//! # Scheduling: runs, and commits in block order
 //!
-//! # Fewer validations than Block-STM
+//! The multi-version memory, the versions, the estimates and the dependency handling are those
+//! of Block-STM (Gelashvili et al., 2022). Its collaborative scheduler is not: there, every
+//! worker takes every task from two shared indices (execution and validation), and each
+//! transaction's status moves between workers behind a lock, which on two cores made a
+//! transaction cost about ten cache misses on lines the other core had just written. Here:
 //!
-//! Block-STM revalidates every higher transaction whenever an execution writes a key its
-//! previous execution did not: every first execution does, so each transaction is validated
-//! about as many times as there are workers ahead of it (4–10 validations per execution were
-//! reported at 32 threads). Here each key remembers the highest transaction that has read it,
-//! and a new write triggers revalidation of higher transactions only if one of them has read
-//! the key already; otherwise only the writer itself is validated. A reader that comes after
-//! the write sees it, so nothing is missed: the read and the write are ordered by the key's
-//! lock.
+//! - **Execution index.** A worker claims a short run of consecutive transactions at once (one
+//!   compare-and-swap per run) and executes the transactions it holds in block order.
+//! - **Validation index.** A commit index: the transactions below it are final. A worker
+//!   validates a transaction it executed once the commit index reaches it, when every
+//!   transaction before it is final, and then moves the index past it. A stale transaction
+//!   runs again right there, its writes estimates meanwhile; it reads only final values, so
+//!   that execution is final too.
+//!
+//! A worker that commits a transaction hands its writes and output to the host at once (the
+//! host applies the writes to its base state, on the thread that made them, and keeps the
+//! output): the block's effect is applied as it commits, and nothing is left to gather at its
+//! end. A committed version keeps its place in the memory, without its value: a later read
+//! finds the version (for validation) and reads the value from the base state, where it now is.
+//!
+//! So each transaction is validated exactly once (no validation storms: Block-STM validated up
+//! to 4–10 times per execution at 32 threads), a transaction's status and records never leave
+//! the worker that holds it, and nothing is ever revalidated: a later transaction that read a
+//! value that then changed fails its own validation when its turn comes. Workers run ahead of
+//! the commit index by up to [`HELD`] transactions each, so one slow transaction holds back
+//! only the commits behind it, not the executions.
 
 use alloc::borrow::ToOwned;
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
@@ -33,7 +48,7 @@ use core::hash::{BuildHasher, Hash};
 use smallvec::SmallVec;
 
 use super::backoff;
-use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, Padded};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Mutex, Ordering, Padded};
 
 /// Hashing of keys: randomly seeded (keys come from contracts; a fixed hash would let them
 /// pile into one shard), except under loom, whose models must replay identically.
@@ -87,30 +102,33 @@ pub enum Origin {
 /// What [`Optimistic::read`] gives an executing transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Read<V> {
-    /// An earlier transaction of the block wrote this value.
+    /// The key's value: the latest write of an earlier transaction of the block, or the base
+    /// state's value.
     Value(V),
-    /// No earlier transaction wrote the key: read the base state.
-    Base,
     /// An earlier transaction's write is about to change (it is being re-executed): stop
     /// executing and return the [`ReadSet`]; the transaction runs again when that write is
     /// known.
     Blocked,
 }
 
-/// The reads of one execution, kept for validation. Each key is read from the block once per
-/// execution: a second read gives the first one's answer, so an execution always sees one
-/// consistent value per key.
-pub struct ReadSet<K, V> {
+/// The reads of one execution, kept for validation: where each key's value came from. An
+/// execution sees one consistent value per key: a key read again gives the first read's value,
+/// or, if what the first read found has changed since, stops the execution (it is void, and
+/// runs again).
+pub struct ReadSet {
     tx: u32,
-    /// Key, where its value came from, and the value if the block wrote it.
-    seen: Vec<(KeyId, Origin, Option<V>)>,
+    /// Key and where its value came from.
+    seen: Vec<(KeyId, Origin)>,
     /// Positions in `seen` by key, once it is too long to search.
     index: HashMap<KeyId, usize>,
     blocked: Option<u32>,
-    _keys: core::marker::PhantomData<fn() -> K>,
+    /// Every earlier transaction had committed when the execution began: its reads are final
+    /// (the base state holds every earlier write and changes only after it commits), so they
+    /// go to the base state and are not kept.
+    settled: bool,
 }
 
-impl<K, V> core::fmt::Debug for ReadSet<K, V> {
+impl core::fmt::Debug for ReadSet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ReadSet")
             .field("tx", &self.tx)
@@ -123,26 +141,26 @@ impl<K, V> core::fmt::Debug for ReadSet<K, V> {
 /// Reads searched linearly (most transactions read a few keys).
 const LINEAR: usize = 16;
 
-impl<K, V> ReadSet<K, V> {
-    fn new(tx: u32) -> Self {
+impl ReadSet {
+    fn new(tx: u32, settled: bool) -> Self {
         Self {
             tx,
             seen: Vec::new(),
             index: HashMap::default(),
             blocked: None,
-            _keys: core::marker::PhantomData,
+            settled,
         }
     }
 
-    fn find(&self, id: KeyId) -> Option<&(KeyId, Origin, Option<V>)> {
+    fn find(&self, id: KeyId) -> Option<Origin> {
         if self.seen.len() <= LINEAR {
-            self.seen.iter().find(|(k, ..)| *k == id)
+            self.seen.iter().find(|(k, _)| *k == id).map(|(_, o)| *o)
         } else {
-            self.index.get(&id).map(|i| &self.seen[*i])
+            self.index.get(&id).map(|i| self.seen[*i].1)
         }
     }
 
-    fn push(&mut self, id: KeyId, origin: Origin, value: Option<V>) {
+    fn push(&mut self, id: KeyId, origin: Origin) {
         if self.seen.len() == LINEAR {
             let positions = self.seen.iter().enumerate().map(|(i, e)| (e.0, i));
             self.index.extend(positions);
@@ -150,7 +168,7 @@ impl<K, V> ReadSet<K, V> {
         if self.seen.len() >= LINEAR {
             self.index.insert(id, self.seen.len());
         }
-        self.seen.push((id, origin, value));
+        self.seen.push((id, origin));
     }
 
     /// The transaction executing.
@@ -158,12 +176,12 @@ impl<K, V> ReadSet<K, V> {
         self.tx
     }
 
-    /// Whether a read found an estimate (the execution is void).
+    /// Whether a read found an estimate, or a changed value (the execution is void).
     pub fn is_blocked(&self) -> bool {
         self.blocked.is_some()
     }
 
-    /// Keys read.
+    /// Keys read (none for a settled execution, whose reads are not kept).
     pub fn len(&self) -> usize {
         self.seen.len()
     }
@@ -178,7 +196,7 @@ impl<K, V> ReadSet<K, V> {
 #[derive(Debug)]
 pub struct Executed<K, V, O> {
     /// Its reads (from [`Optimistic::reads`], filled by [`Optimistic::read`]).
-    pub reads: ReadSet<K, V>,
+    pub reads: ReadSet,
     /// Its writes, each key once. Ignored when the reads were blocked.
     pub writes: Vec<(K, V)>,
     /// Whatever else the host keeps of it (a receipt); the last execution's is the result.
@@ -186,29 +204,30 @@ pub struct Executed<K, V, O> {
     pub output: O,
 }
 
-/// The result of an optimistic block.
-#[derive(Debug)]
-pub struct Finished<K, V, O> {
-    /// The last write of every key written (and not already taken by
-    /// [`Optimistic::take_writes`]), in no particular order: the block's effect on the state.
-    pub writes: Vec<(K, V)>,
-    /// Each transaction's output, from its last (valid) execution; empty when they were taken
-    /// by [`Optimistic::take_outputs`].
-    pub outputs: Vec<O>,
+/// The result of an optimistic block (its writes and outputs went to the host as each
+/// transaction committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
     /// Executions, including those stopped by an estimate.
     pub executions: usize,
     /// Validations.
     pub validations: usize,
     /// The longest chain of transactions each reading what the one before wrote, in the final
     /// executions: the block's true dependency depth (`len / critical_path` is the
-    /// parallelism it had). `None` when the outputs were taken by
-    /// [`Optimistic::take_outputs`] (which clears the records it is computed from).
+    /// parallelism it had). `None` unless [measured](Optimistic::measure_depth).
     pub critical_path: Option<usize>,
 }
 
 enum Slot<V> {
-    Written { incarnation: u32, value: V },
+    Written {
+        incarnation: u32,
+        value: V,
+    },
     Estimate,
+    /// Written by a committed execution, whose value the host's base state now holds.
+    Committed {
+        incarnation: u32,
+    },
 }
 
 /// Versions of a key held in place (no allocation): in a block over many keys, most keys are
@@ -218,8 +237,6 @@ const INLINE_VERSIONS: usize = 2;
 /// The versions of one key, by ascending transaction.
 struct Versions<V> {
     slots: SmallVec<[(u32, Slot<V>); INLINE_VERSIONS]>,
-    /// The highest transaction that has read the key.
-    reader: Option<u32>,
 }
 
 impl<V> Versions<V> {
@@ -228,8 +245,8 @@ impl<V> Versions<V> {
         self.slots.partition_point(|(t, _)| *t < tx).checked_sub(1)
     }
 
-    /// What a read by `tx` finds: the version it reads from and its value (none for the
-    /// base state), or the transaction whose estimate blocks it.
+    /// What a read by `tx` finds: the version it reads from and its value (none when the base
+    /// state holds it), or the transaction whose estimate blocks it.
     fn origin(&self, tx: u32) -> Result<(Origin, Option<&V>), u32> {
         match self.below(tx).map(|i| &self.slots[i]) {
             None => Ok((Origin::Base, None)),
@@ -239,6 +256,13 @@ impl<V> Versions<V> {
                     incarnation: *incarnation,
                 }),
                 Some(value),
+            )),
+            Some((t, Slot::Committed { incarnation })) => Ok((
+                Origin::Written(Version {
+                    tx: *t,
+                    incarnation: *incarnation,
+                }),
+                None,
             )),
             Some((t, Slot::Estimate)) => Err(*t),
         }
@@ -250,106 +274,100 @@ impl<V> Versions<V> {
     }
 }
 
-/// Transaction status, as in Block-STM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Status {
-    ReadyToExecute,
-    Executing,
-    Executed,
-    Aborting,
-}
+/// Longest run of transactions a worker claims at once. Short: a transaction reading a key
+/// that an earlier transaction of another worker's current run has not written yet must run
+/// again, and a run's transactions are executed one after the other (with 10,000 accounts and
+/// runs of 4, about one transfer in a thousand).
+const RUN: usize = 4;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Task {
-    Execute(Version),
-    Validate(Version),
-}
+/// Transactions a worker holds at most (claimed, not yet committed): how far it runs ahead of
+/// the commit index while the transaction there is another worker's.
+pub const HELD: usize = 64;
 
-/// Per-worker task counters; workers beyond this many share them (still correct, just
-/// contended).
-const ACTIVE_SLOTS: usize = if cfg!(loom) { 4 } else { 64 };
+/// Workers with slots of their own for the runs they claimed; workers beyond this many share
+/// them (still correct).
+const WORKER_SLOTS: usize = if cfg!(loom) { 4 } else { 64 };
 
 /// Shards of the multi-version memory (each a lock and a map on its own cache line).
 const SHARDS: usize = if cfg!(loom) { 2 } else { 64 };
 
-/// The state of one transaction.
-struct TxState<O> {
-    /// Incarnation and status (Block-STM's `txn_status`).
-    status: Mutex<(u32, Status)>,
-    /// Transactions waiting for its next execution (Block-STM's `txn_dependency`).
-    dependencies: Mutex<Vec<u32>>,
-    /// What its last execution wrote and read.
-    recorded: Mutex<Recorded>,
-    /// Its last execution's output.
-    output: Mutex<Option<O>>,
-}
-
-impl<O> TxState<O> {
-    fn new() -> Self {
-        Self {
-            status: Mutex::new((0, Status::ReadyToExecute)),
-            dependencies: Mutex::new(Vec::new()),
-            recorded: Mutex::new(Recorded::default()),
-            output: Mutex::new(None),
-        }
-    }
-
-    /// Back to "ready to execute, never executed", keeping the allocations; returns the last
-    /// execution's output.
-    fn take(&self) -> Option<O> {
-        *self.status.lock() = (0, Status::ReadyToExecute);
-        self.dependencies.lock().clear();
-        self.recorded.lock().clear();
-        self.output.lock().take()
-    }
-}
-
-/// Per transaction: what its last execution wrote (ascending) and read.
-#[derive(Default)]
-struct Recorded {
+/// What the last execution of a transaction read and wrote, and its output, until it
+/// commits: kept by the worker holding the transaction, in its own memory (a per-transaction
+/// state shared by the workers was a cache miss per transaction, its line last written by
+/// whichever worker had that transaction's index in the previous block).
+struct Recorded<O> {
+    /// Ascending.
     written: Vec<KeyId>,
+    /// An allocation for the next execution's `written`.
+    spare_written: Vec<KeyId>,
     read: Vec<(KeyId, Origin)>,
+    output: Option<O>,
 }
 
-impl Recorded {
+impl<O> Recorded<O> {
     /// Nothing recorded, the allocations kept.
-    fn clear(&mut self) {
+    fn cleared(mut self) -> Self {
         self.written.clear();
         self.read.clear();
+        self.output = None;
+        self
     }
+}
+
+impl<O> Default for Recorded<O> {
+    fn default() -> Self {
+        Self {
+            written: Vec::new(),
+            spare_written: Vec::new(),
+            read: Vec::new(),
+            output: None,
+        }
+    }
+}
+
+/// Where a held transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// To execute.
+    Pending,
+    /// Its execution read an estimate of this transaction: to execute again once that one has
+    /// committed.
+    Blocked(u32),
+    /// Executed, waiting for the commit index.
+    Executed,
+}
+
+/// A transaction a worker holds, with its incarnation (executions recorded before) and what
+/// its last execution recorded.
+struct Held<O> {
+    tx: u32,
+    incarnation: u32,
+    stage: Stage,
+    recorded: Recorded<O>,
 }
 
 /// The shared state of one optimistic block: scheduler and multi-version memory. Workers run
 /// [`Optimistic::work`] on it concurrently; the host's execute function reads through
 /// [`Optimistic::read`].
-pub struct Optimistic<K, V, O> {
+pub struct Optimistic<K, V> {
     len: usize,
     // Scheduler.
-    execution_idx: Padded<AtomicUsize>,
-    validation_idx: Padded<AtomicUsize>,
-    decrease_cnt: Padded<AtomicUsize>,
-    /// Tasks in progress, per worker (Block-STM's `num_active_tasks`, split so that a worker
-    /// counts its own tasks on a line of its own: the single counter took four contended
-    /// read-modify-writes per transaction). A worker's tasks only ever pass to its own next
-    /// task, and a worker with none starts one only from an index below the block's length,
-    /// which only a counted decrease makes possible: so `check_done` may read the
-    /// counters one after another.
-    active: Vec<Padded<AtomicUsize>>,
-    /// One more than the highest worker number that has called [`Optimistic::work`]: the
-    /// counters `check_done` reads (a worker not yet counted here has no task either).
+    /// The first transaction not yet claimed.
+    next: Padded<AtomicUsize>,
+    /// Every transaction below it has committed: its last execution is final.
+    committed: Padded<AtomicUsize>,
+    /// One more than the highest worker number that has called [`Optimistic::work`] (sizes the
+    /// runs near the block's end).
     workers: Padded<AtomicUsize>,
     done_marker: Padded<AtomicBool>,
     halted: AtomicBool,
-    /// Parts whose outputs [`Optimistic::take_outputs`] took, and into how many parts.
-    parts_taken: Padded<AtomicUsize>,
-    parts: AtomicUsize,
-    /// Per transaction, each on cache lines of its own (neighbouring transactions run on
-    /// different workers; sharing lines made every status change a cache miss on the other).
-    /// The first `len` are the block's; the others are kept, ready, for larger blocks.
-    txs: Vec<Padded<TxState<O>>>,
-    /// Whether every transaction state is ready for a new block (the last block's were reset
-    /// when it finished).
-    fresh: bool,
+    /// Per transaction, once committed: its depth in the graph of what read from whom (1 for
+    /// a transaction that read no write of the block). Neighbours share lines: they mostly
+    /// commit on the same worker.
+    depth: Vec<AtomicU32>,
+    /// Whether the depth of the read-from graph is measured (see
+    /// [`Optimistic::measure_depth`]).
+    measured: bool,
     // Memory.
     hasher: Hasher,
     shards: Vec<Shard<K, V>>,
@@ -358,26 +376,18 @@ pub struct Optimistic<K, V, O> {
     validations: Padded<AtomicUsize>,
 }
 
-impl<K, V, O> core::fmt::Debug for Optimistic<K, V, O> {
+impl<K, V> core::fmt::Debug for Optimistic<K, V> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Optimistic")
             .field("len", &self.len)
-            .field("execution_idx", &self.execution_idx.load(Ordering::Relaxed))
-            .field(
-                "validation_idx",
-                &self.validation_idx.load(Ordering::Relaxed),
-            )
+            .field("next", &self.next.load(Ordering::Relaxed))
+            .field("committed", &self.committed.load(Ordering::Relaxed))
             .field("done", &self.done_marker.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-// Every scheduler access is sequentially consistent: Block-STM's correctness argument assumes
-// it, and on the machines that run nodes the cost is in the read-modify-writes, which are
-// full barriers anyway.
-const SC: Ordering = Ordering::SeqCst;
-
-impl<K, V, O> Optimistic<K, V, O>
+impl<K, V> Optimistic<K, V>
 where
     K: Hash + Eq + Clone,
     V: Clone,
@@ -390,19 +400,13 @@ where
         assert!(u32::try_from(len).is_ok(), "block too large");
         Self {
             len,
-            execution_idx: Padded(AtomicUsize::new(0)),
-            validation_idx: Padded(AtomicUsize::new(0)),
-            decrease_cnt: Padded(AtomicUsize::new(0)),
-            active: (0..ACTIVE_SLOTS)
-                .map(|_| Padded(AtomicUsize::new(0)))
-                .collect(),
+            next: Padded(AtomicUsize::new(0)),
+            committed: Padded(AtomicUsize::new(0)),
             workers: Padded(AtomicUsize::new(0)),
             done_marker: Padded(AtomicBool::new(len == 0)),
             halted: AtomicBool::new(false),
-            parts_taken: Padded(AtomicUsize::new(0)),
-            parts: AtomicUsize::new(0),
-            txs: (0..len).map(|_| Padded(TxState::new())).collect(),
-            fresh: true,
+            depth: (0..len).map(|_| AtomicU32::new(0)).collect(),
+            measured: true,
             hasher: Hasher::default(),
             shards: (0..SHARDS)
                 // Room for a key per transaction from the start: a block writes about that many,
@@ -420,46 +424,30 @@ where
     }
 
     /// Makes this the state of a new block of `len` transactions, none executed, keeping the
-    /// allocations of the previous blocks (per-transaction state, memory tables): a host running
-    /// block after block allocates and zeroes them once (for 10,000 transactions, allocating
-    /// took 1 to 1.5 ms, on one thread, before any worker could start). A smaller block keeps
-    /// the states of a larger one's further transactions (a host alternating a small probe
-    /// window and a large one reallocated them every block). Transaction states are reset here
-    /// only if the previous block did not finish (a finished block's were reset as it finished,
-    /// by the workers in parallel when they took the outputs).
+    /// allocations of the previous blocks (memory tables and per-transaction depths): a host
+    /// running block after block allocates them once (for 10,000 transactions, allocating
+    /// took 1 to 1.5 ms, on one thread, before any worker could start). Whatever a halted block
+    /// left is discarded.
     ///
     /// # Panics
     /// More than `u32::MAX` transactions.
     pub fn reset(&mut self, len: usize) {
         assert!(u32::try_from(len).is_ok(), "block too large");
         for counter in [
-            &self.execution_idx,
-            &self.validation_idx,
-            &self.decrease_cnt,
+            &self.next,
+            &self.committed,
+            &self.workers,
             &self.executions,
             &self.validations,
-            &self.workers,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
-        for counter in &self.active {
-            counter.store(0, Ordering::Relaxed);
-        }
-        self.parts_taken.store(0, Ordering::Relaxed);
-        self.parts.store(0, Ordering::Relaxed);
         self.done_marker.store(len == 0, Ordering::Relaxed);
         self.halted.store(false, Ordering::Relaxed);
-        if !self.fresh {
-            // States beyond the previous block's were ready already.
-            for tx in self.txs() {
-                tx.take();
-            }
-        }
         self.len = len;
-        if self.txs.len() < len {
-            self.txs.resize_with(len, || Padded(TxState::new()));
+        if self.depth.len() < len {
+            self.depth.resize_with(len, || AtomicU32::new(0));
         }
-        self.fresh = false;
         for shard in &self.shards {
             let mut keys = shard.lock();
             keys.index.clear();
@@ -467,9 +455,13 @@ where
         }
     }
 
-    /// The states of the block's transactions.
-    fn txs(&self) -> &[Padded<TxState<O>>] {
-        &self.txs[..self.len]
+    /// Whether blocks measure the depth of their read-from graph ([`Finished::critical_path`];
+    /// on from [`new`](Optimistic::new)). Measuring needs every read's writer, so every
+    /// read goes through the multi-version memory; unmeasured, an execution that begins when
+    /// every earlier transaction has committed reads the base state directly and commits at
+    /// once, unvalidated (its reads are final).
+    pub fn measure_depth(&mut self, on: bool) {
+        self.measured = on;
     }
 
     /// Transactions in the block.
@@ -483,42 +475,58 @@ where
     }
 
     /// An empty read set for an execution of `tx`.
-    pub fn reads(&self, tx: u32) -> ReadSet<K, V> {
-        ReadSet::new(tx)
+    pub fn reads(&self, tx: u32) -> ReadSet {
+        // Acquire: every earlier transaction's writes are in the base state.
+        let settled = !self.measured && self.committed.load(Ordering::Acquire) == tx as usize;
+        ReadSet::new(tx, settled)
     }
 
     /// Reads `key` for the execution whose reads are `reads`: the latest value written by an
-    /// earlier transaction, [`Read::Base`] if none wrote it, [`Read::Blocked`] if that write is
-    /// an estimate (the execution must stop).
-    pub fn read<Q>(&self, reads: &mut ReadSet<K, V>, key: &Q) -> Read<V>
+    /// earlier transaction, or when there is none (or it has committed) the base state's
+    /// (`base`, called without any lock held), or [`Read::Blocked`] if that write is an
+    /// estimate, or if it changed since this execution first read the key (the execution must
+    /// stop).
+    pub fn read<Q>(&self, reads: &mut ReadSet, key: &Q, base: impl FnOnce() -> V) -> Read<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized + ToOwned<Owned = K>,
     {
+        if reads.settled {
+            return Read::Value(base());
+        }
         let tx = reads.tx;
-        let found = self.with_versions(key, |id, versions| {
-            // A read set's value is there exactly when an earlier transaction wrote it.
-            if let Some((_, _, value)) = reads.find(id) {
-                return Ok((id, None, value.clone()));
-            }
-            versions.reader = versions.reader.max(Some(tx));
-            versions
+        let (id, found) = self.with_versions(key, |id, versions| {
+            let found = versions
                 .origin(tx)
-                .map(|(origin, value)| (id, Some(origin), value.cloned()))
+                .map(|(origin, value)| (origin, value.cloned()));
+            (id, found)
         });
-        match found {
-            // Read before by this execution: the same answer.
-            Ok((_, None, value)) => value.map_or(Read::Base, Read::Value),
-            Ok((id, Some(origin), value)) => {
-                let read = value.clone().map_or(Read::Base, Read::Value);
-                reads.push(id, origin, value);
-                read
-            }
+        let (origin, value) = match found {
+            Ok(found) => found,
             Err(blocking) => {
                 reads.blocked = Some(blocking);
-                Read::Blocked
+                return Read::Blocked;
+            }
+        };
+        match reads.find(id) {
+            None => reads.push(id, origin),
+            // The same version: the same value (a version's value never changes; a base value
+            // changes only when a version below is committed, which changes the origin).
+            Some(first) if first == origin => {}
+            // Changed since the first read: void; it runs again once the transaction whose
+            // write it read is final.
+            Some(first) => {
+                let writer = match (first, origin) {
+                    (Origin::Written(v), _) | (_, Origin::Written(v)) => v.tx,
+                    (Origin::Base, Origin::Base) => unreachable!("the origins differ"),
+                };
+                reads.blocked = Some(writer);
+                return Read::Blocked;
             }
         }
+        // A base value read now may be newer than `origin` (a commit in between): the
+        // execution then fails validation.
+        Read::Value(value.unwrap_or_else(base))
     }
 
     /// Runs `f` on the id and versions of `key`, under its shard's lock (creating them if
@@ -543,7 +551,6 @@ where
                     key.to_owned(),
                     Versions {
                         slots: SmallVec::new(),
-                        reader: None,
                     },
                 ));
                 index.insert_unique(hash, i, |i| self.hasher.hash_one(&entries[*i as usize].0));
@@ -558,132 +565,297 @@ where
         f(&mut self.shards[id.shard as usize].lock().entries[id.entry as usize].1)
     }
 
-    /// Whether the scheduler has finished: every transaction has a valid execution (or the
-    /// block was [halted](Optimistic::halt)).
+    /// Whether the scheduler has finished: every transaction has committed (or the block was
+    /// [halted](Optimistic::halt)).
     pub fn done(&self) -> bool {
-        self.done_marker.load(SC)
+        self.done_marker.load(Ordering::Acquire)
     }
 
-    /// Stops every worker in [`Optimistic::work`] at its next task (a worker's execute
+    /// Stops every worker in [`Optimistic::work`] at its next step (a worker's execute
     /// failed: the others must not wait for it). The block's result is then incomplete and
     /// [`Optimistic::finish`] panics.
     pub fn halt(&self) {
-        self.halted.store(true, SC);
-        self.done_marker.store(true, SC);
+        self.halted.store(true, Ordering::Release);
+        self.done_marker.store(true, Ordering::Release);
     }
 
     /// Whether the block was [halted](Optimistic::halt).
     pub fn halted(&self) -> bool {
-        self.halted.load(SC)
+        self.halted.load(Ordering::Acquire)
     }
 
-    /// Worker `worker` (each worker running at once a different number, counting from 0): takes
-    /// execution and validation tasks until the block is done. `execute` runs
-    /// one execution of a transaction (it may run on several workers at once, for different
-    /// transactions) reading through [`Optimistic::read`] with the read set from
-    /// [`Optimistic::reads`]. While no task is available the worker spins, calling `idle`
-    /// every 64 spins (a host yields the thread there).
-    pub fn work(
+    /// Worker `worker` (each worker running at once a different number, counting from 0):
+    /// claims runs of transactions, executes them and commits them, until every transaction of
+    /// the block has committed. `execute` runs one execution of a transaction (it may run on
+    /// several workers at once, for different transactions) reading through
+    /// [`Optimistic::read`] with the read set from [`Optimistic::reads`]. As the worker commits
+    /// a transaction, it passes each of its final writes to `write` (which must apply it to the
+    /// base state that [`Optimistic::read`]'s `base` reads: reads of the key then find it
+    /// there) and its output to `output`, with its index; commits come in block order, from
+    /// whichever worker executed the transaction. While it has nothing to do the worker spins,
+    /// calling `idle` every 64 spins (a host yields the thread there).
+    ///
+    /// It never waits forever: the transaction at the commit index has every transaction
+    /// before it final, so whoever holds it can execute (or re-execute) and commit it, and if
+    /// nobody holds it, everything claimed before it has committed and a worker claims it.
+    pub fn work<O>(
         &self,
         worker: usize,
         mut execute: impl FnMut(Version) -> Executed<K, V, O>,
+        mut write: impl FnMut(&K, V),
+        mut output: impl FnMut(u32, O),
         mut idle: impl FnMut(),
     ) {
-        let w = worker % ACTIVE_SLOTS;
-        self.workers.fetch_max(w + 1, SC);
-        let mut task: Option<Task> = None;
+        let slot = worker % WORKER_SLOTS;
+        self.workers.fetch_max(slot + 1, Ordering::Relaxed);
+        // Claimed and not yet committed, ascending.
+        let mut held: VecDeque<Held<O>> = VecDeque::with_capacity(HELD);
+        // Records of committed transactions, cleared, for the next ones (their allocations).
+        let mut spare: Vec<Recorded<O>> = Vec::with_capacity(HELD);
         let mut spins = 0u32;
         // Counted here and added once: a shared counter would be a contended
-        // read-modify-write per task.
+        // read-modify-write per execution.
         let (mut executions, mut validations) = (0, 0);
         while !self.halted.load(Ordering::Relaxed) {
-            task = match task {
-                Some(Task::Execute(v)) => self.try_execute(v, &mut execute, w, &mut executions),
-                Some(Task::Validate(v)) => {
-                    validations += 1;
-                    self.needs_reexecution(v, w)
-                }
-                None => {
-                    if self.done() {
-                        break;
+            // Acquire: the final versions of every transaction below it are visible.
+            let committed = self.committed.load(Ordering::Acquire);
+            if let Some(front) = held.front_mut()
+                && front.stage == Stage::Executed
+                && front.tx as usize == committed
+            {
+                validations += 1;
+                if self.validate(front.tx, &front.recorded) {
+                    self.commit(front.tx, &mut front.recorded, &mut write, &mut output);
+                    if let Some(done) = held.pop_front() {
+                        spare.push(done.recorded.cleared());
                     }
-                    let next = self.next_task(w);
-                    if next.is_none() {
-                        backoff(&mut spins, &mut idle);
-                    }
-                    next
+                } else {
+                    // Runs again next, reading only final values; readers of its writes wait
+                    // for that execution meanwhile.
+                    self.convert_writes_to_estimates(front.tx, &front.recorded);
+                    front.incarnation += 1;
+                    front.stage = Stage::Pending;
                 }
+                spins = 0;
+                continue;
+            }
+            let runnable = |h: &&mut Held<O>| match h.stage {
+                Stage::Pending => true,
+                Stage::Blocked(on) => (on as usize) < committed,
+                Stage::Executed => false,
             };
+            if let Some(h) = held.iter_mut().find(runnable) {
+                executions += 1;
+                if self.execute(h, &mut execute, &mut write, &mut output) {
+                    // Committed at once: it was at the commit index, so first in `held`.
+                    if let Some(done) = held.pop_front() {
+                        spare.push(done.recorded.cleared());
+                    }
+                }
+                spins = 0;
+                continue;
+            }
+            if held.len() + RUN <= HELD
+                && let Some(run) = super::claim_run(
+                    &self.next,
+                    self.len,
+                    self.workers.load(Ordering::Relaxed),
+                    |_| RUN,
+                )
+            {
+                held.extend(run.map(|tx| Held {
+                    tx,
+                    incarnation: 0,
+                    stage: Stage::Pending,
+                    recorded: spare.pop().unwrap_or_default(),
+                }));
+                continue;
+            }
+            if held.is_empty() && self.done() {
+                break;
+            }
+            backoff(&mut spins, &mut idle);
         }
         self.executions.fetch_add(executions, Ordering::Relaxed);
         self.validations.fetch_add(validations, Ordering::Relaxed);
     }
 
-    fn try_execute(
+    /// Executes `held` (its incarnation) and records its writes, reads and output, unless a
+    /// read was blocked: then it waits for the blocking transaction to commit. An execution
+    /// whose reads were settled commits at once (`true`).
+    fn execute<O>(
         &self,
-        version: Version,
+        held: &mut Held<O>,
         execute: &mut impl FnMut(Version) -> Executed<K, V, O>,
-        w: usize,
-        executions: &mut usize,
-    ) -> Option<Task> {
-        loop {
-            *executions += 1;
-            let Executed {
-                reads,
-                writes,
-                output,
-            } = execute(version);
-            debug_assert_eq!(reads.tx, version.tx, "read set of another transaction");
-            if let Some(blocking) = reads.blocked {
-                if self.add_dependency(version.tx, blocking, w) {
-                    return None;
-                }
-                continue; // the blocking transaction has executed since: run again
-            }
-            let revalidate = self.record(version, reads, writes);
-            *self.txs()[version.tx as usize].output.lock() = Some(output);
-            return self.finish_execution(version, revalidate, w);
+        write: &mut impl FnMut(&K, V),
+        output: &mut impl FnMut(u32, O),
+    ) -> bool {
+        let version = Version {
+            tx: held.tx,
+            incarnation: held.incarnation,
+        };
+        let Executed {
+            reads,
+            writes,
+            output: out,
+        } = execute(version);
+        debug_assert_eq!(reads.tx, version.tx, "read set of another transaction");
+        if reads.settled {
+            self.commit_settled(version, writes, out, &mut held.recorded, write, output);
+            return true;
         }
+        held.stage = match reads.blocked {
+            Some(blocking) => Stage::Blocked(blocking),
+            None => {
+                self.record(version, reads, writes, out, &mut held.recorded);
+                Stage::Executed
+            }
+        };
+        false
     }
 
-    fn needs_reexecution(&self, version: Version, w: usize) -> Option<Task> {
-        let aborted = !self.validate(version.tx) && self.try_validation_abort(version);
-        if aborted {
-            self.convert_writes_to_estimates(version.tx);
+    /// Commits `version`, executed when every earlier transaction had committed: its writes
+    /// become committed versions (so that later transactions that read those keys before fail
+    /// validation) and go to `write`, its output to `output`.
+    fn commit_settled<O>(
+        &self,
+        version: Version,
+        writes: Vec<(K, V)>,
+        out: O,
+        recorded: &mut Recorded<O>,
+        write: &mut impl FnMut(&K, V),
+        output: &mut impl FnMut(u32, O),
+    ) {
+        let tx = version.tx;
+        // Estimates of an earlier execution, if it failed validation.
+        let previous = core::mem::take(&mut recorded.written);
+        let mut written = Vec::new();
+        for (key, value) in writes {
+            self.with_versions(&key, |id, versions| {
+                if !previous.is_empty() {
+                    written.push(id);
+                }
+                let slot = Slot::Committed {
+                    incarnation: version.incarnation,
+                };
+                match versions.slot(tx) {
+                    Ok(i) => versions.slots[i].1 = slot,
+                    Err(i) => versions.slots.insert(i, (tx, slot)),
+                }
+                // Under the key's lock: a read that finds the version committed finds the value
+                // in the base state.
+                write(&key, value);
+            });
         }
-        self.finish_validation(version.tx, aborted, w)
+        self.remove_unrepeated(tx, &previous, &mut written);
+        output(tx, out);
+        self.advance(tx);
+    }
+
+    /// Commits `tx`, whose last execution is final: hands its writes to `write` and its
+    /// output to `output`, and moves the commit index past it.
+    fn commit<O>(
+        &self,
+        tx: u32,
+        recorded: &mut Recorded<O>,
+        write: &mut impl FnMut(&K, V),
+        output: &mut impl FnMut(u32, O),
+    ) {
+        if self.measured {
+            // Every transaction it read from has committed, its depth known.
+            let depth = recorded
+                .read
+                .iter()
+                .filter_map(|(_, origin)| match origin {
+                    Origin::Written(v) => Some(self.depth[v.tx as usize].load(Ordering::Relaxed)),
+                    Origin::Base => None,
+                })
+                .max()
+                .unwrap_or(0)
+                + 1;
+            self.depth[tx as usize].store(depth, Ordering::Relaxed);
+        }
+        for id in &recorded.written {
+            let mut keys = self.shards[id.shard as usize].lock();
+            let (key, versions) = &mut keys.entries[id.entry as usize];
+            let Ok(i) = versions.slot(tx) else {
+                unreachable!("a recorded write has its version");
+            };
+            let slot = &mut versions.slots[i].1;
+            if let Slot::Written { incarnation, .. } = *slot {
+                let Slot::Written { value, .. } =
+                    core::mem::replace(slot, Slot::Committed { incarnation })
+                else {
+                    unreachable!("matched above");
+                };
+                // Under the key's lock: a read that finds the version committed finds the value
+                // in the base state.
+                write(key, value);
+            }
+        }
+        let out = recorded
+            .output
+            .take()
+            .expect("an executed transaction has its output");
+        output(tx, out);
+        self.advance(tx);
+    }
+
+    /// Moves the commit index past `tx`, just committed.
+    fn advance(&self, tx: u32) {
+        let next = tx as usize + 1;
+        // Release: the versions `tx` wrote, and its writes to the base state, are visible to
+        // whoever sees it committed.
+        self.committed.store(next, Ordering::Release);
+        if next == self.len {
+            self.done_marker.store(true, Ordering::Release);
+        }
     }
 
     // ---- multi-version memory ----
 
     /// Makes `writes` the versions of `version`, removes the previous execution's writes it
-    /// did not repeat, and keeps `reads`. Returns whether some higher transaction has read a
-    /// key that this execution writes and the previous one did not (those must be validated
-    /// again).
-    fn record(&self, version: Version, reads: ReadSet<K, V>, writes: Vec<(K, V)>) -> bool {
+    /// did not repeat, and keeps `reads` and `output`.
+    fn record<O>(
+        &self,
+        version: Version,
+        reads: ReadSet,
+        writes: Vec<(K, V)>,
+        output: O,
+        recorded: &mut Recorded<O>,
+    ) {
         let tx = version.tx;
-        // Held throughout: the only other user at once is a stale validation, which reads.
-        let mut recorded = self.txs()[tx as usize].recorded.lock();
+        // This execution's writes go where the previous one's were listed (its allocation),
+        // those moved out to be compared.
         let previous = core::mem::take(&mut recorded.written);
-        let mut revalidate = false;
-        let mut written = Vec::with_capacity(writes.len());
+        let mut written = core::mem::take(&mut recorded.spare_written);
+        written.clear();
         for (key, value) in writes {
             let slot = Slot::Written {
                 incarnation: version.incarnation,
                 value,
             };
-            revalidate |= self.with_versions(&key, |id, versions| {
+            self.with_versions(&key, |id, versions| {
                 written.push(id);
                 match versions.slot(tx) {
                     Ok(i) => versions.slots[i].1 = slot,
                     Err(i) => versions.slots.insert(i, (tx, slot)),
                 }
-                let new = previous.binary_search(&id).is_err();
-                new && versions.reader.is_some_and(|r| r > tx)
             });
         }
+        self.remove_unrepeated(tx, &previous, &mut written);
+        recorded.written = written;
+        recorded.spare_written = previous;
+        recorded.read.clear();
+        recorded.read.extend(reads.seen);
+        recorded.output = Some(output);
+    }
+
+    /// Removes the versions of `tx` at `previous` (its previous execution's writes) that are
+    /// not in `written` (this execution's); sorts `written`.
+    fn remove_unrepeated(&self, tx: u32, previous: &[KeyId], written: &mut [KeyId]) {
         written.sort_unstable();
-        for id in previous {
+        for &id in previous {
             if written.binary_search(&id).is_ok() {
                 continue;
             }
@@ -693,16 +865,10 @@ where
                 }
             });
         }
-        recorded.written = written;
-        recorded.read.clear();
-        let read = reads.seen.into_iter().map(|(id, origin, _)| (id, origin));
-        recorded.read.extend(read);
-        revalidate
     }
 
     /// Whether every read of `tx`'s last execution would still find the same version.
-    fn validate(&self, tx: u32) -> bool {
-        let recorded = self.txs()[tx as usize].recorded.lock();
+    fn validate<O>(&self, tx: u32, recorded: &Recorded<O>) -> bool {
         recorded.read.iter().all(|(id, origin)| {
             let now = self.at(*id, |versions| {
                 versions.origin(tx).map(|(origin, _)| origin)
@@ -711,8 +877,8 @@ where
         })
     }
 
-    fn convert_writes_to_estimates(&self, tx: u32) {
-        let recorded = self.txs()[tx as usize].recorded.lock();
+    /// Turns the versions `tx`'s last execution wrote into estimates (it runs again).
+    fn convert_writes_to_estimates<O>(&self, tx: u32, recorded: &Recorded<O>) {
         for id in &recorded.written {
             self.at(*id, |versions| {
                 if let Ok(i) = versions.slot(tx) {
@@ -722,248 +888,25 @@ where
         }
     }
 
-    // ---- scheduler (Block-STM, Algorithm 4 and 5) ----
-
-    fn decrease_execution_idx(&self, target: usize) {
-        self.execution_idx.fetch_min(target, SC);
-        self.decrease_cnt.fetch_add(1, SC);
-    }
-
-    fn decrease_validation_idx(&self, target: usize) {
-        self.validation_idx.fetch_min(target, SC);
-        self.decrease_cnt.fetch_add(1, SC);
-    }
-
-    fn check_done(&self) {
-        let observed = self.decrease_cnt.load(SC);
-        if self
-            .execution_idx
-            .load(SC)
-            .min(self.validation_idx.load(SC))
-            >= self.len
-            && self.active[..self.workers.load(SC).min(ACTIVE_SLOTS)]
-                .iter()
-                .all(|a| a.load(SC) == 0)
-            && observed == self.decrease_cnt.load(SC)
-        {
-            self.done_marker.store(true, SC);
-        }
-    }
-
-    /// Claims `tx` for execution if it is ready to execute.
-    fn try_incarnate(&self, tx: usize) -> Option<Version> {
-        let mut status = self.txs().get(tx)?.status.lock();
-        (status.1 == Status::ReadyToExecute).then(|| {
-            status.1 = Status::Executing;
-            Version {
-                tx: tx as u32,
-                incarnation: status.0,
-            }
-        })
-    }
-
-    /// The validated version of `tx` if its last execution finished.
-    fn executed(&self, tx: usize) -> Option<Version> {
-        let (incarnation, status) = *self.txs().get(tx)?.status.lock();
-        (status == Status::Executed).then_some(Version {
-            tx: tx as u32,
-            incarnation,
-        })
-    }
-
-    /// Takes the next index of `index` (the execution or the validation index) for worker
-    /// `w`, counted as a task while `claim` decides whether that transaction has one.
-    fn next_version(
-        &self,
-        index: &AtomicUsize,
-        w: usize,
-        claim: impl FnOnce(usize) -> Option<Version>,
-    ) -> Option<Version> {
-        if index.load(SC) >= self.len {
-            self.check_done();
-            return None;
-        }
-        self.active[w].fetch_add(1, SC);
-        let version = claim(index.fetch_add(1, SC));
-        if version.is_none() {
-            self.active[w].fetch_sub(1, SC);
-        }
-        version
-    }
-
-    fn next_task(&self, w: usize) -> Option<Task> {
-        if self.validation_idx.load(SC) < self.execution_idx.load(SC) {
-            self.next_version(&self.validation_idx, w, |tx| self.executed(tx))
-                .map(Task::Validate)
-        } else {
-            self.next_version(&self.execution_idx, w, |tx| self.try_incarnate(tx))
-                .map(Task::Execute)
-        }
-    }
-
-    /// `tx` read an estimate of `blocking`: it waits for `blocking`'s next execution (`true`),
-    /// or runs again at once if that has finished meanwhile (`false`).
-    fn add_dependency(&self, tx: u32, blocking: u32, w: usize) -> bool {
-        {
-            let mut waiting = self.txs()[blocking as usize].dependencies.lock();
-            if self.txs()[blocking as usize].status.lock().1 == Status::Executed {
-                return false;
-            }
-            self.txs()[tx as usize].status.lock().1 = Status::Aborting;
-            waiting.push(tx);
-        }
-        self.active[w].fetch_sub(1, SC);
-        true
-    }
-
-    fn set_ready_status(&self, tx: u32) {
-        let mut status = self.txs()[tx as usize].status.lock();
-        *status = (status.0 + 1, Status::ReadyToExecute);
-    }
-
-    fn finish_execution(&self, version: Version, revalidate: bool, w: usize) -> Option<Task> {
-        let tx = version.tx;
-        {
-            let mut status = self.txs()[tx as usize].status.lock();
-            debug_assert_eq!(*status, (version.incarnation, Status::Executing));
-            status.1 = Status::Executed;
-        }
-        let waiting = core::mem::take(&mut *self.txs()[tx as usize].dependencies.lock());
-        if let Some(first) = waiting.iter().min() {
-            for d in &waiting {
-                self.set_ready_status(*d);
-            }
-            self.decrease_execution_idx(*first as usize);
-        }
-        if self.validation_idx.load(SC) > tx as usize {
-            if revalidate {
-                self.decrease_validation_idx(tx as usize);
-            } else {
-                return Some(Task::Validate(version));
-            }
-        }
-        self.active[w].fetch_sub(1, SC);
-        None
-    }
-
-    fn try_validation_abort(&self, version: Version) -> bool {
-        let mut status = self.txs()[version.tx as usize].status.lock();
-        if *status == (version.incarnation, Status::Executed) {
-            status.1 = Status::Aborting;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn finish_validation(&self, tx: u32, aborted: bool, w: usize) -> Option<Task> {
-        if aborted {
-            self.set_ready_status(tx);
-            self.decrease_validation_idx(tx as usize + 1);
-            if self.execution_idx.load(SC) > tx as usize
-                && let Some(version) = self.try_incarnate(tx as usize)
-            {
-                return Some(Task::Execute(version));
-            }
-        }
-        self.active[w].fetch_sub(1, SC);
-        None
-    }
-
-    /// Takes the block's final writes (the last version of each key) held in part `part` of
-    /// `parts` of the memory, once [`Optimistic::done`]: workers call it with their index to
-    /// apply the block's effect in parallel. Each key is in exactly one part; the order within
-    /// a part is unspecified.
+    /// The block's statistics, once [`Optimistic::done`] (its writes and outputs went to the
+    /// workers' `write` and `output` as it committed). The state can then be
+    /// [reset](Optimistic::reset) for another block.
     ///
     /// # Panics
-    /// The block is not done.
-    pub fn take_writes(&self, part: usize, parts: usize) -> Vec<(K, V)> {
+    /// The block is not done, or was halted.
+    pub fn finish(&mut self) -> Finished {
         assert!(
-            self.done() && !self.halted.load(SC),
-            "optimistic block read before it was done"
+            self.done() && !self.halted(),
+            "optimistic block finished before it was done"
         );
-        let mut writes = Vec::new();
-        for shard in self.shards.iter().skip(part).step_by(parts.max(1)) {
-            let mut keys = shard.lock();
-            keys.index.clear();
-            writes.extend(keys.entries.drain(..).filter_map(|(key, versions)| {
-                match versions.slots.into_iter().next_back() {
-                    Some((_, Slot::Written { value, .. })) => Some((key, value)),
-                    Some((_, Slot::Estimate)) => unreachable!("estimate left in a done block"),
-                    None => None,
-                }
-            }));
-        }
-        writes
-    }
-
-    /// Takes the outputs of transactions `part`, `part + parts`, ..., once
-    /// [`Optimistic::done`], passing each to `output` with the transaction's index, and makes
-    /// their states ready for the next block (keeping the allocations): workers call it with
-    /// their index, in parallel, so that neither handing out the block's outputs nor resetting
-    /// its transaction states is serial work. When every part has been taken,
-    /// [`Optimistic::finish`] gives no outputs and no [`Finished::critical_path`] (its records
-    /// are cleared).
-    ///
-    /// # Panics
-    /// The block is not done, or was halted, or this part was taken before.
-    pub fn take_outputs(&self, part: usize, parts: usize, mut output: impl FnMut(usize, O)) {
-        assert!(
-            self.done() && !self.halted.load(SC),
-            "optimistic block's outputs taken before it was done"
-        );
-        let parts = parts.max(1);
-        self.parts.store(parts, SC);
-        for (tx, state) in self.txs().iter().enumerate().skip(part).step_by(parts) {
-            output(tx, state.take().expect("every transaction executed once"));
-        }
-        self.parts_taken.fetch_add(1, SC);
-    }
-
-    /// The block's result, once [`Optimistic::done`]: what [`Optimistic::take_writes`] and
-    /// [`Optimistic::take_outputs`] left. The state can then be [reset](Optimistic::reset)
-    /// for another block.
-    ///
-    /// # Panics
-    /// The block is not done, or was halted, or the outputs of some parts but not all were
-    /// taken.
-    pub fn finish(&mut self) -> Finished<K, V, O> {
-        let writes = self.take_writes(0, 1);
-        let parts_taken = self.parts_taken.load(SC);
-        assert!(
-            parts_taken == 0 || parts_taken == self.parts.load(SC),
-            "the outputs of {parts_taken} of {} parts taken",
-            self.parts.load(SC)
-        );
-        let taken = parts_taken > 0;
-        // Depth of each transaction in the graph of what it read from whom.
-        let mut depth = Vec::new();
-        let mut outputs = Vec::new();
-        if !taken {
-            depth.reserve(self.len);
-            outputs.reserve(self.len);
-            for tx in self.txs() {
-                let d = tx
-                    .recorded
-                    .lock()
-                    .read
+        Finished {
+            critical_path: self.measured.then(|| {
+                self.depth[..self.len]
                     .iter()
-                    .filter_map(|(_, origin)| match origin {
-                        Origin::Written(v) => depth.get(v.tx as usize).copied(),
-                        Origin::Base => None,
-                    })
+                    .map(|d| d.load(Ordering::Relaxed) as usize)
                     .max()
                     .unwrap_or(0)
-                    + 1;
-                depth.push(d);
-                outputs.push(tx.take().expect("every transaction executed once"));
-            }
-        }
-        self.fresh = true;
-        Finished {
-            writes,
-            outputs,
-            critical_path: (!taken).then(|| depth.into_iter().max().unwrap_or(0)),
+            }),
             executions: self.executions.load(Ordering::Relaxed),
             validations: self.validations.load(Ordering::Relaxed),
         }

@@ -105,15 +105,17 @@ pub fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64
 /// multi-version memory, with transactions that read and write their keys and nothing else.
 /// The state is reset between repetitions, keeping its allocations, as block execution does.
 pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
-    let mut stm: Optimistic<Vec<u8>, Option<Vec<u8>>, ()> = Optimistic::new(0);
+    let mut stm: Optimistic<Vec<u8>, Option<Vec<u8>>> = Optimistic::new(0);
     let secs = median_secs(reps, || {
         stm.reset(sets.len());
+        // As a block's parallel window (only the one-thread probe measures).
+        stm.measure_depth(threads == 1);
         let shared = &stm;
         let execute = |_: usize, v: Version| {
             let mut reads = shared.reads(v.tx);
             let mut writes = Vec::new();
             for key in &sets[v.tx as usize].writes {
-                if shared.read(&mut reads, key) == Read::Blocked {
+                if shared.read(&mut reads, key, || None) == Read::Blocked {
                     break;
                 }
                 writes.push((key.clone(), Some(vec![0; 8])));
@@ -124,15 +126,14 @@ pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f
                 output: (),
             }
         };
-        // As a block does: each worker takes its part of the writes, and of the outputs when
-        // there is more than one.
-        let done = |w: usize| {
-            std::hint::black_box(shared.take_writes(w, threads));
-            if threads > 1 {
-                shared.take_outputs(w, threads, |_, output| std::hint::black_box(output));
-            }
+        // Committed writes and outputs are handed over (a block applies and keeps them).
+        let write = |_: usize, key: &Vec<u8>, value| {
+            std::hint::black_box((key, value));
         };
-        pool::drain_optimistic(shared, threads, &execute, &done);
+        let output = |_: usize, tx: u32, output| {
+            std::hint::black_box((tx, output));
+        };
+        pool::drain_optimistic(shared, threads, &execute, &write, &output);
         std::hint::black_box(stm.finish());
     });
     secs * 1e9 / sets.len().max(1) as f64

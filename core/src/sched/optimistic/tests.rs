@@ -3,7 +3,7 @@
 //! change between executions, as real contracts' do).
 
 use super::*;
-use crate::fuzzing::vm::{Program, assert_sequential, mix, run};
+use crate::fuzzing::vm::{Committed, Program, assert_sequential, mix, run};
 use alloc::vec;
 use core::sync::atomic::AtomicU64;
 use proptest::prelude::*;
@@ -25,21 +25,33 @@ fn random_block(seed: u64, n: usize, keys: u8) -> Vec<Program> {
 
 /// Runs `block` optimistically on `threads` threads; some executions are slowed down at random
 /// to shake the interleavings.
-fn optimistic(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64, u64> {
-    let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(block.len());
+fn optimistic(
+    block: &[Program],
+    threads: usize,
+    measured: bool,
+    seed: u64,
+) -> (Committed, Finished) {
+    let mut stm: Optimistic<u8, u64> = Optimistic::new(block.len());
+    stm.measure_depth(measured);
     let jitter = AtomicU64::new(seed);
-    run(&stm, block, threads, || {
+    let committed = run(&stm, block, threads, || {
         let j = mix(jitter.fetch_add(1, Ordering::Relaxed), 3);
         for _ in 0..j % 2000 {
             core::hint::spin_loop();
         }
     });
-    stm.finish()
+    (committed, stm.finish())
 }
 
-fn check(block: &[Program], threads: usize, seed: u64) -> Finished<u8, u64, u64> {
-    let done = optimistic(block, threads, seed);
-    assert_sequential(block, &done, false, &alloc::format!("{threads} threads"));
+/// Runs `block` on `threads` threads, measuring the depth of its read-from graph and not;
+/// checks both against sequential execution and returns the measured run's statistics.
+fn check(block: &[Program], threads: usize, seed: u64) -> Finished {
+    let (committed, unmeasured) = optimistic(block, threads, false, seed);
+    let what = alloc::format!("{threads} threads, unmeasured");
+    assert_sequential(block, &committed, &unmeasured, false, &what);
+    let (committed, done) = optimistic(block, threads, true, seed);
+    let what = alloc::format!("{threads} threads");
+    assert_sequential(block, &committed, &done, true, &what);
     done
 }
 
@@ -84,22 +96,30 @@ fn independent_transactions_execute_once_and_validate_once() {
     assert_eq!(done.validations, 300);
     // 50 keys are touched twice, 250 transactions apart.
     assert_eq!(done.critical_path, Some(2));
+    // Unmeasured, one worker executes every transaction once every earlier one committed:
+    // each commits at once, unvalidated.
+    let (_, unmeasured) = optimistic(&block, 1, false, 0);
+    assert_eq!((unmeasured.executions, unmeasured.validations), (300, 0));
 }
 
 #[test]
 fn empty_block_is_done() {
-    let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(0);
-    stm.work(0, |_| unreachable!(), || {});
+    let mut stm: Optimistic<u8, u64> = Optimistic::new(0);
+    let committed = run(&stm, &[], 1, || {});
     let done = stm.finish();
-    assert!(done.writes.is_empty() && done.outputs.is_empty());
+    assert!(committed.state.is_empty() && committed.outputs.is_empty());
     assert_eq!(done.critical_path, Some(0));
 }
 
+/// What the base state holds for every key in the tests below (no transaction commits there).
+const BASE: u64 = 5;
+
 #[test]
-fn repeated_read_sees_the_first_value() {
-    let stm: Optimistic<u8, u64, u64> = Optimistic::new(3);
+fn repeated_read_sees_the_first_value_or_stops() {
+    let stm: Optimistic<u8, u64> = Optimistic::new(3);
     let mut r0 = stm.reads(0);
-    assert_eq!(stm.read(&mut r0, &7), Read::Base);
+    assert_eq!(stm.read(&mut r0, &7, || BASE), Read::Value(BASE));
+    let mut rec = [(); 3].map(|_| Recorded::default());
     stm.record(
         Version {
             tx: 0,
@@ -107,61 +127,86 @@ fn repeated_read_sees_the_first_value() {
         },
         r0,
         vec![(7, 70)],
+        0u64,
+        &mut rec[0],
     );
     let mut r2 = stm.reads(2);
-    assert_eq!(stm.read(&mut r2, &7), Read::Value(70));
+    assert_eq!(stm.read(&mut r2, &7, || BASE), Read::Value(70));
     let mut r1 = stm.reads(1);
-    assert_eq!(stm.read(&mut r1, &7), Read::Value(70));
-    // Transaction 1 writes 7 now; transaction 2's execution keeps seeing what it saw.
-    assert!(stm.record(
+    assert_eq!(stm.read(&mut r1, &7, || BASE), Read::Value(70));
+    // Transaction 1 writes 7 now: transaction 2's execution, which saw 0's write, is void at
+    // its next read of 7.
+    stm.record(
         Version {
             tx: 1,
             incarnation: 0,
         },
         r1,
         vec![(7, 71)],
-    ));
-    assert_eq!(stm.read(&mut r2, &7), Read::Value(70));
-    assert!(!stm.validate(2) || stm.txs[2].recorded.lock().read.is_empty());
-    stm.convert_writes_to_estimates(1);
+        0,
+        &mut rec[1],
+    );
+    assert_eq!(stm.read(&mut r2, &7, || BASE), Read::Blocked);
+    assert!(r2.is_blocked());
+    stm.record(
+        Version {
+            tx: 2,
+            incarnation: 0,
+        },
+        r2,
+        Vec::new(),
+        0,
+        &mut rec[2],
+    );
+    assert!(
+        !stm.validate(2, &rec[2]),
+        "2 read 0's write, and 1 wrote the key since"
+    );
+    stm.convert_writes_to_estimates(1, &rec[1]);
     let mut again = stm.reads(2);
-    assert_eq!(stm.read(&mut again, &7), Read::Blocked);
+    assert_eq!(stm.read(&mut again, &7, || BASE), Read::Blocked);
     assert!(again.is_blocked());
 }
 
 /// An execution reading more keys than its read set searches linearly: the set's index finds
-/// each key again (a repeated read gives the first answer, whatever was written since), and
-/// validation checks every read.
+/// each key again (a repeated read gives the first answer, or stops the execution when a write
+/// changed it since), and validation checks every read.
 #[test]
 fn many_reads_are_indexed_and_validated() {
     let v = |tx| Version { tx, incarnation: 0 };
-    let stm: Optimistic<u8, u64, u64> = Optimistic::new(3);
+    let stm: Optimistic<u8, u64> = Optimistic::new(3);
+    let mut rec = [(); 3].map(|_| Recorded::default());
     let evens = (0..40u8).step_by(2).map(|k| (k, u64::from(k) * 10));
-    stm.record(v(0), stm.reads(0), evens.collect());
+    stm.record(v(0), stm.reads(0), evens.collect(), 0u64, &mut rec[0]);
     let mut r2 = stm.reads(2);
     for k in 0..40u8 {
         let first = if k % 2 == 0 {
             Read::Value(u64::from(k) * 10)
         } else {
-            Read::Base
+            Read::Value(BASE)
         };
-        assert_eq!(stm.read(&mut r2, &k), first, "key {k}");
+        assert_eq!(stm.read(&mut r2, &k, || BASE), first, "key {k}");
     }
     assert_eq!(r2.len(), 40);
+    // Repeated reads of unchanged keys, from 0's write and from the base state.
+    assert_eq!(stm.read(&mut r2, &10, || BASE), Read::Value(100));
+    assert_eq!(stm.read(&mut r2, &39, || BASE), Read::Value(BASE));
+    assert_eq!(r2.len(), 40, "repeated reads are not kept again");
     // Transaction 1 writes a key 2 read from the base state and one 2 read from 0's write.
-    assert!(stm.record(v(1), stm.reads(1), vec![(33, 1), (10, 2)]));
-    assert_eq!(stm.read(&mut r2, &33), Read::Base);
-    assert_eq!(stm.read(&mut r2, &10), Read::Value(100));
-    assert_eq!(stm.read(&mut r2, &39), Read::Base);
-    assert_eq!(r2.len(), 40, "repeated reads are not read again");
-    stm.record(v(2), r2, Vec::new());
-    assert!(!stm.validate(2), "the reads of 10 and 33 are stale");
+    stm.record(v(1), stm.reads(1), vec![(33, 1), (10, 2)], 0, &mut rec[1]);
+    assert_eq!(stm.read(&mut r2, &39, || BASE), Read::Value(BASE));
+    assert_eq!(stm.read(&mut r2, &33, || BASE), Read::Blocked);
+    stm.record(v(2), r2, Vec::new(), 0, &mut rec[2]);
+    assert!(
+        !stm.validate(2, &rec[2]),
+        "the reads of 10 and 33 are stale"
+    );
     // Executed again after 1, 2 reads 1's values and validates.
     let mut again = stm.reads(2);
     for k in 0..40u8 {
-        let _ = stm.read(&mut again, &k);
+        let _ = stm.read(&mut again, &k, || BASE);
     }
-    assert_eq!(stm.read(&mut again, &33), Read::Value(1));
+    assert_eq!(stm.read(&mut again, &33, || BASE), Read::Value(1));
     stm.record(
         Version {
             tx: 2,
@@ -169,8 +214,10 @@ fn many_reads_are_indexed_and_validated() {
         },
         again,
         Vec::new(),
+        0,
+        &mut rec[2],
     );
-    assert!(stm.validate(2));
+    assert!(stm.validate(2, &rec[2]));
 }
 
 proptest! {
@@ -193,7 +240,7 @@ proptest! {
 /// whatever the previous block left (different sizes, keys and contention).
 #[test]
 fn reset_state_serves_the_next_block() {
-    let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(0);
+    let mut stm: Optimistic<u8, u64> = Optimistic::new(0);
     for (seed, n, keys) in [
         (1u64, 120, 4u8),
         (2, 30, 200),
@@ -203,22 +250,13 @@ fn reset_state_serves_the_next_block() {
     ] {
         let block = random_block(seed, n, keys);
         stm.reset(block.len());
-        run(&stm, &block, 3, || {});
-        // Some blocks hand out their outputs in parts, as hosts' workers do (no critical path
-        // then): in one part, or in two (every other transaction each).
-        let parts = [0, 0, 2, 1, 0][seed as usize - 1];
-        let mut taken = alloc::vec![None; block.len()];
-        for part in 0..parts {
-            stm.take_outputs(part, parts, |tx, output| {
-                assert!(taken[tx].replace(output).is_none(), "{tx} taken twice");
-            });
-        }
-        let mut done = stm.finish();
-        if parts > 0 {
-            assert!(done.outputs.is_empty(), "outputs given twice");
-            done.outputs = taken.into_iter().map(|o| o.expect("taken")).collect();
-        }
-        assert_sequential(&block, &done, parts > 0, &alloc::format!("seed {seed}"));
+        // Measured or not, block after block.
+        let measured = seed % 2 == 1;
+        stm.measure_depth(measured);
+        let committed = run(&stm, &block, 3, || {});
+        let done = stm.finish();
+        let what = alloc::format!("seed {seed}");
+        assert_sequential(&block, &committed, &done, measured, &what);
     }
 }
 
@@ -227,7 +265,7 @@ fn reset_state_serves_the_next_block() {
 /// sequential result.
 #[test]
 fn a_halted_block_leaves_nothing_for_the_next() {
-    let mut stm: Optimistic<u8, u64, u64> = Optimistic::new(0);
+    let mut stm: Optimistic<u8, u64> = Optimistic::new(0);
     for (n, next) in [(120, 60), (60, 150)] {
         let block = random_block(7, n, 8);
         stm.reset(block.len());
@@ -242,8 +280,10 @@ fn a_halted_block_leaves_nothing_for_the_next() {
                             if executed.fetch_add(1, Ordering::Relaxed) == n as u64 / 2 {
                                 stm.halt();
                             }
-                            crate::fuzzing::vm::execute(stm, &block[v.tx as usize], v)
+                            crate::fuzzing::vm::execute(stm, &block[v.tx as usize], v, |_| 0)
                         },
+                        |_, _| {},
+                        |_, _| {},
                         std::thread::yield_now,
                     )
                 });
@@ -252,11 +292,12 @@ fn a_halted_block_leaves_nothing_for_the_next() {
         assert!(stm.halted());
         let block = random_block(8, next, 8);
         stm.reset(block.len());
-        run(&stm, &block, 2, || {});
+        let committed = run(&stm, &block, 2, || {});
         assert_sequential(
             &block,
+            &committed,
             &stm.finish(),
-            false,
+            true,
             &alloc::format!("{n} then {next}"),
         );
     }
