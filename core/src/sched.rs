@@ -6,11 +6,11 @@
 //! every key it touches, and a writer also on every reader since that writer. Executing each
 //! transaction after its dependencies then gives the result of executing the block in order.
 //!
-//! [`Claims`] hands transactions to workers and takes completions back, with atomics only:
-//! workers claim runs of consecutive transactions and run each one they hold once the bits of
-//! its dependencies are set, so that a transaction costs a worker no read-modify-write of a
-//! line another worker writes. There is no barrier between "batches": a slow transaction holds
-//! back only its dependants (and the few transactions its worker holds). The Sealevel
+//! [`Claims`] hands transactions to workers and takes completions back: a worker keeps the
+//! transactions its completions make ready in a queue of its own, claims runs of those that
+//! depend on nothing, and takes from another worker's queue only when it has nothing else.
+//! There is no barrier between "batches": a slow transaction holds back only its dependants.
+//! The Sealevel
 //! view (maximal sets of mutually independent transactions, run batch after batch) is
 //! [`Dag::batches`], for callers that want it and for comparison.
 //!
@@ -22,14 +22,14 @@
 //! [`Dag::build_partial`] makes such transactions barriers, for hosts that mix them into a
 //! declared block.
 
-use alloc::collections::{BinaryHeap, VecDeque};
+use alloc::collections::BinaryHeap;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
 use core::hash::BuildHasher;
 
-use crate::sync::{AtomicBool, AtomicUsize, Ordering, Padded};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Mutex, Ordering, Padded};
 
 pub mod optimistic;
 
@@ -322,43 +322,86 @@ impl Dag {
     }
 }
 
-/// Transactions a worker claims at once, at most: one word of [`Claims`]' done bits, which
-/// then only that worker writes.
-const GROUP: usize = usize::BITS as usize;
+/// Transactions that depend on nothing a worker claims at once, at most.
+const ROOT_RUN: usize = 32;
 
-/// Claimed transactions a worker holds at most before it waits for one of them instead of
-/// claiming more.
-const HELD: usize = 2 * GROUP;
+/// Finished transactions a worker counts before it reports them to the shared count (a
+/// read-modify-write of a line every worker writes).
+const REPORT: usize = 16;
+
+/// Worker slots with a queue of their own, at most; workers beyond the expected number (or
+/// this many) share them (still correct).
+const QUEUES: usize = if cfg!(loom) { 4 } else { 64 };
+
+/// Ordering of the values workers only look at to decide whether to look further (a queue's
+/// length, the finished counts, the next unclaimed run): they are never relied on to see
+/// data, which the queues' locks and the pending counts publish. loom explores every stale value a relaxed load may
+/// return, which for a spinning worker has no end; sequential consistency there keeps the
+/// models finite.
+pub(crate) const ADVISORY: Ordering = if cfg!(loom) {
+    Ordering::SeqCst
+} else {
+    Ordering::Relaxed
+};
+
+/// A worker's ready transactions, lowest first, and how many there are (read without the
+/// lock by workers looking for something to take; exact under the lock).
+#[derive(Debug, Default)]
+struct Queue {
+    ready: Mutex<BinaryHeap<Reverse<u32>>>,
+    len: AtomicUsize,
+}
+
+impl Queue {
+    fn pop(&self) -> Option<u32> {
+        let mut ready = self.ready.lock();
+        let tx = ready.pop()?.0;
+        self.len.store(ready.len(), ADVISORY);
+        Some(tx)
+    }
+
+    fn push(&self, txs: impl Iterator<Item = u32>) {
+        let mut ready = self.ready.lock();
+        ready.extend(txs.map(Reverse));
+        self.len.store(ready.len(), ADVISORY);
+    }
+}
 
 /// The claim/finish protocol over a [`Dag`], shared by the workers of one block.
 ///
-/// Workers claim consecutive runs of transactions (up to [`GROUP`], one compare-and-swap of a
-/// shared index per run) and execute each transaction they hold once its dependencies have
-/// run, the lowest first; finishing one sets its bit in a word of done bits. A worker whose
-/// held transactions all wait for others claims the next run (up to [`HELD`] transactions),
-/// so a slow transaction holds back only its dependants and, at most, the runs its worker
-/// holds. Nothing else is shared: a transaction costs its worker one load of each
-/// dependency's word and one `fetch_or` on a word that, away from the block's end, only that
-/// worker writes. (A shared ready queue made every claim and every completion a
-/// read-modify-write of lines the other workers wrote: five cache misses per transaction.)
+/// Every transaction becomes ready exactly once: at the start if it depends on nothing (a
+/// root), else when the last of its dependencies finishes. Roots are claimed in runs of
+/// consecutive ones (one compare-and-swap of a shared index per run). A worker that finishes a
+/// transaction counts down its dependants' pending dependencies and keeps those it made ready
+/// in a queue of its own; it takes its lowest ready transaction first (in block order,
+/// neighbouring transactions share cache lines of their data), and a worker with nothing of
+/// its own and no roots left takes the lowest of another worker's. There is no barrier between
+/// "batches" and no bound on how far ahead a ready transaction may be: a slow transaction
+/// holds back only its dependants.
 ///
-/// It never waits forever: the lowest transaction not yet run has all of its dependencies
-/// run (they are lower), so whoever holds it runs it at its next look, and if nobody holds
-/// it, every claimed transaction has run and a worker claims it. Towards the block's end runs
-/// get shorter (a quarter of each worker's share of what is left), so workers finish together.
-/// Each word of done bits has a cache line of its own, as do the claim index and the halt
-/// flag.
+/// What a transaction costs the workers beyond its execution: a `fetch_sub` per dependant (on a
+/// counter that the finishers of that dependant's other dependencies share), uncontended locks
+/// of its worker's own queue, and a share of a batched report of finished transactions. (A single shared ready queue made every claim and every
+/// completion a read-modify-write of lines the other worker had just written: five cache
+/// misses per transaction. Runs of consecutive transactions claimed in block order, each run
+/// when its dependencies were done, cost less but found too little to run in a dense graph:
+/// with 100 accounts, most of a run waited for the other worker's.) Each queue, the root index
+/// and the halt flag have cache lines of their own.
 #[derive(Debug)]
 pub struct Claims<'d> {
     dag: &'d Dag,
-    /// Transactions below it ran before the protocol started (see [`Claims::after`]).
-    first: usize,
-    /// Bit `tx % GROUP` of word `tx / GROUP`: transaction `tx` has run and its effects are
-    /// visible (set with release ordering).
-    done: Vec<Padded<AtomicUsize>>,
-    /// The first transaction not yet claimed.
-    next: Padded<AtomicUsize>,
-    /// Workers expected (sizes the runs near the block's end).
+    /// Per transaction: dependencies not yet finished.
+    pending: Vec<AtomicU32>,
+    /// Transactions ready from the start, ascending; `next_root` is the first not claimed.
+    roots: Vec<u32>,
+    next_root: Padded<AtomicUsize>,
+    /// Per worker slot: the ready transactions it made ready or claimed, lowest first.
+    queues: Vec<Padded<Queue>>,
+    /// Transactions not yet finished, as far as workers have reported (each reports its
+    /// finished ones in batches of [`REPORT`], and all of them before it looks for work
+    /// elsewhere or waits).
+    unfinished: Padded<AtomicUsize>,
+    /// Workers expected (sizes the runs of roots near their end).
     workers: usize,
     halted: Padded<AtomicBool>,
 }
@@ -378,41 +421,87 @@ impl<'d> Claims<'d> {
     pub fn after(dag: &'d Dag, done: usize, workers: usize) -> Self {
         let n = dag.len();
         assert!(done <= n, "more transactions done than in the block");
+        let mut pending: Vec<u32> = (0..n as u32)
+            .map(|tx| dag.dependencies(tx).len() as u32)
+            .collect();
+        for tx in 0..done as u32 {
+            for d in dag.dependents(tx) {
+                pending[*d as usize] -= 1;
+            }
+        }
+        let roots = (done as u32..n as u32)
+            .filter(|tx| pending[*tx as usize] == 0)
+            .collect();
         Self {
             dag,
-            first: done,
-            done: (0..n.div_ceil(GROUP))
-                .map(|_| Padded(AtomicUsize::new(0)))
+            pending: pending.into_iter().map(AtomicU32::new).collect(),
+            roots,
+            next_root: Padded(AtomicUsize::new(0)),
+            queues: (0..workers.clamp(1, QUEUES))
+                .map(|_| Padded(Queue::default()))
                 .collect(),
-            next: Padded(AtomicUsize::new(done)),
+            unfinished: Padded(AtomicUsize::new(n - done)),
             workers: workers.max(1),
             halted: Padded(AtomicBool::new(false)),
         }
     }
 
-    /// Claims the next run of transactions, if any are left: within one word of done bits.
-    fn claim(&self) -> Option<core::ops::Range<u32>> {
-        claim_run(&self.next, self.dag.len(), self.workers, |start| {
-            GROUP - start % GROUP
+    /// The next transaction for worker slot `w`: its own lowest ready one, else (unless
+    /// `roots_left` is false, which it becomes once none are) a run of roots, the rest of it
+    /// queued, else another worker's lowest ready one.
+    fn next(&self, w: usize, roots_left: &mut bool) -> Option<u32> {
+        let own = &self.queues[w];
+        if own.len.load(ADVISORY) > 0
+            && let Some(tx) = own.pop()
+        {
+            return Some(tx);
+        }
+        if *roots_left {
+            match claim_run(&self.next_root, self.roots.len(), self.workers, |_| {
+                ROOT_RUN
+            }) {
+                Some(run) => {
+                    let mut run = self.roots[run.start as usize..run.end as usize].iter();
+                    let first = run.next().copied();
+                    own.push(run.copied());
+                    return first;
+                }
+                None => *roots_left = false,
+            }
+        }
+        let slots = self.queues.len();
+        (1..slots).find_map(|i| {
+            let other = &self.queues[(w + i) % slots];
+            // A look at its length first: taking the lock of another worker's queue is a
+            // read-modify-write of a line that worker is using.
+            if other.len.load(ADVISORY) > 0 {
+                other.pop()
+            } else {
+                None
+            }
         })
     }
 
-    /// Whether `tx` has run.
-    fn has_run(&self, tx: u32) -> bool {
-        let tx = tx as usize;
-        // Acquire: the effects of `tx`, published by `finish`'s release, are visible.
-        tx < self.first || self.done[tx / GROUP].load(Ordering::Acquire) & (1 << (tx % GROUP)) != 0
+    /// Reports that `tx` has executed on worker slot `w` (its effects are visible): the
+    /// dependants it was the last dependency of become ready, in `w`'s queue.
+    fn finish(&self, w: usize, tx: u32) {
+        let mut ready = self.dag.dependents(tx).iter().filter(|d| {
+            // AcqRel: the last finisher of `d`'s dependencies sees every earlier finisher's
+            // writes, and publishes them with the queue's lock.
+            self.pending[**d as usize].fetch_sub(1, Ordering::AcqRel) == 1
+        });
+        if let Some(first) = ready.next() {
+            self.queues[w].push(core::iter::once(first).chain(ready).copied());
+        }
     }
 
-    /// Whether every dependency of `tx` has run.
-    pub fn is_ready(&self, tx: u32) -> bool {
-        self.dag.dependencies(tx).iter().all(|d| self.has_run(*d))
-    }
-
-    /// Reports that `tx` has executed (its effects are visible): its dependants may run.
-    fn finish(&self, tx: u32) {
-        let tx = tx as usize;
-        self.done[tx / GROUP].fetch_or(1 << (tx % GROUP), Ordering::Release);
+    /// Reports `finished` more finished transactions; whether every transaction has finished
+    /// (and been reported).
+    fn report(&self, finished: usize) -> bool {
+        if finished > 0 {
+            return self.unfinished.fetch_sub(finished, Ordering::AcqRel) == finished;
+        }
+        self.unfinished.load(ADVISORY) == 0
     }
 
     /// Stops every worker in [`Claims::drain`] at its next claim or spin (a worker's execute
@@ -421,37 +510,29 @@ impl<'d> Claims<'d> {
         self.halted.store(true, Ordering::Release);
     }
 
-    /// Runs the whole protocol on the calling thread with `execute` (a worker loop; hosts run
-    /// it on several threads at once), until every transaction has run or [`Claims::halt`].
-    /// While none of its transactions is ready and it may claim no more, the worker spins,
-    /// calling `idle` every 64 spins (a host yields the thread there, so that a waiting worker
-    /// never starves a running one on a busy machine).
-    pub fn drain(&self, mut execute: impl FnMut(u32), mut idle: impl FnMut()) {
-        // Claimed and not yet run, ascending.
-        let mut held: VecDeque<u32> = VecDeque::with_capacity(HELD);
-        let mut spins = 0u32;
-        loop {
-            if self.halted.load(Ordering::Acquire) {
-                return;
-            }
-            if let Some(i) = held.iter().position(|tx| self.is_ready(*tx)) {
-                if let Some(tx) = held.remove(i) {
+    /// Runs the whole protocol on the calling thread as worker `worker` (each worker running at
+    /// once a different number, counting from 0) with `execute`, until every transaction has
+    /// run or [`Claims::halt`]. While nothing is ready, the worker spins, calling `idle` every
+    /// 64 spins (a host yields the thread there, so that a waiting worker never starves a
+    /// running one on a busy machine).
+    pub fn drain(&self, worker: usize, mut execute: impl FnMut(u32), mut idle: impl FnMut()) {
+        // Workers beyond the expected number share the expected ones' slots.
+        let w = worker % self.queues.len();
+        let (mut spins, mut roots_left, mut finished) = (0u32, true, 0);
+        while !self.halted.load(Ordering::Acquire) {
+            match self.next(w, &mut roots_left) {
+                Some(tx) => {
                     execute(tx);
-                    self.finish(tx);
+                    self.finish(w, tx);
+                    finished += 1;
+                    if finished == REPORT {
+                        self.report(core::mem::take(&mut finished));
+                    }
+                    spins = 0;
                 }
-                spins = 0;
-                continue;
+                None if self.report(core::mem::take(&mut finished)) => return,
+                None => backoff(&mut spins, &mut idle),
             }
-            if held.len() + GROUP <= HELD
-                && let Some(run) = self.claim()
-            {
-                held.extend(run);
-                continue;
-            }
-            if held.is_empty() {
-                return;
-            }
-            backoff(&mut spins, &mut idle);
         }
     }
 }
@@ -466,7 +547,7 @@ pub(crate) fn claim_run(
     workers: usize,
     longest: impl Fn(usize) -> usize,
 ) -> Option<core::ops::Range<u32>> {
-    let mut start = next.load(Ordering::Relaxed);
+    let mut start = next.load(ADVISORY);
     loop {
         if start >= len {
             return None;
@@ -492,8 +573,9 @@ pub struct Simulation {
 
 /// Replays `dag` with per-transaction `costs` (any unit, e.g. measured nanoseconds) on
 /// `workers` workers plus a fixed `overhead` per transaction (the scheduler's own cost),
-/// scheduled greedily (what [`Claims`] approximates with runs of consecutive transactions):
-/// transactions start in the order they become ready, each on the first free worker. Deterministic: ties break by transaction index.
+/// scheduled greedily (what [`Claims`] approximates, each worker first taking what its own
+/// completions made ready): transactions start in the order they become ready, each on the
+/// first free worker. Deterministic: ties break by transaction index.
 ///
 /// # Panics
 /// `costs` has a different length than the block, or `workers` is 0.

@@ -87,7 +87,7 @@ pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
     let claims = Claims::new(dag, threads);
     on_workers(threads, &|w| {
         halt_on_panic(
-            || claims.drain(|tx| execute(w, tx), std::thread::yield_now),
+            || claims.drain(w, |tx| execute(w, tx), std::thread::yield_now),
             || claims.halt(),
         )
     });
@@ -129,7 +129,7 @@ pub fn run_building(
                 match graph.get() {
                     Some((dag, true)) if next < len => {
                         let c = claims.get_or_init(|| Claims::after(dag, next, threads));
-                        c.drain(|tx| execute(0, tx), std::thread::yield_now);
+                        c.drain(0, |tx| execute(0, tx), std::thread::yield_now);
                     }
                     _ => {
                         over.store(true, Ordering::Release);
@@ -162,7 +162,7 @@ pub fn run_building(
             backoff(&mut spins, std::thread::yield_now);
         };
         halt_on_panic(
-            || c.drain(|tx| execute(w, tx), std::thread::yield_now),
+            || c.drain(w, |tx| execute(w, tx), std::thread::yield_now),
             || c.halt(),
         );
     });

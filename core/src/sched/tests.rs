@@ -150,9 +150,11 @@ fn parallel_drain_equals_sequential() {
             let state: Mutex<BTreeMap<Vec<u8>, u64>> = Mutex::new(BTreeMap::new());
             let order = Mutex::new(Vec::new());
             std::thread::scope(|s| {
-                for _ in 0..threads {
-                    s.spawn(|| {
+                for worker in 0..threads {
+                    let (claims, order, state, block) = (&claims, &order, &state, &block);
+                    s.spawn(move || {
                         claims.drain(
+                            worker,
                             |tx| {
                                 order.lock().unwrap().push(tx);
                                 apply(tx, &block[tx as usize], &mut |k, w| {
@@ -250,6 +252,7 @@ fn claims_after_a_prefix_run_the_rest_once_after_its_dependencies() {
             let mut ran = [false; 200];
             ran[..done].iter_mut().for_each(|r| *r = true);
             claims.drain(
+                0,
                 |tx| {
                     assert!(!ran[tx as usize], "{tx} twice");
                     for before in 0..tx {
