@@ -14,9 +14,20 @@ fn set(reads: &[u8], writes: &[u8]) -> AccessSet {
     }
 }
 
-/// Runs `block` on `workers` loom threads; checks every transaction ran once, after its
-/// dependencies finished.
+/// Runs `block` on `workers` loom threads, in both strategies; checks every transaction ran
+/// once, after its dependencies finished.
 fn model(block: alloc::vec::Vec<AccessSet>, workers: usize, preemptions: usize) {
+    model_in(block.clone(), workers, preemptions, Strategy::Runs);
+    model_in(block, workers, preemptions, Strategy::Ready);
+}
+
+/// [`model`] in `strategy`.
+fn model_in(
+    block: alloc::vec::Vec<AccessSet>,
+    workers: usize,
+    preemptions: usize,
+    strategy: Strategy,
+) {
     // `Claims` borrows its graph and loom threads need `'static`: one graph, leaked, serves
     // every explored interleaving.
     let dag: &'static Dag = alloc::boxed::Box::leak(alloc::boxed::Box::new(Dag::build(&block)));
@@ -29,7 +40,7 @@ fn model(block: alloc::vec::Vec<AccessSet>, workers: usize, preemptions: usize) 
         // 0: not run; 1: running; 2: finished.
         let states: Arc<alloc::vec::Vec<AtomicU32>> =
             Arc::new((0..n).map(|_| AtomicU32::new(0)).collect());
-        let claims = Arc::new(Claims::new(dag, workers));
+        let claims = Arc::new(Claims::with(dag, 0, workers, strategy));
         let handles: alloc::vec::Vec<_> = (0..workers)
             .map(|worker| {
                 let (states, claims) = (states.clone(), claims.clone());

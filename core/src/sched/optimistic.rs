@@ -268,6 +268,11 @@ impl<V> Versions<V> {
         }
     }
 
+    /// Whether a read by `tx` still finds the version `origin` it found.
+    fn still(&self, tx: u32, origin: Origin) -> bool {
+        self.origin(tx).map(|(now, _)| now) == Ok(origin)
+    }
+
     /// Index of the slot of `tx` itself, or where it would go.
     fn slot(&self, tx: u32) -> Result<usize, usize> {
         self.slots.binary_search_by_key(&tx, |(t, _)| *t)
@@ -624,8 +629,8 @@ where
                 && front.tx as usize == committed
             {
                 validations += 1;
-                if self.validate(front.tx, &front.recorded) {
-                    self.commit(front.tx, &mut front.recorded, &mut write, &mut output);
+                if self.validate_and_commit(front.tx, &mut front.recorded, &mut write, &mut output)
+                {
                     if let Some(done) = held.pop_front() {
                         spare.push(done.recorded.cleared());
                     }
@@ -752,15 +757,39 @@ where
         self.advance(tx);
     }
 
-    /// Commits `tx`, whose last execution is final: hands its writes to `write` and its
-    /// output to `output`, and moves the commit index past it.
-    fn commit<O>(
+    /// Validates `tx`'s last execution, every earlier transaction having committed, and if its
+    /// reads still find the versions they found, commits it: hands its writes to `write` and
+    /// its output to `output`, and moves the commit index past it (`true`). The shards of
+    /// every key it read or wrote are locked once, together (in ascending order: no other
+    /// path holds two), for both: a transfer reads the keys it writes.
+    fn validate_and_commit<O>(
         &self,
         tx: u32,
         recorded: &mut Recorded<O>,
         write: &mut impl FnMut(&K, V),
         output: &mut impl FnMut(u32, O),
-    ) {
+    ) -> bool {
+        let mut shards: SmallVec<[u32; 8]> = (recorded.read.iter().map(|(id, _)| id.shard))
+            .chain(recorded.written.iter().map(|id| id.shard))
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut locked = SmallVec::<[_; 8]>::new();
+        for shard in shards {
+            locked.push((shard, self.shards[shard as usize].lock()));
+        }
+        // The position in `locked` of a key's shard.
+        let at = |locked: &[(u32, _)], id: KeyId| {
+            let at = locked.iter().position(|(shard, _)| *shard == id.shard);
+            at.expect("every shard read or written is locked")
+        };
+        let stale = recorded.read.iter().any(|(id, origin)| {
+            let keys = &locked[at(&locked, *id)].1;
+            !keys.entries[id.entry as usize].1.still(tx, *origin)
+        });
+        if stale {
+            return false;
+        }
         if self.measured {
             // Every transaction it read from has committed, its depth known.
             let depth = recorded
@@ -776,8 +805,8 @@ where
             self.depth[tx as usize].store(depth, Ordering::Relaxed);
         }
         for id in &recorded.written {
-            let mut keys = self.shards[id.shard as usize].lock();
-            let (key, versions) = &mut keys.entries[id.entry as usize];
+            let i = at(&locked, *id);
+            let (key, versions) = &mut locked[i].1.entries[id.entry as usize];
             let Ok(i) = versions.slot(tx) else {
                 unreachable!("a recorded write has its version");
             };
@@ -793,12 +822,14 @@ where
                 write(key, value);
             }
         }
+        drop(locked);
         let out = recorded
             .output
             .take()
             .expect("an executed transaction has its output");
         output(tx, out);
         self.advance(tx);
+        true
     }
 
     /// Moves the commit index past `tx`, just committed.
@@ -868,13 +899,12 @@ where
     }
 
     /// Whether every read of `tx`'s last execution would still find the same version.
+    #[cfg(test)]
     fn validate<O>(&self, tx: u32, recorded: &Recorded<O>) -> bool {
-        recorded.read.iter().all(|(id, origin)| {
-            let now = self.at(*id, |versions| {
-                versions.origin(tx).map(|(origin, _)| origin)
-            });
-            now == Ok(*origin)
-        })
+        recorded
+            .read
+            .iter()
+            .all(|(id, origin)| self.at(*id, |versions| versions.still(tx, *origin)))
     }
 
     /// Turns the versions `tx`'s last execution wrote into estimates (it runs again).

@@ -145,8 +145,11 @@ fn parallel_drain_equals_sequential() {
         let keys = [1, 2, 5, 50, 1000][seed as usize % 5];
         let block = random_block(seed, 200, keys);
         let dag = Dag::build(&block);
-        for threads in [1, 2, 3, 4] {
-            let claims = Claims::new(&dag, threads);
+        for (threads, strategy) in [1, 2, 3, 4]
+            .into_iter()
+            .flat_map(|t| [(t, Strategy::Runs), (t, Strategy::Ready)])
+        {
+            let claims = Claims::with(&dag, 0, threads, strategy);
             let state: Mutex<BTreeMap<Vec<u8>, u64>> = Mutex::new(BTreeMap::new());
             let order = Mutex::new(Vec::new());
             std::thread::scope(|s| {
@@ -174,12 +177,9 @@ fn parallel_drain_equals_sequential() {
                 }
             });
             let order = order.into_inner().unwrap();
-            assert_eq!(order.len(), block.len(), "seed {seed}, {threads} threads");
-            assert_eq!(
-                state.into_inner().unwrap(),
-                sequential(&block),
-                "seed {seed}, {threads} threads"
-            );
+            let what = alloc::format!("seed {seed}, {threads} threads, {strategy:?}");
+            assert_eq!(order.len(), block.len(), "{what}");
+            assert_eq!(state.into_inner().unwrap(), sequential(&block), "{what}");
         }
     }
 }
@@ -247,8 +247,11 @@ fn claims_after_a_prefix_run_the_rest_once_after_its_dependencies() {
     for seed in 0..10u64 {
         let block = random_block(seed, 200, 8);
         let dag = Dag::build(&block);
-        for done in [0, 1, 57, 199, 200] {
-            let claims = Claims::after(&dag, done, 1);
+        for (done, strategy) in [0, 1, 57, 199, 200]
+            .into_iter()
+            .flat_map(|d| [(d, Strategy::Runs), (d, Strategy::Ready)])
+        {
+            let claims = Claims::with(&dag, done, 1, strategy);
             let mut ran = [false; 200];
             ran[..done].iter_mut().for_each(|r| *r = true);
             claims.drain(
@@ -264,7 +267,35 @@ fn claims_after_a_prefix_run_the_rest_once_after_its_dependencies() {
                 },
                 || {},
             );
-            assert!(ran.iter().all(|r| *r), "seed {seed}, {done} done");
+            assert!(
+                ran.iter().all(|r| *r),
+                "seed {seed}, {done} done, {strategy:?}"
+            );
         }
     }
+}
+
+/// Runs where dependencies are far apart, ready queues where they are near.
+#[test]
+fn the_strategy_follows_how_near_dependencies_are() {
+    // Every transaction writes its own key, and every third also the key of the one 100 before.
+    let far: Vec<AccessSet> = (0..2000u32)
+        .map(|i| {
+            let mut writes = vec![i.to_le_bytes().to_vec()];
+            if i % 3 == 0 && i >= 100 {
+                writes.push((i - 100).to_le_bytes().to_vec());
+            }
+            AccessSet {
+                reads: Vec::new(),
+                writes,
+            }
+        })
+        .collect();
+    let dag = Dag::build(&far);
+    assert_eq!(Strategy::for_graph(&dag, 0, 2), Strategy::Runs);
+    // On few keys, nearly every transaction waits for one just before it.
+    let near = random_block(3, 2000, 20);
+    let dag = Dag::build(&near);
+    assert_eq!(Strategy::for_graph(&dag, 0, 2), Strategy::Ready);
+    assert_eq!(Claims::new(&dag, 2).strategy(), Strategy::Ready);
 }
