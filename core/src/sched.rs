@@ -410,7 +410,13 @@ struct Queue {
 }
 
 impl Queue {
-    fn pop(&self) -> Option<u32> {
+    /// The lowest ready transaction, if the queue looks non-empty: a look at its length first,
+    /// since taking the lock of another worker's queue is a read-modify-write of a line that
+    /// worker is using.
+    fn take(&self) -> Option<u32> {
+        if self.len.load(ADVISORY) == 0 {
+            return None;
+        }
         let mut ready = self.ready.lock();
         let tx = ready.pop()?.0;
         self.len.store(ready.len(), ADVISORY);
@@ -494,10 +500,6 @@ impl<'d> Claims<'d> {
     /// # Panics
     /// `done` is more than the block's length.
     pub fn after(dag: &'d Dag, done: usize, workers: usize) -> Self {
-        assert!(
-            done <= dag.len(),
-            "more transactions done than in the block"
-        );
         Self::with(dag, done, workers, Strategy::for_graph(dag, done, workers))
     }
 
@@ -657,9 +659,7 @@ impl<'d> Claims<'d> {
     /// roots, the rest of it queued, else another worker's lowest ready one.
     fn next_ready(&self, ready: &Ready, w: usize, roots_left: &mut bool) -> Option<u32> {
         let own = &ready.queues[w];
-        if own.len.load(ADVISORY) > 0
-            && let Some(tx) = own.pop()
-        {
+        if let Some(tx) = own.take() {
             return Some(tx);
         }
         if *roots_left {
@@ -677,16 +677,7 @@ impl<'d> Claims<'d> {
             }
         }
         let slots = ready.queues.len();
-        (1..slots).find_map(|i| {
-            let other = &ready.queues[(w + i) % slots];
-            // A look at its length first: taking the lock of another worker's queue is a
-            // read-modify-write of a line that worker is using.
-            if other.len.load(ADVISORY) > 0 {
-                other.pop()
-            } else {
-                None
-            }
-        })
+        (1..slots).find_map(|i| ready.queues[(w + i) % slots].take())
     }
 }
 

@@ -553,7 +553,8 @@ fn host_call(
 fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
     use abi::Ty::{I32, I64};
     /// `linker.func_wrap` of `import`, taking the `i32` arguments `$a...` and returning
-    /// `$ret` (`()`, `i32` or `i64`) converted from the dispatcher's result by `$convert`.
+    /// `$ret` (`()`, `i32` or `i64`), taken by `$convert` from the import's typed result
+    /// ([`Import::args`] and [`Import::result`] convert, as for the cold tier).
     macro_rules! wrap {
         ($import:expr, ($($a:ident),*) -> $ret:ty, $convert:expr) => {{
             let import = $import;
@@ -561,15 +562,22 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
                 abi::IMPORT_MODULE,
                 import.name(),
                 move |mut caller: Caller<'_, Host>, $($a: i32),*| -> wasmtime::Result<$ret> {
-                    let value = host_call(&mut caller, import, &[$(u64::from($a as u32)),*])?;
-                    Ok($convert(value))
+                    let (args, n) = Import::args([$($a),*]);
+                    let value = host_call(&mut caller, import, &args[..n])?;
+                    Ok($convert(import.result(value)))
                 },
             )
         }};
     }
-    let unit = |_: Option<u64>| ();
-    let i32_of = |v: Option<u64>| v.unwrap_or(0) as i32;
-    let i64_of = |v: Option<u64>| v.unwrap_or(0) as i64;
+    let unit = |_: Option<Value>| ();
+    let i32_of = |v: Option<Value>| match v {
+        Some(Value::I32(v)) => v,
+        _ => 0,
+    };
+    let i64_of = |v: Option<Value>| match v {
+        Some(Value::I64(v)) => v,
+        _ => 0,
+    };
     for import in Import::ALL {
         let all_i32 = import.params().iter().all(|t| *t == I32);
         let defined = match (import.params().len(), import.results()) {

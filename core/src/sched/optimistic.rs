@@ -44,6 +44,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::hash::{BuildHasher, Hash};
+use core::ops::{Deref, DerefMut};
 
 use smallvec::SmallVec;
 
@@ -81,6 +82,13 @@ struct Keys<K, V> {
 struct KeyId {
     shard: u32,
     entry: u32,
+}
+
+/// The position in `locked` (shards and their locks, [`Optimistic::lock_touched`]) of the
+/// shard of key `id`.
+fn locked_at<G>(locked: &[(u32, G)], id: KeyId) -> usize {
+    let at = locked.iter().position(|(shard, _)| *shard == id.shard);
+    at.expect("every shard read or written is locked")
 }
 
 /// One execution of a transaction: its index in the block and how many times it was executed
@@ -781,25 +789,8 @@ where
         write: &mut impl FnMut(&K, V),
         output: &mut impl FnMut(u32, O),
     ) -> bool {
-        let mut shards: SmallVec<[u32; 8]> = (recorded.read.iter().map(|(id, _)| id.shard))
-            .chain(recorded.written.iter().map(|id| id.shard))
-            .collect();
-        shards.sort_unstable();
-        shards.dedup();
-        let mut locked = SmallVec::<[_; 8]>::new();
-        for shard in shards {
-            locked.push((shard, self.shards[shard as usize].lock()));
-        }
-        // The position in `locked` of a key's shard.
-        let at = |locked: &[(u32, _)], id: KeyId| {
-            let at = locked.iter().position(|(shard, _)| *shard == id.shard);
-            at.expect("every shard read or written is locked")
-        };
-        let stale = recorded.read.iter().any(|(id, origin)| {
-            let keys = &locked[at(&locked, *id)].1;
-            !keys.entries[id.entry as usize].1.still(tx, *origin)
-        });
-        if stale {
+        let mut locked = self.lock_touched(recorded);
+        if !Self::reads_hold(tx, recorded, &locked) {
             return false;
         }
         if self.measured {
@@ -817,7 +808,7 @@ where
             self.depth[tx as usize].store(depth, Ordering::Relaxed);
         }
         for id in &recorded.written {
-            let i = at(&locked, *id);
+            let i = locked_at(&locked, *id);
             let (key, versions) = &mut locked[i].1.entries[id.entry as usize];
             let Ok(i) = versions.slot(tx) else {
                 unreachable!("a recorded write has its version");
@@ -910,13 +901,41 @@ where
         }
     }
 
-    /// Whether every read of `tx`'s last execution would still find the same version.
+    /// The shards of every key `recorded` read or wrote, each locked once, in ascending order
+    /// (no other path holds two).
+    fn lock_touched<O>(
+        &self,
+        recorded: &Recorded<O>,
+    ) -> SmallVec<[(u32, impl DerefMut<Target = Keys<K, V>> + '_); 8]> {
+        let mut shards: SmallVec<[u32; 8]> = (recorded.read.iter().map(|(id, _)| id.shard))
+            .chain(recorded.written.iter().map(|id| id.shard))
+            .collect();
+        shards.sort_unstable();
+        shards.dedup();
+        shards
+            .into_iter()
+            .map(|shard| (shard, self.shards[shard as usize].lock()))
+            .collect()
+    }
+
+    /// Whether every read of `tx`'s last execution still finds the version it found, the
+    /// shards it touched `locked` ([`Optimistic::lock_touched`]).
+    fn reads_hold<O>(
+        tx: u32,
+        recorded: &Recorded<O>,
+        locked: &[(u32, impl Deref<Target = Keys<K, V>>)],
+    ) -> bool {
+        recorded.read.iter().all(|(id, origin)| {
+            let keys = &locked[locked_at(locked, *id)].1;
+            keys.entries[id.entry as usize].1.still(tx, *origin)
+        })
+    }
+
+    /// Whether every read of `tx`'s last execution would still find the same version: the
+    /// check of [`Optimistic::validate_and_commit`], without the commit.
     #[cfg(test)]
     fn validate<O>(&self, tx: u32, recorded: &Recorded<O>) -> bool {
-        recorded
-            .read
-            .iter()
-            .all(|(id, origin)| self.at(*id, |versions| versions.still(tx, *origin)))
+        Self::reads_hold(tx, recorded, &self.lock_touched(recorded))
     }
 
     /// Turns the versions `tx`'s last execution wrote into estimates (it runs again).
