@@ -58,6 +58,76 @@ pub enum Ty {
     I64,
 }
 
+/// The signature of an import: how many `i32` parameters it takes (ABI v1 passes nothing
+/// else) and what it returns. A host defines one typed host function per shape, so that a call
+/// passes its arguments as they are instead of through a slice of dynamically typed values;
+/// every import has one ([`Import::shape`]), so a host's `match` on it is exhaustive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `() -> i32`
+    Args0I32,
+    /// `(i32)`
+    Args1,
+    /// `(i32) -> i64`
+    Args1I64,
+    /// `(i32, i32)`
+    Args2,
+    /// `(i32, i32, i32)`
+    Args3,
+    /// `(i32, i32, i32, i32)`
+    Args4,
+    /// `(i32, i32, i32, i32) -> i32`
+    Args4I32,
+    /// `(i32, i32, i32, i32) -> i64`
+    Args4I64,
+}
+
+impl Shape {
+    /// Parameters (each an `i32`).
+    pub fn arity(self) -> usize {
+        match self {
+            Shape::Args0I32 => 0,
+            Shape::Args1 | Shape::Args1I64 => 1,
+            Shape::Args2 => 2,
+            Shape::Args3 => 3,
+            Shape::Args4 | Shape::Args4I32 | Shape::Args4I64 => 4,
+        }
+    }
+
+    /// The result's type, if it has one.
+    pub fn result(self) -> Option<Ty> {
+        match self {
+            Shape::Args0I32 | Shape::Args4I32 => Some(Ty::I32),
+            Shape::Args1I64 | Shape::Args4I64 => Some(Ty::I64),
+            Shape::Args1 | Shape::Args2 | Shape::Args3 | Shape::Args4 => None,
+        }
+    }
+}
+
+/// A `match` on the [`Shape`] of `$import` (an [`Import`]) whose arms invoke the host's macro
+/// `$wrap` as `$wrap!(import, (a, b, ...) -> R, convert)`: the names of a typed host function's
+/// `i32` parameters, its result type (`()`, `i32` or `i64`), and the function that makes that
+/// result of what [`CallContext::dispatch`] returned. Every tier defines its host functions
+/// through it, so the shapes and their conversions are written once.
+#[macro_export]
+macro_rules! match_shape {
+    ($import:expr, $wrap:ident) => {{
+        use $crate::abi::{Import, Shape};
+        let unit = |_: Option<u64>| ();
+        let import: Import = $import;
+        match import.shape() {
+            Shape::Args0I32 => $wrap!(import, () -> i32, Import::raw_i32),
+            Shape::Args1 => $wrap!(import, (a) -> (), unit),
+            Shape::Args1I64 => $wrap!(import, (a) -> i64, Import::raw_i64),
+            Shape::Args2 => $wrap!(import, (a, b) -> (), unit),
+            Shape::Args3 => $wrap!(import, (a, b, c) -> (), unit),
+            Shape::Args4 => $wrap!(import, (a, b, c, d) -> (), unit),
+            Shape::Args4I32 => $wrap!(import, (a, b, c, d) -> i32, Import::raw_i32),
+            Shape::Args4I64 => $wrap!(import, (a, b, c, d) -> i64, Import::raw_i64),
+        }
+    }};
+}
+
 /// One ABI import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -115,28 +185,31 @@ impl Import {
         }
     }
 
+    /// The import's signature ([`Shape`]): which typed host function serves it.
+    pub fn shape(self) -> Shape {
+        match self {
+            Import::InputLen => Shape::Args0I32,
+            Import::Caller => Shape::Args1,
+            Import::BlobLen => Shape::Args1I64,
+            Import::ReturnData | Import::StorageRemove | Import::Abort => Shape::Args2,
+            Import::InputRead | Import::BlobStore => Shape::Args3,
+            Import::StorageWrite | Import::EmitEvent | Import::BlobUpdate => Shape::Args4,
+            Import::BlobRead => Shape::Args4I32,
+            Import::StorageRead => Shape::Args4I64,
+        }
+    }
+
     /// Parameter types.
     pub fn params(self) -> &'static [Ty] {
-        use Ty::I32;
-        match self {
-            Import::InputLen => &[],
-            Import::Caller | Import::BlobLen => &[I32],
-            Import::ReturnData | Import::StorageRemove | Import::Abort => &[I32, I32],
-            Import::InputRead | Import::BlobStore => &[I32, I32, I32],
-            Import::StorageRead
-            | Import::StorageWrite
-            | Import::EmitEvent
-            | Import::BlobUpdate
-            | Import::BlobRead => &[I32, I32, I32, I32],
-        }
+        &[Ty::I32; 4][..self.shape().arity()]
     }
 
     /// Result types.
     pub fn results(self) -> &'static [Ty] {
-        match self {
-            Import::InputLen | Import::BlobRead => &[Ty::I32],
-            Import::StorageRead | Import::BlobLen => &[Ty::I64],
-            _ => &[],
+        match self.shape().result() {
+            Some(Ty::I32) => &[Ty::I32],
+            Some(Ty::I64) => &[Ty::I64],
+            None => &[],
         }
     }
 
@@ -154,11 +227,23 @@ impl Import {
     /// The value [`CallContext::dispatch`] returned, typed as the import's result.
     pub fn result(self, raw: Option<u64>) -> Option<crate::tier::Value> {
         use crate::tier::Value;
-        match (self.results(), raw) {
-            ([Ty::I64], Some(v)) => Some(Value::I64(v as i64)),
-            ([Ty::I32], Some(v)) => Some(Value::I32(v as i32)),
-            _ => None,
+        raw?;
+        match self.shape().result()? {
+            Ty::I32 => Some(Value::I32(Self::raw_i32(raw))),
+            Ty::I64 => Some(Value::I64(Self::raw_i64(raw))),
         }
+    }
+
+    /// What [`CallContext::dispatch`] returned (`raw`) as the `i32` result of an import
+    /// returning one: what a typed host function returns (0 for nothing, which no import
+    /// with a result returns).
+    pub fn raw_i32(raw: Option<u64>) -> i32 {
+        raw.map_or(0, |v| v as i32)
+    }
+
+    /// As [`Import::raw_i32`], for an import returning `i64`.
+    pub fn raw_i64(raw: Option<u64>) -> i64 {
+        raw.map_or(0, |v| v as i64)
     }
 
     /// The import called `name`, if any.
@@ -707,5 +792,49 @@ mod tests {
         for i in Import::ALL {
             assert_eq!(Import::by_name(i.name()), Some(i));
         }
+    }
+
+    /// The signatures of the module documentation's table (what contracts are compiled
+    /// against), against the shapes hosts define their functions from.
+    #[test]
+    fn shapes_are_the_documented_signatures() {
+        use Ty::{I32, I64};
+        let documented: [(&str, usize, Option<Ty>); 13] = [
+            ("input_len", 0, Some(I32)),
+            ("input_read", 3, None),
+            ("return_data", 2, None),
+            ("caller", 1, None),
+            ("storage_read", 4, Some(I64)),
+            ("storage_write", 4, None),
+            ("storage_remove", 2, None),
+            ("emit_event", 4, None),
+            ("blob_store", 3, None),
+            ("blob_update", 4, None),
+            ("blob_len", 1, Some(I64)),
+            ("blob_read", 4, Some(I32)),
+            ("abort", 2, None),
+        ];
+        for (name, arity, result) in documented {
+            let import = Import::by_name(name).expect("a documented import");
+            let shape = import.shape();
+            assert_eq!((shape.arity(), shape.result()), (arity, result), "{name}");
+            assert_eq!(import.params(), &[I32; 4][..arity], "{name}");
+            assert_eq!(import.results(), result.as_slice(), "{name}");
+        }
+    }
+
+    #[test]
+    fn results_keep_their_sign() {
+        use crate::tier::Value;
+        // -1 (absent) as dispatch returns it: the low bits of the two's complement.
+        let absent = Some(-1i64 as u64);
+        assert_eq!(Import::raw_i64(absent), -1);
+        assert_eq!(Import::StorageRead.result(absent), Some(Value::I64(-1)));
+        let short = Some(u64::from(-5i32 as u32));
+        assert_eq!(Import::raw_i32(short), -5);
+        assert_eq!(Import::BlobRead.result(short), Some(Value::I32(-5)));
+        assert_eq!(Import::InputLen.result(None), None);
+        assert_eq!(Import::Caller.result(Some(7)), None);
+        assert_eq!(Import::raw_i32(None), 0);
     }
 }

@@ -287,29 +287,26 @@ fn host_call(
 }
 
 fn define_imports(linker: &mut Linker<Host>) {
-    let ty = |t: &abi::Ty| match t {
-        abi::Ty::I32 => wasmi::ValType::I32,
-        abi::Ty::I64 => wasmi::ValType::I64,
-    };
+    /// `linker.func_wrap` of `import`, taking the `i32` arguments `$a...` and returning
+    /// `$ret`, which `$convert` makes of what dispatch returned: one arm of
+    /// [`synor_core::match_shape`], as on the wasmtime tiers.
+    macro_rules! wrap {
+        ($import:expr, ($($a:ident),*) -> $ret:ty, $convert:expr) => {{
+            let import = $import;
+            linker.func_wrap(
+                abi::IMPORT_MODULE,
+                import.name(),
+                move |mut caller: Caller<'_, Host>, $($a: i32),*| -> Result<$ret, wasmi::Error> {
+                    let (args, n) = Import::args([$($a),*]);
+                    let value = host_call(&mut caller, import, &args[..n])?;
+                    Ok($convert(value))
+                },
+            )
+        }};
+    }
     for import in Import::ALL {
-        let func_type = wasmi::FuncType::new(
-            import.params().iter().map(ty),
-            import.results().iter().map(ty),
-        );
-        let result = linker.func_new(
-            abi::IMPORT_MODULE,
-            import.name(),
-            func_type,
-            move |mut caller: Caller<'_, Host>, params: &[Val], results: &mut [Val]| {
-                let (args, n) = Import::args(params.iter().map(|p| p.i32().unwrap_or(0)));
-                let value = host_call(&mut caller, import, &args[..n])?;
-                if let (Some(slot), Some(v)) = (results.first_mut(), import.result(value)) {
-                    *slot = to_val(v);
-                }
-                Ok(())
-            },
-        );
+        let defined = synor_core::match_shape!(import, wrap);
         // Names are unique in the ABI table (checked by core's tests).
-        let _ = result;
+        let _ = defined;
     }
 }

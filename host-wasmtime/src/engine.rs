@@ -551,10 +551,9 @@ fn host_call(
 /// straight through, where a dynamically typed one (`func_new`) converted every argument and
 /// result to and from a `Val` slice on each call (3-4 % of a token transfer).
 fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
-    use abi::Ty::{I32, I64};
     /// `linker.func_wrap` of `import`, taking the `i32` arguments `$a...` and returning
-    /// `$ret` (`()`, `i32` or `i64`), taken by `$convert` from the import's typed result
-    /// ([`Import::args`] and [`Import::result`] convert, as for the cold tier).
+    /// `$ret`, which `$convert` makes of what dispatch returned: one arm of
+    /// [`synor_core::match_shape`], as on the cold tier.
     macro_rules! wrap {
         ($import:expr, ($($a:ident),*) -> $ret:ty, $convert:expr) => {{
             let import = $import;
@@ -564,44 +563,13 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
                 move |mut caller: Caller<'_, Host>, $($a: i32),*| -> wasmtime::Result<$ret> {
                     let (args, n) = Import::args([$($a),*]);
                     let value = host_call(&mut caller, import, &args[..n])?;
-                    Ok($convert(import.result(value)))
+                    Ok($convert(value))
                 },
             )
         }};
     }
-    let unit = |_: Option<Value>| ();
-    let i32_of = |v: Option<Value>| match v {
-        Some(Value::I32(v)) => v,
-        _ => 0,
-    };
-    let i64_of = |v: Option<Value>| match v {
-        Some(Value::I64(v)) => v,
-        _ => 0,
-    };
     for import in Import::ALL {
-        let all_i32 = import.params().iter().all(|t| *t == I32);
-        let defined = match (import.params().len(), import.results()) {
-            _ if !all_i32 => {
-                return Err(EngineError::Engine(format!(
-                    "linker: `{}` takes a parameter other than i32",
-                    import.name()
-                )));
-            }
-            (0, [I32]) => wrap!(import, () -> i32, i32_of),
-            (1, []) => wrap!(import, (a) -> (), unit),
-            (1, [I64]) => wrap!(import, (a) -> i64, i64_of),
-            (2, []) => wrap!(import, (a, b) -> (), unit),
-            (3, []) => wrap!(import, (a, b, c) -> (), unit),
-            (4, []) => wrap!(import, (a, b, c, d) -> (), unit),
-            (4, [I32]) => wrap!(import, (a, b, c, d) -> i32, i32_of),
-            (4, [I64]) => wrap!(import, (a, b, c, d) -> i64, i64_of),
-            (n, results) => {
-                return Err(EngineError::Engine(format!(
-                    "linker: no host function shape for `{}` ({n} i32 parameters, results {results:?})",
-                    import.name()
-                )));
-            }
-        };
+        let defined = synor_core::match_shape!(import, wrap);
         defined.map_err(|e| EngineError::Engine(format!("linker: {e:#}")))?;
     }
     Ok(())
