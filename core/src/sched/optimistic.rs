@@ -153,11 +153,15 @@ impl core::fmt::Debug for ReadSet {
 const LINEAR: usize = 16;
 
 impl ReadSet {
-    fn new(tx: u32, settled: bool) -> Self {
+    /// The reads of an execution of `tx`, whose index (if it needs one) hashes with `hasher`:
+    /// a copy of the memory's. A new random state per execution (`HashMap::default()`) read
+    /// and wrote the hasher crate's global seed state, a cache line that moved between the
+    /// cores with every execution; without `std`, that crate has no per-thread state.
+    fn new(tx: u32, settled: bool, hasher: Hasher) -> Self {
         Self {
             tx,
             seen: Vec::new(),
-            index: HashMap::default(),
+            index: HashMap::with_hasher(hasher),
             blocked: None,
             settled,
         }
@@ -498,7 +502,7 @@ where
     pub fn reads(&self, tx: u32) -> ReadSet {
         // Acquire: every earlier transaction's writes are in the base state.
         let settled = !self.measured && self.committed.load(Ordering::Acquire) == tx as usize;
-        ReadSet::new(tx, settled)
+        ReadSet::new(tx, settled, self.hasher.clone())
     }
 
     /// Reads `key` for the execution whose reads are `reads`: the latest value written by an
