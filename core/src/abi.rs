@@ -104,28 +104,62 @@ impl Shape {
     }
 }
 
-/// A `match` on the [`Shape`] of `$import` (an [`Import`]) whose arms invoke the host's macro
-/// `$wrap` as `$wrap!(import, (a, b, ...) -> R, convert)`: the names of a typed host function's
-/// `i32` parameters, its result type (`()`, `i32` or `i64`), and the function that makes that
-/// result of what [`CallContext::dispatch`] returned. Every tier defines its host functions
-/// through it, so the shapes and their conversions are written once.
+/// Defines `$import` (an [`Import`]) in `$linker` as a typed host function: one that takes
+/// its `i32` arguments and returns its result as they are, where a dynamically typed one
+/// converted each to and from a slice of values on every call. The function calls
+/// `$host_call(&mut caller, import, args)` (the caller is a `$caller`; `args` as
+/// [`Import::args`] makes them) for what [`CallContext::dispatch`] returned, and returns it
+/// as [`Import::raw_i32`] or [`Import::raw_i64`] types it; its error type is `$error`.
+/// `$linker` is any linker with wasmtime's and wasmi's `func_wrap(module, name, function)`,
+/// so every tier defines its imports through this one macro: the shapes, the arguments and
+/// the conversions are written once. Evaluates to `func_wrap`'s result.
 #[macro_export]
-macro_rules! match_shape {
-    ($import:expr, $wrap:ident) => {{
+macro_rules! define_typed_import {
+    ($linker:expr, $import:expr, $caller:ty, $error:ty, $host_call:expr) => {{
         use $crate::abi::{Import, Shape};
         let unit = |_: Option<u64>| ();
         let import: Import = $import;
         match import.shape() {
-            Shape::Args0I32 => $wrap!(import, () -> i32, Import::raw_i32),
-            Shape::Args1 => $wrap!(import, (a) -> (), unit),
-            Shape::Args1I64 => $wrap!(import, (a) -> i64, Import::raw_i64),
-            Shape::Args2 => $wrap!(import, (a, b) -> (), unit),
-            Shape::Args3 => $wrap!(import, (a, b, c) -> (), unit),
-            Shape::Args4 => $wrap!(import, (a, b, c, d) -> (), unit),
-            Shape::Args4I32 => $wrap!(import, (a, b, c, d) -> i32, Import::raw_i32),
-            Shape::Args4I64 => $wrap!(import, (a, b, c, d) -> i64, Import::raw_i64),
+            Shape::Args0I32 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call, () -> i32, Import::raw_i32
+            ),
+            Shape::Args1 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call, (a) -> (), unit
+            ),
+            Shape::Args1I64 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call, (a) -> i64, Import::raw_i64
+            ),
+            Shape::Args2 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call, (a, b) -> (), unit
+            ),
+            Shape::Args3 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call, (a, b, c) -> (), unit
+            ),
+            Shape::Args4 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call, (a, b, c, d) -> (), unit
+            ),
+            Shape::Args4I32 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call,
+                (a, b, c, d) -> i32, Import::raw_i32
+            ),
+            Shape::Args4I64 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call,
+                (a, b, c, d) -> i64, Import::raw_i64
+            ),
         }
     }};
+    (@wrap $linker:expr, $import:ident, $caller:ty, $error:ty, $host_call:expr,
+        ($($a:ident),*) -> $ret:ty, $convert:expr) => {
+        $linker.func_wrap(
+            $crate::abi::IMPORT_MODULE,
+            $import.name(),
+            move |mut caller: $caller, $($a: i32),*| -> Result<$ret, $error> {
+                let (args, n) = Import::args([$($a),*]);
+                let value = $host_call(&mut caller, $import, &args[..n])?;
+                Ok($convert(value))
+            },
+        )
+    };
 }
 
 /// One ABI import.

@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
+use synor_core::Digest;
 use synor_core::abi::{CallContext, Import, Trap};
 use synor_core::instrument::{self, Instrumented, Limits};
 use synor_core::tier::{self, Call, Compiled, EngineError, Outcome, Tier, Value};
-use synor_core::{Digest, abi};
 use wasmi::{Caller, Config, Linker, Module, Store, Val};
 
 /// What a wasmi store holds during one call.
@@ -286,26 +286,16 @@ fn host_call(
     result.map_err(|t| wasmi::Error::host(HostTrap(t)))
 }
 
+/// Defines every ABI import as a typed wasmi host function, as the wasmtime tiers do.
 fn define_imports(linker: &mut Linker<Host>) {
-    /// `linker.func_wrap` of `import`, taking the `i32` arguments `$a...` and returning
-    /// `$ret`, which `$convert` makes of what dispatch returned: one arm of
-    /// [`synor_core::match_shape`], as on the wasmtime tiers.
-    macro_rules! wrap {
-        ($import:expr, ($($a:ident),*) -> $ret:ty, $convert:expr) => {{
-            let import = $import;
-            linker.func_wrap(
-                abi::IMPORT_MODULE,
-                import.name(),
-                move |mut caller: Caller<'_, Host>, $($a: i32),*| -> Result<$ret, wasmi::Error> {
-                    let (args, n) = Import::args([$($a),*]);
-                    let value = host_call(&mut caller, import, &args[..n])?;
-                    Ok($convert(value))
-                },
-            )
-        }};
-    }
     for import in Import::ALL {
-        let defined = synor_core::match_shape!(import, wrap);
+        let defined = synor_core::define_typed_import!(
+            linker,
+            import,
+            Caller<'_, Host>,
+            wasmi::Error,
+            host_call
+        );
         // Names are unique in the ABI table (checked by core's tests).
         let _ = defined;
     }

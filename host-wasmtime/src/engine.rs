@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use synor_core::Digest;
-use synor_core::abi::{self, CallContext, Import, Trap};
+use synor_core::abi::{CallContext, Import, Trap};
 use synor_core::instrument::{self, INSTRUMENTER_VERSION, Instrumented, Limits};
 use synor_core::tier::{self, ArtifactCache, Call, Compiled, EngineError, Outcome, Tier, Value};
 use wasmtime::{Caller, Config, InstancePre, Linker, Module, OptLevel, Store, Strategy, Val};
@@ -551,25 +551,14 @@ fn host_call(
 /// straight through, where a dynamically typed one (`func_new`) converted every argument and
 /// result to and from a `Val` slice on each call (3-4 % of a token transfer).
 fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
-    /// `linker.func_wrap` of `import`, taking the `i32` arguments `$a...` and returning
-    /// `$ret`, which `$convert` makes of what dispatch returned: one arm of
-    /// [`synor_core::match_shape`], as on the cold tier.
-    macro_rules! wrap {
-        ($import:expr, ($($a:ident),*) -> $ret:ty, $convert:expr) => {{
-            let import = $import;
-            linker.func_wrap(
-                abi::IMPORT_MODULE,
-                import.name(),
-                move |mut caller: Caller<'_, Host>, $($a: i32),*| -> wasmtime::Result<$ret> {
-                    let (args, n) = Import::args([$($a),*]);
-                    let value = host_call(&mut caller, import, &args[..n])?;
-                    Ok($convert(value))
-                },
-            )
-        }};
-    }
     for import in Import::ALL {
-        let defined = synor_core::match_shape!(import, wrap);
+        let defined = synor_core::define_typed_import!(
+            linker,
+            import,
+            Caller<'_, Host>,
+            wasmtime::Error,
+            host_call
+        );
         defined.map_err(|e| EngineError::Engine(format!("linker: {e:#}")))?;
     }
     Ok(())
