@@ -5,9 +5,12 @@
 //! keep compiled artifacts in an [`ArtifactCache`] keyed by everything that affects the
 //! artifact.
 
+use std::cell::Cell;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
 
 use synor_core::Digest;
 use synor_core::abi::{CallContext, Import, Trap};
@@ -53,22 +56,75 @@ struct Lane {
     linker: Linker<Host>,
 }
 
-/// Lanes per engine: one per core (at most 16), each thread calling through the lane it was
-/// given at its first call. Threads on different lanes share no instance pool, type registry
-/// or engine reference count: with one engine, every call on two threads contended for the
-/// pool's slot allocator lock and bounced the engine's shared counters between the cores.
+/// Lanes per engine: one per core, at most [`MAX_LANES`]. Calls running at once on different
+/// lanes share no instance pool, type registry or engine reference count: with one engine,
+/// every call on two threads contended for the pool's slot allocator lock and bounced the
+/// engine's shared counters between the cores.
 fn lane_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LANES))
 }
 
-/// The lane of the calling thread among `lanes` (at least one; round-robin over threads, at
-/// their first call).
-fn lane_of_thread(lanes: usize) -> usize {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    std::thread_local! {
-        static LANE: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+/// Most lanes an engine has.
+const MAX_LANES: usize = 16;
+
+/// Whether a call is running on lane `i` (of any engine: lane `i` of the warm and of the hot
+/// engine count as one). Only a hint for choosing lanes, never a lock: every lane serves any
+/// thread correctly, so it is read and written with relaxed ordering.
+static LANE_BUSY: [CachePadded<AtomicBool>; MAX_LANES] =
+    [const { CachePadded::new(AtomicBool::new(false)) }; MAX_LANES];
+
+/// The lane a call runs on, among `lanes`, held until dropped.
+///
+/// A thread calls through its home lane, unless a call is running there: then through the
+/// first free lane after it, which becomes its home; when every lane is busy (more threads
+/// calling at once than lanes), through its home lane, shared. Homes were once given
+/// round-robin at each thread's first call and kept: two threads whose turns came an even
+/// number of threads apart (a worker pool's thread and the caller's, after any other thread
+/// had made a call) then shared a lane for good, and a two-thread block ran a fifth slower.
+/// Now threads that call at the same time settle on different lanes after at most one shared
+/// call, and a thread keeps its lane (and its pool's warm slots) while nobody else wants it.
+struct LaneClaim {
+    lane: usize,
+    held: bool,
+}
+
+std::thread_local! {
+    /// The calling thread's home lane, once it has called (see [`LaneClaim`]).
+    static HOME: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+impl LaneClaim {
+    fn new(lanes: usize) -> Self {
+        // Spreads first calls.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let lanes = lanes.clamp(1, MAX_LANES);
+        let home = HOME
+            .get()
+            .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed))
+            % lanes;
+        // Looked at before taken: a read of a busy lane's line does not take it from the core
+        // running there.
+        let free = |i: usize| {
+            !LANE_BUSY[i].load(Ordering::Relaxed) && !LANE_BUSY[i].swap(true, Ordering::Relaxed)
+        };
+        let claim = match (0..lanes).map(|k| (home + k) % lanes).find(|i| free(*i)) {
+            Some(lane) => Self { lane, held: true },
+            None => Self {
+                lane: home,
+                held: false,
+            },
+        };
+        HOME.set(Some(claim.lane));
+        claim
     }
-    LANE.with(|l| (*l % lanes as u64) as usize)
+}
+
+impl Drop for LaneClaim {
+    fn drop(&mut self) {
+        if self.held {
+            LANE_BUSY[self.lane].store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A warm (Winch) or hot (Cranelift) engine.
@@ -383,7 +439,8 @@ impl Compiled for WasmtimeModule {
             gas: None,
             memory: None,
         };
-        let pre = &self.pres[lane_of_thread(self.pres.len())];
+        let lane = LaneClaim::new(self.pres.len());
+        let pre = &self.pres[lane.lane];
         let mut store = Store::new(pre.module().engine(), host);
         let mut trap_global = None;
         let result = self.run(pre, &mut store, call, &mut trap_global);
@@ -574,4 +631,42 @@ pub fn engines(
         Arc::new(WasmtimeEngine::new(Tier::Warm, limits, cache.clone())?),
         Arc::new(WasmtimeEngine::new(Tier::Hot, limits, cache)?),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HOME, LaneClaim, MAX_LANES};
+    use std::sync::Barrier;
+
+    /// Threads calling at the same time get different lanes even when they have the same
+    /// home, and a thread keeps the lane it moved to (other tests may hold lanes meanwhile:
+    /// with every lane to choose from, some are free).
+    #[test]
+    fn threads_calling_at_once_take_different_lanes() {
+        let (held, taken) = (Barrier::new(2), Barrier::new(2));
+        let home = MAX_LANES - 1;
+        let lanes = std::thread::scope(|s| {
+            let first = s.spawn(|| {
+                HOME.set(Some(home));
+                let claim = LaneClaim::new(MAX_LANES);
+                held.wait();
+                taken.wait();
+                claim.lane
+            });
+            let second = s.spawn(|| {
+                HOME.set(Some(home));
+                held.wait();
+                let claim = LaneClaim::new(MAX_LANES);
+                let lane = claim.lane;
+                drop(claim);
+                let again = LaneClaim::new(MAX_LANES).lane;
+                taken.wait();
+                (lane, again)
+            });
+            (first.join().unwrap(), second.join().unwrap())
+        });
+        let (first, (second, again)) = lanes;
+        assert_ne!(first, second, "two calls at once on one lane");
+        assert_eq!(second, again, "the thread's next call moved lanes");
+    }
 }
