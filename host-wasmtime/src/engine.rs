@@ -10,8 +10,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crossbeam_utils::CachePadded;
-
 use synor_core::Digest;
 use synor_core::abi::{CallContext, Import, Trap};
 use synor_core::instrument::{self, INSTRUMENTER_VERSION, Instrumented, Limits};
@@ -67,11 +65,15 @@ fn lane_count() -> usize {
 /// Most lanes an engine has.
 const MAX_LANES: usize = 16;
 
+/// Whether a call is running on a lane, on cache lines of its own (each is written by the
+/// core calling there).
+#[repr(align(128))]
+struct LaneBusy(AtomicBool);
+
 /// Whether a call is running on lane `i` (of any engine: lane `i` of the warm and of the hot
 /// engine count as one). Only a hint for choosing lanes, never a lock: every lane serves any
 /// thread correctly, so it is read and written with relaxed ordering.
-static LANE_BUSY: [CachePadded<AtomicBool>; MAX_LANES] =
-    [const { CachePadded::new(AtomicBool::new(false)) }; MAX_LANES];
+static LANE_BUSY: [LaneBusy; MAX_LANES] = [const { LaneBusy(AtomicBool::new(false)) }; MAX_LANES];
 
 /// The lane a call runs on, among `lanes`, held until dropped.
 ///
@@ -105,7 +107,7 @@ impl LaneClaim {
         // Looked at before taken: a read of a busy lane's line does not take it from the core
         // running there.
         let free = |i: usize| {
-            !LANE_BUSY[i].load(Ordering::Relaxed) && !LANE_BUSY[i].swap(true, Ordering::Relaxed)
+            !LANE_BUSY[i].0.load(Ordering::Relaxed) && !LANE_BUSY[i].0.swap(true, Ordering::Relaxed)
         };
         let claim = match (0..lanes).map(|k| (home + k) % lanes).find(|i| free(*i)) {
             Some(lane) => Self { lane, held: true },
@@ -122,7 +124,7 @@ impl LaneClaim {
 impl Drop for LaneClaim {
     fn drop(&mut self) {
         if self.held {
-            LANE_BUSY[self.lane].store(false, Ordering::Relaxed);
+            LANE_BUSY[self.lane].0.store(false, Ordering::Relaxed);
         }
     }
 }
