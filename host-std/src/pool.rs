@@ -251,8 +251,9 @@ pub fn drain_optimistic<K, V, O>(
 
 /// Runs `work` as workers `0..threads`: worker 0 on the caller's thread (whose caches hold
 /// what the block's caller just touched, and which need not sleep and be woken), the others
-/// on the persistent threads of [`workers`]`(threads - 1)`. Returns when all have returned.
-fn on_workers(threads: usize, work: &(dyn Fn(usize) + Sync)) {
+/// on the persistent threads of [`workers`]`(threads - 1)`. Returns when all have returned
+/// (a panic of any worker is propagated then).
+pub fn on_workers(threads: usize, work: &(dyn Fn(usize) + Sync)) {
     if threads <= 1 {
         work(0);
         return;

@@ -3,7 +3,7 @@
 //! declared access sets, and optimistic (Block-STM) on the same transactions with their
 //! declarations removed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -139,9 +139,11 @@ pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f
     secs * 1e9 / sets.len().max(1) as f64
 }
 
-/// Runs one sequential copy of the block `txs` per state in `states`, each on a thread of its
-/// own (with a worker's stack, which calls need), all at once; returns the wall time over the
-/// number of copies (the time per block) and every copy's outcome.
+/// Runs one sequential copy of the block `txs` per state in `states`, all at once, on the
+/// threads the parallel modes run on (the caller's and the worker pool's persistent ones:
+/// threads spawned per run paid their creation, and wasmtime's first-call set-up on each, in
+/// the time of every run); returns the wall time over the number of copies (the time per
+/// block) and every copy's outcome.
 fn copies_at_once(
     exec: &TieredExecutor,
     d: &[workload::Deployment],
@@ -149,24 +151,23 @@ fn copies_at_once(
     states: Vec<Arc<BlockState>>,
 ) -> Result<(f64, Vec<block::BlockOutcome>), Error> {
     let copies = states.len().max(1);
+    let outcomes: Vec<Mutex<Option<Result<block::BlockOutcome, _>>>> =
+        (0..copies).map(|_| Mutex::new(None)).collect();
     let t = Instant::now();
-    let outcomes = std::thread::scope(|s| -> Result<Vec<_>, Error> {
-        let runs = states
-            .iter()
-            .map(|state| {
-                std::thread::Builder::new()
-                    .stack_size(pool::WORKER_STACK)
-                    .spawn_scoped(s, move || {
-                        block::execute_block(exec, d, state, txs, Mode::Sequential)
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        runs.into_iter()
-            .map(|r| Ok(r.join().expect("a copy does not panic")?))
-            .collect()
+    pool::on_workers(copies, &|w| {
+        let outcome = block::execute_block(exec, d, &states[w], txs, Mode::Sequential);
+        *outcomes[w].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
     });
     let t = t.elapsed().as_secs_f64() / copies as f64;
-    Ok((t, outcomes?))
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| {
+            o.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every copy ran")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((t, outcomes))
 }
 
 /// Runs the benchmark on the token contract `token` (wasm bytes).
