@@ -923,3 +923,76 @@ fn calls_a_full_instance_pool_cannot_take_run_cold_with_the_same_result() {
         }
     }
 }
+
+/// A module whose every call finds memory and a mutable global as instantiation leaves them,
+/// or says what it found instead: `bump` returns the sum of the marks the calls before it left
+/// behind (0 in a fresh instance) after leaving its own, `trap` leaves them and then traps.
+fn marking_module() -> Arc<Instrumented> {
+    wat(r#"(module (memory (export "memory") 1 4)
+        (global $g (mut i32) (i32.const 0))
+        (func $mark (result i32) (local i32)
+            ;; what earlier calls left: a word of memory, the global, pages grown
+            (i32.load (i32.const 64))
+            global.get $g i32.add
+            memory.size i32.const 1 i32.sub i32.add
+            local.set 0
+            (i32.store (i32.const 64) (i32.const 7))
+            (global.set $g (i32.const 11))
+            (drop (memory.grow (i32.const 1)))
+            local.get 0)
+        (func (export "bump") (result i32) call $mark)
+        (func (export "trap") (result i32) (drop (call $mark)) unreachable))"#)
+}
+
+/// Calls on one thread follow each other in one wasmtime store (see `CALLS_PER_STORE`), each
+/// in an instance of its own: none sees what an earlier call left in memory or globals, or how far it grew memory, whether that call returned or trapped, across several
+/// stores' worth of calls, on both wasmtime tiers and for the cold tier alike. (The
+/// instrumenter's feature set has no instructions that change a table.)
+#[test]
+fn calls_in_one_thread_each_start_from_a_fresh_instance() {
+    let m = marking_module();
+    for compiled in compile_all(&m) {
+        let mut gas = None;
+        for i in 0..40 {
+            let entry = if i % 3 == 2 { "trap" } else { "bump" };
+            let mut ctx = CallContext::with_gas(1 << 30);
+            let o = compiled.call(&mut ctx, &Call::new(entry, &[])).unwrap();
+            let tier = compiled.tier();
+            if entry == "trap" {
+                assert!(o.trap.is_some(), "{tier}: call {i} did not trap");
+                continue;
+            }
+            assert_eq!(o.trap, None, "{tier}: call {i}");
+            assert_eq!(
+                o.results,
+                [Value::I32(0)],
+                "{tier}: call {i} saw an earlier one"
+            );
+            assert_eq!(
+                *gas.get_or_insert(o.gas_used),
+                o.gas_used,
+                "{tier}: call {i}'s gas"
+            );
+        }
+    }
+}
+
+/// An engine whose pool has one slot per lane serves every call of a thread: the instance of
+/// a finished call that the thread's store still holds is given back when the next call needs
+/// its slot, instead of that call finding the pool full.
+#[test]
+fn a_pool_of_one_slot_serves_every_call_of_a_thread() {
+    let m = marking_module();
+    let limits = Limits::default();
+    for tier in [Tier::Warm, Tier::Hot] {
+        let engine = WasmtimeEngine::with_pool(tier, &limits, None, 1).unwrap();
+        let compiled = engine.compile(&m).unwrap();
+        for i in 0..20 {
+            let mut ctx = CallContext::with_gas(1 << 30);
+            match compiled.call(&mut ctx, &Call::new("bump", &[])) {
+                Ok(o) => assert_eq!(o.results, [Value::I32(0)], "{tier}: call {i}"),
+                Err(e) => panic!("{tier}: call {i} on a pool of one slot: {e:?}"),
+            }
+        }
+    }
+}
