@@ -2,7 +2,11 @@
 //! block, as sequential blocks, as two independent half-blocks on two threads with separate
 //! states (the engine alone), as one block in declared and optimistic mode on two threads, and
 //! as two streams of whole sequential blocks on two threads with no barrier between them (the
-//! machine's ceiling for two threads, as two processes would see it).
+//! machine's ceiling for two threads in one process), and as `separate` streams: each thread
+//! with an executor, engines and states of its own, timed from a common start over its own
+//! blocks, so that its rate compares with `sequential` alone and with two processes running
+//! `scaling sequential` at once (what threads of one process cost each other beyond what
+//! two processes do: the kernel's and wasmtime's process-wide state).
 //! Prints throughput and CPU time per transaction (from `/proc/self/stat`): a mode whose CPU
 //! time per transaction exceeds the independent halves' spends it on coordination. States are
 //! built before the clock starts.
@@ -67,8 +71,18 @@ fn main() {
             "declared",
             "optimistic",
             "streams",
+            "separate",
         ] {
             if only.as_ref().is_some_and(|m| m != mode) {
+                continue;
+            }
+            if mode == "separate" {
+                let rates = separate(&token.bytes, reps);
+                println!(
+                    "round {round} {mode:>11}: {:>7.0} tps per thread ({})",
+                    rates.iter().sum::<f64>() / rates.len() as f64,
+                    rates.map(|r| format!("{r:.0}")).join(", ")
+                );
                 continue;
             }
             let states: Vec<_> = (0..2 * reps)
@@ -120,4 +134,41 @@ fn main() {
             );
         }
     }
+}
+
+/// Two threads, each deploying the token in an executor of its own and running `reps`
+/// sequential blocks on states of its own after a block to warm up, from a common start: each
+/// thread's transactions per second over its own time.
+fn separate(token: &[u8], reps: usize) -> [f64; 2] {
+    let start = std::sync::Barrier::new(2);
+    let rate = |_| {
+        let exec = TieredExecutor::new(
+            engines(&Limits::default(), None).unwrap(),
+            TierMode::Static(Tier::Hot),
+            DEFAULT_CACHE_BYTES,
+        );
+        let d = synor_host_wasmtime::workload::deploy(&[("t".into(), token.to_vec())], 1).unwrap();
+        let (genesis, txs) = block::transfers(&d, 0, 10_000, 10_000, 1);
+        let txs: Arc<[Transaction]> = txs.into();
+        let states: Vec<_> = (0..=reps)
+            .map(|_| Arc::new(BlockState::new(genesis.snapshot())))
+            .collect();
+        let run = |s| block::execute_block(&exec, &d, s, &txs, Mode::Sequential).unwrap();
+        run(&states[reps]);
+        start.wait();
+        let clock = Instant::now();
+        states[..reps].iter().for_each(|s| {
+            run(s);
+        });
+        (reps * txs.len()) as f64 / clock.elapsed().as_secs_f64()
+    };
+    std::thread::scope(|s| {
+        let threads = [0, 1].map(|w| {
+            std::thread::Builder::new()
+                .stack_size(WORKER_STACK)
+                .spawn_scoped(s, move || rate(w))
+                .expect("spawn a thread")
+        });
+        threads.map(|t| t.join().expect("a stream"))
+    })
 }
