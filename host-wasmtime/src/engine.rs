@@ -510,7 +510,7 @@ fn unavailable<T>(result: &wasmtime::Result<T>) -> Option<String> {
 /// the other core. Dropping a store resets the memories of all its instances at once, so the
 /// kernel's shared address-space lock and pagemap file are taken in bursts by one core rather
 /// than alternately by both (on a 17-page memory, the two-thread cost over one thread went from
-/// 0.4-0.7 µs per call to 0.06-0.2 µs; `examples/instantiate.rs`). Each call still runs in a
+/// 0.4-0.7 µs per call to 0.06-0.25 µs; `examples/instantiate.rs`). Each call still runs in a
 /// new instance with fresh memory, globals and tables from the pool: an instance of an earlier
 /// call is never called again and only waits for the store's drop to give its slot back, so a
 /// thread holds at most this many minus one finished instances of a lane's pool.
@@ -542,8 +542,9 @@ impl KeptStore {
     /// holding `host`; otherwise a new one (a kept store of another lane or engine is dropped
     /// here, so a thread keeps at most one engine alive per tier after it is dropped).
     fn take(tier: Tier, engine: &wasmtime::Engine, host: Host) -> Self {
-        let kept = KEPT.with(|k| k[Self::slot(tier)].borrow_mut().take());
-        match kept {
+        // (None while the thread's locals are destroyed.)
+        let kept = KEPT.try_with(|k| k[Self::slot(tier)].borrow_mut().take());
+        match kept.ok().flatten() {
             Some(mut kept) if wasmtime::Engine::same(kept.store.engine(), engine) => {
                 *kept.store.data_mut() = host;
                 kept
