@@ -29,6 +29,11 @@ pub const STACK_NEEDED: usize = MAX_WASM_STACK + (2 << 20);
 /// Instances (calls running at once) per engine lane.
 pub const POOL_INSTANCES: u32 = 256;
 
+/// Bytes of a pooled linear memory kept resident when it is reset (written pages are zeroed
+/// in place up to this much, the rest goes back to the kernel), and the most memory a
+/// finished call's instance may have for its store to be kept (see [`CALLS_PER_STORE`]).
+const KEEP_RESIDENT: usize = 4 << 20;
+
 /// What a wasmtime store holds during one call (the default between calls).
 #[derive(Default)]
 pub(crate) struct Host {
@@ -228,7 +233,7 @@ impl WasmtimeEngine {
             // tables) instead of reusing one; unbatched, an empty decommit is no system call and
             // the slot is free again at once (sequential blocks 2-3 % faster).
             .pagemap_scan(wasmtime::Enabled::Auto)
-            .linear_memory_keep_resident(4 << 20)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(1 << 20)
             .decommit_batch_size(1);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
@@ -473,7 +478,10 @@ impl Compiled for WasmtimeModule {
             _ => None,
         };
         let mut returned = std::mem::take(&mut store.data_mut().ctx);
-        kept.give_back(self.tier);
+        let memory = store.data().memory.map_or(0, |m| m.data_size(&*store));
+        if memory <= KEEP_RESIDENT {
+            kept.give_back(self.tier);
+        }
         let (mut results, mut trap) = match result {
             Ok(values) => (values, None),
             Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
@@ -513,7 +521,10 @@ fn unavailable<T>(result: &wasmtime::Result<T>) -> Option<String> {
 /// 0.4-0.7 µs per call to 0.06-0.25 µs; `examples/instantiate.rs`). Each call still runs in a
 /// new instance with fresh memory, globals and tables from the pool: an instance of an earlier
 /// call is never called again and only waits for the store's drop to give its slot back, so a
-/// thread holds at most this many minus one finished instances of a lane's pool.
+/// thread holds at most this many minus one finished instances of a lane's pool. A call whose
+/// memory grew past [`KEEP_RESIDENT`] drops its store at once: a thread then holds at most
+/// that much memory per finished instance, not the memory limit (64 MiB by default) eight
+/// times over.
 const CALLS_PER_STORE: u32 = 8;
 
 /// A store, and the calls it has served.
@@ -722,8 +733,12 @@ pub fn engines(
 
 #[cfg(test)]
 mod tests {
-    use super::{HOME, LaneClaim, MAX_LANES};
+    use super::{CALLS_PER_STORE, HOME, KEEP_RESIDENT, KEPT, LaneClaim, MAX_LANES, WasmtimeEngine};
     use std::sync::Barrier;
+    use synor_core::abi::CallContext;
+    use synor_core::gas::GasSchedule;
+    use synor_core::instrument::{self, Limits};
+    use synor_core::tier::{Call, Engine, Tier, Value};
 
     /// Threads calling at the same time get different lanes even when they have the same
     /// home, and a thread keeps the lane it moved to (other tests may hold lanes meanwhile:
@@ -755,5 +770,42 @@ mod tests {
         let (first, (second, again)) = lanes;
         assert_ne!(first, second, "two calls at once on one lane");
         assert_eq!(second, again, "the thread's next call moved lanes");
+    }
+
+    /// A thread keeps its store between calls, up to [`CALLS_PER_STORE`] calls, but not after
+    /// a call whose memory grew past [`KEEP_RESIDENT`]: its pages would stay resident until
+    /// the store's last call.
+    #[test]
+    fn a_store_is_kept_between_calls_unless_its_memory_grew_large() {
+        let wat = r#"(module (memory (export "memory") 1)
+            (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#;
+        let bytes = wat::parse_str(wat).unwrap();
+        let limits = Limits::default();
+        let module = instrument::instrument(&bytes, &GasSchedule::V1, &limits).unwrap();
+        let engine = WasmtimeEngine::new(Tier::Hot, &limits, None).unwrap();
+        let compiled = engine.compile(&std::sync::Arc::new(module)).unwrap();
+        let kept = || KEPT.with(|k| k[1].borrow().as_ref().map(|k| k.calls));
+        std::thread::spawn(move || {
+            let grow = |pages: i32| {
+                let mut ctx = CallContext::with_gas(1 << 30);
+                let args = [Value::I32(pages)];
+                let o = compiled.call(&mut ctx, &Call::new("grow", &args)).unwrap();
+                assert_eq!(o.results, [Value::I32(1)], "grown from one page");
+            };
+            for calls in 1..CALLS_PER_STORE {
+                grow(1);
+                assert_eq!(kept(), Some(calls));
+            }
+            // The store's last call: dropped.
+            grow(1);
+            assert_eq!(kept(), None);
+            grow(1);
+            assert_eq!(kept(), Some(1));
+            // Past the resident limit: dropped at once.
+            grow((KEEP_RESIDENT / 65_536) as i32);
+            assert_eq!(kept(), None);
+        })
+        .join()
+        .unwrap();
     }
 }
