@@ -12,25 +12,14 @@
 
 use std::time::Instant;
 
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
+use synor_core::instrument::Limits;
+use synor_core::tier::Tier;
+use synor_host_wasmtime::engine::config;
+use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 
-/// The hot tier's pooling configuration (see `engine.rs`).
+/// An engine configured as a hot-tier lane (64 pool slots).
 fn engine() -> Engine {
-    let mut pool = wasmtime::PoolingAllocationConfig::default();
-    pool.total_core_instances(64)
-        .total_memories(64)
-        .total_tables(64)
-        .max_memory_size(1024 * 65_536)
-        .pagemap_scan(wasmtime::Enabled::Auto)
-        .linear_memory_keep_resident(4 << 20)
-        .table_keep_resident(1 << 20)
-        .decommit_batch_size(1);
-    let mut config = Config::new();
-    config
-        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
-        .signals_based_traps(false)
-        .memory_guard_size(0)
-        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    let config = config(Tier::Hot, &Limits::default(), 64).expect("the hot tier's configuration");
     Engine::new(&config).expect("engine")
 }
 

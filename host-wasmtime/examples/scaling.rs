@@ -22,6 +22,7 @@ use synor_host_std::pool::WORKER_STACK;
 use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction};
 use synor_host_wasmtime::engine::engines;
 use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
+use synor_host_wasmtime::workload::Deployment;
 
 /// The allocator of the `synor` binary.
 #[global_allocator]
@@ -51,13 +52,7 @@ fn main() {
     let only = std::env::args().nth(1);
     let (files, _) = synor_host_wasmtime::corpus::embedded();
     let token = files.iter().find(|f| f.name == "token_v1.wasm").unwrap();
-    let d = synor_host_wasmtime::workload::deploy(&[("t".into(), token.bytes.clone())], 1).unwrap();
-    let exec = TieredExecutor::new(
-        engines(&Limits::default(), None).unwrap(),
-        TierMode::Static(Tier::Hot),
-        DEFAULT_CACHE_BYTES,
-    );
-    let (genesis, txs) = block::transfers(&d, 0, 10_000, 10_000, 1);
+    let (exec, d, genesis, txs) = workload(&token.bytes);
     let undeclared = block::undeclared(&txs);
     let all: Arc<[Transaction]> = txs.into();
     let half = all.len() / 2;
@@ -92,17 +87,6 @@ fn main() {
             let run = |s: &Arc<BlockState>, txs: &Arc<[Transaction]>, mode: Mode| {
                 block::execute_block(&exec, &d, s, txs, mode).unwrap();
             };
-            // Runs `work(0)` and `work(1)` on two threads with a worker's stack, at once.
-            let on_two = |work: &(dyn Fn(usize) + Sync)| {
-                std::thread::scope(|s| {
-                    for w in 0..2 {
-                        std::thread::Builder::new()
-                            .stack_size(WORKER_STACK)
-                            .spawn_scoped(s, move || work(w))
-                            .expect("spawn a thread");
-                    }
-                })
-            };
             let blocks = if mode == "streams" {
                 // Two threads, each running whole blocks on states of its own, with no
                 // barrier between them: what two processes would do, in one.
@@ -118,10 +102,12 @@ fn main() {
                         "optimistic" => {
                             run(&states[r], &undeclared, Mode::Optimistic { threads: 2 })
                         }
-                        _ => on_two(&|w| {
-                            let half = if w == 0 { &a } else { &b };
-                            run(&states[2 * r + w], half, Mode::Sequential)
-                        }),
+                        _ => {
+                            on_two(&|w| {
+                                let half = if w == 0 { &a } else { &b };
+                                run(&states[2 * r + w], half, Mode::Sequential)
+                            });
+                        }
                     }
                 }
                 reps
@@ -141,14 +127,8 @@ fn main() {
 /// thread's transactions per second over its own time.
 fn separate(token: &[u8], reps: usize) -> [f64; 2] {
     let start = std::sync::Barrier::new(2);
-    let rate = |_| {
-        let exec = TieredExecutor::new(
-            engines(&Limits::default(), None).unwrap(),
-            TierMode::Static(Tier::Hot),
-            DEFAULT_CACHE_BYTES,
-        );
-        let d = synor_host_wasmtime::workload::deploy(&[("t".into(), token.to_vec())], 1).unwrap();
-        let (genesis, txs) = block::transfers(&d, 0, 10_000, 10_000, 1);
+    on_two(&|_| {
+        let (exec, d, genesis, txs) = workload(token);
         let txs: Arc<[Transaction]> = txs.into();
         let states: Vec<_> = (0..=reps)
             .map(|_| Arc::new(BlockState::new(genesis.snapshot())))
@@ -161,14 +141,39 @@ fn separate(token: &[u8], reps: usize) -> [f64; 2] {
             run(s);
         });
         (reps * txs.len()) as f64 / clock.elapsed().as_secs_f64()
-    };
+    })
+}
+
+/// The hot tier's executor, the token `token` deployed there, and the benchmark's block:
+/// transfers among 10,000 accounts, 10,000 of them, from their genesis state.
+fn workload(
+    token: &[u8],
+) -> (
+    TieredExecutor,
+    Vec<Deployment>,
+    BlockState,
+    Vec<Transaction>,
+) {
+    let d = synor_host_wasmtime::workload::deploy(&[("t".into(), token.to_vec())], 1).unwrap();
+    let exec = TieredExecutor::new(
+        engines(&Limits::default(), None).unwrap(),
+        TierMode::Static(Tier::Hot),
+        DEFAULT_CACHE_BYTES,
+    );
+    let (genesis, txs) = block::transfers(&d, 0, 10_000, 10_000, 1);
+    (exec, d, genesis, txs)
+}
+
+/// Runs `work(0)` and `work(1)` on two threads with a worker's stack, at once; returns what
+/// they returned.
+fn on_two<R: Send>(work: &(dyn Fn(usize) -> R + Sync)) -> [R; 2] {
     std::thread::scope(|s| {
         let threads = [0, 1].map(|w| {
             std::thread::Builder::new()
                 .stack_size(WORKER_STACK)
-                .spawn_scoped(s, move || rate(w))
+                .spawn_scoped(s, move || work(w))
                 .expect("spawn a thread")
         });
-        threads.map(|t| t.join().expect("a stream"))
+        threads.map(|t| t.join().expect("a thread of two"))
     })
 }

@@ -135,6 +135,68 @@ impl Drop for LaneClaim {
     }
 }
 
+/// The wasmtime configuration of the `tier` engine's lanes (warm or hot): `instances` pool
+/// slots sized by `limits`, exactly the instrumenter's feature set. (Public for measurements
+/// of wasmtime itself, e.g. `examples/instantiate.rs`.)
+///
+/// # Errors
+/// `tier` is cold.
+pub fn config(tier: Tier, limits: &Limits, instances: u32) -> Result<Config, EngineError> {
+    let mut config = Config::new();
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_core_instances(instances)
+        .total_memories(instances)
+        .total_tables(instances)
+        .max_memory_size(limits.max_memory_pages as usize * 65_536)
+        .table_elements(limits.max_table_elements as usize)
+        // vmctx: function references, globals and tables within the instrumenter's limits.
+        .max_core_instance_size(16 << 20)
+        // Reset only the pages a call dirtied, by memset (Linux 6.7+ PAGEMAP_SCAN), keeping
+        // up to 4 MiB resident: nothing goes back to the kernel unless a call dirties more.
+        // No batching of what does: every reset queues a decommit, empty when the scan
+        // reached the end, and a slot waits in the queue until the batch is full, so with
+        // batches of 64 calls cycled through dozens of pool slots (cold pages and page
+        // tables) instead of reusing one; unbatched, an empty decommit is no system call and
+        // the slot is free again at once (sequential blocks 2-3 % faster).
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(1 << 20)
+        .decommit_batch_size(1);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    // Hot tier: explicit bounds checks instead of guard pages. A pooled memory slot then
+    // stays read-write once grown, where guard pages cost two `mprotect`s per call that
+    // grows memory (shrinking the slot back, growing it again), each taking the
+    // address-space lock and a TLB shootdown on every core: the difference between threads
+    // scaling and threads slowing down. (Winch requires signal-based traps; contracts that
+    // run often run hot.)
+    if tier == Tier::Hot {
+        config.signals_based_traps(false).memory_guard_size(0);
+    }
+    let strategy = match tier {
+        Tier::Warm => Strategy::Winch,
+        Tier::Hot => Strategy::Cranelift,
+        Tier::Cold => return Err(EngineError::Engine("wasmtime serves warm and hot".into())),
+    };
+    config
+        .strategy(strategy)
+        .cranelift_opt_level(OptLevel::Speed)
+        .async_stack_size(STACK_NEEDED)
+        .max_wasm_stack(MAX_WASM_STACK)
+        // Exactly the instrumenter's feature set (lime1).
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true)
+        .wasm_extended_const(true)
+        .wasm_simd(false)
+        .wasm_relaxed_simd(false)
+        .wasm_multi_memory(false)
+        .wasm_tail_call(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_backtrace_max_frames(None)
+        .parallel_compilation(false);
+    Ok(config)
+}
+
 /// A warm (Winch) or hot (Cranelift) engine.
 pub struct WasmtimeEngine {
     tier: Tier,
@@ -216,58 +278,7 @@ impl WasmtimeEngine {
         cache: Option<Arc<dyn ArtifactCache>>,
         instances: u32,
     ) -> Result<Self, EngineError> {
-        let mut config = Config::new();
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_core_instances(instances)
-            .total_memories(instances)
-            .total_tables(instances)
-            .max_memory_size(limits.max_memory_pages as usize * 65_536)
-            .table_elements(limits.max_table_elements as usize)
-            // vmctx: function references, globals and tables within the instrumenter's limits.
-            .max_core_instance_size(16 << 20)
-            // Reset only the pages a call dirtied, by memset (Linux 6.7+ PAGEMAP_SCAN), keeping
-            // up to 4 MiB resident: nothing goes back to the kernel unless a call dirties more.
-            // No batching of what does: every reset queues a decommit, empty when the scan
-            // reached the end, and a slot waits in the queue until the batch is full, so with
-            // batches of 64 calls cycled through dozens of pool slots (cold pages and page
-            // tables) instead of reusing one; unbatched, an empty decommit is no system call and
-            // the slot is free again at once (sequential blocks 2-3 % faster).
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(1 << 20)
-            .decommit_batch_size(1);
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        // Hot tier: explicit bounds checks instead of guard pages. A pooled memory slot then
-        // stays read-write once grown, where guard pages cost two `mprotect`s per call that
-        // grows memory (shrinking the slot back, growing it again), each taking the
-        // address-space lock and a TLB shootdown on every core: the difference between threads
-        // scaling and threads slowing down. (Winch requires signal-based traps; contracts that
-        // run often run hot.)
-        if tier == Tier::Hot {
-            config.signals_based_traps(false).memory_guard_size(0);
-        }
-        let strategy = match tier {
-            Tier::Warm => Strategy::Winch,
-            Tier::Hot => Strategy::Cranelift,
-            Tier::Cold => return Err(EngineError::Engine("wasmtime serves warm and hot".into())),
-        };
-        config
-            .strategy(strategy)
-            .cranelift_opt_level(OptLevel::Speed)
-            .async_stack_size(STACK_NEEDED)
-            .max_wasm_stack(MAX_WASM_STACK)
-            // Exactly the instrumenter's feature set (lime1).
-            .wasm_bulk_memory(true)
-            .wasm_multi_value(true)
-            .wasm_extended_const(true)
-            .wasm_simd(false)
-            .wasm_relaxed_simd(false)
-            .wasm_multi_memory(false)
-            .wasm_tail_call(false)
-            .wasm_wide_arithmetic(false)
-            .wasm_custom_page_sizes(false)
-            .wasm_backtrace_max_frames(None)
-            .parallel_compilation(false);
+        let config = config(tier, limits, instances)?;
         let lanes = (0..lane_count())
             .map(|_| {
                 let engine = wasmtime::Engine::new(&config)
@@ -444,8 +455,7 @@ impl Compiled for WasmtimeModule {
         let limit = u64::try_from(ctx.gas_left).unwrap_or(0);
         let host = Host {
             ctx: std::mem::take(ctx),
-            gas: None,
-            memory: None,
+            ..Host::default()
         };
         let lane = LaneClaim::new(self.pres.len());
         let pre = &self.pres[lane.lane];
@@ -462,7 +472,7 @@ impl Compiled for WasmtimeModule {
         let store = &mut kept.store;
         if let Some(why) = unavailable(&result) {
             *ctx = std::mem::take(&mut store.data_mut().ctx);
-            return Err(EngineError::Unavailable(why));
+            return Err(EngineError::Unavailable(why.to_owned()));
         }
         if let Some(g) = store.data().gas
             && let Val::I64(left) = g.get(&mut *store)
@@ -478,10 +488,7 @@ impl Compiled for WasmtimeModule {
             _ => None,
         };
         let mut returned = std::mem::take(&mut store.data_mut().ctx);
-        let memory = store.data().memory.map_or(0, |m| m.data_size(&*store));
-        if memory <= KEEP_RESIDENT {
-            kept.give_back(self.tier);
-        }
+        kept.give_back(self.tier);
         let (mut results, mut trap) = match result {
             Ok(values) => (values, None),
             Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
@@ -503,11 +510,9 @@ impl Compiled for WasmtimeModule {
 }
 
 /// Why the engine could not take a call (a full instance pool), if that is what `result` is.
-fn unavailable<T>(result: &wasmtime::Result<T>) -> Option<String> {
-    match result {
-        Err(e) => e.downcast_ref::<Unavailable>().map(|u| u.0.clone()),
-        Ok(_) => None,
-    }
+fn unavailable<T>(result: &wasmtime::Result<T>) -> Option<&str> {
+    let e = result.as_ref().err()?;
+    e.downcast_ref::<Unavailable>().map(|u| u.0.as_str())
 }
 
 /// Calls a store serves (each in a fresh instance of its own) before it is dropped.
@@ -565,10 +570,16 @@ impl KeptStore {
     }
 
     /// Keeps this store for the thread's next call on `tier`, unless it has served
-    /// [`CALLS_PER_STORE`] calls (then it is dropped, and its instances go back to the pool).
+    /// [`CALLS_PER_STORE`] calls or the last call's memory grew past [`KEEP_RESIDENT`] (then
+    /// it is dropped, and its instances go back to the pool).
     fn give_back(mut self, tier: Tier) {
         self.calls += 1;
-        if self.calls < CALLS_PER_STORE {
+        let memory = self
+            .store
+            .data()
+            .memory
+            .map_or(0, |m| m.data_size(&self.store));
+        if self.calls < CALLS_PER_STORE && memory <= KEEP_RESIDENT {
             // Nothing of the call stays behind: its context (views of the block state) and the
             // handles of its instance are dropped.
             *self.store.data_mut() = Host::default();

@@ -945,9 +945,10 @@ fn marking_module() -> Arc<Instrumented> {
 }
 
 /// Calls on one thread follow each other in one wasmtime store (see `CALLS_PER_STORE`), each
-/// in an instance of its own: none sees what an earlier call left in memory or globals, or how far it grew memory, whether that call returned or trapped, across several
-/// stores' worth of calls, on both wasmtime tiers and for the cold tier alike. (The
-/// instrumenter's feature set has no instructions that change a table.)
+/// in an instance of its own: none sees what an earlier call left in memory or globals, or
+/// how far it grew memory, whether that call returned or trapped, across several stores'
+/// worth of calls, on both wasmtime tiers and for the cold tier alike. (The instrumenter's
+/// feature set has no instructions that change a table.)
 #[test]
 fn calls_in_one_thread_each_start_from_a_fresh_instance() {
     let m = marking_module();
