@@ -39,18 +39,30 @@ pub fn paired<E>(
 ) -> Result<(f64, f64, f64), E> {
     let (mut ratios, mut xs, mut ys) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps.max(1) {
-        let (x, y) = if rep % 2 == 0 {
-            let x = a()?;
-            (x, b()?)
-        } else {
-            let y = b()?;
-            (a()?, y)
-        };
+        let (x, y) = pair(rep % 2 == 0, &mut a, &mut b)?;
         ratios.push(x / y);
         xs.push(x);
         ys.push(y);
     }
     Ok((median(ratios), median(xs), median(ys)))
+}
+
+/// Runs `a` and `b` once each, `a` first if `a_first`; returns their results, `a`'s first.
+///
+/// # Errors
+/// The first error of `a` or `b`.
+pub fn pair<E>(
+    a_first: bool,
+    a: impl FnOnce() -> Result<f64, E>,
+    b: impl FnOnce() -> Result<f64, E>,
+) -> Result<(f64, f64), E> {
+    if a_first {
+        let x = a()?;
+        Ok((x, b()?))
+    } else {
+        let y = b()?;
+        Ok((a()?, y))
+    }
 }
 
 /// A progress bar on stderr, hidden when `visible` is false.

@@ -13,7 +13,7 @@ use synor_core::sched::{AccessSet, Dag, simulate};
 use synor_core::tier::Tier;
 use synor_host_std::pool;
 
-use super::{median, median_secs, paired, progress};
+use super::{median, median_secs, pair, progress};
 use crate::block::{self, BlockState, Mode, Transaction};
 use crate::engine::engines;
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
@@ -82,6 +82,17 @@ enum Run {
     /// shared machine slow each other down through the memory system, the kernel and the
     /// host).
     Independent(usize),
+}
+
+/// What a cell's runs of one mode measured.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Each pair's sequential time over the mode's.
+    ratios: Vec<f64>,
+    /// The mode's times.
+    times: Vec<f64>,
+    /// Executions and validations, summed over the runs.
+    counts: (usize, usize),
 }
 
 /// The report.
@@ -238,62 +249,78 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 })
                 .flatten()
                 .collect();
-            let mut seq_times = Vec::new();
-            // Per mode: median time, speedup, executions and validations.
-            let mut runs = Vec::new();
-            for &mode in &modes {
-                // Each run of the mode is paired with a sequential run next to it (first or
-                // second, alternating), so that a pair shares the shared machine's moment: a
-                // speedup is the median ratio within pairs.
-                let reps = options.reps.max(1);
-                let copies = match mode {
-                    Run::Independent(t) => t,
-                    Run::Block(_) => 1,
+            let copies = |mode: Run| match mode {
+                Run::Independent(t) => t,
+                Run::Block(_) => 1,
+            };
+            // One run of `mode`: its time; checks its result and counts its executions and
+            // validations (per block: a copy's mean) into `counts`.
+            let run_mode = |mode: Run,
+                            states: Vec<Arc<BlockState>>,
+                            counts: &mut (usize, usize)|
+             -> Result<f64, Error> {
+                let (t, outcomes) = match mode {
+                    Run::Block(m) => {
+                        let state = states.into_iter().next().expect("a state per run");
+                        let (t, outcome) = execute_on(state, m)?;
+                        (t, vec![outcome])
+                    }
+                    Run::Independent(_) => copies_at_once(&exec, &d, &txs, states)?,
                 };
-                let mut for_seq: Vec<_> = (0..reps).map(|_| fresh()).collect();
-                let mut for_mode: Vec<_> = (0..reps * copies).map(|_| fresh()).collect();
-                let (mut executions, mut validations) = (0, 0);
-                let (speedup, _, t) = paired(
-                    reps,
-                    || {
-                        let state = for_seq.pop().expect("a state per run");
-                        let t = execute_on(state, Mode::Sequential)?.0;
-                        seq_times.push(t);
-                        Ok::<_, Error>(t)
-                    },
-                    || {
-                        let (t, outcomes) = match mode {
-                            Run::Block(m) => {
-                                let state = for_mode.pop().expect("a state per run");
-                                let (t, outcome) = execute_on(state, m)?;
-                                (t, vec![outcome])
-                            }
-                            Run::Independent(_) => copies_at_once(
-                                &exec,
-                                &d,
-                                &txs,
-                                for_mode.split_off(for_mode.len() - copies),
-                            )?,
-                        };
-                        for outcome in &outcomes {
-                            if outcome.receipts != reference.receipts {
-                                return Err(format!(
-                                    "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
-                                )
-                                .into());
-                            }
-                        }
-                        // Counted per block: the copies' mean.
-                        let per_block = |f: fn(&block::BlockOutcome) -> usize| {
-                            outcomes.iter().map(f).sum::<usize>() / outcomes.len()
-                        };
-                        executions += per_block(|o| o.executions);
-                        validations += per_block(|o| o.validations);
-                        Ok(t)
-                    },
-                )?;
-                runs.push((t, speedup, executions, validations));
+                for outcome in &outcomes {
+                    if outcome.receipts != reference.receipts {
+                        return Err(format!(
+                            "{mode:?} differs from sequential ({accounts} accounts, {size} transactions)"
+                        )
+                        .into());
+                    }
+                }
+                let per_block = |f: fn(&block::BlockOutcome) -> usize| {
+                    outcomes.iter().map(f).sum::<usize>() / outcomes.len()
+                };
+                counts.0 += per_block(|o| o.executions);
+                counts.1 += per_block(|o| o.validations);
+                Ok(t)
+            };
+            // Each run of a mode is paired with a sequential run next to it (first or second,
+            // alternating), so that a pair shares the shared machine's moment: a speedup is the
+            // median ratio within pairs. And the modes take turns, a pair each per round, so
+            // that each mode's pairs spread over the whole cell: the shared machine's slow
+            // spells (from one block to a few seconds long; a spell on the core a sequential
+            // run does not use slows only its partner) fall on every mode alike, not on
+            // whichever mode was running then.
+            let reps = options.reps.max(1);
+            let mut seq_times = Vec::new();
+            let mut tallies: Vec<Tally> = modes.iter().map(|_| Tally::default()).collect();
+            for rep in 0..reps {
+                // The round's states, built before its clocks start.
+                let mut states: Vec<Vec<Arc<BlockState>>> = modes
+                    .iter()
+                    .map(|&mode| (0..copies(mode)).map(|_| fresh()).collect())
+                    .collect();
+                let mut for_seq: Vec<_> = modes.iter().map(|_| fresh()).collect();
+                for (m, &mode) in modes.iter().enumerate() {
+                    let tally = &mut tallies[m];
+                    let (x, y) = pair(
+                        (rep + m) % 2 == 0,
+                        || {
+                            Ok(execute_on(
+                                for_seq.pop().expect("a state per run"),
+                                Mode::Sequential,
+                            )?
+                            .0)
+                        },
+                        || run_mode(mode, std::mem::take(&mut states[m]), &mut tally.counts),
+                    )?;
+                    seq_times.push(x);
+                    tally.ratios.push(x / y);
+                    tally.times.push(y);
+                }
             }
+            let runs = tallies.into_iter().map(|t| {
+                let (executions, validations) = t.counts;
+                (median(t.times), median(t.ratios), executions, validations)
+            });
             let seq = median(seq_times);
             let per_tx = |count: usize| count as f64 / (options.reps.max(1) * size.max(1)) as f64;
             let sched_one = [
