@@ -43,8 +43,9 @@ pub struct Cell {
     pub accounts: u64,
     /// Transactions in the block.
     pub block: usize,
-    /// `sequential`, `declared`, `optimistic`, or `independent` (the ceiling: one sequential
-    /// copy of the block per thread, all at once, see `Run::Independent`).
+    /// `sequential`, `declared`, `optimistic`, or `independent` (the machine's reference for
+    /// parallel work: one sequential copy of the block per thread, all at once, see
+    /// `Run::Independent`).
     pub mode: String,
     /// Worker threads.
     pub threads: usize,
@@ -78,9 +79,10 @@ enum Run {
     Block(Mode),
     /// As many copies of the block as threads, each sequential on a thread and a state of its
     /// own, at once: parallel work with no coordination and nothing shared but the engine and
-    /// the machine, so its speedup is the most a parallel mode can reach here (two cores of a
-    /// shared machine slow each other down through the memory system, the kernel and the
-    /// host).
+    /// the machine (two cores of a shared machine slow each other down through the memory
+    /// system, the kernel and the host). A reference, not a bound: the copies hold a state
+    /// and receipts each, twice what a parallel mode holds, and declared mode has read above
+    /// them.
     Independent(usize),
 }
 
