@@ -358,7 +358,8 @@ impl Blobs for View {
 /// and blobs (not yet applied).
 struct Effects {
     receipt: Receipt,
-    writes: Vec<Write>,
+    /// The call's writes, each key once, in key order (as the ABI journals them).
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     blobs: NewBlobs,
 }
 
@@ -416,7 +417,7 @@ fn execute_one(
             return_data: std::mem::take(&mut ctx.return_data),
             events: std::mem::take(&mut ctx.events),
         },
-        writes: std::mem::take(&mut ctx.writes).into_iter().collect(),
+        writes: std::mem::take(&mut ctx.writes),
         blobs: ctx.new_blobs.drain(..).map(|b| (b.id, b.bytes)).collect(),
     })
 }
