@@ -54,6 +54,10 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     let only = std::env::args().nth(1);
+    // Threads of `versus`.
+    let threads: usize = std::env::args()
+        .nth(2)
+        .map_or(2, |t| t.parse().expect("a thread count"));
     let (files, _) = synor_host_wasmtime::corpus::embedded();
     let token = files.iter().find(|f| f.name == "token_v1.wasm").unwrap();
     let (exec, d, genesis, txs) = workload(&token.bytes);
@@ -80,22 +84,18 @@ fn main() {
                 // Optimistic against declared, in pairs whose order alternates: the median
                 // ratio of their times, robust to the shared machine's drift.
                 let state = || Arc::new(BlockState::new(genesis.snapshot()));
-                let time = |m: Mode| {
-                    let (s, txs) = match m {
-                        Mode::Optimistic { .. } => (state(), &undeclared),
-                        _ => (state(), &all),
-                    };
+                let time = |m: Mode, txs: &Arc<[Transaction]>| {
+                    let s = state();
                     let t = Instant::now();
                     block::execute_block(&exec, &d, &s, txs, m).unwrap();
                     t.elapsed().as_secs_f64()
                 };
-                let threads = std::env::args().nth(2).map_or(2, |t| t.parse().unwrap());
                 let (declared, optimistic) =
                     (Mode::Declared { threads }, Mode::Optimistic { threads });
                 let (ratio, _, _) = paired(
                     3 * reps,
-                    || Ok::<_, ()>(time(optimistic)),
-                    || Ok(time(declared)),
+                    || Ok::<_, ()>(time(optimistic, &undeclared)),
+                    || Ok(time(declared, &all)),
                 )
                 .unwrap();
                 println!(

@@ -324,7 +324,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 (median(t.times), median(t.ratios), executions, validations)
             });
             let seq = median(seq_times);
-            let per_tx = |count: usize| count as f64 / (options.reps.max(1) * size.max(1)) as f64;
+            let per_tx = |count: usize| count as f64 / (reps * size.max(1)) as f64;
             let sched_one = [
                 declared_sched_ns(&sets, 1, options.reps),
                 optimistic_sched_ns(&sets, 1, options.reps),
