@@ -110,8 +110,16 @@ fn loom_fan_out_is_shared_two_workers() {
 /// interleaving (up to two preemptions) ends with the state and outputs of sequential
 /// execution. Transaction `i` reads `reads[i]` and writes their sum plus `i + 1` to
 /// `writes[i]`; it also writes key 9 when what it read is odd (a write set that changes between
-/// executions).
-fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], workers: usize) {
+/// executions). `measured`: whether the block measures its depth, which sends every read
+/// through the multi-version memory; unmeasured, an execution that begins with every earlier
+/// transaction committed reads the base state directly and commits at once (the fast path of
+/// hosts).
+fn optimistic_model(
+    reads: &'static [&'static [u8]],
+    writes: &'static [u8],
+    workers: usize,
+    measured: bool,
+) {
     use super::optimistic::{Executed, Optimistic};
     use alloc::collections::BTreeMap;
     use alloc::vec::Vec;
@@ -146,7 +154,9 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(2);
     builder.check(move || {
-        let stm: Arc<Optimistic<u8, u64>> = Arc::new(Optimistic::new(writes.len()));
+        let mut stm: Optimistic<u8, u64> = Optimistic::new(writes.len());
+        stm.measure_depth(measured);
+        let stm = Arc::new(stm);
         // The host's base state, which commits write to, and the outputs in commit order.
         let committed = Arc::new(loom::sync::Mutex::new(
             crate::fuzzing::vm::Committed::default(),
@@ -192,10 +202,20 @@ fn optimistic_model(reads: &'static [&'static [u8]], writes: &'static [u8], work
 #[test]
 fn loom_optimistic_chain_two_workers() {
     // 0 writes 1; 1 reads 1 and writes 2; 2 reads 2 (and 1) and writes 1.
-    optimistic_model(&[&[], &[1], &[1, 2]], &[1, 2, 1], 2);
+    optimistic_model(&[&[], &[1], &[1, 2]], &[1, 2, 1], 2, true);
 }
 
 #[test]
 fn loom_optimistic_independent_and_dependent_two_workers() {
-    optimistic_model(&[&[5], &[1], &[5]], &[5, 1, 2], 2);
+    optimistic_model(&[&[5], &[1], &[5]], &[5, 1, 2], 2, true);
+}
+
+#[test]
+fn loom_optimistic_settled_chain_two_workers() {
+    optimistic_model(&[&[], &[1], &[1, 2]], &[1, 2, 1], 2, false);
+}
+
+#[test]
+fn loom_optimistic_settled_independent_and_dependent_two_workers() {
+    optimistic_model(&[&[5], &[1], &[5]], &[5, 1, 2], 2, false);
 }

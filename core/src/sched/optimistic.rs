@@ -560,6 +560,27 @@ where
         K: Borrow<Q> + From<Q::Owned>,
         Q: Hash + Eq + ?Sized + ToOwned,
     {
+        self.lookup(key, true, |found| {
+            let Some((id, versions)) = found else {
+                unreachable!("created when missing");
+            };
+            f(id, versions)
+        })
+    }
+
+    /// Runs `f` on the id and versions of `key` under its shard's lock, or on `None` if no
+    /// transaction of the block has read or written it yet (and `create` is false; otherwise
+    /// they are created).
+    fn lookup<Q, R>(
+        &self,
+        key: &Q,
+        create: bool,
+        f: impl FnOnce(Option<(KeyId, &mut Versions<V>)>) -> R,
+    ) -> R
+    where
+        K: Borrow<Q> + From<Q::Owned>,
+        Q: Hash + Eq + ?Sized + ToOwned,
+    {
         let hash = self.hasher.hash_one(key);
         // Bits the table does not use for its own buckets and tags.
         let shard = ((hash >> 32) as usize % SHARDS) as u32;
@@ -572,6 +593,7 @@ where
         let Keys { index, entries, .. } = &mut *keys;
         let entry = match index.find(hash, |i| entries[*i as usize].0.borrow() == key) {
             Some(i) => *i,
+            None if !create => return f(None),
             None => {
                 // At most one entry per transaction's access, and a block has under 2^32
                 // transactions; a shard past 2^32 keys would have exhausted memory first.
@@ -586,7 +608,10 @@ where
                 i
             }
         };
-        f(KeyId { shard, entry }, &mut entries[entry as usize].1)
+        f(Some((
+            KeyId { shard, entry },
+            &mut entries[entry as usize].1,
+        )))
     }
 
     /// Runs `f` on the versions of key `id`, under its shard's lock.
@@ -744,8 +769,10 @@ where
     }
 
     /// Commits `version`, executed when every earlier transaction had committed: its writes
-    /// become committed versions (so that later transactions that read those keys before fail
-    /// validation) and go to `write`, its output to `output`.
+    /// go to `write`, its output to `output`. A written key that a later transaction has read
+    /// (or written) already gets a committed version, so that the reader fails validation; a
+    /// key no transaction has met yet gets none: whoever reads it later finds the value in the
+    /// base state (written under the key's shard lock, which a reader takes before it looks).
     fn commit_settled<O>(
         &self,
         version: Version,
@@ -760,19 +787,21 @@ where
         let previous = core::mem::take(&mut recorded.written);
         let mut written = Vec::new();
         for (key, value) in writes {
-            self.with_versions(&key, |id, versions| {
-                if !previous.is_empty() {
-                    written.push(id);
+            self.lookup(&key, false, |found| {
+                if let Some((id, versions)) = found {
+                    if !previous.is_empty() {
+                        written.push(id);
+                    }
+                    let slot = Slot::Committed {
+                        incarnation: version.incarnation,
+                    };
+                    match versions.slot(tx) {
+                        Ok(i) => versions.slots[i].1 = slot,
+                        Err(i) => versions.slots.insert(i, (tx, slot)),
+                    }
                 }
-                let slot = Slot::Committed {
-                    incarnation: version.incarnation,
-                };
-                match versions.slot(tx) {
-                    Ok(i) => versions.slots[i].1 = slot,
-                    Err(i) => versions.slots.insert(i, (tx, slot)),
-                }
-                // Under the key's lock: a read that finds the version committed finds the value
-                // in the base state.
+                // Under the key's lock: a read that finds the version committed, or the key
+                // new to the block, finds the value in the base state.
                 write(&key, value);
             });
         }
