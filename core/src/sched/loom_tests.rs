@@ -202,20 +202,14 @@ fn optimistic_model(
 #[test]
 fn loom_optimistic_chain_two_workers() {
     // 0 writes 1; 1 reads 1 and writes 2; 2 reads 2 (and 1) and writes 1.
-    optimistic_model(&[&[], &[1], &[1, 2]], &[1, 2, 1], 2, true);
+    for measured in [true, false] {
+        optimistic_model(&[&[], &[1], &[1, 2]], &[1, 2, 1], 2, measured);
+    }
 }
 
 #[test]
 fn loom_optimistic_independent_and_dependent_two_workers() {
-    optimistic_model(&[&[5], &[1], &[5]], &[5, 1, 2], 2, true);
-}
-
-#[test]
-fn loom_optimistic_settled_chain_two_workers() {
-    optimistic_model(&[&[], &[1], &[1, 2]], &[1, 2, 1], 2, false);
-}
-
-#[test]
-fn loom_optimistic_settled_independent_and_dependent_two_workers() {
-    optimistic_model(&[&[5], &[1], &[5]], &[5, 1, 2], 2, false);
+    for measured in [true, false] {
+        optimistic_model(&[&[5], &[1], &[5]], &[5, 1, 2], 2, measured);
+    }
 }
