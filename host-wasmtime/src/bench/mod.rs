@@ -8,9 +8,17 @@ pub mod tiers;
 use std::time::Instant;
 
 /// The median of `values` (NaN when there are none).
-pub fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(values: Vec<f64>) -> f64 {
+    quartiles(values)[1]
+}
+
+/// The lower quartile, median and upper quartile of `values`: the values at a quarter, half
+/// and three quarters of their sorted order (NaN when there are none).
+pub fn quartiles(mut values: Vec<f64>) -> [f64; 3] {
     values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    let at = |i: usize| values.get(i).copied().unwrap_or(f64::NAN);
+    let n = values.len();
+    [at(n / 4), at(n / 2), at(3 * n / 4)]
 }
 
 /// The median of `reps` timings of `f`, in seconds.
@@ -81,4 +89,18 @@ pub fn progress(len: u64, what: &str, visible: bool) -> indicatif::ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median, quartiles};
+
+    #[test]
+    fn quartiles_are_the_values_at_a_quarter_half_and_three_quarters() {
+        let values: Vec<f64> = [9.0, 1.0, 5.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0, 10.0, 11.0].into();
+        assert_eq!(quartiles(values.clone()), [3.0, 6.0, 9.0]);
+        assert_eq!(median(values), 6.0);
+        assert_eq!(quartiles(vec![4.0]), [4.0; 3]);
+        assert!(quartiles(Vec::new()).iter().all(|q| q.is_nan()));
+    }
 }

@@ -13,7 +13,7 @@ use synor_core::sched::{AccessSet, Dag, simulate};
 use synor_core::tier::Tier;
 use synor_host_std::pool;
 
-use super::{median, median_secs, pair, progress};
+use super::{median, median_secs, pair, progress, quartiles};
 use crate::block::{self, BlockState, Mode, Transaction};
 use crate::engine::engines;
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
@@ -54,6 +54,11 @@ pub struct Cell {
     /// Over sequential, same workload, same run: the median over repetitions of a sequential
     /// run's time over this mode's run next to it (before or after it, alternately).
     pub speedup: f64,
+    /// The lower quartile of those repetitions' ratios: with `speedup_q3`, how far one pair
+    /// is from the next on this machine (a shared machine's spread shows here).
+    pub speedup_q1: f64,
+    /// The upper quartile of those repetitions' ratios.
+    pub speedup_q3: f64,
     /// Contract executions per transaction (1 for declared access sets).
     pub executions_per_tx: f64,
     /// Validations per transaction (none for declared access sets).
@@ -321,7 +326,12 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             }
             let runs = tallies.into_iter().map(|t| {
                 let (executions, validations) = t.counts;
-                (median(t.times), median(t.ratios), executions, validations)
+                (
+                    median(t.times),
+                    quartiles(t.ratios),
+                    executions,
+                    validations,
+                )
             });
             let seq = median(seq_times);
             let per_tx = |count: usize| count as f64 / (reps * size.max(1)) as f64;
@@ -346,13 +356,15 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 threads: 1,
                 tps: size as f64 / seq,
                 speedup: 1.0,
+                speedup_q1: 1.0,
+                speedup_q3: 1.0,
                 executions_per_tx: 1.0,
                 validations_per_tx: 0.0,
                 sched_ns_per_tx: 0.0,
                 sim_speedup_32: 1.0,
                 sim_speedup_64: 1.0,
             });
-            for (mode, (t, speedup, executions, validations)) in modes.iter().zip(runs) {
+            for (mode, (t, [q1, speedup, q3], executions, validations)) in modes.iter().zip(runs) {
                 let executions_per_tx = per_tx(executions);
                 let (name, threads, sched_ns_per_tx, sim_speedup_32, sim_speedup_64) = match *mode {
                     // Copies share no state: on W workers, W copies run at once.
@@ -386,6 +398,8 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                     threads,
                     tps: size as f64 / t,
                     speedup,
+                    speedup_q1: q1,
+                    speedup_q3: q3,
                     executions_per_tx,
                     validations_per_tx: per_tx(validations),
                     sched_ns_per_tx,
@@ -403,13 +417,14 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
 /// A human-readable table.
 pub fn table(r: &Report) -> String {
     let mut s = format!(
-        "{:>8} {:>7} {:>11} {:>7} {:>10} {:>8} {:>6} {:>6} {:>10} {:>8} {:>8}\n",
+        "{:>8} {:>7} {:>11} {:>7} {:>10} {:>8} {:>10} {:>6} {:>6} {:>10} {:>8} {:>8}\n",
         "accounts",
         "block",
         "mode",
         "threads",
         "tps",
         "speedup",
+        "pairs q1-q3",
         "exec",
         "valid",
         "sched ns",
@@ -418,13 +433,14 @@ pub fn table(r: &Report) -> String {
     );
     for c in &r.cells {
         s.push_str(&format!(
-            "{:>8} {:>7} {:>11} {:>7} {:>10.0} {:>8.2} {:>6.2} {:>6.2} {:>10.0} {:>8.1} {:>8.1}\n",
+            "{:>8} {:>7} {:>11} {:>7} {:>10.0} {:>8.2} {:>10} {:>6.2} {:>6.2} {:>10.0} {:>8.1} {:>8.1}\n",
             c.accounts,
             c.block,
             c.mode,
             c.threads,
             c.tps,
             c.speedup,
+            format!("{:.2}-{:.2}", c.speedup_q1, c.speedup_q3),
             c.executions_per_tx,
             c.validations_per_tx,
             c.sched_ns_per_tx,
