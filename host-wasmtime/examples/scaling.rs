@@ -83,9 +83,8 @@ fn main() {
             if mode == "versus" {
                 // Optimistic against declared, in pairs whose order alternates: the median
                 // ratio of their times, robust to the shared machine's drift.
-                let state = || Arc::new(BlockState::new(genesis.snapshot()));
                 let time = |m: Mode, txs: &Arc<[Transaction]>| {
-                    let s = state();
+                    let s = Arc::new(BlockState::new(genesis.snapshot()));
                     let t = Instant::now();
                     block::execute_block(&exec, &d, &s, txs, m).unwrap();
                     t.elapsed().as_secs_f64()

@@ -59,11 +59,11 @@ pub fn paired<E>(
 ///
 /// # Errors
 /// The first error of `a` or `b`.
-pub fn pair<E>(
+pub fn pair<A, B, E>(
     a_first: bool,
-    a: impl FnOnce() -> Result<f64, E>,
-    b: impl FnOnce() -> Result<f64, E>,
-) -> Result<(f64, f64), E> {
+    a: impl FnOnce() -> Result<A, E>,
+    b: impl FnOnce() -> Result<B, E>,
+) -> Result<(A, B), E> {
     if a_first {
         let x = a()?;
         Ok((x, b()?))

@@ -98,8 +98,10 @@ struct Tally {
     ratios: Vec<f64>,
     /// The mode's times.
     times: Vec<f64>,
-    /// Executions and validations, summed over the runs.
-    counts: (usize, usize),
+    /// Executions, summed over the runs.
+    executions: usize,
+    /// Validations, summed over the runs.
+    validations: usize,
 }
 
 /// The report.
@@ -260,12 +262,11 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 Run::Independent(t) => t,
                 Run::Block(_) => 1,
             };
-            // One run of `mode`: its time; checks its result and counts its executions and
-            // validations (per block: a copy's mean) into `counts`.
+            // One run of `mode`: checks its result; its time, executions and validations (per
+            // block: a copy's mean).
             let run_mode = |mode: Run,
-                            states: Vec<Arc<BlockState>>,
-                            counts: &mut (usize, usize)|
-             -> Result<f64, Error> {
+                            states: Vec<Arc<BlockState>>|
+             -> Result<(f64, usize, usize), Error> {
                 let (t, outcomes) = match mode {
                     Run::Block(m) => {
                         let state = states.into_iter().next().expect("a state per run");
@@ -285,9 +286,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 let per_block = |f: fn(&block::BlockOutcome) -> usize| {
                     outcomes.iter().map(f).sum::<usize>() / outcomes.len()
                 };
-                counts.0 += per_block(|o| o.executions);
-                counts.1 += per_block(|o| o.validations);
-                Ok(t)
+                Ok((t, per_block(|o| o.executions), per_block(|o| o.validations)))
             };
             // Each run of a mode is paired with a sequential run next to it (first or second,
             // alternating), so that a pair shares the shared machine's moment: a speedup is the
@@ -308,7 +307,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 let mut for_seq: Vec<_> = modes.iter().map(|_| fresh()).collect();
                 for (m, &mode) in modes.iter().enumerate() {
                     let tally = &mut tallies[m];
-                    let (x, y) = pair(
+                    let (x, (y, executions, validations)) = pair(
                         (rep + m) % 2 == 0,
                         || {
                             Ok(execute_on(
@@ -317,22 +316,15 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                             )?
                             .0)
                         },
-                        || run_mode(mode, std::mem::take(&mut states[m]), &mut tally.counts),
+                        || run_mode(mode, std::mem::take(&mut states[m])),
                     )?;
                     seq_times.push(x);
                     tally.ratios.push(x / y);
                     tally.times.push(y);
+                    tally.executions += executions;
+                    tally.validations += validations;
                 }
             }
-            let runs = tallies.into_iter().map(|t| {
-                let (executions, validations) = t.counts;
-                (
-                    median(t.times),
-                    quartiles(t.ratios),
-                    executions,
-                    validations,
-                )
-            });
             let seq = median(seq_times);
             let per_tx = |count: usize| count as f64 / (reps * size.max(1)) as f64;
             let sched_one = [
@@ -364,8 +356,9 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                 sim_speedup_32: 1.0,
                 sim_speedup_64: 1.0,
             });
-            for (mode, (t, [q1, speedup, q3], executions, validations)) in modes.iter().zip(runs) {
-                let executions_per_tx = per_tx(executions);
+            for (mode, tally) in modes.iter().zip(tallies) {
+                let [q1, speedup, q3] = quartiles(tally.ratios);
+                let executions_per_tx = per_tx(tally.executions);
                 let (name, threads, sched_ns_per_tx, sim_speedup_32, sim_speedup_64) = match *mode {
                     // Copies share no state: on W workers, W copies run at once.
                     Run::Independent(threads) => ("independent", threads, 0.0, 32.0, 64.0),
@@ -396,12 +389,12 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                     block: size,
                     mode: name.into(),
                     threads,
-                    tps: size as f64 / t,
+                    tps: size as f64 / median(tally.times),
                     speedup,
                     speedup_q1: q1,
                     speedup_q3: q3,
                     executions_per_tx,
-                    validations_per_tx: per_tx(validations),
+                    validations_per_tx: per_tx(tally.validations),
                     sched_ns_per_tx,
                     sim_speedup_32,
                     sim_speedup_64,
