@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use proptest::prelude::*;
+
 use synor_core::instrument::Limits;
 use synor_core::sched::AccessSet;
 use synor_core::tier::Tier;
@@ -45,66 +47,91 @@ fn run(
     (receipts, digest, state)
 }
 
-/// Random transfer blocks with random contention, some transfers too large (they fail and the
-/// block goes on), some that succeed or fail depending on the transfers before them (their
-/// write sets change between optimistic executions), some declaring too little (they fail with
-/// `undeclared_access`), some declaring nothing, on random thread counts: every mode gives the
-/// sequential result.
-#[test]
-fn random_blocks_equal_sequential_in_every_mode() {
-    let d = token();
-    let exec = executor();
-    let mut rng = Rng::new(99);
-    for round in 0..12 {
-        let accounts = [2, 3, 10, 100, 1000][round % 5];
-        let size = [300, 10, 700][round % 3];
-        let (genesis, mut txs) = block::transfers(&d, 0, accounts, size, round as u64);
+/// What a block's transaction becomes in [`random_blocks_equal_sequential_in_every_mode`].
+#[derive(Debug, Clone, Copy)]
+enum Twist {
+    /// An ordinary transfer.
+    None,
+    /// More than any balance: aborts.
+    Overdraw,
+    /// More than half a balance: passes or aborts with the transfers before it (its write set
+    /// changes between optimistic executions).
+    Half,
+    /// Declares only the sender's balance: fails with `undeclared_access` (unless it sends to
+    /// itself, touching one key only).
+    DeclaresTooLittle,
+    /// Declares nothing: may touch anything (a barrier for declared scheduling).
+    DeclaresNothing,
+}
+
+fn twist() -> impl Strategy<Value = Twist> {
+    prop_oneof![
+        8 => Just(Twist::None),
+        1 => Just(Twist::Overdraw),
+        1 => Just(Twist::Half),
+        1 => Just(Twist::DeclaresTooLittle),
+        1 => Just(Twist::DeclaresNothing),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Random transfer blocks (random accounts, so random keys and contention, from one hot
+    /// pair to a thousand accounts), each transaction twisted at random (some transfers too
+    /// large, some that pass or fail with the ones before them, some declaring too little,
+    /// some declaring nothing), on random thread counts: every mode gives the sequential
+    /// receipts and state.
+    #[test]
+    fn random_blocks_equal_sequential_in_every_mode(
+        seed in any::<u64>(),
+        accounts in prop::sample::select(&[2u64, 3, 10, 100, 1000][..]),
+        twists in prop_oneof![
+            prop::collection::vec(twist(), 1..40),
+            prop::collection::vec(twist(), 300..700),
+        ],
+        threads in 2usize..5,
+    ) {
+        let d = token();
+        let exec = executor();
         let id = d[0].module.code_id;
-        let mut undeclared = 0;
-        for t in txs.iter_mut() {
+        let (genesis, mut txs) = block::transfers(&d, 0, accounts, twists.len(), seed);
+        for (t, twist) in txs.iter_mut().zip(&twists) {
             let n = t.input.len();
-            match rng.range(0, 12) {
-                // More than any balance: aborts.
-                0 => t.input[n - 8..].copy_from_slice(&u64::MAX.to_le_bytes()),
-                // More than half a balance: passes or aborts with the transfers before it.
-                1 => t.input[n - 8..].copy_from_slice(&600_000u64.to_le_bytes()),
-                2 => {
-                    // Declares only the sender's balance.
+            match twist {
+                Twist::None => {}
+                Twist::Overdraw => t.input[n - 8..].copy_from_slice(&u64::MAX.to_le_bytes()),
+                Twist::Half => t.input[n - 8..].copy_from_slice(&600_000u64.to_le_bytes()),
+                Twist::DeclaresTooLittle => {
                     t.access = Some(AccessSet {
                         reads: Vec::new(),
                         writes: vec![balance_key(&id, &t.caller)],
                     });
-                    undeclared += 1;
                 }
-                // Declares nothing: may touch anything (a barrier for declared scheduling).
-                3 => t.access = None,
-                _ => {}
+                Twist::DeclaresNothing => t.access = None,
             }
         }
         let (seq, seq_state, _) = run(&exec, &d, &genesis, &txs, Mode::Sequential);
-        let failed = seq.iter().filter(|r| r.trap.is_some()).count();
-        assert!(
-            size < 100 || failed > 0 && failed < txs.len(),
-            "round {round}: {failed} failed"
-        );
-        let undeclared_traps = seq
-            .iter()
-            .filter(|r| {
-                r.trap
-                    .as_deref()
-                    .is_some_and(|t| t.starts_with("undeclared_access"))
-            })
-            .count();
-        // A transfer to oneself touches one key only and passes.
-        assert!(
-            (size < 100 || undeclared_traps > 0) && undeclared_traps <= undeclared,
-            "round {round}"
-        );
-        let threads = 2 + (rng.range(0, 3) as usize);
+        let count = |what: &str| {
+            seq.iter()
+                .filter(|r| r.trap.as_deref().is_some_and(|t| t.starts_with(what)))
+                .count()
+        };
+        let twisted = |which: fn(&Twist) -> bool| twists.iter().filter(|t| which(t)).count();
+        // The twists do what they should: nothing fails that was not twisted to, and on a
+        // large block (where each twist is all but certain to be drawn) each kind of failure
+        // happens.
+        let undeclared = twisted(|t| matches!(t, Twist::DeclaresTooLittle));
+        let may_abort = twisted(|t| matches!(t, Twist::Overdraw | Twist::Half));
+        prop_assert!(count("undeclared_access") <= undeclared);
+        prop_assert!(count("aborted") <= may_abort);
+        if twists.len() >= 300 {
+            prop_assert!(count("aborted") > 0 && count("undeclared_access") > 0);
+        }
         for mode in [Mode::Declared { threads }, Mode::Optimistic { threads }] {
             let (par, par_state, _) = run(&exec, &d, &genesis, &txs, mode);
-            assert_eq!(par, seq, "round {round}: receipts, {mode:?}");
-            assert_eq!(par_state, seq_state, "round {round}: state, {mode:?}");
+            prop_assert_eq!(&par, &seq, "receipts, {:?}", mode);
+            prop_assert_eq!(&par_state, &seq_state, "state, {:?}", mode);
         }
     }
 }
