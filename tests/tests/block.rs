@@ -2,7 +2,7 @@
 //! of sequential execution in block order.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use proptest::prelude::*;
 
@@ -64,6 +64,10 @@ enum Twist {
     DeclaresNothing,
 }
 
+/// The token deployment and an executor, made once for every case of the property (each case
+/// made its own: an instrumentation, a set of engines and a compile, 16 times over).
+static TOKEN: LazyLock<(Vec<Deployment>, TieredExecutor)> = LazyLock::new(|| (token(), executor()));
+
 fn twist() -> impl Strategy<Value = Twist> {
     prop_oneof![
         8 => Just(Twist::None),
@@ -92,10 +96,9 @@ proptest! {
         ],
         threads in 2usize..5,
     ) {
-        let d = token();
-        let exec = executor();
+        let (d, exec) = &*TOKEN;
         let id = d[0].module.code_id;
-        let (genesis, mut txs) = block::transfers(&d, 0, accounts, twists.len(), seed);
+        let (genesis, mut txs) = block::transfers(d, 0, accounts, twists.len(), seed);
         for (t, twist) in txs.iter_mut().zip(&twists) {
             let n = t.input.len();
             match twist {
@@ -111,7 +114,7 @@ proptest! {
                 Twist::DeclaresNothing => t.access = None,
             }
         }
-        let (seq, seq_state, _) = run(&exec, &d, &genesis, &txs, Mode::Sequential);
+        let (seq, seq_state, _) = run(exec, d, &genesis, &txs, Mode::Sequential);
         let count = |what: &str| {
             seq.iter()
                 .filter(|r| r.trap.as_deref().is_some_and(|t| t.starts_with(what)))
@@ -129,7 +132,7 @@ proptest! {
             prop_assert!(count("aborted") > 0 && count("undeclared_access") > 0);
         }
         for mode in [Mode::Declared { threads }, Mode::Optimistic { threads }] {
-            let (par, par_state, _) = run(&exec, &d, &genesis, &txs, mode);
+            let (par, par_state, _) = run(exec, d, &genesis, &txs, mode);
             prop_assert_eq!(&par, &seq, "receipts, {:?}", mode);
             prop_assert_eq!(&par_state, &seq_state, "state, {:?}", mode);
         }
