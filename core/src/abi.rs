@@ -323,8 +323,6 @@ pub enum Trap {
     },
     /// A host call was malformed (e.g. a bad length) or the host failed; the reason is kept.
     Host(String),
-    /// An engine trap with no stable name (a bug if it ever appears).
-    Other(String),
 }
 
 impl Trap {
@@ -345,7 +343,6 @@ impl Trap {
             Trap::Aborted(_) => "aborted",
             Trap::UndeclaredAccess { .. } => "undeclared_access",
             Trap::Host(_) => "host_error",
-            Trap::Other(_) => "engine_error",
         }
     }
 }
@@ -353,7 +350,7 @@ impl Trap {
 impl fmt::Display for Trap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Trap::Aborted(m) | Trap::Host(m) | Trap::Other(m) => write!(f, "{}: {m}", self.name()),
+            Trap::Aborted(m) | Trap::Host(m) => write!(f, "{}: {m}", self.name()),
             Trap::UndeclaredAccess { key, write } => {
                 let hex: String = key.iter().map(|b| alloc::format!("{b:02x}")).collect();
                 let what = if *write { "write" } else { "read" };

@@ -86,7 +86,7 @@ use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
 
 /// Version of the instrumentation; part of every artifact cache key.
-pub const INSTRUMENTER_VERSION: u32 = 5;
+pub const INSTRUMENTER_VERSION: u32 = 6;
 
 /// Bits of the canonical `f32` NaN, the only NaN a program can observe.
 pub const CANONICAL_NAN_F32: u32 = 0x7fc0_0000;
@@ -118,10 +118,33 @@ pub fn trap_reason(value: i32) -> Option<crate::abi::Trap> {
     }
 }
 
+/// Locals the instrumenter adds to every function (scratch values and the gas counter).
+pub const SCRATCH_LOCALS: u32 = 5;
+
+/// Most values the instrumentation pushes above a function's own operand stack.
+const INSTRUMENTATION_HEIGHT: u64 = 16;
+
+/// Most locals (parameters and the instrumenter's included) of a function the cold engine
+/// accepts (wasmi's `LOCAL_VARIABLES_MAX`).
+pub const ENGINE_MAX_LOCALS: u64 = 30_000;
+
+/// Most value slots of one function's frame the cold engine accepts: wasmi addresses a frame's
+/// slots with 16 bits and counts the locals twice (once as locals, once as the operand slots
+/// reserved for them), so a frame needs `2 × locals + operand height` slots.
+pub const ENGINE_MAX_FRAME_SLOTS: u64 = 65_535;
+
+/// Largest body of an instrumented function, in bytes: wasmparser's limit, which every
+/// engine's validator applies.
+pub const ENGINE_MAX_FUNCTION_BYTES: u64 = 7_654_321;
+
 /// The features every tier accepts identically.
 pub const FEATURES: WasmFeatures = WasmFeatures::LIME1;
 
 /// Resource limits checked at validation and enforced at run time.
+///
+/// The defaults sit inside every engine's own limits, so that no engine rejects or fails a
+/// module the instrumenter accepted; whatever the configuration, [`instrument`] also enforces
+/// the engines' fixed frame limits ([`ENGINE_MAX_LOCALS`], [`ENGINE_MAX_FRAME_SLOTS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limits {
     /// Largest module accepted, in bytes.
@@ -132,8 +155,10 @@ pub struct Limits {
     pub max_table_elements: u32,
     /// Most functions (imported and defined).
     pub max_functions: u32,
-    /// Most locals in one function.
+    /// Most locals in one function, its parameters included.
     pub max_locals: u32,
+    /// Highest operand stack of one function (values on it at once).
+    pub max_operand_height: u32,
     /// Most globals (defined and imported).
     pub max_globals: u32,
     /// Call depth limit, in frame weight units (see the module documentation).
@@ -147,7 +172,8 @@ impl Default for Limits {
             max_memory_pages: 1024,
             max_table_elements: 65_536,
             max_functions: 100_000,
-            max_locals: 50_000,
+            max_locals: 16_384,
+            max_operand_height: 16_384,
             max_globals: 10_000,
             max_stack_units: 16_384,
         }
@@ -183,6 +209,18 @@ pub enum InstrumentError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// An active segment does not fit in the memory or table it initialises: instantiating
+    /// the module would trap.
+    Segment {
+        /// `data` or `element`.
+        kind: &'static str,
+        /// The segment's index in its section.
+        index: usize,
+        /// Where it ends (bytes or elements).
+        end: u64,
+        /// The initial size of its memory (bytes) or table (elements).
+        size: u64,
+    },
     /// An export uses a name reserved for the instrumenter.
     ReservedExport(String),
     /// A construct ABI v1 does not accept.
@@ -203,6 +241,17 @@ impl fmt::Display for InstrumentError {
                 name,
                 reason,
             } => write!(f, "import {module}.{name}: {reason}"),
+            InstrumentError::Segment {
+                kind,
+                index,
+                end,
+                size,
+            } => write!(
+                f,
+                "{kind} segment {index} ends at {end}, beyond the initial size {size} of its \
+                 {}: instantiation would trap",
+                if *kind == "data" { "memory" } else { "table" }
+            ),
             InstrumentError::ReservedExport(name) => {
                 write!(f, "export `{name}` uses a name reserved for synor")
             }
@@ -267,6 +316,10 @@ pub struct Instrumented {
     pub imports: Vec<Import>,
     /// Whether the module exports a linear memory named `memory`.
     pub exports_memory: bool,
+    /// Gas every call pays before its instance is created, for the work instantiation does:
+    /// initial memory pages (as `memory.grow` charges them), data segment bytes (as
+    /// `memory.copy` charges them) and initial table elements.
+    pub instantiation_gas: u64,
 }
 
 impl Instrumented {
@@ -303,6 +356,86 @@ struct Info {
     weights: Vec<u32>,
     /// Largest weight of each type's functions, for indirect calls.
     type_weights: Vec<u32>,
+    /// Initial pages of linear memory.
+    memory_pages: u64,
+    /// Initial table elements.
+    table_elements: u64,
+    /// Bytes of data segments.
+    data_bytes: u64,
+    /// Values of the defined `i32` globals whose initialiser is constant.
+    global_values: Vec<Option<i32>>,
+}
+
+/// Checks a function's frame against the engines' fixed limits (see [`ENGINE_MAX_LOCALS`]),
+/// counting the locals and operand values the instrumentation adds.
+fn engine_frame(locals: u64, height: u64) -> Result<(), InstrumentError> {
+    let locals = locals + u64::from(SCRATCH_LOCALS);
+    limit(
+        "locals in a function (engine limit)",
+        locals,
+        ENGINE_MAX_LOCALS,
+    )?;
+    limit(
+        "value slots of a function's frame (engine limit)",
+        2 * locals + height + INSTRUMENTATION_HEIGHT,
+        ENGINE_MAX_FRAME_SLOTS,
+    )
+}
+
+/// The value of an `i32` constant expression (extended-const arithmetic, wrapping, and
+/// `global.get` of constant globals), or `None` when it is not one.
+fn const_i32(expr: &wasmparser::ConstExpr<'_>, globals: &[Option<i32>]) -> Option<i32> {
+    let mut stack: Vec<i32> = Vec::new();
+    for op in expr.get_operators_reader() {
+        match op.ok()? {
+            Operator::I32Const { value } => stack.push(value),
+            Operator::GlobalGet { global_index } => {
+                stack.push((*globals.get(global_index as usize)?)?);
+            }
+            op @ (Operator::I32Add | Operator::I32Sub | Operator::I32Mul) => {
+                let (b, a) = (stack.pop()?, stack.pop()?);
+                stack.push(match op {
+                    Operator::I32Add => a.wrapping_add(b),
+                    Operator::I32Sub => a.wrapping_sub(b),
+                    _ => a.wrapping_mul(b),
+                });
+            }
+            Operator::End => break,
+            _ => return None,
+        }
+    }
+    match stack[..] {
+        [value] => Some(value),
+        _ => None,
+    }
+}
+
+/// Checks that active segment `index` (`kind` "data" or "element") of `len` items at `offset`
+/// fits in `size` (bytes of memory, elements of the table): a module whose instantiation would
+/// trap is rejected instead, so that no engine ever fails to instantiate it.
+fn segment_fits(
+    kind: &'static str,
+    index: usize,
+    offset: &wasmparser::ConstExpr<'_>,
+    len: u64,
+    size: u64,
+    info: &Info,
+) -> Result<(), InstrumentError> {
+    let Some(start) = const_i32(offset, &info.global_values) else {
+        return Err(InstrumentError::Unsupported(
+            "a segment offset that is not a constant expression",
+        ));
+    };
+    let end = u64::from(start as u32) + len;
+    if end > size {
+        return Err(InstrumentError::Segment {
+            kind,
+            index,
+            end,
+            size,
+        });
+    }
+    Ok(())
 }
 
 /// Validates `wasm` under the deterministic feature set and `limits`, and instruments it.
@@ -344,8 +477,21 @@ pub fn instrument(
             }
         })
         .collect();
+    let instantiation_gas = info
+        .memory_pages
+        .saturating_mul(schedule.memory_grow_page)
+        .saturating_add(
+            info.data_bytes
+                .div_ceil(8)
+                .saturating_mul(schedule.bulk_per_8_bytes),
+        )
+        .saturating_add(
+            info.table_elements
+                .saturating_mul(schedule.table_per_element),
+        );
     Ok(Instrumented {
         code_id: Digest::of(wasm),
+        instantiation_gas,
         bytes,
         fingerprint: Digest(*fingerprint.finalize().as_bytes()),
         exports,
@@ -421,6 +567,7 @@ fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
                         table.ty.initial,
                         limits.max_table_elements.into(),
                     )?;
+                    info.table_elements = info.table_elements.saturating_add(table.ty.initial);
                 }
             }
             Payload::MemorySection(reader) => {
@@ -431,10 +578,19 @@ fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
                         memory.initial,
                         limits.max_memory_pages.into(),
                     )?;
+                    info.memory_pages = info.memory_pages.saturating_add(memory.initial);
                 }
             }
             Payload::GlobalSection(reader) => {
                 info.defined_globals = reader.count();
+                for global in reader.clone() {
+                    let global = global.map_err(invalid)?;
+                    let value = match global.ty.content_type {
+                        ValType::I32 => const_i32(&global.init_expr, &info.global_values),
+                        _ => None,
+                    };
+                    info.global_values.push(value);
+                }
                 limit(
                     "global count",
                     u64::from(reader.count()),
@@ -463,12 +619,38 @@ fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
                     }
                 }
             }
+            Payload::DataSection(reader) => {
+                for (i, data) in reader.clone().into_iter().enumerate() {
+                    let data = data.map_err(invalid)?;
+                    let len = data.data.len() as u64;
+                    info.data_bytes = info.data_bytes.saturating_add(len);
+                    if let wasmparser::DataKind::Active { offset_expr, .. } = data.kind {
+                        let memory = info.memory_pages.saturating_mul(65_536);
+                        segment_fits("data", i, &offset_expr, len, memory, &info)?;
+                    }
+                }
+            }
+            Payload::ElementSection(reader) => {
+                for (i, element) in reader.clone().into_iter().enumerate() {
+                    let element = element.map_err(invalid)?;
+                    let len = u64::from(match &element.items {
+                        wasmparser::ElementItems::Functions(r) => r.count(),
+                        wasmparser::ElementItems::Expressions(_, r) => r.count(),
+                    });
+                    if let wasmparser::ElementKind::Active { offset_expr, .. } = element.kind {
+                        segment_fits("element", i, &offset_expr, len, info.table_elements, &info)?;
+                    }
+                }
+            }
             Payload::CodeSectionEntry(body) => {
                 let wasmparser::ValidPayload::Func(func, _) = valid else {
                     continue;
                 };
                 let mut v = func.into_validator(core::mem::take(&mut allocs));
-                let mut locals = 0u64;
+                let ty = info.func_types[(info.imported_funcs + defined) as usize];
+                let params = info.types[ty as usize].0.len() as u64;
+                // Parameters are locals too, for every engine.
+                let mut locals = params;
                 let mut reader = body.get_locals_reader().map_err(invalid)?;
                 for _ in 0..reader.get_count() {
                     let offset = reader.original_position();
@@ -485,10 +667,14 @@ fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
                     max_height = max_height.max(v.operand_stack_height());
                 }
                 ops.finish().map_err(invalid)?;
+                limit(
+                    "operand stack height in a function",
+                    max_height.into(),
+                    limits.max_operand_height.into(),
+                )?;
                 allocs = v.into_allocations();
-                let ty = info.func_types[(info.imported_funcs + defined) as usize];
-                let params = info.types[ty as usize].0.len() as u64;
-                let slots = params + locals + u64::from(max_height);
+                engine_frame(locals, max_height.into())?;
+                let slots = locals + u64::from(max_height);
                 info.weights
                     .push(1 + slots.div_ceil(4).min(u64::from(u32::MAX / 2)) as u32);
                 defined += 1;
@@ -591,6 +777,11 @@ fn rewrite(
         let Some((id, range)) = payload.as_section() else {
             if let Payload::CodeSectionEntry(body) = payload {
                 let f = rewrite_body(&body, func_index, info, &globals, schedule, limits)?;
+                limit(
+                    "bytes of an instrumented function (engine limit)",
+                    f.byte_len() as u64,
+                    ENGINE_MAX_FUNCTION_BYTES,
+                )?;
                 code.function(&f);
                 func_index += 1;
                 if func_index as usize == info.func_types.len() {

@@ -128,7 +128,6 @@ pub fn settle(
                 | Trap::IntegerDivisionByZero
                 | Trap::IntegerOverflow
                 | Trap::BadConversionToInteger
-                | Trap::Other(_)
         )
     );
     let out_of_gas = !fault && ctx.gas_left < 0;
@@ -173,6 +172,10 @@ pub struct Call<'a> {
     /// least once; the outcome is the last `run`'s): benchmarks make a short program's call
     /// long enough to time without the instance's creation.
     pub runs: u32,
+    /// Exports called first, in order, in the same instance, their results discarded (e.g. a
+    /// test script's earlier actions, whose effects on memory and globals the entry sees). A
+    /// trap in one of them ends the call.
+    pub prelude: &'a [(&'a str, &'a [Value])],
 }
 
 impl<'a> Call<'a> {
@@ -184,6 +187,7 @@ impl<'a> Call<'a> {
             hash_memory: false,
             program: false,
             runs: 1,
+            prelude: &[],
         }
     }
 
@@ -195,7 +199,14 @@ impl<'a> Call<'a> {
             hash_memory: false,
             program: true,
             runs: 1,
+            prelude: &[],
         }
+    }
+
+    /// The same call, calling the exports of `prelude` first (see [`Call::prelude`]).
+    pub fn after(mut self, prelude: &'a [(&'a str, &'a [Value])]) -> Self {
+        self.prelude = prelude;
+        self
     }
 
     /// The same program call, going through the program `runs` times (at least once).
@@ -225,6 +236,9 @@ impl Call<'_> {
         module: &Instrumented,
         mut invoke: impl FnMut(&str, &[Value]) -> Result<Vec<Value>, E>,
     ) -> Result<Vec<Value>, E> {
+        for (entry, args) in self.prelude {
+            invoke(entry, args)?;
+        }
         let results = if !self.program {
             invoke(self.entry, self.args)?
         } else {
@@ -371,7 +385,6 @@ impl From<InstrumentError> for EngineError {
 /// # Errors
 /// No such export, or the arguments do not match.
 pub fn check_call(module: &Instrumented, call: &Call<'_>) -> Result<(), EngineError> {
-    use crate::instrument::ValueType;
     let entry = if call.program {
         match program_steps(module)? {
             true => "setup",
@@ -380,11 +393,20 @@ pub fn check_call(module: &Instrumented, call: &Call<'_>) -> Result<(), EngineEr
     } else {
         call.entry
     };
+    for (entry, args) in call.prelude {
+        check_args(module, entry, args)?;
+    }
+    check_args(module, entry, call.args)
+}
+
+/// Checks that `module` exports `entry` taking `args`.
+fn check_args(module: &Instrumented, entry: &str, args: &[Value]) -> Result<(), EngineError> {
+    use crate::instrument::ValueType;
     let export = module
         .export(entry)
         .ok_or_else(|| EngineError::NoSuchExport(entry.into()))?;
-    let matches = export.params.len() == call.args.len()
-        && export.params.iter().zip(call.args).all(|(t, v)| {
+    let matches = export.params.len() == args.len()
+        && export.params.iter().zip(args).all(|(t, v)| {
             matches!(
                 (t, v),
                 (ValueType::I32, Value::I32(_))
@@ -396,10 +418,50 @@ pub fn check_call(module: &Instrumented, call: &Call<'_>) -> Result<(), EngineEr
     if !matches {
         return Err(EngineError::Arguments {
             entry: entry.into(),
-            reason: alloc::format!("expected {:?}, got {:?}", export.params, call.args),
+            reason: alloc::format!("expected {:?}, got {args:?}", export.params),
         });
     }
     Ok(())
+}
+
+/// How a call begins, once [`start`] has checked it and charged its instantiation.
+#[derive(Debug)]
+pub enum Start {
+    /// Create the instance and run; `limit` is the gas the call started with (for
+    /// [`settle`]).
+    Run {
+        /// The gas the call started with, instantiation included.
+        limit: u64,
+    },
+    /// The gas did not cover instantiation: this is the call's outcome (`out_of_gas`, charged
+    /// the whole limit), and no instance is created.
+    Done(Outcome),
+}
+
+/// Begins a call of `module`: checks it ([`check_call`]) and charges the module's
+/// [instantiation](Instrumented::instantiation_gas) to `ctx`. Every engine calls this before
+/// it creates an instance, so that every tier charges instantiation alike.
+///
+/// # Errors
+/// What [`check_call`] returns.
+pub fn start(
+    module: &Instrumented,
+    ctx: &mut CallContext,
+    call: &Call<'_>,
+) -> Result<Start, EngineError> {
+    check_call(module, call)?;
+    let limit = u64::try_from(ctx.gas_left).unwrap_or(0);
+    let Some(left) = limit.checked_sub(module.instantiation_gas) else {
+        ctx.gas_left = 0;
+        return Ok(Start::Done(Outcome {
+            results: Vec::new(),
+            trap: Some(Trap::OutOfGas),
+            gas_used: limit,
+            memory_hash: None,
+        }));
+    };
+    ctx.gas_left = i64::try_from(left).unwrap_or(i64::MAX);
+    Ok(Start::Run { limit })
 }
 
 /// A module compiled by one engine, ready to call any number of times from any thread.

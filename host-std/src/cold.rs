@@ -125,8 +125,10 @@ impl Compiled for WasmiModule {
     }
 
     fn call(&self, ctx: &mut CallContext, call: &Call<'_>) -> Result<Outcome, EngineError> {
-        tier::check_call(&self.source, call)?;
-        let limit = u64::try_from(ctx.gas_left).unwrap_or(0);
+        let limit = match tier::start(&self.source, ctx, call)? {
+            tier::Start::Run { limit } => limit,
+            tier::Start::Done(outcome) => return Ok(outcome),
+        };
         let host = Host {
             ctx: std::mem::take(ctx),
             gas: None,
@@ -154,9 +156,13 @@ impl Compiled for WasmiModule {
             (true, Some(m)) => Some(Digest::of(m.data(&store))),
             _ => None,
         };
-        let (mut results, mut trap) = match result {
+        let (mut results, mut trap) = match result.map_err(|e| trap_of(&e, reason)) {
             Ok(values) => (values, None),
-            Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
+            Err(Ok(trap)) => (Vec::new(), Some(trap)),
+            Err(Err(fault)) => {
+                *ctx = returned;
+                return Err(fault);
+            }
         };
         let gas_used = tier::settle(limit, &mut returned, &mut results, &mut trap);
         *ctx = returned;
@@ -232,15 +238,18 @@ fn from_val(v: Val) -> Value {
 }
 
 /// The stable trap for a wasmi error; the instrumentation's `reason` wins over `unreachable`.
-fn trap_of(e: &wasmi::Error, reason: i32) -> Trap {
+///
+/// # Errors
+/// wasmi failed in a way no module the instrumenter accepts can cause (its own stack limit
+/// before the instrumented one, a failed instantiation): a fault of the node, never a trap,
+/// so that wasmi's own text never reaches a receipt.
+fn trap_of(e: &wasmi::Error, reason: i32) -> Result<Trap, EngineError> {
     use wasmi::TrapCode as C;
     if let Some(HostTrap(t)) = e.downcast_ref::<HostTrap>() {
-        return t.clone();
+        return Ok(t.clone());
     }
-    let Some(code) = e.as_trap_code() else {
-        return Trap::Other(e.to_string());
-    };
-    match code {
+    let fault = || EngineError::Engine(format!("wasmi: {e}"));
+    Ok(match e.as_trap_code().ok_or_else(fault)? {
         C::UnreachableCodeReached => instrument::trap_reason(reason).unwrap_or(Trap::Unreachable),
         C::MemoryOutOfBounds => Trap::MemoryOutOfBounds,
         C::TableOutOfBounds => Trap::TableOutOfBounds,
@@ -249,9 +258,8 @@ fn trap_of(e: &wasmi::Error, reason: i32) -> Trap {
         C::IntegerOverflow => Trap::IntegerOverflow,
         C::BadConversionToInteger => Trap::BadConversionToInteger,
         C::BadSignature => Trap::BadSignature,
-        C::StackOverflow => Trap::Other("wasmi stack limit before the instrumented one".into()),
-        other => Trap::Other(other.to_string()),
-    }
+        _ => return Err(fault()),
+    })
 }
 
 /// Performs `import` for a wasmi host function.

@@ -451,8 +451,15 @@ impl Compiled for WasmtimeModule {
     }
 
     fn call(&self, ctx: &mut CallContext, call: &Call<'_>) -> Result<Outcome, EngineError> {
-        tier::check_call(&self.source, call)?;
-        let limit = u64::try_from(ctx.gas_left).unwrap_or(0);
+        let limit = if self.instrumented {
+            match tier::start(&self.source, ctx, call)? {
+                tier::Start::Run { limit } => limit,
+                tier::Start::Done(outcome) => return Ok(outcome),
+            }
+        } else {
+            tier::check_call(&self.source, call)?;
+            u64::try_from(ctx.gas_left).unwrap_or(0)
+        };
         let host = Host {
             ctx: std::mem::take(ctx),
             ..Host::default()
@@ -471,7 +478,9 @@ impl Compiled for WasmtimeModule {
         }
         let store = &mut kept.store;
         if let Some(why) = unavailable(&result) {
+            // Nothing ran: the context goes back as it came, instantiation not charged.
             *ctx = std::mem::take(&mut store.data_mut().ctx);
+            ctx.gas_left = i64::try_from(limit).unwrap_or(i64::MAX);
             return Err(EngineError::Unavailable(why.to_owned()));
         }
         if let Some(g) = store.data().gas
@@ -489,9 +498,13 @@ impl Compiled for WasmtimeModule {
         };
         let mut returned = std::mem::take(&mut store.data_mut().ctx);
         kept.give_back(self.tier);
-        let (mut results, mut trap) = match result {
+        let (mut results, mut trap) = match result.map_err(|e| trap_of(&e, reason, self.tier)) {
             Ok(values) => (values, None),
-            Err(e) => (Vec::new(), Some(trap_of(&e, reason))),
+            Err(Ok(trap)) => (Vec::new(), Some(trap)),
+            Err(Err(fault)) => {
+                *ctx = returned;
+                return Err(fault);
+            }
         };
         let gas_used = if self.instrumented {
             tier::settle(limit, &mut returned, &mut results, &mut trap)
@@ -602,10 +615,11 @@ impl WasmtimeModule {
         trap_global: &mut Option<wasmtime::Global>,
     ) -> wasmtime::Result<Vec<Value>> {
         let instance = pre.instantiate(&mut *store).map_err(|e| {
-            // Traps while instantiating (a data segment out of bounds) are the module's; any
-            // other failure is the engine's (a full instance pool).
+            // The instrumenter rejects modules whose instantiation would trap, so a trap here
+            // is a fault of the node (never a receipt's trap: it carries no `Trap` any more);
+            // any other failure is a full instance pool, and the call can run elsewhere.
             if e.downcast_ref::<wasmtime::Trap>().is_some() {
-                e
+                wasmtime::Error::msg(format!("instantiation trapped: {e:#}"))
             } else {
                 wasmtime::Error::new(Unavailable(format!("{e:#}")))
             }
@@ -661,15 +675,18 @@ fn from_val(v: Val) -> Value {
 
 /// The stable trap for a wasmtime error; the instrumentation's `reason` wins over
 /// `unreachable`.
-fn trap_of(e: &wasmtime::Error, reason: i32) -> Trap {
+///
+/// # Errors
+/// wasmtime failed in a way no module the instrumenter accepts can cause (its native stack
+/// limit before the instrumented one, a failed instantiation): a fault of the node, never a
+/// trap, so that wasmtime's own text never reaches a receipt.
+fn trap_of(e: &wasmtime::Error, reason: i32, tier: Tier) -> Result<Trap, EngineError> {
     use wasmtime::Trap as W;
     if let Some(t) = e.downcast_ref::<Trap>() {
-        return t.clone();
+        return Ok(t.clone());
     }
-    let Some(code) = e.downcast_ref::<W>() else {
-        return Trap::Other(format!("{e:#}"));
-    };
-    match code {
+    let fault = || EngineError::Engine(format!("wasmtime ({tier}): {e:#}"));
+    Ok(match e.downcast_ref::<W>().ok_or_else(fault)? {
         W::UnreachableCodeReached => instrument::trap_reason(reason).unwrap_or(Trap::Unreachable),
         W::MemoryOutOfBounds | W::HeapMisaligned => Trap::MemoryOutOfBounds,
         W::TableOutOfBounds => Trap::TableOutOfBounds,
@@ -678,9 +695,8 @@ fn trap_of(e: &wasmtime::Error, reason: i32) -> Trap {
         W::IntegerOverflow => Trap::IntegerOverflow,
         W::BadConversionToInteger => Trap::BadConversionToInteger,
         W::BadSignature => Trap::BadSignature,
-        W::StackOverflow => Trap::Other("native stack limit before the instrumented one".into()),
-        other => Trap::Other(other.to_string()),
-    }
+        _ => return Err(fault()),
+    })
 }
 
 /// Performs `import` for a wasmtime host function.

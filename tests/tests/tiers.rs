@@ -204,15 +204,15 @@ fn floats_are_nan_canonical_on_every_tier() {
             (i64.load (i32.const 8)))
         (func (export "returned") (result f64) (f64.mul (f64.const -nan:0x5) (f64.const 2)))
         (func (export "sign") (result f32) (f32.copysign (f32.const 1) (f32.const -nan))))"#);
-    let o = agree(&m, &Call::new("f32", &[]), 1_000);
+    let o = agree(&m, &Call::new("f32", &[]), 10_000);
     assert_eq!(o.results, [Value::I32(0x7fc0_0000)]);
-    let o = agree(&m, &Call::new("f64", &[]), 1_000);
+    let o = agree(&m, &Call::new("f64", &[]), 10_000);
     assert_eq!(o.results, [Value::I64(0x7ff8_0000_0000_0000)]);
-    let o = agree(&m, &Call::new("stored", &[]), 1_000);
+    let o = agree(&m, &Call::new("stored", &[]), 10_000);
     assert_eq!(o.results, [Value::I64(0x7ff8_0000_0000_0000)]);
-    let o = agree(&m, &Call::new("returned", &[]), 1_000);
+    let o = agree(&m, &Call::new("returned", &[]), 10_000);
     assert_eq!(o.results, [Value::F64(0x7ff8_0000_0000_0000)]);
-    let o = agree(&m, &Call::new("sign", &[]), 1_000);
+    let o = agree(&m, &Call::new("sign", &[]), 10_000);
     assert_eq!(o.results, [Value::F32(1f32.to_bits())]);
 }
 
@@ -326,7 +326,9 @@ fn counted_loops_charge_every_trip_at_entry() {
         assert_ne!(counted.bytes, hidden.bytes);
         // Memory as at entry: no store made.
         let zero = [Value::I32(0), Value::I32(0)];
-        let untouched = agree(&counted, &Call::new("f", &zero).hashing_memory(), 0);
+        // (Gas for the instance alone: the call runs out at the function's entry.)
+        let gas = counted.instantiation_gas;
+        let untouched = agree(&counted, &Call::new("f", &zero).hashing_memory(), gas);
         let mut tripped = 0;
         // (start, bound): no trip or one, a few, some hundreds (wrapping below zero for the
         // loops counting down), and, for the do-while loops, 2^32 trips (`$i == $e` at entry).
@@ -454,11 +456,11 @@ fn engine_traps_have_stable_names() {
         (func (export "oob") (result i32) i32.const 70000 i32.load)
         (func (export "unreachable") unreachable))"#);
     use synor_core::abi::Trap;
-    let o = agree(&m, &Call::new("div", &[Value::I32(0)]), 1_000);
+    let o = agree(&m, &Call::new("div", &[Value::I32(0)]), 10_000);
     assert_eq!(o.trap, Some(Trap::IntegerDivisionByZero));
-    let o = agree(&m, &Call::new("oob", &[]), 1_000);
+    let o = agree(&m, &Call::new("oob", &[]), 10_000);
     assert_eq!(o.trap, Some(Trap::MemoryOutOfBounds));
-    let o = agree(&m, &Call::new("unreachable", &[]), 1_000);
+    let o = agree(&m, &Call::new("unreachable", &[]), 10_000);
     assert_eq!(o.trap, Some(Trap::Unreachable));
 }
 
@@ -484,6 +486,173 @@ fn malformed_and_oversized_modules_are_rejected_clearly() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("memory"), "{e}");
+}
+
+/// A function with `locals` `i64` locals that pushes `height` values and drops them, and
+/// returns the sum of the first and last local it pushed.
+fn frame_module(locals: usize, height: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for i in 0..height {
+        body.push_str(&format!("local.get {}\n", i % locals.max(1)));
+    }
+    body.push_str(&"drop\n".repeat(height.saturating_sub(2)));
+    body.push_str("i64.add");
+    wat::parse_str(format!(
+        r#"(module (func (export "run") (result i64) (local {})
+            (local.set 0 (i64.const 7)) {body}))"#,
+        "i64 ".repeat(locals)
+    ))
+    .unwrap()
+}
+
+/// The cold engine (wasmi) has fixed limits per function that the compiling tiers do not:
+/// 30,000 locals, and 65,535 value slots per frame counting the locals twice. A frame past
+/// them once ran on warm and hot but failed on cold with wasmi's own error; now the
+/// instrumenter rejects what any engine would, and whatever it accepts runs on every tier.
+#[test]
+fn frames_at_the_limits_run_on_every_tier_and_past_them_are_rejected() {
+    let limits = Limits::default();
+    let (locals, height) = (
+        limits.max_locals as usize,
+        limits.max_operand_height as usize,
+    );
+    let m = instrumented(&frame_module(locals, height));
+    let o = agree(&m, &Call::new("run", &[]), 10_000_000);
+    assert_eq!((o.results, o.trap), (vec![Value::I64(7)], None));
+
+    // The reported divergence: 70,000 pushes in one function.
+    let mut pushes = "i32.const 1\n".repeat(70_000);
+    pushes.push_str(&"drop\n".repeat(70_000));
+    let deep = wat::parse_str(format!(
+        r#"(module (func (export "run") (result i64) {pushes} i64.const 4))"#
+    ))
+    .unwrap();
+    for (what, wasm) in [
+        ("operand stack height", deep),
+        ("operand stack height", frame_module(2, height + 1)),
+        ("locals in a function", frame_module(locals + 1, 4)),
+        ("locals in a function", frame_module(49_000, 17_000)),
+    ] {
+        let e = instrument::instrument(&wasm, &GasSchedule::V1, &limits).unwrap_err();
+        assert!(e.to_string().contains(what), "{e}");
+    }
+    // Limits configured past the engines' are still held to the engines' fixed ones.
+    let loose = Limits {
+        max_locals: 100_000,
+        max_operand_height: 100_000,
+        ..limits
+    };
+    for wasm in [frame_module(29_996, 4), frame_module(20_000, 25_600)] {
+        let e = instrument::instrument(&wasm, &GasSchedule::V1, &loose).unwrap_err();
+        assert!(e.to_string().contains("engine limit"), "{e}");
+    }
+    let m = Arc::new(
+        instrument::instrument(&frame_module(20_000, 25_509), &GasSchedule::V1, &loose).unwrap(),
+    );
+    let o = agree(&m, &Call::new("run", &[]), 10_000_000);
+    assert_eq!(o.results, [Value::I64(7)]);
+}
+
+/// An active segment outside its table or memory once trapped on warm and hot
+/// (`table_out_of_bounds`) and failed on cold with wasmi's own text; such a module is now
+/// rejected at deployment, and one that ends exactly at the edge runs on every tier.
+#[test]
+fn segments_outside_their_table_or_memory_are_rejected() {
+    let module = |segment: &str| {
+        wat::parse_str(format!(
+            r#"(module (table 2 funcref) (memory (export "memory") 1) {segment}
+                (func $f (result i64) i64.const 5)
+                (type $t (func (result i64)))
+                (func (export "run") (param i32) (result i64) (call_indirect (type $t) (local.get 0))))"#
+        ))
+        .unwrap()
+    };
+    for (segment, what) in [
+        ("(elem (i32.const 5) $f)", "element segment 0 ends at 6"),
+        ("(elem (i32.const 1) $f $f)", "element segment 0 ends at 3"),
+        (
+            "(elem (i32.const -1) $f)",
+            "element segment 0 ends at 4294967296",
+        ),
+        (
+            "(elem (i32.add (i32.const 1) (i32.const 1)) $f)",
+            "element segment 0 ends at 3",
+        ),
+        (
+            "(data (i32.const 65535) \"ab\")",
+            "data segment 0 ends at 65537",
+        ),
+        (
+            "(data (i32.const 0) \"a\") (data (i32.const 65536) \"b\")",
+            "data segment 1 ends at 65537",
+        ),
+    ] {
+        let e = instrument::instrument(&module(segment), &GasSchedule::V1, &Limits::default())
+            .unwrap_err();
+        assert!(e.to_string().contains(what), "{segment}: {e}");
+    }
+    let m = instrumented(&module(
+        r#"(elem (i32.sub (i32.const 3) (i32.const 2)) $f) (data (i32.const 65534) "ab") (data (i32.const 65536) "")"#,
+    ));
+    let o = agree(&m, &Call::new("run", &[Value::I32(1)]), 100_000);
+    assert_eq!(o.results, [Value::I64(5)]);
+    let o = agree(&m, &Call::new("run", &[Value::I32(0)]), 100_000);
+    assert_eq!(o.trap, Some(synor_core::abi::Trap::IndirectCallToNull));
+    let o = agree(&m, &Call::new("run", &[Value::I32(2)]), 100_000);
+    assert_eq!(o.trap, Some(synor_core::abi::Trap::TableOutOfBounds));
+}
+
+/// An engine failure that no accepted module can cause is a fault of the node, an error to
+/// the host, never a receipt's trap: here wasmi's recursion limit, set below the depth the
+/// module was instrumented for.
+#[test]
+fn an_engine_limit_reached_first_is_an_error_not_a_trap() {
+    let m = wat(r#"(module (func $f (export "f") (param i32) (result i32)
+        (if (result i32) (local.get 0)
+            (then (call $f (i32.sub (local.get 0) (i32.const 1))))
+            (else (i32.const 0)))))"#);
+    let narrow = Limits {
+        max_stack_units: 16,
+        ..Limits::default()
+    };
+    let cold = synor_host_std::WasmiEngine::new(&narrow)
+        .compile(&m)
+        .unwrap();
+    let mut ctx = CallContext::with_gas(1 << 30);
+    let args = [Value::I32(5_000)];
+    match cold.call(&mut ctx, &Call::new("f", &args)) {
+        Err(EngineError::Engine(e)) => assert!(e.starts_with("wasmi"), "{e}"),
+        other => panic!("wasmi's own limit gave {other:?}"),
+    }
+    // Within the engine's limit, the same call returns.
+    let args = [Value::I32(100)];
+    let o = cold.call(&mut ctx, &Call::new("f", &args)).unwrap();
+    assert_eq!(o.results, [Value::I32(0)]);
+}
+
+/// Instantiation is charged before the instance is made, identically on every tier: initial
+/// pages as `memory.grow` charges them, data bytes as `memory.copy` does, table elements.
+#[test]
+fn instantiation_is_charged_on_every_tier() {
+    let m = wat(r#"(module (memory (export "memory") 3) (table 100 funcref)
+        (data (i32.const 0) "0123456789abcdef0")
+        (func (export "f") (result i32) i32.const 1))"#);
+    let s = GasSchedule::V1;
+    let expected = 3 * s.memory_grow_page + 3 * s.bulk_per_8_bytes + 100 * s.table_per_element;
+    assert_eq!(m.instantiation_gas, expected);
+    let o = agree(&m, &Call::new("f", &[]), 1_000_000);
+    assert_eq!(o.results, [Value::I32(1)]);
+    assert!(o.gas_used > expected, "{} <= {expected}", o.gas_used);
+    let short = agree(&m, &Call::new("f", &[]).hashing_memory(), expected - 1);
+    assert_eq!(
+        (short.trap, short.gas_used, short.memory_hash),
+        (Some(synor_core::abi::Trap::OutOfGas), expected - 1, None)
+    );
+    let exact = agree(&m, &Call::new("f", &[]), expected);
+    assert_eq!(
+        (exact.trap, exact.gas_used),
+        (Some(synor_core::abi::Trap::OutOfGas), expected)
+    );
 }
 
 /// Modules from wasm-smith within the deterministic feature set, with every export called on
