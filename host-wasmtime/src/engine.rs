@@ -18,13 +18,22 @@ use wasmtime::{Caller, Config, InstancePre, Linker, Module, OptLevel, Store, Str
 
 /// Native stack wasm may use. The instrumented depth limit (16,384 units by default) needs
 /// under 2 MiB on Winch, whose frames are the largest (see the `deep_recursion` tests), so the
-/// engine's own limit never trips first. Calls must run on threads with at least
-/// [`STACK_NEEDED`] bytes of stack (the main thread has 8 MiB; the tier manager's threads are
-/// created with it).
+/// engine's own limit never trips first.
 pub const MAX_WASM_STACK: usize = 4 << 20;
 
-/// Stack a thread needs to run calls: the wasm stack plus room for the host.
+/// Stack a call needs: the wasm stack plus room for the host. A call made with less left on
+/// the calling thread's stack (a thread with tokio's 2 MiB default, say) runs on a fresh stack
+/// of this size (see `with_stack`), so no call can overflow the native stack; threads that
+/// make many calls should have it (the main thread has 8 MiB; the tier manager's threads are
+/// created with it) to spare that allocation.
 pub const STACK_NEEDED: usize = MAX_WASM_STACK + (2 << 20);
+
+/// Runs `f` with at least [`STACK_NEEDED`] bytes of stack: on the calling thread's stack when
+/// that much is left (a comparison of the stack pointer with the thread's bounds), otherwise
+/// on a stack allocated for the call.
+fn with_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(STACK_NEEDED, STACK_NEEDED, f)
+}
 
 /// Instances (calls running at once) per engine lane.
 pub const POOL_INSTANCES: u32 = 256;
@@ -468,13 +477,13 @@ impl Compiled for WasmtimeModule {
         let pre = &self.pres[lane.lane];
         let mut kept = KeptStore::take(self.tier, pre.module().engine(), host);
         let mut trap_global = None;
-        let mut result = self.run(pre, &mut kept.store, call, &mut trap_global);
+        let mut result = with_stack(|| self.run(pre, &mut kept.store, call, &mut trap_global));
         if kept.calls > 0 && unavailable(&result).is_some() {
             // The pool may be full of this thread's finished instances: free them and try
             // once more in a store of its own.
             let host = std::mem::take(kept.store.data_mut());
             kept = KeptStore::fresh(pre.module().engine(), host);
-            result = self.run(pre, &mut kept.store, call, &mut trap_global);
+            result = with_stack(|| self.run(pre, &mut kept.store, call, &mut trap_global));
         }
         let store = &mut kept.store;
         if let Some(why) = unavailable(&result) {

@@ -19,6 +19,9 @@ pub mod bench;
 pub mod block;
 pub mod corpus;
 pub mod engine;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod run;
 pub mod tiered;
 pub mod workload;

@@ -260,6 +260,20 @@ fn kind_name(kind: RecordKind) -> &'static str {
     }
 }
 
+/// The code store in `data`, which must exist: only `store put` creates one.
+fn existing_store(
+    data: &Path,
+) -> Result<synor_core::CodeStore<synor_host_std::RedbKv, synor_host_std::ZstdCompressor>, Error> {
+    if !data.join(synor_host_std::STORE_FILE).is_file() {
+        return Err(format!(
+            "no code store in {}: nothing has been stored there (`synor store put` creates it)",
+            data.display()
+        )
+        .into());
+    }
+    Ok(open_store(data, StoreConfig::default())?)
+}
+
 fn store_command(data: &Path, command: StoreCommand) -> Result<(), Error> {
     match command {
         StoreCommand::Put {
@@ -310,16 +324,16 @@ fn store_command(data: &Path, command: StoreCommand) -> Result<(), Error> {
             );
         }
         StoreCommand::Get { id, output } => {
-            let store = open_store(data, StoreConfig::default())?;
+            let store = existing_store(data)?;
             let bytes = store.get(&parse_id(&id)?)?;
             std::fs::write(&output, bytes).map_err(|e| format!("{}: {e}", output.display()))?;
         }
         StoreCommand::Rm { id } => {
-            let mut store = open_store(data, StoreConfig::default())?;
+            let mut store = existing_store(data)?;
             store.delete(&parse_id(&id)?)?;
         }
         StoreCommand::Stat { id, json } => {
-            let store = open_store(data, StoreConfig::default())?;
+            let store = existing_store(data)?;
             match id {
                 Some(id) => {
                     let s = store.record_stats(&parse_id(&id)?)?;
@@ -365,7 +379,7 @@ fn store_command(data: &Path, command: StoreCommand) -> Result<(), Error> {
             }
         }
         StoreCommand::Ls => {
-            let store = open_store(data, StoreConfig::default())?;
+            let store = existing_store(data)?;
             for id in store.ids() {
                 let s = store.record_stats(&id)?;
                 println!(
@@ -377,7 +391,7 @@ fn store_command(data: &Path, command: StoreCommand) -> Result<(), Error> {
             }
         }
         StoreCommand::Verify { deep } => {
-            let store = open_store(data, StoreConfig::default())?;
+            let store = existing_store(data)?;
             let report = store.verify(deep)?;
             for p in &report.problems {
                 println!("{p}");
@@ -394,7 +408,7 @@ fn store_command(data: &Path, command: StoreCommand) -> Result<(), Error> {
             }
         }
         StoreCommand::Gc => {
-            let mut store = open_store(data, StoreConfig::default())?;
+            let mut store = existing_store(data)?;
             let r = store.gc()?;
             eprintln!(
                 "removed {} records, {} chunks, {} dictionaries ({} bytes)",
@@ -429,7 +443,17 @@ fn run_command(data: &Path, args: RunArgs) -> Result<(), Error> {
         TierArg::Hot => Some(Tier::Hot),
         TierArg::Auto => None,
     };
-    let cache = artifact_cache(data);
+    // A run only reads the data directory: without one, it compiles without an artifact cache
+    // rather than creating it.
+    let cache = if data.is_dir() {
+        artifact_cache(data)
+    } else {
+        eprintln!(
+            "synor: no data directory {}: no artifact cache, compiling every time",
+            data.display()
+        );
+        None
+    };
     let engines =
         synor_host_wasmtime::engine::engines(&synor_core::instrument::Limits::default(), cache)?;
     let request = synor_host_wasmtime::run::RunRequest {

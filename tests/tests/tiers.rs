@@ -395,6 +395,39 @@ fn deep_recursion_traps_identically() {
     assert_eq!(o.trap, Some(synor_core::abi::Trap::StackOverflow));
 }
 
+/// A call from a thread with a small stack (tokio's default is 2 MiB; here 256 KiB) gets as
+/// deep as from any other thread and traps `stack_overflow` identically, instead of
+/// overflowing the native stack: the call runs on a stack of its own when the thread's is short.
+#[test]
+fn deep_recursion_on_a_small_thread_stack_traps_identically() {
+    let m = wat(r#"(module (func $f (export "f") call $f)
+        (func $g (export "g") (param i32) (result i32)
+            (if (result i32) (local.get 0)
+                (then (i32.add (i32.const 1) (call $g (i32.sub (local.get 0) (i32.const 1)))))
+                (else (i32.const 0)))))"#);
+    let expected = agree(&m, &Call::new("f", &[]), 100_000_000);
+    assert_eq!(expected.trap, Some(synor_core::abi::Trap::StackOverflow));
+    let fits = agree(&m, &Call::new("g", &[Value::I32(8_000)]), 100_000_000);
+    assert_eq!(fits.results, [Value::I32(8_000)]);
+    let compiled = compile_all(&m);
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            for c in &compiled {
+                for (call, want) in [
+                    (Call::new("f", &[]), &expected),
+                    (Call::new("g", &[Value::I32(8_000)]), &fits),
+                ] {
+                    let mut ctx = CallContext::with_gas(100_000_000);
+                    assert_eq!(&c.call(&mut ctx, &call).unwrap(), want, "{}", c.tier());
+                }
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
 /// The deepest recursion that fits is the same whether two calls share one depth bracket
 /// (equal weights, straight-line code between them) or each has its own (a block boundary
 /// between them), on every tier.
