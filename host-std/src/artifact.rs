@@ -115,14 +115,14 @@ impl ArtifactSecret {
     /// A new file gets mode 0600 and is linked into place whole (written under a temporary
     /// name, synced, hard-linked to `path`, the directory synced), so that processes creating
     /// it at once all end up with the one that won. Missing directories are created with mode
-    /// 0700. Keep the file out of the artifact directory when others may write there: whoever
-    /// can replace it can make the node trust their artifacts.
+    /// 0700. Keep the file outside the artifact directory, which need not be private: the
+    /// secret must be.
     ///
     /// # Errors
-    /// The file cannot be read or created; or, on Unix, it is a symbolic link or not a regular
-    /// file, is not owned by this process's effective user, is readable or writable by group
-    /// or others, or does not hold exactly [`BYTES`](Self::BYTES) bytes. Such a file is left
-    /// alone: the error says what to fix.
+    /// The file cannot be read or created (creating needs hard links in its directory); it is
+    /// not a regular file or does not hold exactly [`BYTES`](Self::BYTES) bytes; or, on Unix,
+    /// it is a symbolic link, is not owned by this process's effective user, or is readable or
+    /// writable by group or others. Such a file is left alone: the error says what to fix.
     pub fn load_or_create(path: impl AsRef<Path>) -> io::Result<Self> {
         load_or_create_secret(path.as_ref(), &mut |_| {})
     }
@@ -187,23 +187,16 @@ fn load_or_create_secret(path: &Path, step: &mut dyn FnMut(Step)) -> io::Result<
 /// See [`ArtifactSecret::load_or_create`].
 fn read_secret(path: &Path) -> io::Result<ArtifactSecret> {
     let refuse = |kind, why: String| io::Error::new(kind, format!("{}: {why}", path.display()));
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // Not through a symbolic link, which could point at any file of this user's.
-        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
-    let mut file = options.open(path).map_err(|e| {
-        #[cfg(unix)]
-        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            return refuse(
+    // Not through a symbolic link, which could point at any file of this user's.
+    let mut file = open_plain(path).map_err(|e| {
+        if is_symlink(&e) {
+            refuse(
                 io::ErrorKind::InvalidInput,
                 "the artifact secret is a symbolic link; refusing it".into(),
-            );
+            )
+        } else {
+            e
         }
-        e
     })?;
     // The checks apply to the file opened, not to whatever the path names by now.
     let meta = file.metadata()?;
@@ -236,6 +229,35 @@ fn read_secret(path: &Path) -> io::Result<ArtifactSecret> {
     Ok(ArtifactSecret::from_bytes(secret))
 }
 
+/// Opens `path` for reading, but not through a final symbolic link (an error that
+/// [`is_symlink`] recognises) and without waiting for a writer if it is a FIFO: whoever can
+/// write the directory can neither point the read at another file nor stall it. The caller
+/// then checks that the file opened is a regular file.
+fn open_plain(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
+    }
+    options.open(path)
+}
+
+/// Whether `e` is [`open_plain`]'s refusal of a symbolic link.
+fn is_symlink(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
 /// Why a secret file of `mode`, owned by `owner`, must not be trusted by user `me`.
 #[cfg(unix)]
 fn check_private(mode: u32, owner: u32, me: u32) -> Result<(), String> {
@@ -248,7 +270,7 @@ fn check_private(mode: u32, owner: u32, me: u32) -> Result<(), String> {
     if mode & 0o077 != 0 {
         return Err(format!(
             "the artifact secret has mode {:04o}: group or others may read or replace it; \
-             run `chmod 600` on it (and consider its artifacts compromised)",
+             delete it to make a new one (every artifact is then compiled again)",
             mode & 0o7777
         ));
     }
@@ -303,8 +325,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
-    /// Not an artifact file: shorter than a header, larger than [`MAX_ARTIFACT_BYTES`], or
-    /// without the magic.
+    /// Not an artifact file: not a regular file (a symbolic link, a FIFO, a directory),
+    /// shorter than a header, larger than [`MAX_ARTIFACT_BYTES`], or without the magic.
     Malformed,
     /// An artifact file of another format version (this one, a version 1 file of an older
     /// synor, is not authenticated).
@@ -320,7 +342,9 @@ pub enum Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Rejection::Malformed => f.write_str("not an artifact file (bad size or magic)"),
+            Rejection::Malformed => {
+                f.write_str("not an artifact file (not a regular file, or bad size or magic)")
+            }
             Rejection::Version(v) => write!(
                 f,
                 "artifact file of format version {v}, not {FORMAT_VERSION}"
@@ -475,6 +499,16 @@ impl FsArtifactCache {
         self.stores.load(Ordering::Relaxed)
     }
 
+    /// Counts and reports the rejection of the file `path` (already deleted) for `why`.
+    fn reject(&self, path: &Path, why: Rejection) -> Option<Vec<u8>> {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(hook) = &self.on_rejection {
+            hook(path, why);
+        }
+        None
+    }
+
     /// [`ArtifactCache::store`], reporting its durability steps to `step`.
     fn store_with(&self, key: &Digest, artifact: &[u8], step: &mut dyn FnMut(Step)) {
         if artifact.len() as u64 > MAX_ARTIFACT_BYTES {
@@ -575,7 +609,7 @@ impl FsArtifactCache {
 impl ArtifactCache for FsArtifactCache {
     fn load(&self, key: &Digest) -> Option<Vec<u8>> {
         let path = self.path_of(key);
-        let loaded = File::open(&path).and_then(|mut file| {
+        let loaded = open_plain(&path).and_then(|mut file| {
             let artifact = read_checked(&mut file, &self.mac_key, key)?;
             if artifact.is_ok() {
                 // Marks the artifact recently used; failing to only makes it evicted sooner.
@@ -590,13 +624,11 @@ impl ArtifactCache for FsArtifactCache {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(artifact)
             }
-            Ok(Err(why)) => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                if let Some(hook) = &self.on_rejection {
-                    hook(&path, why);
-                }
-                None
+            Ok(Err(why)) => self.reject(&path, why),
+            Err(e) if is_symlink(&e) => {
+                // The link, not what it points at.
+                let _ = fs::remove_file(&path);
+                self.reject(&path, Rejection::Malformed)
             }
             // Missing or unreadable: nothing to say about the file itself.
             Err(_) => {
@@ -621,8 +653,9 @@ fn read_checked(
     key: &Digest,
 ) -> io::Result<Result<Vec<u8>, Rejection>> {
     let bound = MAX_ARTIFACT_BYTES + HEADER_BYTES as u64;
-    let declared = file.metadata()?.len();
-    if declared > bound {
+    let meta = file.metadata()?;
+    let declared = meta.len();
+    if !meta.is_file() || declared > bound {
         return Ok(Err(Rejection::Malformed));
     }
     let mut bytes = Vec::with_capacity(declared as usize);
@@ -719,7 +752,7 @@ fn remove_if_same(path: &Path, file: &File) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let (Ok(opened), Ok(current)) = (file.metadata(), fs::metadata(path)) else {
+        let (Ok(opened), Ok(current)) = (file.metadata(), fs::symlink_metadata(path)) else {
             return;
         };
         if (opened.dev(), opened.ino()) != (current.dev(), current.ino()) {
@@ -1039,6 +1072,50 @@ mod tests {
         });
     }
 
+    /// Makes a FIFO at `path`, which blocks a reader that opens it plainly until a writer
+    /// comes.
+    #[cfg(unix)]
+    fn mkfifo(path: &Path) {
+        use rustix::fs::{CWD, FileType, Mode, mknodat};
+        mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_and_special_files_are_rejected_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, reports) = watched(dir.path(), 1);
+        let k = key(1);
+        let path = cache.path_of(&k);
+        // A link to this very key's authentic artifact, kept elsewhere.
+        let art = artifact(1, 10_000);
+        cache.store(&k, &art);
+        let elsewhere = dir.path().join("elsewhere");
+        fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert_eq!(cache.load(&k), None);
+        assert!(fs::symlink_metadata(&path).is_err(), "the link is deleted");
+        assert!(elsewhere.exists(), "not what it points at");
+        // A FIFO would stall a plain read until someone writes to it.
+        mkfifo(&path);
+        assert_eq!(cache.load(&k), None);
+        assert!(fs::symlink_metadata(&path).is_err(), "the FIFO is deleted");
+        // A directory is not deleted, but not an artifact either.
+        fs::create_dir(&path).unwrap();
+        assert_eq!(cache.load(&k), None);
+        assert_eq!(
+            *reports.lock().unwrap(),
+            [
+                (path.clone(), Rejection::Malformed),
+                (path.clone(), Rejection::Malformed),
+                (path.clone(), Rejection::Malformed)
+            ]
+        );
+        fs::remove_dir(&path).unwrap();
+        cache.store(&k, &art);
+        assert_eq!(cache.load(&k), Some(art));
+    }
+
     #[test]
     fn a_store_syncs_the_file_then_names_it_then_syncs_the_directory() {
         let dir = tempfile::tempdir().unwrap();
@@ -1171,7 +1248,7 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn symlinked_secret_is_refused() {
+    fn symlinked_or_special_secret_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         // A private 32-byte file of this user's that someone else may know or choose.
         let target = dir.path().join("known");
@@ -1180,11 +1257,16 @@ mod tests {
         std::os::unix::fs::symlink(&target, &path).unwrap();
         let e = ArtifactSecret::load_or_create(&path).unwrap_err();
         assert!(e.to_string().contains("symbolic link"), "{e}");
-        // A directory is no secret either.
+        // Nor is a directory or a FIFO (which would stall a plain read).
         let sub = dir.path().join("sub.key");
         fs::create_dir(&sub).unwrap();
         chmod(&sub, 0o700);
-        assert!(ArtifactSecret::load_or_create(&sub).is_err());
+        let e = ArtifactSecret::load_or_create(&sub).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let fifo = dir.path().join("fifo.key");
+        mkfifo(&fifo);
+        let e = ArtifactSecret::load_or_create(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 
     #[test]
