@@ -506,12 +506,22 @@ pub trait Engine: Send + Sync {
 /// Compiled artifacts kept across restarts, keyed by a digest of everything that affects the
 /// artifact (code, engine build and configuration, instrumenter version).
 ///
-/// Implementations check integrity themselves: `load` returns exactly the bytes given to
-/// `store`, or nothing. Failures are never errors: a missing or bad artifact means "compile".
+/// # Trust
+/// Engines that compile to native code map what `load` returns as executable code, so this
+/// trait is where the node decides what machine code it runs. `load(key)` must return exactly
+/// the bytes an engine of this node gave to `store` under that same `key`, or nothing,
+/// whoever else can write where the implementation keeps them: integrity alone is not enough
+/// (a whole artifact of another key, or of another party, is intact too). A cache in a file
+/// system therefore authenticates each artifact together with its key under a secret only the
+/// node holds (the std host's `FsArtifactCache`, whose constructor is `unsafe` and states
+/// what it relies on). Only engines `store`, each its own compiled output.
+///
+/// Failures are never errors: a missing, bad or unauthentic artifact means "compile".
 pub trait ArtifactCache: Send + Sync {
-    /// The artifact stored under `key`, if present and intact.
+    /// The artifact an engine stored under `key`, if present, intact and authentic.
     fn load(&self, key: &Digest) -> Option<Vec<u8>>;
-    /// Stores `artifact` under `key` (atomically: a reader sees all of it or nothing).
+    /// Stores `artifact`, an engine's own compiled output, under `key` (atomically: a reader
+    /// sees all of it or nothing).
     fn store(&self, key: &Digest, artifact: &[u8]);
 }
 

@@ -4,7 +4,7 @@
 //!
 //! | module | provides | core trait |
 //! |---|---|---|
-//! | [`artifact`] | [`FsArtifactCache`]: compiled artifacts in a directory, checked, compressed, bounded | [`synor_core::tier::ArtifactCache`] |
+//! | [`artifact`] | [`FsArtifactCache`]: compiled artifacts in a directory, authenticated with their keys under a node-local [`ArtifactSecret`], compressed, bounded | [`synor_core::tier::ArtifactCache`] |
 //! | [`cold`] | [`WasmiEngine`]: the cold tier, wasmi with lazy compilation | [`synor_core::tier::Engine`] |
 //! | [`pool`] | worker threads draining the core's block scheduler | [`synor_core::sched::Claims`] |
 //! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
@@ -32,7 +32,7 @@ pub mod kv;
 pub mod pool;
 pub mod zstd;
 
-pub use artifact::FsArtifactCache;
+pub use artifact::{ArtifactSecret, FsArtifactCache};
 pub use cold::WasmiEngine;
 pub use kv::RedbKv;
 pub use zstd::ZstdCompressor;

@@ -366,7 +366,7 @@ impl WasmtimeEngine {
                 // were serialized by this process from a module of the first lane, whose
                 // engine has the same configuration as every other lane's (they are built
                 // from one `Config`), or are the artifact just loaded for the first lane,
-                // whose integrity the cache checked (see `load_cached`).
+                // which the cache vouches for (see `load_cached`).
                 modules.push(unsafe { Module::deserialize(&lane.engine, bytes) }.map_err(failed)?);
             }
         }
@@ -426,11 +426,14 @@ impl tier::Engine for WasmtimeEngine {
         let cache = self.cache.as_ref()?;
         let bytes = cache.load(&self.artifact_key(module))?;
         // SAFETY: `Module::deserialize` requires bytes produced by `Module::serialize` of a
-        // compatible engine, since it maps them as executable code. The cache returns only
-        // bytes whose blake3 matches the hash it recorded when this process (or an earlier
-        // one) stored an artifact it serialized, under a key that includes the engine's
-        // `precompile_compatibility_hash` and configuration; wasmtime itself also checks the
-        // header's version and configuration and fails cleanly on a mismatch.
+        // compatible engine, since it maps them as executable code. By the `ArtifactCache`
+        // contract the cache returns only bytes that an engine of this node stored under this
+        // very key, i.e. `compile`'s own serialized output (`FsArtifactCache` authenticates
+        // each file with its key under the node's secret; its `unsafe` constructor is where a
+        // caller vouches for that secret). The key covers the engine's
+        // `precompile_compatibility_hash` and configuration, so that output came from an
+        // engine compatible with this one; wasmtime also checks the header's version and
+        // configuration and fails cleanly on a mismatch.
         let compiled = unsafe { Module::deserialize(&self.lanes[0].engine, &bytes) }.ok()?;
         self.finish(compiled, Some(&bytes), module).ok()
     }

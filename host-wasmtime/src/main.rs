@@ -469,10 +469,26 @@ fn run_command(data: &Path, args: RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// The artifact cache in the data directory, when it can be opened.
+/// The artifact cache in the data directory, when it can be opened: artifacts in
+/// `<data>/artifacts`, authenticated under the node's secret in `<data>/artifacts.key` (kept
+/// apart, so that writing the artifact directory does not give the key to it). A rejected
+/// artifact is recompiled, with a warning.
 fn artifact_cache(data: &Path) -> Option<std::sync::Arc<dyn synor_core::tier::ArtifactCache>> {
-    match synor_host_std::FsArtifactCache::open(data.join("artifacts"), Default::default()) {
-        Ok(c) => Some(std::sync::Arc::new(c)),
+    use synor_host_std::{ArtifactSecret, FsArtifactCache};
+    let opened = ArtifactSecret::load_or_create(data.join("artifacts.key")).and_then(|secret| {
+        // SAFETY: the secret is this node's: `load_or_create` made it from fresh random bytes
+        // with mode 0600 and refuses a file another user owns or could read or replace; it
+        // stays in this process. The cache goes only to the engines, which store only their
+        // own compiled output under the keys they derive.
+        unsafe { FsArtifactCache::open(data.join("artifacts"), &secret, Default::default()) }
+    });
+    match opened {
+        Ok(c) => Some(std::sync::Arc::new(c.on_rejection(|path, why| {
+            eprintln!(
+                "synor: warning: {}: {why}; deleted, compiling again",
+                path.display()
+            );
+        }))),
         Err(e) => {
             eprintln!("synor: no artifact cache ({e}); compiling every time");
             None

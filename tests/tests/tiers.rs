@@ -13,7 +13,7 @@ use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
 use synor_core::tier::{
     ArtifactCache, Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Value,
 };
-use synor_host_std::FsArtifactCache;
+use synor_host_std::{ArtifactSecret, FsArtifactCache};
 use synor_host_wasmtime::engine::{WasmtimeEngine, engines};
 use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use synor_host_wasmtime::workload::{self, Chain, Deployment};
@@ -958,6 +958,18 @@ fn calls_in_flight_finish_on_their_module() {
     assert_eq!(run(&exec, 3_000_000), (reference, Tier::Hot));
 }
 
+/// The artifact cache of the data directory `data`, laid out as the CLI lays it out: artifacts
+/// in `artifacts/`, the node's secret in `artifacts.key`.
+fn artifact_cache(data: &std::path::Path) -> Arc<FsArtifactCache> {
+    let secret = ArtifactSecret::load_or_create(data.join("artifacts.key")).unwrap();
+    // SAFETY: the secret was made by this test with mode 0600 and stays in it; only engines
+    // store into the cache, their own compiled output.
+    Arc::new(
+        unsafe { FsArtifactCache::open(data.join("artifacts"), &secret, Default::default()) }
+            .unwrap(),
+    )
+}
+
 fn artifact_files(dir: &std::path::Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -971,9 +983,8 @@ fn artifact_files(dir: &std::path::Path) -> Vec<PathBuf> {
 fn restart_runs_hot_from_the_artifact_cache() {
     let dir = tempfile::tempdir().unwrap();
     let m = counting_module();
-    let open = || -> Arc<dyn ArtifactCache> {
-        Arc::new(FsArtifactCache::open(dir.path(), Default::default()).unwrap())
-    };
+    // Each opening reads the secret back from its file, as a restarted node does.
+    let open = || -> Arc<dyn ArtifactCache> { artifact_cache(dir.path()) };
     let policy = TierPolicy {
         gas_per_byte: [0, 0],
         min_calls: [1, 2],
@@ -996,7 +1007,7 @@ fn restart_runs_hot_from_the_artifact_cache() {
         assert_eq!(exec.current_tier(&m), Some(Tier::Hot));
         assert_eq!(exec.compilations(), [0, 1, 1]);
     }
-    assert_eq!(artifact_files(dir.path()).len(), 2);
+    assert_eq!(artifact_files(&dir.path().join("artifacts")).len(), 2);
     let exec = TieredExecutor::new(
         engines(&Limits::default(), Some(open())).unwrap(),
         Mode::Tiered(policy),
@@ -1011,8 +1022,7 @@ fn restart_runs_hot_from_the_artifact_cache() {
 fn bad_artifacts_are_recompiled() {
     let dir = tempfile::tempdir().unwrap();
     let m = counting_module();
-    let cache: Arc<dyn ArtifactCache> =
-        Arc::new(FsArtifactCache::open(dir.path(), Default::default()).unwrap());
+    let cache: Arc<dyn ArtifactCache> = artifact_cache(dir.path());
     let hot =
         || synor_host_wasmtime::engine::WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
     let check = |compiled: Arc<dyn Compiled>| {
@@ -1025,7 +1035,9 @@ fn bad_artifacts_are_recompiled() {
     let e = hot();
     check(e.compile(&m).unwrap());
     assert_eq!(e.compilations(), 1);
-    let file = artifact_files(dir.path()).pop().expect("artifact written");
+    let file = artifact_files(&dir.path().join("artifacts"))
+        .pop()
+        .expect("artifact written");
     let good = std::fs::read(&file).unwrap();
     let damages: Vec<(&str, Vec<u8>)> = vec![
         ("corrupt", {
@@ -1055,12 +1067,59 @@ fn bad_artifacts_are_recompiled() {
     }
 }
 
+/// Renaming one contract's artifact over another's must not make the node run the other's
+/// code: each artifact is bound to its key, so both are rejected and recompiled.
+#[test]
+fn swapped_artifacts_are_recompiled_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = |op: &str| {
+        wat(&format!(
+            r#"(module (memory (export "memory") 1)
+                (func (export "work") (param i32) (result i32)
+                    local.get 0 i32.const 1000 {op}))"#
+        ))
+    };
+    let (a, b) = (module("i32.add"), module("i32.mul"));
+    let run = |e: &WasmtimeEngine, m: &Arc<Instrumented>| {
+        let mut ctx = CallContext::with_gas(1 << 20);
+        let o = e
+            .compile(m)
+            .unwrap()
+            .call(&mut ctx, &Call::new("work", &[Value::I32(7)]))
+            .unwrap();
+        o.results
+    };
+    let cache = artifact_cache(dir.path());
+    let hot = || WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
+    let first = hot();
+    assert_eq!(run(&first, &a), [Value::I32(1007)]);
+    assert_eq!(run(&first, &b), [Value::I32(7000)]);
+    assert_eq!(first.compilations(), 2);
+    let path_a = cache.path_of(&first.artifact_key(&a));
+    let path_b = cache.path_of(&first.artifact_key(&b));
+    let swap = dir.path().join("swap");
+    std::fs::rename(&path_a, &swap).unwrap();
+    std::fs::rename(&path_b, &path_a).unwrap();
+    std::fs::rename(&swap, &path_b).unwrap();
+    // A restarted node: each contract runs its own code, compiled again.
+    let restarted = hot();
+    assert!(restarted.load_cached(&a).is_none(), "B's code loaded for A");
+    assert_eq!(run(&restarted, &a), [Value::I32(1007)]);
+    assert_eq!(run(&restarted, &b), [Value::I32(7000)]);
+    assert_eq!(restarted.compilations(), 2);
+    assert_eq!(cache.rejected(), 2);
+    // The recompiled artifacts load again.
+    let again = hot();
+    assert_eq!(run(&again, &a), [Value::I32(1007)]);
+    assert_eq!(run(&again, &b), [Value::I32(7000)]);
+    assert_eq!(again.compilations(), 0);
+}
+
 #[test]
 fn artifacts_of_another_engine_configuration_are_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let m = counting_module();
-    let cache: Arc<dyn ArtifactCache> =
-        Arc::new(FsArtifactCache::open(dir.path(), Default::default()).unwrap());
+    let cache: Arc<dyn ArtifactCache> = artifact_cache(dir.path());
     let hot = synor_host_wasmtime::engine::WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
     let warm = synor_host_wasmtime::engine::WasmtimeEngine::winch(Some(cache)).unwrap();
     assert_ne!(hot.artifact_key(&m), warm.artifact_key(&m));

@@ -26,7 +26,7 @@ use synor_core::abi::CallContext;
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, Limits};
 use synor_core::tier::{ArtifactCache, Call, Engine, Tier, TierPolicy};
-use synor_host_std::FsArtifactCache;
+use synor_host_std::{ArtifactSecret, FsArtifactCache};
 
 use super::{median, paired, progress};
 use crate::engine::{WasmtimeEngine, engines};
@@ -233,8 +233,12 @@ fn first_call_ratio(
     let first_calls = |tiered: bool| -> Result<f64, Error> {
         let dir = tempfile::tempdir()?;
         let exec = if tiered {
-            let cache: Arc<dyn ArtifactCache> =
-                Arc::new(FsArtifactCache::open(dir.path(), Default::default())?);
+            let secret = ArtifactSecret::generate()?;
+            // SAFETY: the secret was just generated and never leaves this process; only the
+            // engines store into the cache, their own compiled output.
+            let cache: Arc<dyn ArtifactCache> = Arc::new(unsafe {
+                FsArtifactCache::open(dir.path(), &secret, Default::default())
+            }?);
             TieredExecutor::new(
                 engines(&limits, Some(cache))?,
                 Mode::Tiered(policy),
@@ -360,8 +364,11 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
             Ok(statics)
         };
         let dir = tempfile::tempdir()?;
+        let secret = ArtifactSecret::generate()?;
+        // SAFETY: the secret was just generated and never leaves this process; only the
+        // engines store into the cache, their own compiled output.
         let cache: Arc<dyn ArtifactCache> =
-            Arc::new(FsArtifactCache::open(dir.path(), Default::default())?);
+            Arc::new(unsafe { FsArtifactCache::open(dir.path(), &secret, Default::default()) }?);
         let tiered_exec = TieredExecutor::new(
             engines(&limits, Some(cache.clone()))?,
             Mode::Tiered(options.policy),
