@@ -14,6 +14,7 @@ use synor_core::Digest;
 use synor_core::abi::{CallContext, Import, Trap};
 use synor_core::instrument::{self, INSTRUMENTER_VERSION, Instrumented, Limits};
 use synor_core::tier::{self, ArtifactCache, Call, Compiled, EngineError, Outcome, Tier, Value};
+use synor_host_std::FsArtifactCache;
 use wasmtime::{Caller, Config, InstancePre, Linker, Module, OptLevel, Store, Strategy, Val};
 
 /// Native stack wasm may use. The instrumented depth limit (16,384 units by default) needs
@@ -206,11 +207,44 @@ pub fn config(tier: Tier, limits: &Limits, instances: u32) -> Result<Config, Eng
     Ok(config)
 }
 
+/// An artifact cache the wasmtime engines load native code from.
+///
+/// Loading an artifact maps its bytes as executable code (wasmtime's `Module::deserialize`),
+/// so a cache given to the engines must return, under each key, only bytes that an engine of
+/// this node stored under it. An [`FsArtifactCache`] was opened under that promise (its
+/// `open` is `unsafe` and states it), so [`TrustedArtifacts::fs`] is safe; any other cache is
+/// trusted through the `unsafe` [`TrustedArtifacts::new`].
+#[derive(Clone)]
+pub struct TrustedArtifacts(Arc<dyn ArtifactCache>);
+
+impl TrustedArtifacts {
+    /// The engines' cache in `cache`.
+    pub fn fs(cache: Arc<FsArtifactCache>) -> Self {
+        Self(cache)
+    }
+
+    /// Trusts `cache` with the engines' native code.
+    ///
+    /// # Safety
+    /// `cache.load(key)` returns only bytes an engine of this node gave to
+    /// `cache.store(key, ..)`, byte for byte, whoever else can reach the storage behind it:
+    /// the engines map them as executable code without any further check.
+    pub unsafe fn new(cache: Arc<dyn ArtifactCache>) -> Self {
+        Self(cache)
+    }
+}
+
+impl std::fmt::Debug for TrustedArtifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrustedArtifacts(..)")
+    }
+}
+
 /// A warm (Winch) or hot (Cranelift) engine.
 pub struct WasmtimeEngine {
     tier: Tier,
     lanes: Vec<Lane>,
-    cache: Option<Arc<dyn ArtifactCache>>,
+    cache: Option<TrustedArtifacts>,
     /// Digest of the engine's build and configuration, part of every artifact key.
     config_key: Digest,
     compilations: AtomicU64,
@@ -244,7 +278,7 @@ impl WasmtimeEngine {
     ///
     /// # Errors
     /// wasmtime cannot create the engine (e.g. Winch does not support this CPU).
-    pub fn winch(cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
+    pub fn winch(cache: Option<TrustedArtifacts>) -> Result<Self, EngineError> {
         Self::new(Tier::Warm, &Limits::default(), cache)
     }
 
@@ -252,7 +286,7 @@ impl WasmtimeEngine {
     ///
     /// # Errors
     /// wasmtime cannot create the engine.
-    pub fn cranelift(cache: Option<Arc<dyn ArtifactCache>>) -> Result<Self, EngineError> {
+    pub fn cranelift(cache: Option<TrustedArtifacts>) -> Result<Self, EngineError> {
         Self::new(Tier::Hot, &Limits::default(), cache)
     }
 
@@ -270,7 +304,7 @@ impl WasmtimeEngine {
     pub fn new(
         tier: Tier,
         limits: &Limits,
-        cache: Option<Arc<dyn ArtifactCache>>,
+        cache: Option<TrustedArtifacts>,
     ) -> Result<Self, EngineError> {
         Self::with_pool(tier, limits, cache, POOL_INSTANCES)
     }
@@ -284,7 +318,7 @@ impl WasmtimeEngine {
     pub fn with_pool(
         tier: Tier,
         limits: &Limits,
-        cache: Option<Arc<dyn ArtifactCache>>,
+        cache: Option<TrustedArtifacts>,
         instances: u32,
     ) -> Result<Self, EngineError> {
         let config = config(tier, limits, instances)?;
@@ -416,21 +450,22 @@ impl tier::Engine for WasmtimeEngine {
         } else {
             None
         };
-        if let (Some(cache), Some(bytes)) = (&self.cache, &serialized) {
+        if let (Some(TrustedArtifacts(cache)), Some(bytes)) = (&self.cache, &serialized) {
             cache.store(&self.artifact_key(module), bytes);
         }
         self.finish(compiled, serialized.as_deref(), module)
     }
 
     fn load_cached(&self, module: &Arc<Instrumented>) -> Option<Arc<dyn Compiled>> {
-        let cache = self.cache.as_ref()?;
+        let TrustedArtifacts(cache) = self.cache.as_ref()?;
         let bytes = cache.load(&self.artifact_key(module))?;
         // SAFETY: `Module::deserialize` requires bytes produced by `Module::serialize` of a
-        // compatible engine, since it maps them as executable code. By the `ArtifactCache`
-        // contract the cache returns only bytes that an engine of this node stored under this
-        // very key, i.e. `compile`'s own serialized output (`FsArtifactCache` authenticates
-        // each file with its key under the node's secret; its `unsafe` constructor is where a
-        // caller vouches for that secret). The key covers the engine's
+        // compatible engine, since it maps them as executable code. A `TrustedArtifacts`
+        // returns only bytes that an engine of this node stored under this very key, i.e.
+        // `compile`'s own serialized output: it wraps an `FsArtifactCache` (which
+        // authenticates each file with its key under the node's secret; its `unsafe`
+        // constructor is where a caller vouches for that secret) or a cache whose caller
+        // vouched for it in `TrustedArtifacts::new`. The key covers the engine's
         // `precompile_compatibility_hash` and configuration, so that output came from an
         // engine compatible with this one; wasmtime also checks the header's version and
         // configuration and fails cleanly on a mismatch.
@@ -761,7 +796,7 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
 /// The engines of all three tiers, sharing one artifact cache.
 pub fn engines(
     limits: &Limits,
-    cache: Option<Arc<dyn ArtifactCache>>,
+    cache: Option<TrustedArtifacts>,
 ) -> Result<[Arc<dyn tier::Engine>; 3], EngineError> {
     Ok([
         Arc::new(synor_host_std::WasmiEngine::new(limits)),

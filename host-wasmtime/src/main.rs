@@ -473,7 +473,7 @@ fn run_command(data: &Path, args: RunArgs) -> Result<(), Error> {
 /// `<data>/artifacts`, authenticated under the node's secret in `<data>/artifacts.key` (kept
 /// apart, so that writing the artifact directory does not give the key to it). A rejected
 /// artifact is recompiled, with a warning.
-fn artifact_cache(data: &Path) -> Option<std::sync::Arc<dyn synor_core::tier::ArtifactCache>> {
+fn artifact_cache(data: &Path) -> Option<synor_host_wasmtime::engine::TrustedArtifacts> {
     use synor_host_std::{ArtifactSecret, FsArtifactCache};
     let opened = ArtifactSecret::load_or_create(data.join("artifacts.key")).and_then(|secret| {
         // SAFETY: the secret is this node's: `load_or_create` made it from fresh random bytes
@@ -483,12 +483,14 @@ fn artifact_cache(data: &Path) -> Option<std::sync::Arc<dyn synor_core::tier::Ar
         unsafe { FsArtifactCache::open(data.join("artifacts"), &secret, Default::default()) }
     });
     match opened {
-        Ok(c) => Some(std::sync::Arc::new(c.on_rejection(|path, why| {
-            eprintln!(
-                "synor: warning: {}: {why}; deleted, compiling again",
-                path.display()
-            );
-        }))),
+        Ok(c) => Some(synor_host_wasmtime::engine::TrustedArtifacts::fs(
+            std::sync::Arc::new(c.on_rejection(|path, why| {
+                eprintln!(
+                    "synor: warning: {}: {why}; deleted, compiling again",
+                    path.display()
+                );
+            })),
+        )),
         Err(e) => {
             eprintln!("synor: no artifact cache ({e}); compiling every time");
             None

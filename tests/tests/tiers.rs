@@ -10,11 +10,9 @@ use std::sync::Arc;
 use synor_core::abi::{CallContext, Empty};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
-use synor_core::tier::{
-    ArtifactCache, Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Value,
-};
+use synor_core::tier::{Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Value};
 use synor_host_std::{ArtifactSecret, FsArtifactCache};
-use synor_host_wasmtime::engine::{WasmtimeEngine, engines};
+use synor_host_wasmtime::engine::{TrustedArtifacts, WasmtimeEngine, engines};
 use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use synor_host_wasmtime::workload::{self, Chain, Deployment};
 
@@ -984,7 +982,7 @@ fn restart_runs_hot_from_the_artifact_cache() {
     let dir = tempfile::tempdir().unwrap();
     let m = counting_module();
     // Each opening reads the secret back from its file, as a restarted node does.
-    let open = || -> Arc<dyn ArtifactCache> { artifact_cache(dir.path()) };
+    let open = || TrustedArtifacts::fs(artifact_cache(dir.path()));
     let policy = TierPolicy {
         gas_per_byte: [0, 0],
         min_calls: [1, 2],
@@ -1022,7 +1020,7 @@ fn restart_runs_hot_from_the_artifact_cache() {
 fn bad_artifacts_are_recompiled() {
     let dir = tempfile::tempdir().unwrap();
     let m = counting_module();
-    let cache: Arc<dyn ArtifactCache> = artifact_cache(dir.path());
+    let cache = TrustedArtifacts::fs(artifact_cache(dir.path()));
     let hot =
         || synor_host_wasmtime::engine::WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
     let check = |compiled: Arc<dyn Compiled>| {
@@ -1090,7 +1088,8 @@ fn swapped_artifacts_are_recompiled_not_run() {
         o.results
     };
     let cache = artifact_cache(dir.path());
-    let hot = || WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
+    let trusted = TrustedArtifacts::fs(cache.clone());
+    let hot = || WasmtimeEngine::cranelift(Some(trusted.clone())).unwrap();
     let first = hot();
     assert_eq!(run(&first, &a), [Value::I32(1007)]);
     assert_eq!(run(&first, &b), [Value::I32(7000)]);
@@ -1119,7 +1118,7 @@ fn swapped_artifacts_are_recompiled_not_run() {
 fn artifacts_of_another_engine_configuration_are_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let m = counting_module();
-    let cache: Arc<dyn ArtifactCache> = artifact_cache(dir.path());
+    let cache = TrustedArtifacts::fs(artifact_cache(dir.path()));
     let hot = synor_host_wasmtime::engine::WasmtimeEngine::cranelift(Some(cache.clone())).unwrap();
     let warm = synor_host_wasmtime::engine::WasmtimeEngine::winch(Some(cache)).unwrap();
     assert_ne!(hot.artifact_key(&m), warm.artifact_key(&m));

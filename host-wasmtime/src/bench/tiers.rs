@@ -25,11 +25,11 @@ use serde::Serialize;
 use synor_core::abi::CallContext;
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, Limits};
-use synor_core::tier::{ArtifactCache, Call, Engine, Tier, TierPolicy};
+use synor_core::tier::{Call, Engine, Tier, TierPolicy};
 use synor_host_std::{ArtifactSecret, FsArtifactCache};
 
 use super::{median, paired, progress};
-use crate::engine::{WasmtimeEngine, engines};
+use crate::engine::{TrustedArtifacts, WasmtimeEngine, engines};
 use crate::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use crate::workload::{self, Chain, Deployment, Record};
 
@@ -236,9 +236,9 @@ fn first_call_ratio(
             let secret = ArtifactSecret::generate()?;
             // SAFETY: the secret was just generated and never leaves this process; only the
             // engines store into the cache, their own compiled output.
-            let cache: Arc<dyn ArtifactCache> = Arc::new(unsafe {
+            let cache = TrustedArtifacts::fs(Arc::new(unsafe {
                 FsArtifactCache::open(dir.path(), &secret, Default::default())
-            }?);
+            }?));
             TieredExecutor::new(
                 engines(&limits, Some(cache))?,
                 Mode::Tiered(policy),
@@ -367,8 +367,9 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         let secret = ArtifactSecret::generate()?;
         // SAFETY: the secret was just generated and never leaves this process; only the
         // engines store into the cache, their own compiled output.
-        let cache: Arc<dyn ArtifactCache> =
-            Arc::new(unsafe { FsArtifactCache::open(dir.path(), &secret, Default::default()) }?);
+        let cache = TrustedArtifacts::fs(Arc::new(unsafe {
+            FsArtifactCache::open(dir.path(), &secret, Default::default())
+        }?));
         let tiered_exec = TieredExecutor::new(
             engines(&limits, Some(cache.clone()))?,
             Mode::Tiered(options.policy),
