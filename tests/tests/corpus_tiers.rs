@@ -113,10 +113,10 @@ fn without_imports(wasm: &[u8]) -> Option<Vec<u8>> {
             Payload::StartSection { .. } | Payload::CustomSection(_) => continue,
             _ => {}
         }
-        if let Some((id, range)) = payload.as_section() {
-            if id != 10 {
-                sections.push((id, wasm[range.start as usize..range.end as usize].to_vec()));
-            }
+        if let Some((id, range)) = payload.as_section()
+            && id != 10
+        {
+            sections.push((id, wasm[range.start as usize..range.end as usize].to_vec()));
         }
     }
     // Imported kinds the module defines none of get sections of their own.
@@ -150,7 +150,7 @@ fn without_imports(wasm: &[u8]) -> Option<Vec<u8>> {
         });
         extra.push((3, encode(&s)));
     }
-    if code.len() > 0 {
+    if !code.is_empty() {
         extra.push((10, encode(&code)));
     }
     let mut all = sections;
@@ -207,7 +207,7 @@ fn run_all(
     let limits = Limits::default();
     let mut t = Tally::default();
     for path in files {
-        let wasm = std::fs::read(&path).unwrap();
+        let wasm = std::fs::read(path).unwrap();
         let Some(stubbed) = without_imports(&wasm) else {
             *t.rejected.entry("does not parse".into()).or_default() += 1;
             continue;
