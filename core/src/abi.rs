@@ -519,7 +519,9 @@ pub trait State {
 
 /// Blobs (code-as-storage) as a call sees them.
 pub trait Blobs {
-    /// The bytes of blob `id`, if stored.
+    /// The bytes of blob `id`, if stored. `blob_len` and `blob_read` pay a fixed part for this
+    /// whatever the blob's size: an implementation hands out bytes it holds (a clone of an
+    /// `Arc`), not a copy or a fresh decoding per call.
     ///
     /// # Errors
     /// The store failed.
@@ -549,9 +551,10 @@ impl State for BTreeMap<Vec<u8>, Vec<u8>> {
     }
 }
 
-impl Blobs for BTreeMap<CodeId, Vec<u8>> {
+/// Blobs held in a map (tests, tools).
+impl Blobs for BTreeMap<CodeId, Arc<[u8]>> {
     fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
-        Ok(self.get(id).map(|b| b[..].into()))
+        Ok(self.get(id).cloned())
     }
 }
 
@@ -1122,6 +1125,10 @@ mod tests {
         ctx.dispatch(Import::BlobStore, &[64, 10, 0], &mut mem)
             .unwrap();
         assert_eq!(ctx.dispatch(Import::BlobLen, &[0], &mut mem), Ok(Some(10)));
+        // Blobs stored before the call, held in a map, are shared too.
+        let stored: BTreeMap<CodeId, Arc<[u8]>> = [(id, held.clone())].into();
+        ctx.blobs = Box::new(stored);
+        assert!(Arc::ptr_eq(&held, &ctx.blob(&id).unwrap().unwrap()));
     }
 
     /// `blob_read` charges the words it copies, not the words asked for.
