@@ -358,6 +358,25 @@ pub enum Trap {
 }
 
 impl Trap {
+    /// [`Trap::UndeclaredAccess`] of `key` (namespaced by contract), keeping its first
+    /// [`KEY_SHOWN_BYTES`], its length and its digest.
+    pub fn undeclared_access(key: &[u8], write: bool) -> Trap {
+        Trap::UndeclaredAccess(Box::new(UndeclaredKey {
+            prefix: key[..key.len().min(KEY_SHOWN_BYTES)].to_vec(),
+            len: key.len() as u64,
+            digest: Digest::of(key),
+            write,
+        }))
+    }
+
+    /// [`Trap::TooLarge`] unless `len` is at most `max`.
+    fn check_len(what: &'static str, len: u32, max: u32) -> Result<(), Trap> {
+        if len > max {
+            return Err(Trap::TooLarge { what, len, max });
+        }
+        Ok(())
+    }
+
     /// The stable name printed by `synor run` and compared across tiers.
     pub fn name(&self) -> &'static str {
         match self {
@@ -398,30 +417,9 @@ impl fmt::Display for Trap {
 
 impl core::error::Error for Trap {}
 
-impl Trap {
-    /// [`Trap::UndeclaredAccess`] of `key` (namespaced by contract), keeping its first
-    /// [`KEY_SHOWN_BYTES`], its length and its digest.
-    pub fn undeclared_access(key: &[u8], write: bool) -> Trap {
-        Trap::UndeclaredAccess(Box::new(UndeclaredKey {
-            prefix: key[..key.len().min(KEY_SHOWN_BYTES)].to_vec(),
-            len: key.len() as u64,
-            digest: Digest::of(key),
-            write,
-        }))
-    }
-
-    /// [`Trap::TooLarge`] unless `len` is at most `max`.
-    fn check_len(what: &'static str, len: u32, max: u32) -> Result<(), Trap> {
-        if len > max {
-            return Err(Trap::TooLarge { what, len, max });
-        }
-        Ok(())
-    }
-}
-
 /// The key of a [`Trap::UndeclaredAccess`], of bounded size however long the key: its first
-/// bytes, its length and its digest. Displays as the access and the key in hex, the key's
-/// first [`KEY_SHOWN_BYTES`] and its length and digest if it is longer.
+/// bytes, its length and its digest. Displays as `write of key <hex>` (or `read`); a key
+/// longer than [`KEY_SHOWN_BYTES`] shows those bytes, then its length and digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndeclaredKey {
     /// The key's first bytes (namespaced by contract), at most [`KEY_SHOWN_BYTES`].
@@ -828,9 +826,10 @@ impl CallContext {
             Import::BlobStore | Import::BlobUpdate => {
                 let (previous, src, len, out) = match import {
                     Import::BlobStore => (None, arg(0), arg(1), arg(2)),
-                    _ => (Some(Self::id_at(mem, arg(0))?), arg(1), arg(2), arg(3)),
+                    _ => (Some(arg(0)), arg(1), arg(2), arg(3)),
                 };
                 Trap::check_len("blob", len, MAX_BLOB_BYTES)?;
+                let previous = previous.map(|p| Self::id_at(mem, p)).transpose()?;
                 let bytes = match previous {
                     None => {
                         self.charge(cost(s.blob_store, s.blob_byte, len.into()))?;
@@ -1200,7 +1199,8 @@ mod tests {
         });
         let r = ctx.dispatch(Import::BlobStore, &[0, over.into(), 0], &mut mem);
         assert_eq!(r, too_large);
-        let r = ctx.dispatch(Import::BlobUpdate, &[0, 0, over.into(), 0], &mut mem);
+        // The previous blob's id, past the end of memory, is not read either.
+        let r = ctx.dispatch(Import::BlobUpdate, &[1024, 0, over.into(), 0], &mut mem);
         assert_eq!(r, too_large);
     }
 
