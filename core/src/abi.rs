@@ -14,15 +14,24 @@
 //! | `input_read` | `(dst, offset, len)` | copies input bytes `offset..offset+len` | `copy_word` per word |
 //! | `return_data` | `(src, len)` | sets the return data (the last call wins) | `copy_word` per word |
 //! | `caller` | `(dst)` | writes the calling account's id | — |
-//! | `storage_read` | `(key, key_len, dst, cap) -> i64` | value length, or -1 when absent; copies at most `cap` bytes | `storage_read` + `storage_read_word` per word of key and value |
-//! | `storage_write` | `(key, key_len, value, value_len)` | sets the key | `storage_write_word` per word of value (at least one) |
-//! | `storage_remove` | `(key, key_len)` | removes the key | `storage_remove` |
+//! | `storage_read` | `(key, key_len, dst, cap) -> i64` | value length, or -1 when absent; copies at most `cap` bytes | `storage_read` + `storage_key_word` per word of key + `storage_read_word` per word of value |
+//! | `storage_write` | `(key, key_len, value, value_len)` | sets the key | `storage_write_word` per word of key and value together (at least one) |
+//! | `storage_remove` | `(key, key_len)` | removes the key | `storage_remove` + `storage_key_word` per word of key |
 //! | `emit_event` | `(topic, topic_len, data, data_len)` | appends an event | `event` + `event_byte` per byte |
 //! | `blob_store` | `(src, len, id_out)` | stores an immutable blob, writes its id | `blob_store` + `blob_byte` per byte |
-//! | `blob_update` | `(previous, src, len, id_out)` | stores a new version of a blob | `blob_store` + `blob_byte` per byte that differs from `previous` ([`changed_bytes`]) |
+//! | `blob_update` | `(previous, src, len, id_out)` | stores a new version of a blob | `blob_store` + `blob_hash_word` per word of `previous` and of the new blob, charged before they are compared + `blob_byte` per byte that differs from `previous` ([`changed_bytes`]) |
 //! | `blob_len` | `(id) -> i64` | blob length, or -1 when absent | `blob_read` |
-//! | `blob_read` | `(id, offset, dst, len) -> i32` | copies blob bytes, returns how many | `blob_read` + `blob_read_word` per word |
+//! | `blob_read` | `(id, offset, dst, len) -> i32` | copies blob bytes, returns how many | `blob_read` + `blob_read_word` per word copied |
 //! | `abort` | `(message, len)` | traps with `aborted` and the message | — |
+//!
+//! A word is 32 bytes, a part of one counting as one. In schedule v1 a 32-byte key with a
+//! 32-byte value costs 20,000 to write, as an Ethereum storage slot does, and every further word
+//! of key or value 10,000: a 64 KiB key costs 2,047 words (20,470,000 gas) more than a 32-byte
+//! key with the same value.
+//!
+//! Storage keys are at most [`MAX_KEY_BYTES`] (64 KiB), values at most [`MAX_VALUE_BYTES`]
+//! (128 KiB, the limits of cosmwasm-vm), and blobs at most [`MAX_BLOB_BYTES`] (8 MiB): a longer
+//! one traps with `too_large` before anything is copied or charged beyond `host_call`.
 //!
 //! Storage keys are namespaced by contract: the state sees `contract id ++ key`. Writes, events
 //! and blobs are buffered and take effect only if the call returns without trapping.
@@ -36,6 +45,7 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -48,6 +58,21 @@ pub const ABI_VERSION: u32 = 1;
 
 /// The import module every ABI import comes from.
 pub const IMPORT_MODULE: &str = "synor";
+
+/// The longest storage key a contract may use, in bytes (before its contract's namespace):
+/// 64 KiB, as in cosmwasm-vm.
+pub const MAX_KEY_BYTES: u32 = 64 << 10;
+
+/// The longest storage value a contract may write, in bytes: 128 KiB, as in cosmwasm-vm.
+pub const MAX_VALUE_BYTES: u32 = 128 << 10;
+
+/// The largest blob a contract may store, in bytes: 8 MiB, the largest module
+/// [`Limits`](crate::instrument::Limits) accepts by default (a blob is code-as-storage).
+pub const MAX_BLOB_BYTES: u32 = 8 << 20;
+
+/// Bytes of a key that a [`Trap::UndeclaredAccess`] keeps (the contract's namespace and 64
+/// bytes of key): enough to show most keys whole, and a bound on what a receipt carries.
+pub const KEY_SHOWN_BYTES: usize = 96;
 
 /// A value type in an import signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,18 +339,42 @@ pub enum Trap {
     BadConversionToInteger,
     /// The contract called `abort`.
     Aborted(String),
-    /// The transaction touched a state key it did not declare (declared-access scheduling).
-    UndeclaredAccess {
-        /// The key (namespaced by contract).
-        key: Vec<u8>,
-        /// Whether it was a write.
-        write: bool,
+    /// The transaction touched a state key it did not declare (declared-access scheduling);
+    /// made by [`Trap::undeclared_access`].
+    UndeclaredAccess(Box<UndeclaredKey>),
+    /// A host call's storage key, value or blob is longer than the ABI allows.
+    TooLarge {
+        /// What: `"storage key"`, `"storage value"` or `"blob"`.
+        what: &'static str,
+        /// Its length in bytes.
+        len: u32,
+        /// The most allowed.
+        max: u32,
     },
     /// A host call was malformed (e.g. a bad length) or the host failed; the reason is kept.
     Host(String),
 }
 
 impl Trap {
+    /// [`Trap::UndeclaredAccess`] of `key` (namespaced by contract), keeping its first
+    /// [`KEY_SHOWN_BYTES`], its length and its digest.
+    pub fn undeclared_access(key: &[u8], write: bool) -> Trap {
+        Trap::UndeclaredAccess(Box::new(UndeclaredKey {
+            prefix: key[..key.len().min(KEY_SHOWN_BYTES)].to_vec(),
+            len: key.len() as u64,
+            digest: Digest::of(key),
+            write,
+        }))
+    }
+
+    /// [`Trap::TooLarge`] unless `len` is at most `max`.
+    fn check_len(what: &'static str, len: u32, max: u32) -> Result<(), Trap> {
+        if len > max {
+            return Err(Trap::TooLarge { what, len, max });
+        }
+        Ok(())
+    }
+
     /// The stable name printed by `synor run` and compared across tiers.
     pub fn name(&self) -> &'static str {
         match self {
@@ -341,7 +390,8 @@ impl Trap {
             Trap::IntegerOverflow => "integer_overflow",
             Trap::BadConversionToInteger => "bad_conversion_to_integer",
             Trap::Aborted(_) => "aborted",
-            Trap::UndeclaredAccess { .. } => "undeclared_access",
+            Trap::UndeclaredAccess(_) => "undeclared_access",
+            Trap::TooLarge { .. } => "too_large",
             Trap::Host(_) => "host_error",
         }
     }
@@ -351,17 +401,47 @@ impl fmt::Display for Trap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Trap::Aborted(m) | Trap::Host(m) => write!(f, "{}: {m}", self.name()),
-            Trap::UndeclaredAccess { key, write } => {
-                let hex: String = key.iter().map(|b| alloc::format!("{b:02x}")).collect();
-                let what = if *write { "write" } else { "read" };
-                write!(f, "undeclared_access: {what} of key {hex}")
-            }
+            Trap::UndeclaredAccess(key) => write!(f, "{}: {key}", self.name()),
+            Trap::TooLarge { what, len, max } => write!(
+                f,
+                "{}: {what} of {len} bytes, over the limit of {max}",
+                self.name()
+            ),
             _ => f.write_str(self.name()),
         }
     }
 }
 
 impl core::error::Error for Trap {}
+
+/// The key of a [`Trap::UndeclaredAccess`], of bounded size however long the key: its first
+/// bytes, its length and its digest. Displays as `write of key <hex>` (or `read`); a key
+/// longer than [`KEY_SHOWN_BYTES`] shows those bytes, then its length and digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeclaredKey {
+    /// The key's first bytes (namespaced by contract), at most [`KEY_SHOWN_BYTES`].
+    pub prefix: Vec<u8>,
+    /// The whole key's length in bytes.
+    pub len: u64,
+    /// blake3 of the whole key.
+    pub digest: Digest,
+    /// Whether it was a write.
+    pub write: bool,
+}
+
+impl fmt::Display for UndeclaredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.write { "write" } else { "read" })?;
+        f.write_str(" of key ")?;
+        for b in &self.prefix {
+            write!(f, "{b:02x}")?;
+        }
+        if self.len > self.prefix.len() as u64 {
+            write!(f, "... ({} bytes, blake3 {})", self.len, self.digest)?;
+        }
+        Ok(())
+    }
+}
 
 /// Linear memory, as an engine exposes it to host calls.
 pub trait Memory {
@@ -434,11 +514,13 @@ pub trait State {
 
 /// Blobs (code-as-storage) as a call sees them.
 pub trait Blobs {
-    /// The bytes of blob `id`, if stored.
+    /// The bytes of blob `id`, if stored. `blob_len` and `blob_read` pay a fixed part for this
+    /// whatever the blob's size: an implementation hands out bytes it holds (a clone of an
+    /// `Arc`), not a copy or a fresh decoding per call.
     ///
     /// # Errors
     /// The store failed.
-    fn blob(&mut self, id: &CodeId) -> Result<Option<alloc::sync::Arc<[u8]>>, String>;
+    fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String>;
 }
 
 /// No state and no blobs: every read finds nothing.
@@ -452,7 +534,7 @@ impl State for Empty {
 }
 
 impl Blobs for Empty {
-    fn blob(&mut self, _id: &CodeId) -> Result<Option<alloc::sync::Arc<[u8]>>, String> {
+    fn blob(&mut self, _id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
         Ok(None)
     }
 }
@@ -464,9 +546,10 @@ impl State for BTreeMap<Vec<u8>, Vec<u8>> {
     }
 }
 
-impl Blobs for BTreeMap<CodeId, Vec<u8>> {
-    fn blob(&mut self, id: &CodeId) -> Result<Option<alloc::sync::Arc<[u8]>>, String> {
-        Ok(self.get(id).map(|b| b[..].into()))
+/// Blobs held in a map (tests, tools).
+impl Blobs for BTreeMap<CodeId, Arc<[u8]>> {
+    fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
+        Ok(self.get(id).cloned())
     }
 }
 
@@ -486,8 +569,8 @@ pub struct NewBlob {
     pub id: CodeId,
     /// The blob it updates, if any.
     pub previous: Option<CodeId>,
-    /// Its bytes.
-    pub bytes: Vec<u8>,
+    /// Its bytes, shared: the call reads them (`blob_len`, `blob_read`) without copying.
+    pub bytes: Arc<[u8]>,
 }
 
 /// Chunks used to measure how much of a blob update changed: small, so that the charge follows
@@ -534,8 +617,10 @@ pub struct CallContext {
     pub events: Vec<Event>,
     /// Writes so far (`None` removes), applied by the caller only if the call succeeds.
     pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Blobs stored so far.
+    /// Blobs stored so far, each once.
     pub new_blobs: Vec<NewBlob>,
+    /// Where each of `new_blobs` is, by id (rebuilt if the host changed `new_blobs`).
+    new_blob_index: BTreeMap<CodeId, usize>,
 }
 
 impl Default for CallContext {
@@ -583,6 +668,7 @@ impl CallContext {
             events: Vec::new(),
             writes: BTreeMap::new(),
             new_blobs: Vec::new(),
+            new_blob_index: BTreeMap::new(),
         }
     }
 
@@ -600,6 +686,7 @@ impl CallContext {
         Ok(())
     }
 
+    /// `key` in the contract's namespace.
     fn key(&self, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(32 + key.len());
         k.extend_from_slice(self.contract.as_bytes());
@@ -607,17 +694,30 @@ impl CallContext {
         k
     }
 
-    fn read_state(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
-        let full = self.key(key);
-        if let Some(v) = self.writes.get(&full) {
+    /// The value of `full` (a namespaced key): as this call wrote it, else from the state.
+    fn read_state(&mut self, full: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
+        if let Some(v) = self.writes.get(full) {
             return Ok(v.clone());
         }
-        self.state.read(&full)
+        self.state.read(full)
     }
 
-    fn blob(&mut self, id: &CodeId) -> Result<Option<alloc::sync::Arc<[u8]>>, Trap> {
-        if let Some(b) = self.new_blobs.iter().find(|b| b.id == *id) {
-            return Ok(Some(b.bytes[..].into()));
+    /// Where the new blob `id` is in `new_blobs`, if this call stored it.
+    fn new_blob(&mut self, id: &CodeId) -> Option<usize> {
+        if self.new_blob_index.len() != self.new_blobs.len() {
+            // The host changed `new_blobs` (it takes them after a call).
+            self.new_blob_index = (self.new_blobs.iter().enumerate())
+                .map(|(i, b)| (b.id, i))
+                .collect();
+        }
+        let i = *self.new_blob_index.get(id)?;
+        (self.new_blobs.get(i)?.id == *id).then_some(i)
+    }
+
+    /// Blob `id`, stored by this call or before it; never a copy of a blob this call stored.
+    fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, Trap> {
+        if let Some(i) = self.new_blob(id) {
+            return Ok(Some(self.new_blobs[i].bytes.clone()));
         }
         self.blobs.blob(id).map_err(Trap::Host)
     }
@@ -643,12 +743,15 @@ impl CallContext {
         let s = self.schedule;
         let arg = |i: usize| args.get(i).copied().unwrap_or(0) as u32;
         self.charge(s.host_call)?;
+        // Every charge is made before the work it pays for, and saturates (a schedule may be
+        // set without validation; see `GasSchedule::validate`).
         let words = |n: u32| GasSchedule::words(n.into());
+        let cost = GasSchedule::cost;
         match import {
             Import::InputLen => Ok(Some(self.input.len() as u64)),
             Import::InputRead => {
                 let (dst, offset, len) = (arg(0), arg(1), arg(2));
-                self.charge(s.copy_word * words(len))?;
+                self.charge(cost(0, s.copy_word, words(len)))?;
                 let data =
                     self.input
                         .get(range(self.input.len(), offset, len).map_err(|_| {
@@ -660,7 +763,7 @@ impl CallContext {
             }
             Import::ReturnData => {
                 let (src, len) = (arg(0), arg(1));
-                self.charge(s.copy_word * words(len))?;
+                self.charge(cost(0, s.copy_word, words(len)))?;
                 self.return_data = read(mem, src, len)?.to_vec();
                 Ok(None)
             }
@@ -671,12 +774,14 @@ impl CallContext {
             }
             Import::StorageRead => {
                 let (key, key_len, dst, cap) = (arg(0), arg(1), arg(2), arg(3));
-                self.charge(s.storage_read + s.storage_read_word * words(key_len))?;
-                let k = read(mem, key, key_len)?.to_vec();
+                Trap::check_len("storage key", key_len, MAX_KEY_BYTES)?;
+                self.charge(cost(s.storage_read, s.storage_key_word, words(key_len)))?;
+                let k = self.key(read(mem, key, key_len)?);
                 match self.read_state(&k)? {
                     None => Ok(Some(u64::MAX)),
                     Some(v) => {
-                        self.charge(s.storage_read_word * GasSchedule::words(v.len() as u64))?;
+                        let value_words = GasSchedule::words(v.len() as u64);
+                        self.charge(cost(0, s.storage_read_word, value_words))?;
                         let n = v.len().min(cap as usize);
                         write(mem, dst, &v[..n])?;
                         Ok(Some(v.len() as u64))
@@ -685,7 +790,10 @@ impl CallContext {
             }
             Import::StorageWrite => {
                 let (key, key_len, value, value_len) = (arg(0), arg(1), arg(2), arg(3));
-                self.charge(s.storage_write_word * words(value_len).max(1))?;
+                Trap::check_len("storage key", key_len, MAX_KEY_BYTES)?;
+                Trap::check_len("storage value", value_len, MAX_VALUE_BYTES)?;
+                let persisted = GasSchedule::words(u64::from(key_len) + u64::from(value_len));
+                self.charge(cost(0, s.storage_write_word, persisted.max(1)))?;
                 let k = self.key(read(mem, key, key_len)?);
                 let v = read(mem, value, value_len)?.to_vec();
                 self.state.check_write(&k)?;
@@ -694,7 +802,8 @@ impl CallContext {
             }
             Import::StorageRemove => {
                 let (key, key_len) = (arg(0), arg(1));
-                self.charge(s.storage_remove)?;
+                Trap::check_len("storage key", key_len, MAX_KEY_BYTES)?;
+                self.charge(cost(s.storage_remove, s.storage_key_word, words(key_len)))?;
                 let k = self.key(read(mem, key, key_len)?);
                 self.state.check_write(&k)?;
                 self.writes.insert(k, None);
@@ -702,7 +811,8 @@ impl CallContext {
             }
             Import::EmitEvent => {
                 let (topic, topic_len, data, data_len) = (arg(0), arg(1), arg(2), arg(3));
-                self.charge(s.event + s.event_byte * (u64::from(topic_len) + u64::from(data_len)))?;
+                let bytes = u64::from(topic_len) + u64::from(data_len);
+                self.charge(cost(s.event, s.event_byte, bytes))?;
                 let event = Event {
                     topic: read(mem, topic, topic_len)?.to_vec(),
                     data: read(mem, data, data_len)?.to_vec(),
@@ -713,23 +823,33 @@ impl CallContext {
             Import::BlobStore | Import::BlobUpdate => {
                 let (previous, src, len, out) = match import {
                     Import::BlobStore => (None, arg(0), arg(1), arg(2)),
-                    _ => (Some(Self::id_at(mem, arg(0))?), arg(1), arg(2), arg(3)),
+                    _ => (Some(arg(0)), arg(1), arg(2), arg(3)),
                 };
-                self.charge(s.blob_store)?;
-                let bytes = read(mem, src, len)?.to_vec();
-                let charged = match previous {
-                    None => bytes.len() as u64,
+                Trap::check_len("blob", len, MAX_BLOB_BYTES)?;
+                let previous = previous.map(|p| Self::id_at(mem, p)).transpose()?;
+                let bytes = match previous {
+                    None => {
+                        self.charge(cost(s.blob_store, s.blob_byte, len.into()))?;
+                        read(mem, src, len)?
+                    }
                     Some(p) => {
+                        self.charge(s.blob_store)?;
                         let old = self
                             .blob(&p)?
                             .ok_or_else(|| Trap::Host("blob_update of a missing blob".into()))?;
-                        changed_bytes(&old, &bytes)
+                        // Measuring the change chunks and hashes both blobs: paid before.
+                        let hashed = GasSchedule::words(old.len() as u64) + words(len);
+                        self.charge(cost(0, s.blob_hash_word, hashed))?;
+                        let bytes = read(mem, src, len)?;
+                        self.charge(cost(0, s.blob_byte, changed_bytes(&old, bytes)))?;
+                        bytes
                     }
                 };
-                self.charge(s.blob_byte * charged)?;
-                let id = Digest::of(&bytes);
+                let id = Digest::of(bytes);
+                let new = self.new_blob(&id).is_none().then(|| Arc::from(bytes));
                 write(mem, out, id.as_bytes())?;
-                if !self.new_blobs.iter().any(|b| b.id == id) {
+                if let Some(bytes) = new {
+                    self.new_blob_index.insert(id, self.new_blobs.len());
                     self.new_blobs.push(NewBlob {
                         id,
                         previous,
@@ -745,13 +865,18 @@ impl CallContext {
             }
             Import::BlobRead => {
                 let (id, offset, dst, len) = (arg(0), arg(1), arg(2), arg(3));
-                self.charge(s.blob_read + s.blob_read_word * words(len))?;
+                self.charge(s.blob_read)?;
                 let id = Self::id_at(mem, id)?;
                 let blob = self
                     .blob(&id)?
                     .ok_or_else(|| Trap::Host("blob_read of a missing blob".into()))?;
                 let start = (offset as usize).min(blob.len());
                 let end = start.saturating_add(len as usize).min(blob.len());
+                self.charge(cost(
+                    0,
+                    s.blob_read_word,
+                    GasSchedule::words((end - start) as u64),
+                ))?;
                 write(mem, dst, &blob[start..end])?;
                 Ok(Some((end - start) as u64))
             }
@@ -766,6 +891,7 @@ impl CallContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
     use alloc::vec;
 
     #[test]
@@ -816,6 +942,297 @@ mod tests {
             ctx.dispatch(Import::StorageWrite, &[0, 3, 10, 5], &mut mem),
             Err(Trap::OutOfGas)
         );
+    }
+
+    /// A context with `gas` over an empty state, as contract `[7; 32]`.
+    fn context(gas: u64) -> CallContext {
+        let state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        CallContext::new(
+            Digest([7; 32]),
+            [1; 32],
+            Vec::new(),
+            gas,
+            Box::new(state),
+            Box::new(Empty),
+        )
+    }
+
+    /// Gas `import` with `args` used, and its result.
+    fn used(
+        ctx: &mut CallContext,
+        import: Import,
+        args: &[u64],
+        mem: &mut Vec<u8>,
+    ) -> (u64, Result<Option<u64>, Trap>) {
+        let before = ctx.gas_left;
+        let r = ctx.dispatch(import, args, mem);
+        ((before - ctx.gas_left) as u64, r)
+    }
+
+    const KEY: u32 = MAX_KEY_BYTES;
+
+    /// Keys and values over their caps trap with `too_large` on read, write and remove,
+    /// before memory is read (the 120,000-byte key lies past the end of a small memory, and
+    /// still traps `too_large`, not `memory_out_of_bounds`) and with nothing charged but the
+    /// call; keys and values at the caps are accepted.
+    #[test]
+    fn keys_and_values_over_the_caps_are_refused_before_any_copy() {
+        let s = GasSchedule::V1;
+        let mut small = vec![0u8; 256];
+        let mut ctx = context(u64::MAX);
+        let too_long = |what, len, max| Err(Trap::TooLarge { what, len, max });
+        for (import, args) in [
+            (Import::StorageRead, [0, 120_000, 0, 0]),
+            (Import::StorageWrite, [0, 120_000, 0, 1]),
+            (Import::StorageRemove, [0, 120_000, 0, 0]),
+        ] {
+            let (gas, r) = used(&mut ctx, import, &args, &mut small);
+            assert_eq!(r, too_long("storage key", 120_000, KEY), "{import:?}");
+            assert_eq!(gas, s.host_call, "{import:?}");
+        }
+        let (gas, r) = used(
+            &mut ctx,
+            Import::StorageWrite,
+            &[0, 1, 0, u64::from(MAX_VALUE_BYTES) + 1],
+            &mut small,
+        );
+        assert_eq!(
+            r,
+            too_long("storage value", MAX_VALUE_BYTES + 1, MAX_VALUE_BYTES)
+        );
+        assert_eq!(gas, s.host_call);
+        assert_eq!(
+            Trap::TooLarge {
+                what: "storage key",
+                len: 120_000,
+                max: KEY
+            }
+            .to_string(),
+            "too_large: storage key of 120000 bytes, over the limit of 65536"
+        );
+        // At the caps.
+        let mut big = vec![1u8; (KEY + MAX_VALUE_BYTES) as usize];
+        let (key, value) = (u64::from(KEY), u64::from(MAX_VALUE_BYTES));
+        let write = [0, key, key, value];
+        assert_eq!(
+            ctx.dispatch(Import::StorageWrite, &write, &mut big),
+            Ok(None)
+        );
+        let read = [0, key, 0, 0];
+        assert_eq!(
+            ctx.dispatch(Import::StorageRead, &read, &mut big),
+            Ok(Some(value))
+        );
+        assert_eq!(
+            ctx.dispatch(Import::StorageRemove, &read[..2], &mut big),
+            Ok(None)
+        );
+    }
+
+    /// A 64 KiB key costs 2,047 words more than a 32-byte key: at the write rate on a write
+    /// (it is persisted), at the key rate on a read and a removal.
+    #[test]
+    fn storage_calls_charge_every_word_of_the_key() {
+        let s = GasSchedule::V1;
+        let mut mem = vec![3u8; KEY as usize + 64];
+        let mut ctx = context(u64::MAX);
+        let value = u64::from(KEY);
+        let gas = |ctx: &mut CallContext, mem: &mut Vec<u8>, import, key_len: u64| {
+            let args = match import {
+                Import::StorageWrite => [0, key_len, value, 5],
+                _ => [0, key_len, value, 64],
+            };
+            let (gas, r) = used(ctx, import, &args, mem);
+            r.unwrap();
+            gas
+        };
+        let long = u64::from(KEY);
+        let write = (gas(&mut ctx, &mut mem, Import::StorageWrite, long))
+            - gas(&mut ctx, &mut mem, Import::StorageWrite, 32);
+        assert_eq!(write, 2047 * s.storage_write_word);
+        // Both keys hold a 5-byte value now.
+        let read = gas(&mut ctx, &mut mem, Import::StorageRead, long)
+            - gas(&mut ctx, &mut mem, Import::StorageRead, 32);
+        assert_eq!(read, 2047 * s.storage_key_word);
+        let remove = gas(&mut ctx, &mut mem, Import::StorageRemove, long)
+            - gas(&mut ctx, &mut mem, Import::StorageRemove, 32);
+        assert_eq!(remove, 2047 * s.storage_key_word);
+        // The documented figures: a 32-byte key with a 32-byte value costs 20,000.
+        assert_eq!(write, 20_470_000);
+        let (slot, r) = used(&mut ctx, Import::StorageWrite, &[0, 32, 0, 32], &mut mem);
+        assert_eq!((slot - s.host_call, r), (20_000, Ok(None)));
+    }
+
+    /// The undeclared-access trap of a 100 KiB key keeps and prints a bounded part of it, with
+    /// its length and digest; a short key is printed whole. The trap stays small.
+    #[test]
+    fn undeclared_access_is_bounded_whatever_the_key() {
+        let key = crate::testing::noise(3, 100 << 10);
+        let trap = Trap::undeclared_access(&key, true);
+        let Trap::UndeclaredAccess(k) = &trap else {
+            panic!("{trap:?}")
+        };
+        assert_eq!(k.prefix, key[..KEY_SHOWN_BYTES]);
+        assert_eq!(
+            (k.len, k.digest, k.write),
+            (100 << 10, Digest::of(&key), true)
+        );
+        let message = trap.to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(
+            message.starts_with("undeclared_access: write of key "),
+            "{message}"
+        );
+        assert!(message.contains("102400 bytes"), "{message}");
+        assert!(message.contains(&Digest::of(&key).to_string()), "{message}");
+        let short = Trap::undeclared_access(b"\x01\xab", false).to_string();
+        assert_eq!(short, "undeclared_access: read of key 01ab");
+        assert!(core::mem::size_of::<Trap>() <= 32);
+    }
+
+    /// Blobs a call stored are read without copying them: `blob_len` and `blob_read` see the
+    /// very bytes `new_blobs` holds.
+    #[test]
+    fn new_blobs_are_shared_not_copied() {
+        let mut mem = crate::testing::noise(4, (1 << 20) + 64);
+        let mut ctx = context(u64::MAX);
+        let n = 1u64 << 20;
+        ctx.dispatch(Import::BlobStore, &[64, n, 0], &mut mem)
+            .unwrap();
+        let id = Digest::of(&mem[64..]);
+        assert_eq!(&mem[..32], id.as_bytes());
+        let held = ctx.new_blobs[0].bytes.clone();
+        let seen = ctx.blob(&id).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&held, &seen), "a copy of the new blob");
+        drop(seen);
+        let (gas, len) = used(&mut ctx, Import::BlobLen, &[0], &mut mem);
+        assert_eq!(len, Ok(Some(n)));
+        assert_eq!(gas, GasSchedule::V1.host_call + GasSchedule::V1.blob_read);
+        assert_eq!(Arc::strong_count(&held), 2);
+        // Stored twice, kept once; found again after the host took them.
+        ctx.dispatch(Import::BlobStore, &[64, n, 0], &mut mem)
+            .unwrap();
+        assert_eq!(ctx.new_blobs.len(), 1);
+        ctx.new_blobs.clear();
+        assert_eq!(
+            ctx.dispatch(Import::BlobLen, &[0], &mut mem),
+            Ok(Some(u64::MAX))
+        );
+        ctx.dispatch(Import::BlobStore, &[64, 10, 0], &mut mem)
+            .unwrap();
+        assert_eq!(ctx.dispatch(Import::BlobLen, &[0], &mut mem), Ok(Some(10)));
+        // Blobs stored before the call, held in a map, are shared too.
+        let stored: BTreeMap<CodeId, Arc<[u8]>> = [(id, held.clone())].into();
+        ctx.blobs = Box::new(stored);
+        assert!(Arc::ptr_eq(&held, &ctx.blob(&id).unwrap().unwrap()));
+    }
+
+    /// `blob_read` charges the words it copies, not the words asked for.
+    #[test]
+    fn blob_reads_charge_the_bytes_copied() {
+        let s = GasSchedule::V1;
+        let mut mem = crate::testing::noise(5, 2 << 20);
+        let mut ctx = context(u64::MAX);
+        ctx.dispatch(Import::BlobStore, &[64, 100, 0], &mut mem)
+            .unwrap();
+        let fixed = s.host_call + s.blob_read;
+        // 100 bytes copied of the 1 MiB asked for: 4 words.
+        let (gas, r) = used(&mut ctx, Import::BlobRead, &[0, 0, 4096, 1 << 20], &mut mem);
+        assert_eq!(r, Ok(Some(100)));
+        assert_eq!(gas, fixed + 4 * s.blob_read_word);
+        // Past the end: nothing copied, nothing charged beyond the call.
+        let (gas, r) = used(
+            &mut ctx,
+            Import::BlobRead,
+            &[0, 200, 4096, 1 << 20],
+            &mut mem,
+        );
+        assert_eq!((gas, r), (fixed, Ok(Some(0))));
+    }
+
+    /// `blob_update` of two 4 MiB blobs pays for hashing 8 MiB before it compares them: with
+    /// one gas too little it traps `out_of_gas` at that charge (the gas left is -1, where
+    /// a charge after the comparison would have taken the changed bytes' cost as well), and
+    /// an update that changes nothing still pays it.
+    #[test]
+    fn blob_updates_pay_for_hashing_both_blobs_first() {
+        let s = GasSchedule::V1;
+        let size = 4u64 << 20;
+        let mut mem = crate::testing::noise(6, 2 * size as usize + 64);
+        let hashing = s.host_call + s.blob_store + s.blob_hash_word * 2 * (size / 32);
+        for changes in [true, false] {
+            let mut ctx = context(u64::MAX);
+            // The previous blob's id at 0, the new blob's bytes different or the same.
+            ctx.dispatch(Import::BlobStore, &[64, size, 0], &mut mem)
+                .unwrap();
+            let update = [0, if changes { 64 + size } else { 64 }, size, 32];
+            ctx.gas_left = hashing as i64 - 1;
+            let r = ctx.dispatch(Import::BlobUpdate, &update, &mut mem);
+            assert_eq!(
+                (r, ctx.gas_left),
+                (Err(Trap::OutOfGas), -1),
+                "changes: {changes}"
+            );
+            assert_eq!(ctx.new_blobs.len(), 1);
+            if !changes {
+                // The same bytes again: no byte changed, the hashing is all it costs.
+                ctx.gas_left = hashing as i64;
+                let r = ctx.dispatch(Import::BlobUpdate, &update, &mut mem);
+                assert_eq!((r, ctx.gas_left), (Ok(None), 0));
+            }
+        }
+    }
+
+    /// A blob over the cap traps `too_large` before memory is read.
+    #[test]
+    fn blobs_over_the_cap_are_refused() {
+        let mut mem = vec![0u8; 256];
+        let mut ctx = context(u64::MAX);
+        let over = MAX_BLOB_BYTES + 1;
+        let too_large = Err(Trap::TooLarge {
+            what: "blob",
+            len: over,
+            max: MAX_BLOB_BYTES,
+        });
+        let r = ctx.dispatch(Import::BlobStore, &[0, over.into(), 0], &mut mem);
+        assert_eq!(r, too_large);
+        // The previous blob's id, past the end of memory, is not read either.
+        let r = ctx.dispatch(Import::BlobUpdate, &[1024, 0, over.into(), 0], &mut mem);
+        assert_eq!(r, too_large);
+    }
+
+    /// A schedule set without validation, far past its bounds, makes charges saturate to
+    /// `out_of_gas` rather than wrap (or overflow).
+    #[test]
+    fn charges_saturate_under_any_schedule() {
+        let mut mem = vec![0u8; 256];
+        let huge = GasSchedule {
+            copy_word: u64::MAX,
+            storage_key_word: u64::MAX,
+            storage_write_word: u64::MAX,
+            event: u64::MAX,
+            event_byte: u64::MAX,
+            blob_byte: u64::MAX,
+            ..GasSchedule::V1
+        };
+        for (import, args) in [
+            (Import::InputRead, [0u64, 0, 64, 0]),
+            (Import::ReturnData, [0, 64, 0, 0]),
+            (Import::StorageRead, [0, 64, 0, 0]),
+            (Import::StorageWrite, [0, 64, 0, 64]),
+            (Import::StorageRemove, [0, 64, 0, 0]),
+            (Import::EmitEvent, [0, u32::MAX.into(), 0, u32::MAX.into()]),
+            (Import::BlobStore, [0, 64, 0, 0]),
+        ] {
+            let mut ctx = context(u64::MAX);
+            ctx.schedule = huge;
+            let args = &args[..import.shape().arity()];
+            assert_eq!(
+                ctx.dispatch(import, args, &mut mem),
+                Err(Trap::OutOfGas),
+                "{import:?}"
+            );
+        }
     }
 
     #[test]

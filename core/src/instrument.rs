@@ -225,6 +225,8 @@ pub enum InstrumentError {
     ReservedExport(String),
     /// A construct ABI v1 does not accept.
     Unsupported(&'static str),
+    /// The gas schedule is outside its bounds ([`GasSchedule::validate`]).
+    Schedule(crate::gas::ScheduleError),
 }
 
 impl fmt::Display for InstrumentError {
@@ -256,6 +258,7 @@ impl fmt::Display for InstrumentError {
                 write!(f, "export `{name}` uses a name reserved for synor")
             }
             InstrumentError::Unsupported(what) => write!(f, "unsupported: {what}"),
+            InstrumentError::Schedule(e) => e.fmt(f),
         }
     }
 }
@@ -442,12 +445,14 @@ fn segment_fits(
 ///
 /// # Errors
 /// The module is invalid, uses an unsupported feature or import, or exceeds a limit; the error
-/// says which and where.
+/// says which and where. Or `schedule` is outside its bounds ([`GasSchedule::validate`]), which
+/// would let charges wrap.
 pub fn instrument(
     wasm: &[u8],
     schedule: &GasSchedule,
     limits: &Limits,
 ) -> Result<Instrumented, InstrumentError> {
+    schedule.validate().map_err(InstrumentError::Schedule)?;
     limit(
         "module size",
         wasm.len() as u64,

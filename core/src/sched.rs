@@ -32,8 +32,21 @@ use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Mutex, Ordering, Padded};
 
 pub mod optimistic;
 
+/// Most keys a transaction may declare, reads and writes together ([`AccessSet::check`]).
+pub const MAX_ACCESS_KEYS: usize = 1024;
+
+/// Most bytes of keys a transaction may declare, reads and writes together
+/// ([`AccessSet::check`]): room for three keys of the longest a contract may use (a 32-byte
+/// namespace and [`MAX_KEY_BYTES`](crate::abi::MAX_KEY_BYTES)), or a thousand of 256 bytes.
+pub const MAX_ACCESS_KEY_BYTES: usize = 256 << 10;
+
+/// Sets of at most this many keys are scanned by [`AccessIndex`] rather than searched: fewer
+/// comparisons than a search would make in the cache lines it touches, and no allocation.
+const SCAN: usize = 8;
+
 /// The keys a transaction reads and writes. A key both read and written need only be declared
-/// as written.
+/// as written. A host schedules only sets within the bounds [`AccessSet::check`] checks, and
+/// checks accesses during execution through an [`AccessIndex`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessSet {
     /// Keys read.
@@ -43,12 +56,13 @@ pub struct AccessSet {
 }
 
 impl AccessSet {
-    /// Whether `key` may be read.
+    /// Whether `key` may be read. Scans the set: for lookups during execution, see
+    /// [`AccessIndex`].
     pub fn may_read(&self, key: &[u8]) -> bool {
         self.reads.iter().chain(&self.writes).any(|k| k == key)
     }
 
-    /// Whether `key` may be written.
+    /// Whether `key` may be written. Scans the set, as [`AccessSet::may_read`].
     pub fn may_write(&self, key: &[u8]) -> bool {
         self.writes.iter().any(|k| k == key)
     }
@@ -57,6 +71,138 @@ impl AccessSet {
     pub fn conflicts(&self, other: &AccessSet) -> bool {
         self.writes.iter().any(|k| other.may_read(k))
             || other.writes.iter().any(|k| self.may_read(k))
+    }
+
+    /// Checks the set's bounds: at most [`MAX_ACCESS_KEYS`] keys and [`MAX_ACCESS_KEY_BYTES`]
+    /// bytes of keys. Takes time in the number of keys only up to the bound.
+    ///
+    /// # Errors
+    /// Which bound the set exceeds.
+    pub fn check(&self) -> Result<(), AccessSetError> {
+        let keys = self.reads.len().saturating_add(self.writes.len());
+        if keys > MAX_ACCESS_KEYS {
+            return Err(AccessSetError::TooManyKeys { keys });
+        }
+        let bytes = self.writes.iter().chain(&self.reads).map(Vec::len).sum();
+        if bytes > MAX_ACCESS_KEY_BYTES {
+            return Err(AccessSetError::TooManyKeyBytes { bytes });
+        }
+        Ok(())
+    }
+
+    /// The key at `position`: writes first, then reads.
+    fn key(&self, position: u32) -> Option<&[u8]> {
+        let p = position as usize;
+        match p.checked_sub(self.writes.len()) {
+            None => self.writes.get(p),
+            Some(r) => self.reads.get(r),
+        }
+        .map(Vec::as_slice)
+    }
+}
+
+/// Why a transaction's [`AccessSet`] is refused: it is over a bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessSetError {
+    /// More than [`MAX_ACCESS_KEYS`] keys.
+    TooManyKeys {
+        /// Keys declared.
+        keys: usize,
+    },
+    /// More than [`MAX_ACCESS_KEY_BYTES`] bytes of keys.
+    TooManyKeyBytes {
+        /// Bytes of keys declared.
+        bytes: usize,
+    },
+}
+
+impl AccessSetError {
+    /// The stable name of the refusal, as a receipt reports it.
+    pub fn name(&self) -> &'static str {
+        "access_set_too_large"
+    }
+}
+
+impl core::fmt::Display for AccessSetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let name = self.name();
+        match self {
+            AccessSetError::TooManyKeys { keys } => {
+                write!(f, "{name}: {keys} keys declared, at most {MAX_ACCESS_KEYS}")
+            }
+            AccessSetError::TooManyKeyBytes { bytes } => write!(
+                f,
+                "{name}: {bytes} bytes of keys declared, at most {MAX_ACCESS_KEY_BYTES}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for AccessSetError {}
+
+/// Lookups in an [`AccessSet`] within its bounds in O(log n) comparisons of keys, where
+/// [`AccessSet::may_read`] scans: what a host checks every storage access of a transaction
+/// against. Made once per transaction ([`AccessIndex::new`]); holds positions in the set, not
+/// keys, so it must be asked with the set it was made from (with another, its answers are
+/// meaningless, though it never panics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessIndex {
+    /// Positions of the keys (writes first, then reads; see [`AccessSet::key`]), ordered by
+    /// key and, among equal keys, writes first. Empty for a set of at most [`SCAN`] keys,
+    /// which lookups scan.
+    sorted: Vec<u32>,
+}
+
+impl AccessIndex {
+    /// The index of `set`, after checking its bounds ([`AccessSet::check`]).
+    ///
+    /// # Errors
+    /// The set is over a bound.
+    pub fn new(set: &AccessSet) -> Result<Self, AccessSetError> {
+        set.check()?;
+        let n = set.writes.len() + set.reads.len();
+        if n <= SCAN {
+            return Ok(Self::default());
+        }
+        // Fewer than MAX_ACCESS_KEYS positions: each fits a u32.
+        let mut sorted: Vec<u32> = (0..n as u32).collect();
+        let writes = set.writes.len() as u32;
+        sorted
+            .sort_unstable_by(|a, b| (set.key(*a), *a >= writes).cmp(&(set.key(*b), *b >= writes)));
+        Ok(Self { sorted })
+    }
+
+    /// Whether `set` (the set the index was made from) lets `key` be read.
+    pub fn may_read(&self, set: &AccessSet, key: &[u8]) -> bool {
+        self.find(set, key, &mut 0).is_some()
+    }
+
+    /// Whether `set` (the set the index was made from) lets `key` be written.
+    pub fn may_write(&self, set: &AccessSet, key: &[u8]) -> bool {
+        self.find(set, key, &mut 0) == Some(true)
+    }
+
+    /// Whether `key` is declared (`Some`) and written (`Some(true)`), counting the keys
+    /// compared in `probes`.
+    fn find(&self, set: &AccessSet, key: &[u8], probes: &mut usize) -> Option<bool> {
+        let equal = |k: &[u8], probes: &mut usize| {
+            *probes += 1;
+            k == key
+        };
+        if self.sorted.is_empty() {
+            if set.writes.iter().any(|k| equal(k, probes)) {
+                return Some(true);
+            }
+            return set.reads.iter().any(|k| equal(k, probes)).then_some(false);
+        }
+        // The first position whose key is not below `key`: a write of it, if there is one.
+        let first = self.sorted.partition_point(|p| {
+            *probes += 1;
+            set.key(*p).is_some_and(|k| k < key)
+        });
+        let p = *self.sorted.get(first)?;
+        equal(set.key(p)?, probes).then_some((p as usize) < set.writes.len())
     }
 }
 

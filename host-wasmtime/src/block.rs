@@ -3,7 +3,9 @@
 //! sequential execution in block order.
 //!
 //! A transaction that declares an [`AccessSet`] sees the block state through it: touching any
-//! other key traps with `undeclared_access`, in every mode alike. A transaction's writes take
+//! other key traps with `undeclared_access`, in every mode alike. A set over its bounds
+//! ([`AccessSet::check`]) is refused when the block is scheduled: the transaction is not run,
+//! and its receipt says `access_set_too_large`. A transaction's writes take
 //! effect when it succeeds; a trapping transaction's writes are discarded and the block goes
 //! on. Blobs stored during the block
 //! become readable after it (every transaction reads the blobs of earlier blocks only), so that
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use synor_core::abi::{Blobs, CallContext, Event, State, Trap};
 use synor_core::digest::{CodeId, Digest};
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
-use synor_core::sched::{AccessSet, Dag};
+use synor_core::sched::{AccessIndex, AccessSet, AccessSetError, Dag};
 use synor_core::tier::{Call, EngineError};
 use synor_host_std::pool;
 
@@ -266,7 +268,7 @@ impl BlockState {
 type Write = (Vec<u8>, Option<Vec<u8>>);
 
 /// Blobs a transaction stored.
-type NewBlobs = Vec<(CodeId, Vec<u8>)>;
+type NewBlobs = Vec<(CodeId, Arc<[u8]>)>;
 
 /// A window of an optimistic block: keys and values (`None`: removed).
 type Window = Optimistic<WindowKey, Option<Vec<u8>>>;
@@ -288,12 +290,35 @@ const MAX_SPARE_WINDOWS: usize = 4;
 /// The reads of one optimistic execution, shared by its view and the worker that returns them.
 type SpeculativeReads = Rc<RefCell<ReadSet>>;
 
+/// A transaction's access set as the block's scheduling found it.
+#[derive(Debug)]
+enum Declared {
+    /// It declares nothing: it may touch any key.
+    Nothing,
+    /// Its set, within its bounds, indexed for the checks of its accesses.
+    Keys(AccessIndex),
+    /// Its set is over a bound: the transaction is not run.
+    Refused(AccessSetError),
+}
+
+impl Declared {
+    fn of(tx: &Transaction) -> Self {
+        match tx.access.as_ref().map(AccessIndex::new) {
+            None => Declared::Nothing,
+            Some(Ok(index)) => Declared::Keys(index),
+            Some(Err(e)) => Declared::Refused(e),
+        }
+    }
+}
+
 /// What a worker's views share. One per worker, on cache lines of its own, so that the
 /// reference counts views touch are the worker's own, not a cache line bouncing between cores.
 #[repr(align(128))]
 struct Shared {
     state: Arc<BlockState>,
     txs: Arc<[Transaction]>,
+    /// Per transaction, its access set as scheduling found it.
+    declared: Arc<[Declared]>,
     /// The optimistic window being executed.
     window: Option<Arc<Window>>,
 }
@@ -308,14 +333,18 @@ struct View {
 
 impl View {
     fn check(&self, key: &[u8], write: bool) -> Result<(), Trap> {
-        let Some(access) = &self.shared.txs[self.tx].access else {
-            return Ok(());
+        let allowed = match (
+            &self.shared.declared[self.tx],
+            &self.shared.txs[self.tx].access,
+        ) {
+            (Declared::Nothing, _) => true,
+            (Declared::Keys(index), Some(set)) if write => index.may_write(set, key),
+            (Declared::Keys(index), Some(set)) => index.may_read(set, key),
+            // A refused transaction is never run.
+            (Declared::Keys(_), None) | (Declared::Refused(_), _) => false,
         };
-        if write && !access.may_write(key) || !write && !access.may_read(key) {
-            return Err(Trap::UndeclaredAccess {
-                key: key.to_vec(),
-                write,
-            });
+        if !allowed {
+            return Err(Trap::undeclared_access(key, write));
         }
         Ok(())
     }
@@ -387,6 +416,18 @@ fn execute_one(
     speculative: Option<&SpeculativeReads>,
 ) -> Result<Effects, EngineError> {
     let t = &shared.txs[tx];
+    if let Declared::Refused(e) = &shared.declared[tx] {
+        return Ok(Effects {
+            receipt: Receipt {
+                gas_used: 0,
+                trap: Some(e.to_string()),
+                return_data: Vec::new(),
+                events: Vec::new(),
+            },
+            writes: BTreeMap::new(),
+            blobs: Vec::new(),
+        });
+    }
     let module = &deployments[t.contract].module;
     // The blobs' view reads the block state directly: only the state's view needs the reads.
     let view = |speculative: Option<&SpeculativeReads>| View {
@@ -423,7 +464,9 @@ fn execute_one(
 }
 
 /// Executes `txs` against `state` in `mode`; returns one receipt per transaction. The state
-/// and receipts are those of sequential execution in block order, whatever the mode.
+/// and receipts are those of sequential execution in block order, whatever the mode. A
+/// transaction whose access set is over its bounds is not run: its receipt says why
+/// ([`AccessSetError`]), with no gas used.
 ///
 /// # Errors
 /// A transaction could not be called at all (no such export: a malformed block); the state is
@@ -457,12 +500,15 @@ pub fn execute_block(
         Mode::Sequential => 1,
         Mode::Declared { threads } | Mode::Optimistic { threads } => threads.max(1),
     };
+    // Every access set checked and indexed once, before anything is scheduled.
+    let declared: Arc<[Declared]> = txs.iter().map(Declared::of).collect();
     let shared = |window: Option<Arc<Window>>| -> Vec<Arc<Shared>> {
         (0..threads)
             .map(|_| {
                 Arc::new(Shared {
                     state: state.clone(),
                     txs: txs.clone(),
+                    declared: declared.clone(),
                     window: window.clone(),
                 })
             })
@@ -497,7 +543,14 @@ pub fn execute_block(
     match mode {
         Mode::Sequential => (0..txs.len() as u32).for_each(|tx| apply(0, tx)),
         Mode::Declared { .. } => {
-            let build = || Dag::build_partial(txs.iter().map(|t| t.access.as_ref()));
+            // A refused transaction touches nothing.
+            let nothing = AccessSet::default();
+            let sets = declared.iter().zip(txs.iter()).map(|(d, t)| match d {
+                Declared::Nothing => None,
+                Declared::Keys(_) => t.access.as_ref(),
+                Declared::Refused(_) => Some(&nothing),
+            });
+            let build = || Dag::build_partial(sets.clone());
             pool::run_building(txs.len(), threads, &build, &apply);
         }
         Mode::Optimistic { .. } => {
@@ -575,7 +628,7 @@ pub fn execute_block(
     stored.sort_by_key(|(tx, _)| *tx);
     let mut all = state.blobs.write().unwrap_or_else(|e| e.into_inner());
     for (id, bytes) in stored.into_iter().flat_map(|(_, b)| b) {
-        all.entry(id).or_insert_with(|| bytes.into());
+        all.entry(id).or_insert(bytes);
     }
     let receipts = receipts
         .into_iter()

@@ -139,7 +139,7 @@ impl CallInput {
             self.input.clone(),
             self.gas,
             Box::new(self.state.clone()),
-            Box::new(BTreeMap::<Digest, Vec<u8>>::new()),
+            Box::new(BTreeMap::<Digest, Arc<[u8]>>::new()),
         )
     }
 }

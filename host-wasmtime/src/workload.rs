@@ -225,7 +225,7 @@ pub fn zipf(deployments: &[Deployment], calls: usize, skew: f64, seed: u64) -> V
 #[derive(Debug, Default, Clone)]
 pub struct Chain {
     state: Rc<RefCell<BTreeMap<Vec<u8>, Vec<u8>>>>,
-    blobs: Rc<RefCell<BTreeMap<CodeId, Vec<u8>>>>,
+    blobs: Rc<RefCell<BTreeMap<CodeId, Arc<[u8]>>>>,
 }
 
 struct StateView(Rc<RefCell<BTreeMap<Vec<u8>, Vec<u8>>>>);
@@ -236,11 +236,11 @@ impl State for StateView {
     }
 }
 
-struct BlobView(Rc<RefCell<BTreeMap<CodeId, Vec<u8>>>>);
+struct BlobView(Rc<RefCell<BTreeMap<CodeId, Arc<[u8]>>>>);
 
 impl Blobs for BlobView {
     fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
-        Ok(self.0.borrow().get(id).map(|b| b[..].into()))
+        Ok(self.0.borrow().get(id).cloned())
     }
 }
 

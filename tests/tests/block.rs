@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 use proptest::prelude::*;
 
 use synor_core::instrument::Limits;
-use synor_core::sched::AccessSet;
+use synor_core::sched::{AccessSet, MAX_ACCESS_KEYS};
 use synor_core::tier::Tier;
 use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction, balance_key};
 use synor_host_wasmtime::engine::engines;
@@ -343,6 +343,38 @@ fn blob_contract_blocks_equal_sequential_in_every_mode() {
         Mode::Optimistic { threads: 3 },
     ] {
         let (par, par_state) = run_all(mode);
+        assert_eq!(par, seq, "{mode:?}");
+        assert_eq!(par_state, seq_state, "{mode:?}");
+    }
+}
+
+/// A transaction declaring more keys than the bound is refused when the block is scheduled, in
+/// every mode alike: it is not run (no gas used, its transfer does not happen) and its receipt
+/// says why; the transactions around it run.
+#[test]
+fn transactions_over_the_access_bounds_are_refused() {
+    let (d, exec) = &*TOKEN;
+    let (genesis, mut txs) = block::transfers(d, 0, 10, 6, 1);
+    let filler = (0..MAX_ACCESS_KEYS as u64).map(|i| i.to_le_bytes().to_vec());
+    txs[2].access.as_mut().unwrap().reads.extend(filler);
+    let (seq, seq_state, _) = run(exec, d, &genesis, &txs, Mode::Sequential);
+    assert_eq!(seq[2].gas_used, 0);
+    assert_eq!(
+        seq[2].trap.as_deref(),
+        Some("access_set_too_large: 1026 keys declared, at most 1024")
+    );
+    for (i, r) in seq.iter().enumerate() {
+        assert!(i == 2 || r.trap.is_none() && r.gas_used > 0, "{i}: {r:?}");
+    }
+    let mut without = txs.clone();
+    without.remove(2);
+    let (_, without_state, _) = run(exec, d, &genesis, &without, Mode::Sequential);
+    assert_eq!(seq_state, without_state);
+    for mode in [
+        Mode::Declared { threads: 2 },
+        Mode::Optimistic { threads: 2 },
+    ] {
+        let (par, par_state, _) = run(exec, d, &genesis, &txs, mode);
         assert_eq!(par, seq, "{mode:?}");
         assert_eq!(par_state, seq_state, "{mode:?}");
     }

@@ -1,5 +1,6 @@
 use super::*;
 use alloc::collections::BTreeMap;
+use alloc::string::ToString;
 use std::sync::Mutex;
 
 fn set(reads: &[u8], writes: &[u8]) -> AccessSet {
@@ -298,4 +299,101 @@ fn the_strategy_follows_how_near_dependencies_are() {
     let dag = Dag::build(&near);
     assert_eq!(Strategy::for_graph(&dag, 0, 2), Strategy::Ready);
     assert_eq!(Claims::new(&dag, 2).strategy(), Strategy::Ready);
+}
+
+/// `count` keys of `n` bytes: eight random bytes (from `seed`), zero-padded to `n`.
+fn keys(count: usize, n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut s = seed;
+    (0..count)
+        .map(|_| {
+            let mut k = rng(&mut s).to_le_bytes().to_vec();
+            k.resize(n, 0);
+            k
+        })
+        .collect()
+}
+
+/// Sets at the bounds pass; one key or one byte past them fails, saying which.
+#[test]
+fn access_sets_over_the_bounds_are_refused() {
+    let at = AccessSet {
+        reads: keys(MAX_ACCESS_KEYS / 2, 8, 1),
+        writes: keys(MAX_ACCESS_KEYS / 2, 8, 2),
+    };
+    assert_eq!(at.check(), Ok(()));
+    let mut over = at.clone();
+    over.reads.push(vec![0]);
+    let e = AccessIndex::new(&over).unwrap_err();
+    assert_eq!(
+        e,
+        AccessSetError::TooManyKeys {
+            keys: MAX_ACCESS_KEYS + 1
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "access_set_too_large: 1025 keys declared, at most 1024"
+    );
+    let big = MAX_ACCESS_KEY_BYTES / 4;
+    let mut bytes = AccessSet {
+        reads: keys(2, big, 3),
+        writes: keys(2, big, 4),
+    };
+    assert_eq!(bytes.check(), Ok(()));
+    bytes.writes[0].push(0);
+    assert_eq!(
+        bytes.check(),
+        Err(AccessSetError::TooManyKeyBytes {
+            bytes: MAX_ACCESS_KEY_BYTES + 1
+        })
+    );
+    assert_eq!(e.name(), "access_set_too_large");
+}
+
+/// An index answers as the set's own scans do, for sets small (scanned) and large (searched),
+/// with keys declared twice, read and written, prefixes of each other, and absent.
+#[test]
+fn access_index_answers_as_the_set() {
+    let mut s = 7u64;
+    for n in [0, 1, 3, SCAN, SCAN + 1, 40, 300] {
+        for _ in 0..8 {
+            // Keys of 0 to 3 bytes over a small alphabet: many repeats and prefixes.
+            let key = |s: &mut u64| {
+                let len = (rng(s) % 4) as usize;
+                (0..len).map(|_| (rng(s) % 3) as u8).collect::<Vec<u8>>()
+            };
+            let writes = (rng(&mut s) % (n as u64 + 1)) as usize;
+            let set = AccessSet {
+                writes: (0..writes).map(|_| key(&mut s)).collect(),
+                reads: (writes..n).map(|_| key(&mut s)).collect(),
+            };
+            let index = AccessIndex::new(&set).unwrap();
+            for _ in 0..64 {
+                let k = key(&mut s);
+                assert_eq!(index.may_read(&set, &k), set.may_read(&k), "{set:?} {k:?}");
+                assert_eq!(
+                    index.may_write(&set, &k),
+                    set.may_write(&k),
+                    "{set:?} {k:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A lookup in a set of the most keys compares a logarithmic number of them, not all.
+#[test]
+fn access_index_lookups_are_logarithmic() {
+    let set = AccessSet {
+        reads: keys(MAX_ACCESS_KEYS / 2, 32, 5),
+        writes: keys(MAX_ACCESS_KEYS / 2, 32, 6),
+    };
+    let index = AccessIndex::new(&set).unwrap();
+    let absent = vec![0xff; 32];
+    for key in set.reads.iter().chain(&set.writes).chain([&absent]) {
+        let mut probes = 0;
+        let found = index.find(&set, key, &mut probes);
+        assert_eq!(found.is_some(), set.may_read(key));
+        assert!(probes <= 12, "{probes} keys compared");
+    }
 }
