@@ -122,7 +122,7 @@ impl CallInput {
                 .saturating_sub(32),
             1 => instantiation + u.int_in_range(0..=20_000)?,
             2 => instantiation + u.int_in_range(0..=2_000_000)?,
-            _ => instantiation + 50_000_000,
+            _ => instantiation + 5_000_000,
         };
         Ok(Self {
             args,
@@ -155,12 +155,13 @@ fn small_or_any(u: &mut Unstructured<'_>) -> Result<i64> {
 
 /// A module: from wasm-smith, or from an edge template.
 fn module(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
-    let text = match u.int_in_range(0..=5)? {
-        0 => return smith(u),
-        1 => frame(u)?,
-        2 => recursion(u)?,
-        3 => segments(u)?,
-        4 => memory(u)?,
+    // wasm-smith for two inputs in five; the edges share the rest.
+    let text = match u.int_in_range(0..=19)? {
+        0..=7 => return smith(u),
+        8..=10 => frame(u)?,
+        11..=12 => recursion(u)?,
+        13..=15 => segments(u)?,
+        16..=17 => memory(u)?,
         _ => trap_after_work(u)?,
     };
     wat::parse_str(&text).map_err(|e| {
