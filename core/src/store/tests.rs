@@ -322,3 +322,5 @@ fn combinations_are_lexicographic_subsets() {
     assert!(combinations(2, 3).is_empty());
     assert!(combinations(3, 0).is_empty());
 }
+
+mod hostile;
