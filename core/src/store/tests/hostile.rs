@@ -72,33 +72,6 @@ impl KvStore for CountingKv {
     }
 }
 
-/// A zstd frame as the store keeps it (without magic): a single-segment header declaring
-/// `size` bytes, then `blocks` (each a block type, 0 raw or 1 RLE, its size and body).
-fn frame(size: u64, blocks: &[(u8, usize, &[u8])]) -> Vec<u8> {
-    // Single segment, 8-byte content size, no checksum, no dictionary id.
-    let mut f = vec![0xE0];
-    f.extend_from_slice(&size.to_le_bytes());
-    for (i, (kind, n, body)) in blocks.iter().enumerate() {
-        let last = u32::from(i + 1 == blocks.len());
-        let header = ((*n as u32) << 3) | (u32::from(*kind) << 1) | last;
-        f.extend_from_slice(&header.to_le_bytes()[..3]);
-        f.extend_from_slice(body);
-    }
-    f
-}
-
-const BLOCK: usize = 128 * 1024;
-
-/// `content` in raw blocks: the frame decodes to it against any reference.
-fn raw_frame(content: &[u8]) -> Vec<u8> {
-    let blocks: Vec<(u8, usize, &[u8])> = if content.is_empty() {
-        vec![(0, 0, &[][..])]
-    } else {
-        content.chunks(BLOCK).map(|c| (0, c.len(), c)).collect()
-    };
-    frame(content.len() as u64, &blocks)
-}
-
 /// `n` zero bytes in RLE blocks: four bytes of frame per 128 KiB of output.
 fn zeros_frame(declared: u64, n: usize) -> Vec<u8> {
     let blocks: Vec<(u8, usize, &[u8])> = (0..n.div_ceil(BLOCK))
@@ -389,8 +362,8 @@ fn zip_bomb_records_are_bounded() {
 }
 
 /// Counters at their limits: a record numbered past `MAX_SEQ` is reported damaged; one at it
-/// leaves no number to hand out, so puts fail with an error instead of overflowing; pins at
-/// `u32::MAX` refuse one more.
+/// leaves no number to hand out, so puts fail with an error instead of overflowing; pins and
+/// dependents at `u32::MAX` refuse one more, and so does the last dictionary version.
 #[test]
 fn forged_counters_at_their_limits_are_errors() {
     let (mut kv, honest) = honest(MemKv::default());
@@ -418,14 +391,34 @@ fn forged_counters_at_their_limits_are_errors() {
     assert!(!store.put(&honest[0].1).unwrap().created);
     assert_intact(&store, &honest);
 
-    // Pins at u32::MAX.
+    // Pins and dependents at u32::MAX, the last dictionary version at u32::MAX.
     let (mut kv, honest) = self::honest(MemKv::default());
-    edit(&mut kv, &honest[0].0, |m| m.pins = u32::MAX);
+    let (id, bytes) = &honest[0];
+    edit(&mut kv, id, |m| m.pins = u32::MAX);
     let mut store = CodeStore::open(kv, RuzstdCompressor, small_chunks()).unwrap();
-    assert!(matches!(
-        store.put(&honest[0].1),
-        Err(StoreError::TooLarge { .. })
-    ));
+    assert!(matches!(store.put(bytes), Err(StoreError::TooLarge { .. })));
+    let (mut kv, _) = store.into_parts();
+    edit(&mut kv, id, |m| m.dependents = u32::MAX);
+    let mut meta = store_meta(&kv);
+    meta.last_dictionary = u32::MAX;
+    set_store_meta(&mut kv, &meta);
+    let mut store = CodeStore::open(kv, PrefersReferences, small_chunks()).unwrap();
+    match store.put_upgrade(id, &text(73, 3000)) {
+        Err(StoreError::TooLarge { size, limit }) => {
+            assert_eq!((size, limit), (u64::from(u32::MAX) + 1, u32::MAX.into()));
+        }
+        other => panic!("{other:?}"),
+    }
+    match store.train_dictionary() {
+        Err(StoreError::Corrupt {
+            object: Object::StoreMeta,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // The forged count is what `verify` reports, and what `gc` corrects.
+    assert_eq!(store.verify(false).unwrap().problems.len(), 1);
+    store.gc().unwrap();
     assert_intact(&store, &honest);
 }
 
@@ -535,4 +528,57 @@ fn gc_removes_dead_chains_and_leaves_exact_counts() {
     assert_eq!(store.record_stats(&ida).unwrap().dependents, 0);
     // Nothing left to collect.
     assert_eq!(store.gc().unwrap(), GcReport::default());
+}
+
+/// Chunk counts forged to the edges of `u64`: adding a use to one at the top is an error (not
+/// a wrap to zero that would drop the chunk), and releasing a use of one past `i64::MAX`
+/// computes without overflow; `gc` then sets both to their uses.
+#[test]
+fn forged_chunk_counts_at_the_edges() {
+    let mut store = open(small_chunks());
+    let base = noise(20, 30_000);
+    let idbase = store.put_blob(&base, None).unwrap().id;
+    let (mut kv, c) = store.into_parts();
+    let chunks: Vec<Vec<u8>> = kv
+        .entries()
+        .keys()
+        .filter(|k| k[0] == tag::CHUNK)
+        .cloned()
+        .collect();
+    assert!(chunks.len() >= 4);
+    let set_count = |kv: &mut MemKv, key: &[u8], count: u64| {
+        let object = Object::Chunk(key_id(key).unwrap());
+        let value = kv.entries()[key].clone();
+        let mut chunk = ChunkBody::decode(unseal(object, &value).unwrap()).unwrap();
+        chunk.count = count;
+        kv.entries_mut()
+            .insert(key.to_vec(), seal(&[&chunk.encode()]));
+    };
+    for key in &chunks {
+        set_count(&mut kv, key, u64::MAX);
+    }
+    let mut store = CodeStore::open(kv, c, small_chunks()).unwrap();
+    let mut edited = base.clone();
+    edited[25_000] ^= 1;
+    match store.put_blob(&edited, Some(&idbase)) {
+        Err(StoreError::Corrupt {
+            object: Object::Chunk(_),
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.get(&idbase).unwrap(), base);
+
+    let (mut kv, c) = store.into_parts();
+    for key in &chunks {
+        set_count(&mut kv, key, 1 << 63);
+    }
+    let mut store = CodeStore::open(kv, c, small_chunks()).unwrap();
+    let other = store.put(&text(21, 2000)).unwrap().id;
+    store.delete(&idbase).unwrap();
+    assert!(!store.verify(false).unwrap().problems.is_empty());
+    store.gc().unwrap();
+    assert_sound(&store);
+    assert_eq!(store.stats().unwrap().chunks, 0);
+    assert_eq!(store.ids(), [other]);
 }
