@@ -44,11 +44,10 @@ impl<'a> Input<'a> {
 }
 
 /// A store of three records built from `body` (split at `split`): a contract, then two
-/// upgrades of it, or (`mode & 0x20`) a blob and an update of the blob, three quarters of it
-/// (which share chunks);
-/// uncompressed when `mode & 0x10`. Chunks are small enough (about 1 KiB) that blobs of a few
-/// kilobytes of incompressible bytes are chunked. Returns the backend, the configuration and
-/// each record's id and bytes.
+/// upgrades of it, or (`mode & 0x20`) a blob and an update of the blob to its first three
+/// quarters (the two share chunks); uncompressed when `mode & 0x10`. Chunks are small enough
+/// (about 1 KiB) that blobs of a few kilobytes of incompressible bytes are chunked. Returns the
+/// backend, the configuration and each record's id and bytes.
 fn build_store(
     mode: u8,
     split: usize,
@@ -203,11 +202,13 @@ fn damage_and_reseal(value: &[u8], how: [u32; 3], other: &[u8]) -> Vec<u8> {
 }
 
 /// Damage that the seal does not catch: builds a store from the input as [`record_decode`]
-/// does, damages one or two stored values (as [`damage_and_reseal`] says) and seals them
-/// again, so that the metadata, count and chunk decoders see the damage. Then reopens the
-/// store and uses all of it: reads, statistics, verification, puts, deletes, `gc`, and a
-/// second reopen. Errors are expected; a panic, or a read returning other bytes than those
-/// stored, is a bug. Reads run under a 4 MiB budget, so decoding stays bounded.
+/// does, damages one or two stored values (a flipped bit, a byte set, a truncation, bytes
+/// appended or inserted, the body replaced, or a varint field overwritten with an edge number
+/// such as `u64::MAX`) and seals them again, so that the metadata, count and chunk decoders
+/// see the damage. Then reopens the store and uses all of it: reads, statistics, verification,
+/// puts, deletes, `gc`, and a second reopen. Errors are expected; a panic, or a read returning
+/// other bytes than those stored, is a bug. Reads run under a 4 MiB budget, so decoding stays
+/// bounded.
 pub fn record_reseal(data: &[u8]) {
     let mut input = Input(data);
     let mode = input.u8();

@@ -15,7 +15,10 @@
 //! A record's metadata and small payload share one value, so that a small contract costs one
 //! key; a change of its counts rewrites at most [`INLINE_MAX`] bytes. Larger payloads live
 //! apart and are never rewritten. Records refer to each other by insertion sequence number
-//! (a varint of two or three bytes) rather than by digest.
+//! (a varint of two or three bytes, at most [`MAX_SEQ`]) rather than by digest.
+//!
+//! The seal catches accidental damage, not edits: a value can be changed and sealed again. So
+//! every number read from a value is bounded or used with checked arithmetic.
 //!
 //! A payload holding a zstd frame omits the frame's four-byte magic number; the decoder puts it
 //! back.

@@ -17,8 +17,18 @@
 //! Every frame is decoded by the core's decoder (ruzstd) and checked against the original bytes
 //! before anything is written, and every read checks the digest of what it returns: a damaged
 //! store gives errors, never wrong bytes. Reference chains are bounded in depth and in the bytes
-//! a read may have to decode ([`StoreConfig::max_depth`], [`StoreConfig::max_closure_bytes`]):
-//! past the bound the store picks other references or a full record.
+//! a read may have to decode ([`StoreConfig::max_depth`], [`StoreConfig::max_closure_bytes`],
+//! [`StoreConfig::max_read_bytes`]): past the bound the store picks other references or a full
+//! record.
+//!
+//! # Reading
+//!
+//! A read decodes each record it needs once, however many of the records above it refer to it
+//! and whatever the cache keeps. Before decoding anything it counts, from the metadata alone,
+//! what it would decode (each record's size, the reference content of its frame, and
+//! [`READ_OVERHEAD`]); past [`StoreConfig::max_read_bytes`] it fails with
+//! [`StoreError::ReadBudget`]. The count depends on the stored records only, not on what is
+//! cached, so every node gives the same answer; a forged store costs a read at most the budget.
 //!
 //! # Counting references
 //!
@@ -26,7 +36,11 @@
 //! another stored record refers to it. Chunks and dictionaries count the records that use them.
 //! Every operation writes one atomic [`WriteBatch`], so the counts are exact after any crash, and
 //! objects whose count falls to zero are removed in the same batch. [`CodeStore::verify`]
-//! recounts everything from scratch; [`CodeStore::gc`] removes whatever nothing refers to.
+//! recounts everything from scratch; [`CodeStore::gc`] repairs a store edited behind its back:
+//! it removes every record no live record reaches, with whatever only they held, and sets every
+//! remaining count to what it finds. [`CodeStore::open`] raises the sequence counter and the
+//! last dictionary version above every one stored, so that stale store metadata never hands
+//! out a number in use.
 //!
 //! # Dictionaries
 //!
@@ -651,8 +665,9 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     /// Stores contract code. Storing bytes already stored adds a pin.
     ///
     /// # Errors
-    /// [`StoreError::TooLarge`], compressor and backend failures, or corruption found in the
-    /// records chosen as references.
+    /// [`StoreError::TooLarge`]; [`StoreError::ReadBudget`] for a new record that could not be
+    /// read back within [`StoreConfig::max_read_bytes`]; compressor and backend failures, or
+    /// corruption found in the records chosen as references.
     pub fn put(&mut self, bytes: &[u8]) -> Result<PutReport, StoreError> {
         self.put_with(bytes, None, false)
     }
@@ -701,15 +716,6 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             return Err(StoreError::NotFound(p));
         }
         let id = Digest::of(bytes);
-        let needed = READ_OVERHEAD.saturating_add(bytes.len() as u64);
-        if needed > self.config.max_read_bytes {
-            // Stored, it could not be read back under this configuration.
-            return Err(StoreError::ReadBudget {
-                at: id,
-                needed,
-                limit: self.config.max_read_bytes,
-            });
-        }
         if let Some(reason) = self.damaged.get(&id) {
             return Err(StoreError::corrupt(Object::Record(id), reason.clone()));
         }
@@ -724,6 +730,15 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             pending.insert(id, Some(meta));
             self.commit(WriteBatch::new(), pending, None, self.meta.clone())?;
             return Ok(report);
+        }
+        let needed = READ_OVERHEAD.saturating_add(bytes.len() as u64);
+        if needed > self.config.max_read_bytes {
+            // Stored, a new record could not be read back under this configuration.
+            return Err(StoreError::ReadBudget {
+                at: id,
+                needed,
+                limit: self.config.max_read_bytes,
+            });
         }
         self.maybe_train_dictionary()?;
         let sketch = Sketch::of(bytes);
