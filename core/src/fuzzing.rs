@@ -209,6 +209,9 @@ fn damage_and_reseal(value: &[u8], how: [u32; 3], other: &[u8]) -> Vec<u8> {
 /// puts, deletes, `gc`, and a second reopen. Errors are expected; a panic, or a read returning
 /// other bytes than those stored, is a bug. Reads run under a 4 MiB budget, so decoding stays
 /// bounded.
+///
+/// The input's content is followed by up to 16 KiB of pseudo-random bytes, as many as it says,
+/// so that short inputs also make stores with chunked blobs.
 pub fn record_reseal(data: &[u8]) {
     let mut input = Input(data);
     let mode = input.u8();
@@ -220,9 +223,11 @@ pub fn record_reseal(data: &[u8]) {
         );
     }
     let split = input.u16() as usize;
-    let body = input.rest();
+    let grow = input.u8();
+    let mut body = input.rest().to_vec();
+    body.extend_from_slice(&crate::testing::noise(grow.into(), usize::from(grow) * 64));
     let other = &body[split.min(body.len())..];
-    let (mut kv, config, originals) = build_store(mode, split, body);
+    let (mut kv, config, originals) = build_store(mode, split, &body);
     for (target, how) in &damages[..1 + usize::from(mode & 0x40 != 0)] {
         damage(&mut kv, *target, *how, other);
     }

@@ -402,7 +402,7 @@ fn writes_keep_every_read_within_the_budget() {
     }
     assert!(deltas >= 6, "{deltas} deltas");
     let (kv, c) = store.into_parts();
-    let mut store = CodeStore::open(kv, c, config).unwrap();
+    let mut store = CodeStore::open(kv, c, config.clone()).unwrap();
     for (id, bytes) in &versions {
         assert_eq!(&store.get(id).unwrap(), bytes);
     }
@@ -414,6 +414,16 @@ fn writes_keep_every_read_within_the_budget() {
         other => panic!("{other:?}"),
     }
     assert_sound(&store);
+    // A record already stored only gains a pin, whatever the budget; reads past it fail.
+    store.set_config(StoreConfig {
+        max_read_bytes: 1024,
+        ..config
+    });
+    assert!(!store.put(&versions[0].1).unwrap().created);
+    assert!(matches!(
+        store.get(&versions[0].0),
+        Err(StoreError::ReadBudget { limit: 1024, .. })
+    ));
 }
 
 mod hostile;
