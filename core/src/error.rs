@@ -147,6 +147,16 @@ pub enum StoreError {
         /// The bound (depth of reference chains).
         limit: u32,
     },
+    /// Reading a record would decode more bytes than the read budget allows
+    /// ([`StoreConfig::max_read_bytes`](crate::store::StoreConfig::max_read_bytes)).
+    ReadBudget {
+        /// The record being read.
+        at: CodeId,
+        /// Bytes the read would decode, at least (counting stops past the budget).
+        needed: u64,
+        /// The budget.
+        limit: u64,
+    },
     /// The store was written by an incompatible version of synor.
     UnsupportedFormat {
         /// The format version found.
@@ -178,6 +188,12 @@ impl fmt::Display for StoreError {
             StoreError::TooDeep { at, limit } => write!(
                 f,
                 "record {} needs references deeper than the limit of {limit}",
+                at.short()
+            ),
+            StoreError::ReadBudget { at, needed, limit } => write!(
+                f,
+                "reading record {} would decode at least {needed} bytes, over the read budget \
+                 of {limit} bytes",
                 at.short()
             ),
             StoreError::UnsupportedFormat { found, supported } => write!(

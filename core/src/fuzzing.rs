@@ -9,8 +9,10 @@ use alloc::vec::Vec;
 use crate::digest::Digest;
 use crate::host::{Level, Reference};
 use crate::store::codec::{RAW_CONTENT_HEADER, decode_frame};
+use crate::store::format::{MAX_SEQ, SEAL_LEN, seal};
 use crate::store::{ChunkConfig, Chunker, CodeStore, RuzstdCompressor, StoreConfig};
 use crate::testing::MemKv;
+use crate::wire::put_varint;
 
 /// Reads little-endian integers from the front of fuzz input, then hands out the rest.
 struct Input<'a>(&'a [u8]);
@@ -41,17 +43,16 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Record decoding: builds a store from the input, damages one stored value as the input says
-/// (bit flip, truncation, extension, removal, replacement), reopens it and reads every record.
-/// A read returns the original bytes or an error, never other bytes, and never panics.
-pub fn record_decode(data: &[u8]) {
-    let mut input = Input(data);
-    let mode = input.u8();
-    let target = input.u16() as usize;
-    let position = input.u32() as usize;
-    let bit = input.u8() % 8;
-    let split = input.u16() as usize;
-    let body = input.rest();
+/// A store of three records built from `body` (split at `split`): a contract, then two
+/// upgrades of it, or (`mode & 0x20`) a blob and an update of the blob to its first three
+/// quarters (the two share chunks); uncompressed when `mode & 0x10`. Chunks are small enough
+/// (about 1 KiB) that blobs of a few kilobytes of incompressible bytes are chunked. Returns the
+/// backend, the configuration and each record's id and bytes.
+fn build_store(
+    mode: u8,
+    split: usize,
+    body: &[u8],
+) -> (MemKv, StoreConfig, Vec<(Digest, Vec<u8>)>) {
     let (a, b) = body.split_at(split.min(body.len()));
     let config = StoreConfig {
         level: if mode & 0x10 != 0 {
@@ -59,8 +60,9 @@ pub fn record_decode(data: &[u8]) {
         } else {
             Level::Fast
         },
-        chunking: ChunkConfig::new(64, 128, 512).expect("valid chunk bounds"),
+        chunking: ChunkConfig::new(256, 1024, 4096).expect("valid chunk bounds"),
         max_size: 1 << 20,
+        max_read_bytes: 4 << 20,
         ..StoreConfig::default()
     };
     let Ok(mut store) = CodeStore::open(MemKv::default(), RuzstdCompressor, config.clone()) else {
@@ -68,9 +70,13 @@ pub fn record_decode(data: &[u8]) {
     };
     let mut originals: Vec<(Digest, Vec<u8>)> = Vec::new();
     let mut previous = None;
-    for (i, piece) in [a, b, &body[body.len() / 2..]].into_iter().enumerate() {
-        let put = if i == 1 && mode & 0x20 != 0 {
-            store.put_blob(piece, None)
+    let third = match mode & 0x20 {
+        0 => &body[body.len() / 2..],
+        _ => &b[..b.len() * 3 / 4],
+    };
+    for (i, piece) in [a, b, third].into_iter().enumerate() {
+        let put = if i >= 1 && mode & 0x20 != 0 {
+            store.put_blob(piece, previous.filter(|_| i == 2).as_ref())
         } else {
             match previous {
                 Some(p) => store.put_upgrade(&p, piece),
@@ -84,7 +90,22 @@ pub fn record_decode(data: &[u8]) {
     for (id, bytes) in &originals {
         assert_eq!(&store.get(id).expect("intact record"), bytes);
     }
-    let (mut kv, _) = store.into_parts();
+    (store.into_parts().0, config, originals)
+}
+
+/// Record decoding: builds a store from the input, damages one stored value as the input says
+/// (bit flip, truncation, extension, removal, replacement), reopens it and reads every record.
+/// A read returns the original bytes or an error, never other bytes, and never panics.
+pub fn record_decode(data: &[u8]) {
+    let mut input = Input(data);
+    let mode = input.u8();
+    let target = input.u16() as usize;
+    let position = input.u32() as usize;
+    let bit = input.u8() % 8;
+    let split = input.u16() as usize;
+    let body = input.rest();
+    let b = &body[split.min(body.len())..];
+    let (mut kv, config, originals) = build_store(mode, split, body);
     let keys: Vec<Vec<u8>> = kv.entries().keys().cloned().collect();
     if !keys.is_empty() {
         let key = &keys[target % keys.len()];
@@ -126,6 +147,146 @@ pub fn record_decode(data: &[u8]) {
         }
     }
     let _ = store.verify(true);
+}
+
+/// Numbers that sit at the edges of what stored fields hold, for [`record_reseal`] to write
+/// over a field.
+const EDGES: [u64; 12] = [
+    0,
+    1,
+    0x7f,
+    0x80,
+    u32::MAX as u64,
+    u32::MAX as u64 + 1,
+    1 << 40,
+    MAX_SEQ,
+    MAX_SEQ + 1,
+    i64::MAX as u64,
+    i64::MAX as u64 + 1,
+    u64::MAX,
+];
+
+/// Damages the sealed value `value` as `how` says and seals it again: a flipped bit, a byte
+/// set, a truncation, bytes appended or inserted, the body replaced by `other`, or the varint
+/// at the position replaced by one of [`EDGES`] or a number from the input.
+fn damage_and_reseal(value: &[u8], how: [u32; 3], other: &[u8]) -> Vec<u8> {
+    let [mode, position, arg] = how;
+    let mut body = value.get(SEAL_LEN..).unwrap_or_default().to_vec();
+    let at = position as usize % (body.len() + 1);
+    match mode % 7 {
+        0 if at < body.len() => body[at] ^= 1 << (arg % 8),
+        1 if at < body.len() => body[at] = arg as u8,
+        2 => body.truncate(at),
+        3 => body.extend_from_slice(&other[..other.len().min(arg as usize % 64)]),
+        4 => body.insert(at, arg as u8),
+        5 => body = other.to_vec(),
+        6 => {
+            // The varint starting at `at`: up to ten bytes, through the first without the
+            // continuation bit.
+            let len = body[at..]
+                .iter()
+                .take(10)
+                .position(|b| b & 0x80 == 0)
+                .map_or(body.len() - at, |i| i + 1);
+            let number = match EDGES.get(arg as usize % 16) {
+                Some(edge) => *edge,
+                None => u64::from(arg),
+            };
+            let mut varint = Vec::new();
+            put_varint(&mut varint, number);
+            body.splice(at..at + len, varint);
+        }
+        _ => {}
+    }
+    seal(&[&body])
+}
+
+/// Damage that the seal does not catch: builds a store from the input as [`record_decode`]
+/// does, damages one or two stored values (a flipped bit, a byte set, a truncation, bytes
+/// appended or inserted, the body replaced, or a varint field overwritten with an edge number
+/// such as `u64::MAX`) and seals them again, so that the metadata, count and chunk decoders
+/// see the damage. Then reopens the store and uses all of it: reads, statistics, verification,
+/// puts, deletes, `gc`, and a second reopen. Errors are expected; a panic, or a read returning
+/// other bytes than those stored, is a bug. Reads run under a 4 MiB budget, so decoding stays
+/// bounded.
+///
+/// The input's content is followed by up to 16 KiB of pseudo-random bytes, as many as it says,
+/// so that short inputs also make stores with chunked blobs.
+pub fn record_reseal(data: &[u8]) {
+    let mut input = Input(data);
+    let mode = input.u8();
+    let mut damages = [(0usize, [0u32; 3]); 2];
+    for d in &mut damages {
+        *d = (
+            input.u16() as usize,
+            [u32::from(input.u8()), input.u32(), input.u32()],
+        );
+    }
+    let split = input.u16() as usize;
+    let grow = input.u8();
+    let mut body = input.rest().to_vec();
+    body.extend_from_slice(&crate::testing::noise(grow.into(), usize::from(grow) * 64));
+    let other = &body[split.min(body.len())..];
+    let (mut kv, config, originals) = build_store(mode, split, &body);
+    for (target, how) in &damages[..1 + usize::from(mode & 0x40 != 0)] {
+        damage(&mut kv, *target, *how, other);
+    }
+    use_damaged(kv, config, &originals, mode);
+}
+
+/// Damages the value of the `target`-th key (modulo their number) as [`damage_and_reseal`]
+/// says.
+fn damage(kv: &mut MemKv, target: usize, how: [u32; 3], other: &[u8]) {
+    let keys: Vec<Vec<u8>> = kv.entries().keys().cloned().collect();
+    let key = &keys[target % keys.len()];
+    let value = damage_and_reseal(&kv.entries()[key], how, other);
+    kv.entries_mut().insert(key.clone(), value);
+}
+
+/// [`record_reseal`]'s checks on a damaged store built by [`build_store`].
+fn use_damaged(kv: MemKv, config: StoreConfig, originals: &[(Digest, Vec<u8>)], mode: u8) {
+    let Ok(mut store) = CodeStore::open(kv, RuzstdCompressor, config.clone()) else {
+        return;
+    };
+    let check = |store: &CodeStore<MemKv, RuzstdCompressor>| {
+        for (id, bytes) in originals {
+            if let Ok(got) = store.get(id) {
+                assert_eq!(&got, bytes, "a damaged store returned wrong bytes");
+            }
+        }
+        for id in store.ids() {
+            if let Ok(got) = store.get(&id) {
+                assert_eq!(Digest::of(&got), id, "a damaged store returned wrong bytes");
+            }
+            let _ = store.record_stats(&id);
+        }
+        let _ = store.stats();
+        let _ = store.verify(true);
+    };
+    check(&store);
+    // Writes over the damage: more pins, a new version, a new blob sharing chunks.
+    for (id, bytes) in originals {
+        let _ = store.put(bytes);
+        let mut changed = bytes.clone();
+        changed.push(mode);
+        let _ = store.put_upgrade(id, &changed);
+        let _ = store.put_blob(&changed, Some(id));
+    }
+    check(&store);
+    for (id, _) in originals {
+        let _ = store.delete(id);
+    }
+    let _ = store.gc();
+    check(&store);
+    for (id, _) in originals {
+        let _ = store.delete(id);
+        let _ = store.delete(id);
+    }
+    let _ = store.gc();
+    let (kv, _) = store.into_parts();
+    if let Ok(store) = CodeStore::open(kv, RuzstdCompressor, config) {
+        check(&store);
+    }
 }
 
 /// Delta application: decodes the input's frame against the input's reference (a raw prefix,
@@ -458,6 +619,48 @@ mod tests {
     fn record_decode_on_seeded_inputs() {
         for data in inputs(1, 300, 6000) {
             record_decode(&data);
+        }
+    }
+
+    #[test]
+    fn record_reseal_on_seeded_inputs() {
+        for data in inputs(6, 300, 3000) {
+            record_reseal(&data);
+        }
+    }
+
+    /// Every edge number written over every field in the first bytes of every stored value
+    /// (where the counts, sizes and sequence numbers are), of a store holding a contract, a
+    /// chunked blob and its update (sharing chunks).
+    #[test]
+    fn record_reseal_at_every_field_edge() {
+        // A compressible contract, then incompressible bytes for the blobs to chunk.
+        let mut body: Vec<u8> = (0..1000).map(|i| (i % 61) as u8).collect();
+        body.extend_from_slice(&crate::testing::noise(7, 11_000));
+        let mode = 0x20;
+        let (kv, config, originals) = build_store(mode, 1000, &body);
+        // Every value but the chunks, of which one held once and one held twice.
+        let mut counts = Vec::new();
+        let targets = kv.entries().iter().enumerate().filter(|(_, (k, v))| {
+            let count = v[SEAL_LEN];
+            let first = k[0] != crate::store::format::tag::CHUNK || !counts.contains(&count);
+            counts.push(count);
+            first
+        });
+        let targets: Vec<usize> = targets.map(|(i, _)| i).collect();
+        assert_eq!(
+            targets.len(),
+            6,
+            "a store of three records, M and two chunks: {counts:?}"
+        );
+        for &target in &targets {
+            for position in 0..8 {
+                for edge in 0..EDGES.len() as u32 {
+                    let mut damaged = kv.clone();
+                    damage(&mut damaged, target, [6, position, edge], &[]);
+                    use_damaged(damaged, config.clone(), &originals, mode);
+                }
+            }
         }
     }
 

@@ -15,7 +15,10 @@
 //! A record's metadata and small payload share one value, so that a small contract costs one
 //! key; a change of its counts rewrites at most [`INLINE_MAX`] bytes. Larger payloads live
 //! apart and are never rewritten. Records refer to each other by insertion sequence number
-//! (a varint of two or three bytes) rather than by digest.
+//! (a varint of two or three bytes, at most [`MAX_SEQ`]) rather than by digest.
+//!
+//! The seal catches accidental damage, not edits: a value can be changed and sealed again. So
+//! every number read from a value is bounded or used with checked arithmetic.
 //!
 //! A payload holding a zstd frame omits the frame's four-byte magic number; the decoder puts it
 //! back.
@@ -33,6 +36,11 @@ pub const FORMAT_VERSION: u32 = 2;
 
 /// The most records one record may refer to.
 pub const MAX_REFS: usize = 3;
+
+/// The largest sequence number a record may have or refer to. Sequence numbers count puts, so
+/// no store reaches it; the bound keeps the counter's increments from overflowing on stored
+/// values that were edited.
+pub const MAX_SEQ: u64 = (1 << 62) - 1;
 
 /// Length of the integrity seal before every value.
 pub const SEAL_LEN: usize = 4;
@@ -231,7 +239,7 @@ impl RecordMeta {
         }
         let encoding = Encoding::from_code(flags & 0b11)
             .ok_or(r.invalid("encoding", (flags & 0b11).into()))?;
-        let seq = r.varint("seq")?;
+        let seq = r.varint_max("seq", MAX_SEQ)?;
         let pins = r.varint_max("pins", u32::MAX.into())? as u32;
         let dependents = r.varint_max("dependents", u32::MAX.into())? as u32;
         let raw_len = r.varint("raw_len")?;
@@ -240,7 +248,7 @@ impl RecordMeta {
         let mut refs = heapless::Vec::new();
         for _ in 0..n {
             // `n <= MAX_REFS`, the capacity: the push cannot fail.
-            let _ = refs.push(r.varint("ref")?);
+            let _ = refs.push(r.varint_max("ref", MAX_SEQ)?);
         }
         let at = r.offset();
         let sketch = Sketch::decode(r.take("sketch", sketch::encoded_len(raw_len))?, raw_len)
@@ -281,11 +289,13 @@ impl RecordMeta {
 /// The store's own metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreMeta {
-    /// Next insertion sequence number.
+    /// Next insertion sequence number (at most [`MAX_SEQ`] + 1). On open it is raised above
+    /// every number a stored record has or refers to.
     pub seq: u64,
     /// Dictionary new records are compressed with; 0 for none.
     pub dictionary: u32,
-    /// Last dictionary version ever assigned.
+    /// Last dictionary version ever assigned. On open it is raised to every version stored or
+    /// used by a record.
     pub last_dictionary: u32,
     /// Live raw bytes when a dictionary was last trained.
     pub trained_at: u64,
@@ -317,7 +327,8 @@ impl StoreMeta {
                 supported: FORMAT_VERSION,
             });
         }
-        let seq = r.varint("seq").map_err(corrupt)?;
+        // The next number to hand out: one past the largest a record may have.
+        let seq = r.varint_max("seq", MAX_SEQ + 1).map_err(corrupt)?;
         let dictionary = r
             .varint_max("dictionary", u32::MAX.into())
             .map_err(corrupt)? as u32;
@@ -418,7 +429,7 @@ pub fn decode_chunk_list(
         if len == 0 {
             return Err(r.invalid("chunk length", 0).into());
         }
-        total += u64::from(len);
+        total = total.saturating_add(u64::from(len));
         out.push((id, len));
     }
     r.finish("chunk list")?;

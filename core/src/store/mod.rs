@@ -17,8 +17,18 @@
 //! Every frame is decoded by the core's decoder (ruzstd) and checked against the original bytes
 //! before anything is written, and every read checks the digest of what it returns: a damaged
 //! store gives errors, never wrong bytes. Reference chains are bounded in depth and in the bytes
-//! a read may have to decode ([`StoreConfig::max_depth`], [`StoreConfig::max_closure_bytes`]):
-//! past the bound the store picks other references or a full record.
+//! a read may have to decode ([`StoreConfig::max_depth`], [`StoreConfig::max_closure_bytes`],
+//! [`StoreConfig::max_read_bytes`]): past the bound the store picks other references or a full
+//! record.
+//!
+//! # Reading
+//!
+//! A read decodes each record it needs once, however many of the records above it refer to it
+//! and whatever the cache keeps. Before decoding anything it counts, from the metadata alone,
+//! what it would decode (each record's size, the reference content of its frame, and
+//! [`READ_OVERHEAD`]); past [`StoreConfig::max_read_bytes`] it fails with
+//! [`StoreError::ReadBudget`]. The count depends on the stored records only, not on what is
+//! cached, so every node gives the same answer; a forged store costs a read at most the budget.
 //!
 //! # Counting references
 //!
@@ -26,7 +36,11 @@
 //! another stored record refers to it. Chunks and dictionaries count the records that use them.
 //! Every operation writes one atomic [`WriteBatch`], so the counts are exact after any crash, and
 //! objects whose count falls to zero are removed in the same batch. [`CodeStore::verify`]
-//! recounts everything from scratch; [`CodeStore::gc`] removes whatever nothing refers to.
+//! recounts everything from scratch; [`CodeStore::gc`] repairs a store edited behind its back:
+//! it removes every record no live record reaches, with whatever only they held, and sets every
+//! remaining count to what it finds. [`CodeStore::open`] raises the sequence counter and the
+//! last dictionary version above every one stored, so that stale store metadata never hands
+//! out a number in use.
 //!
 //! # Dictionaries
 //!
@@ -52,6 +66,7 @@ use crate::digest::{ChunkId, CodeId, Digest};
 use crate::error::{Corruption, Object, StoreError};
 use crate::host::{Compressor, KvStore, Level, Reference, WriteBatch};
 use crate::lru::Lru;
+use crate::wire::{Problem, WireError};
 
 pub use chunk::{ChunkConfig, Chunker, Chunks};
 pub use codec::{RuzstdCompressor, decode_frame};
@@ -94,7 +109,8 @@ impl Default for DictionaryPolicy {
     }
 }
 
-/// Configuration of a [`CodeStore`]. Only writes depend on it: any configuration reads any store.
+/// Configuration of a [`CodeStore`]. Reads depend only on the bounds of what one read may decode
+/// (`max_size`, `max_read_bytes`); everything else steers writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// Compression effort for new records.
@@ -119,6 +135,12 @@ pub struct StoreConfig {
     pub dictionary: DictionaryPolicy,
     /// Bytes of decoded content kept in memory for reads.
     pub cache_bytes: usize,
+    /// Most bytes one read may decode. Each record the read decodes counts once, however many
+    /// records refer to it: its size, the content of the records its frame is decoded against,
+    /// and [`READ_OVERHEAD`]. A read past the budget fails with [`StoreError::ReadBudget`]
+    /// before decoding anything; writes choose references that keep the new record within it.
+    /// The default, 256 MiB, is four times the default `max_size`.
+    pub max_read_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -135,6 +157,7 @@ impl Default for StoreConfig {
             min_similarity: SIMILARITY_ONE / 16,
             dictionary: DictionaryPolicy::default(),
             cache_bytes: 64 << 20,
+            max_read_bytes: 256 << 20,
         }
     }
 }
@@ -405,11 +428,28 @@ const TRAINING_PIECES: ChunkConfig = ChunkConfig {
 /// Decoding stops past this many nested references, whatever the configuration that wrote them.
 const DECODE_DEPTH_LIMIT: usize = 64;
 
+/// What each record a read decodes costs toward [`StoreConfig::max_read_bytes`] besides its
+/// content: fetching, unsealing and checking it. It bounds the records one read may touch.
+pub const READ_OVERHEAD: u64 = 1024;
+
 /// Depth given to records whose references cannot be followed: never chosen as references.
 const UNUSABLE_DEPTH: u32 = u32::MAX / 2;
 
 fn backend<E: core::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::backend(e)
+}
+
+/// A stored number too large to go on from (only edited values get there), as corruption of
+/// `object`.
+fn too_large(object: Object, field: &'static str, value: u64, limit: u64) -> StoreError {
+    StoreError::corrupt(
+        object,
+        WireError {
+            field,
+            offset: 0,
+            problem: Problem::TooLarge { value, limit },
+        },
+    )
 }
 
 /// Depth of every record: the longest chain of references below it. Records on a cycle or
@@ -463,6 +503,10 @@ fn compute_depths(
 impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     /// Opens the store kept in `kv`, creating it if `kv` is empty.
     ///
+    /// The counters the store hands out (sequence numbers, dictionary versions) are raised
+    /// above every one a stored object has or refers to, whatever the store metadata says, so
+    /// that a stale or lost metadata value never reuses them; a raised value is written back.
+    ///
     /// # Errors
     /// Backend failures, an unsupported layout version, or damaged store metadata. Damaged
     /// record metadata does not fail the open: reads of those records fail instead.
@@ -488,6 +532,22 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             }
         })
         .map_err(backend)?;
+        // Every number in use, duplicates and dangling references included (decoding bounds
+        // them by `MAX_SEQ`: one more cannot overflow).
+        let next_seq = metas
+            .values()
+            .flat_map(|m| m.refs.iter().chain([&m.seq]))
+            .max()
+            .map_or(0, |s| s + 1);
+        let mut last_dictionary = metas.values().map(|m| m.dictionary).max().unwrap_or(0);
+        for t in [tag::DICT, tag::DICT_COUNT] {
+            kv.scan(&[t], &mut |key, _| {
+                if let Some(v) = key_version(key) {
+                    last_dictionary = last_dictionary.max(v);
+                }
+            })
+            .map_err(backend)?;
+        }
         let mut by_seq = HashMap::new();
         for (id, m) in &metas {
             if let Some(other) = by_seq.insert(m.seq, *id) {
@@ -509,27 +569,22 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 (id, Entry { meta, depth })
             })
             .collect();
-        let meta = match kv.get(STORE_META_KEY).map_err(backend)? {
-            Some(v) => StoreMeta::decode(unseal(Object::StoreMeta, &v)?)?,
-            None => {
-                // A new store, or one whose metadata was lost: never reuse a sequence number
-                // or a dictionary version that may be in use.
-                let mut m = StoreMeta {
-                    seq: by_seq.keys().map(|s| s + 1).max().unwrap_or(0),
-                    ..StoreMeta::default()
-                };
-                kv.scan(&[tag::DICT], &mut |key, _| {
-                    if let Some(v) = key_version(key) {
-                        m.last_dictionary = m.last_dictionary.max(v);
-                    }
-                })
-                .map_err(backend)?;
-                let mut batch = WriteBatch::new();
-                batch.put(STORE_META_KEY.to_vec(), seal(&[&m.encode()]));
-                kv.apply(batch).map_err(backend)?;
-                m
-            }
+        let stored = match kv.get(STORE_META_KEY).map_err(backend)? {
+            Some(v) => Some(StoreMeta::decode(unseal(Object::StoreMeta, &v)?)?),
+            // A new store, or one whose metadata was lost.
+            None => None,
         };
+        let mut meta = stored.clone().unwrap_or_default();
+        meta.seq = meta.seq.max(next_seq);
+        meta.last_dictionary = meta
+            .last_dictionary
+            .max(last_dictionary)
+            .max(meta.dictionary);
+        if stored.as_ref() != Some(&meta) {
+            let mut batch = WriteBatch::new();
+            batch.put(STORE_META_KEY.to_vec(), seal(&[&meta.encode()]));
+            kv.apply(batch).map_err(backend)?;
+        }
         let chunker = Chunker::new(config.chunking);
         let cache = crate::sync::Mutex::new(Lru::new(config.cache_bytes));
         Ok(Self {
@@ -551,9 +606,20 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         &self.config
     }
 
-    /// Changes the configuration for later writes.
+    /// Changes the configuration for later writes and reads.
     pub fn set_config(&mut self, config: StoreConfig) {
         self.chunker = Chunker::new(config.chunking);
+        if (config.max_size, config.max_read_bytes, config.cache_bytes)
+            != (
+                self.config.max_size,
+                self.config.max_read_bytes,
+                self.config.cache_bytes,
+            )
+        {
+            // Cached contents passed the old read bounds: a read must not succeed from the
+            // cache where a cold read would fail.
+            *self.cache.lock() = Lru::new(config.cache_bytes);
+        }
         self.config = config;
     }
 
@@ -599,8 +665,9 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     /// Stores contract code. Storing bytes already stored adds a pin.
     ///
     /// # Errors
-    /// [`StoreError::TooLarge`], compressor and backend failures, or corruption found in the
-    /// records chosen as references.
+    /// [`StoreError::TooLarge`]; [`StoreError::ReadBudget`] for a new record that could not be
+    /// read back within [`StoreConfig::max_read_bytes`]; compressor and backend failures, or
+    /// corruption found in the records chosen as references.
     pub fn put(&mut self, bytes: &[u8]) -> Result<PutReport, StoreError> {
         self.put_with(bytes, None, false)
     }
@@ -663,6 +730,15 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             pending.insert(id, Some(meta));
             self.commit(WriteBatch::new(), pending, None, self.meta.clone())?;
             return Ok(report);
+        }
+        let needed = READ_OVERHEAD.saturating_add(bytes.len() as u64);
+        if needed > self.config.max_read_bytes {
+            // Stored, a new record could not be read back under this configuration.
+            return Err(StoreError::ReadBudget {
+                at: id,
+                needed,
+                limit: self.config.max_read_bytes,
+            });
         }
         self.maybe_train_dictionary()?;
         let sketch = Sketch::of(bytes);
@@ -870,7 +946,8 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                         || (len as usize <= EXHAUSTIVE_BELOW && sim > 0);
                     wanted.then(|| {
                         let sim = u64::from(sim);
-                        let shared = (sim * (len + e.meta.raw_len) / (one + sim))
+                        let shared = (sim.saturating_mul(len.saturating_add(e.meta.raw_len))
+                            / (one + sim))
                             .min(len.min(e.meta.raw_len));
                         (shared, e.meta.seq, *id)
                     })
@@ -902,9 +979,10 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         pool
     }
 
-    /// Whether a record referring to `set` stays within the decode bound: everything a read
-    /// would decode, references of references included, at most `max_closure_bytes`.
-    fn within_bounds(&self, set: &[CodeId]) -> bool {
+    /// Whether a record of `len` bytes referring to `set` stays within the decode bounds: the
+    /// content of everything it refers to, references of references included, at most
+    /// `max_closure_bytes`, and its read within `max_read_bytes`.
+    fn within_bounds(&self, set: &[CodeId], len: usize) -> bool {
         let mut seen = HashSet::new();
         let mut bytes = 0u64;
         let mut stack: Vec<CodeId> = set.to_vec();
@@ -913,14 +991,61 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 continue;
             }
             if let Some(e) = self.index.get(&x) {
-                bytes += e.meta.raw_len;
+                bytes = bytes.saturating_add(e.meta.raw_len);
                 if bytes > self.config.max_closure_bytes {
                     return false;
                 }
                 stack.extend(e.meta.refs.iter().filter_map(|s| self.by_seq.get(s)));
             }
         }
-        true
+        let limit = self.config.max_read_bytes;
+        let own = self.refs_bytes(set.iter().copied());
+        let read = READ_OVERHEAD
+            .saturating_add(len as u64)
+            .saturating_add(own)
+            .saturating_add(self.read_cost(set, limit));
+        read <= limit
+    }
+
+    /// The content size of the stored records `refs`.
+    fn refs_bytes(&self, refs: impl Iterator<Item = CodeId>) -> u64 {
+        refs.filter_map(|r| self.index.get(&r))
+            .fold(0, |n, e| n.saturating_add(e.meta.raw_len))
+    }
+
+    /// What reading `roots` decodes, by [`StoreConfig::max_read_bytes`]'s measure: for each
+    /// distinct record decoded, its size, the content its frame is decoded against and
+    /// [`READ_OVERHEAD`]. Counting follows the references reads follow, from the metadata
+    /// alone, and stops once past `limit`. Records not in the index count nothing: reading
+    /// them fails before decoding.
+    fn read_cost(&self, roots: &[CodeId], limit: u64) -> u64 {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<CodeId> = roots.to_vec();
+        let mut cost = 0u64;
+        while let Some(x) = stack.pop() {
+            if cost > limit {
+                break;
+            }
+            if !seen.insert(x) {
+                continue;
+            }
+            let Some(e) = self.index.get(&x) else {
+                continue;
+            };
+            cost = cost
+                .saturating_add(READ_OVERHEAD)
+                .saturating_add(e.meta.raw_len);
+            if e.meta.encoding == Encoding::Zstd {
+                let refs = e
+                    .meta
+                    .refs
+                    .iter()
+                    .filter_map(|s| self.by_seq.get(s).copied());
+                cost = cost.saturating_add(self.refs_bytes(refs.clone()));
+                stack.extend(refs);
+            }
+        }
+        cost
     }
 
     /// Sets of references to try, nearest first within each set.
@@ -948,7 +1073,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 break;
             }
             nested.push(*id);
-            if self.within_bounds(&nested) {
+            if self.within_bounds(&nested, bytes.len()) {
                 sets.push(nested.clone());
             } else {
                 nested.pop();
@@ -963,17 +1088,14 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         // A trial costs about the bytes it compresses plus the reference bytes it indexes.
         let len = bytes.len().max(1);
         let cost = |set: &[CodeId]| -> usize {
-            len + set
-                .iter()
-                .filter_map(|id| self.index.get(id))
-                .map(|e| e.meta.raw_len as usize)
-                .sum::<usize>()
+            let refs = usize::try_from(self.refs_bytes(set.iter().copied())).unwrap_or(usize::MAX);
+            len.saturating_add(refs)
         };
         let mut budget = SEARCH_FLOOR.max(SEARCH_FACTOR * len);
         let mut ranked: Vec<(u64, usize)> = Vec::new();
         for (i, base) in pool.iter().enumerate() {
             let c = cost(&[*base]);
-            if budget < c || !self.within_bounds(&[*base]) {
+            if budget < c || !self.within_bounds(&[*base], bytes.len()) {
                 continue;
             }
             budget -= c;
@@ -999,7 +1121,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         for combo in combos {
             let set: Vec<CodeId> = combo.iter().map(|&i| top[i]).collect();
             let c = cost(&set);
-            if budget >= c && self.within_bounds(&set) {
+            if budget >= c && self.within_bounds(&set, bytes.len()) {
                 budget -= c;
                 out.push(set);
             }
@@ -1060,6 +1182,15 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         plan: Plan,
     ) -> Result<PutReport, StoreError> {
         let separate = plan.payload.len() > INLINE_MAX;
+        if self.meta.seq > format::MAX_SEQ {
+            // Only edited metadata gets here: no store makes 2^62 records.
+            return Err(too_large(
+                Object::StoreMeta,
+                "seq",
+                self.meta.seq,
+                format::MAX_SEQ,
+            ));
+        }
         let meta = RecordMeta {
             seq: self.meta.seq,
             pins: 1,
@@ -1097,7 +1228,10 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 .ok_or(StoreError::NotFound(*r))?
                 .meta
                 .clone();
-            m.dependents += 1;
+            m.dependents = m.dependents.checked_add(1).ok_or(StoreError::TooLarge {
+                size: u64::from(m.dependents) + 1,
+                limit: u32::MAX.into(),
+            })?;
             pending.insert(*r, Some(m));
         }
         let mut dict_deltas = BTreeMap::new();
@@ -1122,6 +1256,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         self.apply_chunk_deltas(&chunk_deltas, &new_chunks, &mut batch)?;
         self.apply_dict_deltas(&dict_deltas, &mut batch)?;
         let mut store_meta = self.meta.clone();
+        // At most `MAX_SEQ` (checked above): no overflow.
         store_meta.seq += 1;
         pending.insert(id, Some(meta.clone()));
         let payload = if separate { Vec::new() } else { plan.payload };
@@ -1215,14 +1350,21 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         }
     }
 
-    fn negative_count(object: Object, count: u64, delta: i64) -> StoreError {
-        StoreError::corrupt(
-            object,
-            Corruption::Size {
-                declared: count,
-                actual: delta.unsigned_abs(),
-            },
-        )
+    /// `count + delta`, or an error naming `object` when that is negative or overflows.
+    fn add_count(object: Object, count: u64, delta: i64) -> Result<u64, StoreError> {
+        count.checked_add_signed(delta).ok_or_else(|| {
+            if delta < 0 {
+                StoreError::corrupt(
+                    object,
+                    Corruption::Size {
+                        declared: count,
+                        actual: delta.unsigned_abs(),
+                    },
+                )
+            } else {
+                too_large(object, "count", count, u64::MAX - delta.unsigned_abs())
+            }
+        })
     }
 
     /// Adds `deltas` to chunk counts: new chunks are written with their count, chunks whose
@@ -1237,7 +1379,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             let key = id_key(tag::CHUNK, cid);
             let object = Object::Chunk(*cid);
             let body = match new_chunks.get(cid) {
-                Some(chunk) => chunk.body(*delta as u64),
+                Some(chunk) => chunk.body(delta.unsigned_abs()),
                 None => {
                     let value =
                         self.kv
@@ -1249,15 +1391,12 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                             })?;
                     let mut chunk = ChunkBody::decode(unseal(object, &value)?)
                         .map_err(|e| StoreError::corrupt(object, e))?;
-                    let count = chunk.count as i64 + delta;
-                    if count < 0 {
-                        return Err(Self::negative_count(object, chunk.count, *delta));
-                    }
+                    let count = Self::add_count(object, chunk.count, *delta)?;
                     if count == 0 {
                         batch.delete(key);
                         continue;
                     }
-                    chunk.count = count as u64;
+                    chunk.count = count;
                     chunk.encode()
                 }
             };
@@ -1280,15 +1419,12 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                     to: Object::Dictionary(*version),
                 });
             };
-            let count = current as i64 + delta;
-            if count < 0 {
-                return Err(Self::negative_count(object, current, *delta));
-            }
+            let count = Self::add_count(object, current, *delta)?;
             if count == 0 && *version != self.meta.dictionary {
                 batch.delete(key);
                 batch.delete(version_key(tag::DICT, *version));
             } else {
-                batch.put(key, seal(&[&encode_count(count as u64)]));
+                batch.put(key, seal(&[&encode_count(count)]));
             }
         }
         Ok(())
@@ -1373,7 +1509,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 })?;
             let chunk = ChunkBody::decode(unseal(object, &value)?)
                 .map_err(|e| StoreError::corrupt(object, e))?;
-            if chunk.count as i64 + delta == 0 && chunk.dictionary != 0 {
+            if chunk.count.checked_add_signed(*delta) == Some(0) && chunk.dictionary != 0 {
                 *out.entry(chunk.dictionary).or_default() -= 1;
             }
         }
@@ -1419,10 +1555,15 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
 
     /// The bytes of the live record `id`, checked against its digest.
     ///
+    /// A read decodes each record it needs at most once, and no more than
+    /// [`StoreConfig::max_read_bytes`] in all.
+    ///
     /// # Errors
     /// [`StoreError::NotFound`] when `id` is not live; [`StoreError::Corrupt`],
     /// [`StoreError::Dangling`], [`StoreError::Cycle`] or [`StoreError::TooDeep`] when the
-    /// record or anything it refers to is damaged; backend failures.
+    /// record or anything it refers to is damaged; [`StoreError::ReadBudget`] when the read
+    /// would decode more than the budget; [`StoreError::TooLarge`] when a record it needs is
+    /// larger than `max_size`; backend failures.
     pub fn get(&self, id: &CodeId) -> Result<Vec<u8>, StoreError> {
         Ok(self.get_shared(id)?.to_vec())
     }
@@ -1447,15 +1588,37 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     }
 
     /// The content of a stored record (live or not), decoded and checked, through the cache.
+    ///
+    /// What the read would decode is counted from the metadata first, as if nothing were
+    /// cached, so that whether a read fits the budget depends on the store alone. A cached
+    /// record passed that count when it was decoded (its references are part of what was
+    /// counted), and [`CodeStore::set_config`] empties the cache when the bounds change.
     fn content(&self, id: &CodeId) -> Result<Arc<[u8]>, StoreError> {
-        let mut stack = Vec::new();
-        self.materialize(id, &mut stack)
-    }
-
-    fn materialize(&self, id: &CodeId, stack: &mut Vec<CodeId>) -> Result<Arc<[u8]>, StoreError> {
         if let Some(content) = self.cache.lock().get(id) {
             return Ok(content);
         }
+        let limit = self.config.max_read_bytes;
+        let needed = self.read_cost(&[*id], limit);
+        if needed > limit {
+            return Err(StoreError::ReadBudget {
+                at: *id,
+                needed,
+                limit,
+            });
+        }
+        let mut read = Read::default();
+        self.materialize(id, &mut read)
+    }
+
+    fn materialize(&self, id: &CodeId, read: &mut Read) -> Result<Arc<[u8]>, StoreError> {
+        if let Some(content) = read.decoded.get(id) {
+            return Ok(content.clone());
+        }
+        if let Some(content) = self.cache.lock().get(id) {
+            read.decoded.insert(*id, content.clone());
+            return Ok(content);
+        }
+        let stack = &mut read.stack;
         if stack.contains(id) {
             return Err(StoreError::Cycle { at: *id });
         }
@@ -1498,13 +1661,13 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 payload
             }
             Encoding::Zstd => {
-                stack.push(*id);
+                read.stack.push(*id);
                 let mut prefix = Vec::new();
                 for seq in meta.refs.iter().rev() {
                     let r = self.ref_id(id, *seq)?;
-                    prefix.extend_from_slice(&self.materialize(&r, stack)?);
+                    prefix.extend_from_slice(&self.materialize(&r, read)?);
                 }
-                stack.pop();
+                read.stack.pop();
                 let dictionary = self.dictionary_bytes_opt(meta.dictionary)?;
                 let reference = Reference {
                     dictionary: dictionary.as_deref(),
@@ -1542,6 +1705,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         let content: Arc<[u8]> = content.into();
         let n = content.len();
         self.cache.lock().insert(*id, content.clone(), n);
+        read.decoded.insert(*id, content.clone());
         Ok(content)
     }
 
@@ -1616,7 +1780,9 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         self.index
             .values()
             .filter(|e| e.meta.is_live())
-            .fold((0, 0), |(n, b), e| (n + 1, b + e.meta.raw_len))
+            .fold((0, 0), |(n, b), e| {
+                (n + 1, b.saturating_add(e.meta.raw_len))
+            })
     }
 
     fn maybe_train_dictionary(&mut self) -> Result<(), StoreError> {
@@ -1691,7 +1857,10 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                         message: format!("trained dictionary is unreadable: {e}"),
                     })
                 })?;
-                let version = self.meta.last_dictionary + 1;
+                let version = self.meta.last_dictionary.checked_add(1).ok_or_else(|| {
+                    let max = u64::from(u32::MAX);
+                    too_large(Object::StoreMeta, "last dictionary", max, max - 1)
+                })?;
                 let old = self.meta.dictionary;
                 if old != 0 {
                     let key = version_key(tag::DICT_COUNT, old);
@@ -1782,7 +1951,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             let meta = &entry.meta;
             if meta.is_live() {
                 s.live_records += 1;
-                s.live_raw_bytes += meta.raw_len;
+                s.live_raw_bytes = s.live_raw_bytes.saturating_add(meta.raw_len);
             } else {
                 s.retained_records += 1;
             }
@@ -1792,7 +1961,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 RecordKind::Chunked => &mut s.chunked,
             };
             kind.records += 1;
-            kind.raw_bytes += meta.raw_len;
+            kind.raw_bytes = kind.raw_bytes.saturating_add(meta.raw_len);
             kind.stored_bytes += n;
         }
         Ok(s)
@@ -1804,7 +1973,7 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     /// # Errors
     /// Backend failures. Inconsistencies are reported in [`VerifyReport::problems`].
     pub fn verify(&self, deep: bool) -> Result<VerifyReport, StoreError> {
-        let truth = self.recount()?;
+        let truth = self.recount(None)?;
         let mut report = VerifyReport {
             records: self.index.len() as u64,
             chunks: truth.chunks.len() as u64,
@@ -1848,12 +2017,13 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 problems.push(format!("{e}"));
             }
         }
-        for (cid, (count, _)) in &truth.chunks {
+        for (cid, chunk) in &truth.chunks {
             let want = truth.chunk_uses.get(cid).copied().unwrap_or(0);
-            if *count != want {
+            if chunk.count != want {
                 problems.push(format!(
-                    "{} counts {count} uses, {want} found",
-                    Object::Chunk(*cid)
+                    "{} counts {} uses, {want} found",
+                    Object::Chunk(*cid),
+                    chunk.count
                 ));
             }
         }
@@ -1879,47 +2049,105 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         Ok(report)
     }
 
-    /// Removes every object nothing refers to: records neither live nor referred to, chunks no
-    /// record lists, dictionaries no record or chunk uses (except the current one). With exact
-    /// counting there is nothing to collect; this repairs stores damaged or edited outside the
-    /// store, in one atomic batch.
+    /// Removes every object nothing refers to and sets every count to what is found: records
+    /// go unless they are live or a record that stays refers to them (transitively: a chain
+    /// held only by dead records goes whole), chunks go when no remaining record lists them,
+    /// dictionaries when no remaining record or chunk uses them (except the current one); the
+    /// counts of what remains are rewritten to their uses. With exact counting there is nothing
+    /// to do; this repairs stores damaged or edited outside the store, in one atomic batch,
+    /// after which [`CodeStore::verify`] finds no count to correct.
+    ///
+    /// Records whose metadata cannot be read are left alone, and what they refer to is not
+    /// known: it stays only if something else holds it.
     ///
     /// # Errors
     /// Backend failures.
     pub fn gc(&mut self) -> Result<GcReport, StoreError> {
-        let truth = self.recount()?;
+        let mut keep: HashSet<CodeId> = HashSet::new();
+        let mut stack: Vec<CodeId> = self
+            .index
+            .iter()
+            .filter(|(_, e)| e.meta.is_live())
+            .map(|(id, _)| *id)
+            .collect();
+        while let Some(x) = stack.pop() {
+            if keep.insert(x) {
+                let refs = &self.index[&x].meta.refs;
+                stack.extend(refs.iter().filter_map(|s| self.by_seq.get(s)));
+            }
+        }
+        let truth = self.recount(Some(&keep))?;
         let mut report = GcReport::default();
         let mut batch = WriteBatch::new();
         let mut pending = Pending::new();
         for (id, entry) in &self.index {
-            if !entry.meta.is_live() && truth.dependents.get(id).copied().unwrap_or(0) == 0 {
+            if !keep.contains(id) {
                 report.records += 1;
+                for tag in [tag::RECORD, tag::BODY] {
+                    if let Some(v) = self.kv.get(&id_key(tag, id)).map_err(backend)? {
+                        report.bytes += 33 + v.len() as u64;
+                    }
+                }
                 pending.insert(*id, None);
+                continue;
+            }
+            let uses = truth.dependents.get(id).copied().unwrap_or(0);
+            let uses = u32::try_from(uses).unwrap_or(u32::MAX);
+            if entry.meta.dependents != uses {
+                let mut meta = entry.meta.clone();
+                meta.dependents = uses;
+                pending.insert(*id, Some(meta));
             }
         }
-        for (cid, (_, bytes)) in &truth.chunks {
-            if !truth.chunk_uses.contains_key(cid) {
+        for (cid, stored) in &truth.chunks {
+            let uses = truth.chunk_uses.get(cid).copied().unwrap_or(0);
+            let key = id_key(tag::CHUNK, cid);
+            if uses == 0 {
                 report.chunks += 1;
-                report.bytes += bytes;
-                batch.delete(id_key(tag::CHUNK, cid));
+                report.bytes += stored.bytes;
+                batch.delete(key);
+            } else if stored.count != uses {
+                let object = Object::Chunk(*cid);
+                let value = self
+                    .kv
+                    .get(&key)
+                    .map_err(backend)?
+                    .ok_or(StoreError::Dangling {
+                        from: Object::StoreMeta,
+                        to: object,
+                    })?;
+                let mut chunk = ChunkBody::decode(unseal(object, &value)?)
+                    .map_err(|e| StoreError::corrupt(object, e))?;
+                chunk.count = uses;
+                batch.put(key, seal(&[&chunk.encode()]));
             }
         }
-        for (v, (_, bytes)) in &truth.dicts {
-            if !truth.dict_uses.contains_key(v) && *v != self.meta.dictionary {
+        for (v, (count, bytes)) in &truth.dicts {
+            let uses = truth.dict_uses.get(v).copied().unwrap_or(0);
+            if uses == 0 && *v != self.meta.dictionary {
                 report.dictionaries += 1;
                 report.bytes += bytes;
                 batch.delete(version_key(tag::DICT, *v));
                 batch.delete(version_key(tag::DICT_COUNT, *v));
+            } else if *count != Some(uses) {
+                batch.put(
+                    version_key(tag::DICT_COUNT, *v),
+                    seal(&[&encode_count(uses)]),
+                );
             }
         }
         self.commit(batch, pending, None, self.meta.clone())?;
         Ok(report)
     }
 
-    /// Counts every reference from the records' metadata and chunk lists.
-    fn recount(&self) -> Result<Recount, StoreError> {
+    /// Counts every reference from the records' metadata and chunk lists: of every record, or
+    /// only of the records in `keep` (and then the dictionaries only of the chunks they list).
+    fn recount(&self, keep: Option<&HashSet<CodeId>>) -> Result<Recount, StoreError> {
         let mut t = Recount::default();
         for (id, entry) in &self.index {
+            if keep.is_some_and(|k| !k.contains(id)) {
+                continue;
+            }
             let meta = &entry.meta;
             for seq in &meta.refs {
                 if let Some(r) = self.by_seq.get(seq) {
@@ -1942,7 +2170,6 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         }
         let mut problems = Vec::new();
         let mut chunks = HashMap::new();
-        let mut dict_uses = Vec::new();
         self.kv
             .scan(&[tag::CHUNK], &mut |key, value| {
                 let Some(cid) = key_id(key) else { return };
@@ -1951,17 +2178,22 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                     .and_then(|b| ChunkBody::decode(b).map_err(|e| StoreError::corrupt(object, e)))
                 {
                     Ok(chunk) => {
-                        if chunk.dictionary != 0 {
-                            dict_uses.push(chunk.dictionary);
-                        }
-                        chunks.insert(cid, (chunk.count, (key.len() + value.len()) as u64));
+                        let stored = StoredChunk {
+                            count: chunk.count,
+                            bytes: (key.len() + value.len()) as u64,
+                            dictionary: chunk.dictionary,
+                        };
+                        chunks.insert(cid, stored);
                     }
                     Err(e) => problems.push(format!("{e}")),
                 }
             })
             .map_err(backend)?;
-        for v in dict_uses {
-            *t.dict_uses.entry(v).or_default() += 1;
+        for (cid, chunk) in &chunks {
+            let used = keep.is_none() || t.chunk_uses.contains_key(cid);
+            if chunk.dictionary != 0 && used {
+                *t.dict_uses.entry(chunk.dictionary).or_default() += 1;
+            }
         }
         t.chunks = chunks;
         let mut dicts: Vec<(u32, u64)> = Vec::new();
@@ -1994,14 +2226,32 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     }
 }
 
+/// A stored chunk as [`CodeStore::recount`] found it.
+struct StoredChunk {
+    /// Its recorded count.
+    count: u64,
+    /// Bytes of its key and value.
+    bytes: u64,
+    /// Its dictionary version; 0 for none.
+    dictionary: u32,
+}
+
+/// The state of one read: the records being decoded (innermost last), and every record decoded
+/// so far, so that a record many others refer to is decoded once.
+#[derive(Default)]
+struct Read {
+    stack: Vec<CodeId>,
+    decoded: HashMap<CodeId, Arc<[u8]>>,
+}
+
 /// Reference counts recomputed from scratch.
 #[derive(Default)]
 struct Recount {
     dependents: HashMap<CodeId, u64>,
     chunk_uses: HashMap<ChunkId, u64>,
     dict_uses: HashMap<u32, u64>,
-    /// Stored chunks: their recorded count and bytes.
-    chunks: HashMap<ChunkId, (u64, u64)>,
+    /// Stored chunks.
+    chunks: HashMap<ChunkId, StoredChunk>,
     /// Stored dictionaries: their count (if readable) and bytes.
     dicts: HashMap<u32, (Option<u64>, u64)>,
     problems: Vec<String>,

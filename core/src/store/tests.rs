@@ -10,6 +10,61 @@ fn small_chunks() -> StoreConfig {
     }
 }
 
+/// A zstd frame as the store keeps it (without magic): a single-segment header declaring
+/// `size` bytes, then `blocks` (each a block type, 0 raw or 1 RLE, its size and body).
+pub(super) fn frame(size: u64, blocks: &[(u8, usize, &[u8])]) -> Vec<u8> {
+    // Single segment, 8-byte content size, no checksum, no dictionary id.
+    let mut f = vec![0xE0];
+    f.extend_from_slice(&size.to_le_bytes());
+    for (i, (kind, n, body)) in blocks.iter().enumerate() {
+        let last = u32::from(i + 1 == blocks.len());
+        let header = ((*n as u32) << 3) | (u32::from(*kind) << 1) | last;
+        f.extend_from_slice(&header.to_le_bytes()[..3]);
+        f.extend_from_slice(body);
+    }
+    f
+}
+
+pub(super) const BLOCK: usize = 128 * 1024;
+
+/// `content` in raw blocks: the frame decodes to it against any reference.
+pub(super) fn raw_frame(content: &[u8]) -> Vec<u8> {
+    let blocks: Vec<(u8, usize, &[u8])> = if content.is_empty() {
+        vec![(0, 0, &[][..])]
+    } else {
+        content.chunks(BLOCK).map(|c| (0, c.len(), c)).collect()
+    };
+    frame(content.len() as u64, &blocks)
+}
+
+/// A compressor that takes references, so that puts make delta records: given a reference, it
+/// writes a self-contained ruzstd frame (which decodes the same against any reference); given
+/// none, raw blocks, so that plans with references always win. It trains the raw-content
+/// header (a valid, empty dictionary).
+struct PrefersReferences;
+
+impl Compressor for PrefersReferences {
+    fn supports_references(&self) -> bool {
+        true
+    }
+
+    fn compress(
+        &self,
+        input: &[u8],
+        level: Level,
+        reference: Reference<'_>,
+    ) -> Result<Vec<u8>, crate::error::CompressError> {
+        if reference.is_none() {
+            return Ok(with_magic(&raw_frame(input)));
+        }
+        RuzstdCompressor.compress(input, level, Reference::default())
+    }
+
+    fn train_dictionary(&self, _: &[&[u8]], _: usize) -> Option<Vec<u8>> {
+        Some(codec::RAW_CONTENT_HEADER.to_vec())
+    }
+}
+
 fn open(config: StoreConfig) -> CodeStore<MemKv, RuzstdCompressor> {
     CodeStore::open(MemKv::default(), RuzstdCompressor, config).unwrap()
 }
@@ -322,3 +377,53 @@ fn combinations_are_lexicographic_subsets() {
     assert!(combinations(2, 3).is_empty());
     assert!(combinations(3, 0).is_empty());
 }
+
+/// Writes choose references so that every record reads back within the read budget of the
+/// configuration that wrote it, and refuse a record too large to read back at all.
+#[test]
+fn writes_keep_every_read_within_the_budget() {
+    let config = StoreConfig {
+        level: Level::Fast,
+        max_read_bytes: 48 * 1024,
+        ..small_chunks()
+    };
+    let mut store = CodeStore::open(MemKv::default(), PrefersReferences, config.clone()).unwrap();
+    let mut versions: Vec<(CodeId, Vec<u8>)> = Vec::new();
+    let mut deltas = 0;
+    for seed in 0..12 {
+        let bytes = text(seed, 4000);
+        let report = match versions.last() {
+            Some((previous, _)) => store.put_upgrade(previous, &bytes),
+            None => store.put(&bytes),
+        }
+        .unwrap();
+        deltas += usize::from(!report.refs.is_empty());
+        versions.push((report.id, bytes));
+    }
+    assert!(deltas >= 6, "{deltas} deltas");
+    let (kv, c) = store.into_parts();
+    let mut store = CodeStore::open(kv, c, config.clone()).unwrap();
+    for (id, bytes) in &versions {
+        assert_eq!(&store.get(id).unwrap(), bytes);
+    }
+    match store.put(&noise(1, 48 * 1024)) {
+        Err(StoreError::ReadBudget { needed, limit, .. }) => {
+            assert_eq!(limit, 48 * 1024);
+            assert_eq!(needed, 48 * 1024 + READ_OVERHEAD);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_sound(&store);
+    // A record already stored only gains a pin, whatever the budget; reads past it fail.
+    store.set_config(StoreConfig {
+        max_read_bytes: 1024,
+        ..config
+    });
+    assert!(!store.put(&versions[0].1).unwrap().created);
+    assert!(matches!(
+        store.get(&versions[0].0),
+        Err(StoreError::ReadBudget { limit: 1024, .. })
+    ));
+}
+
+mod hostile;
