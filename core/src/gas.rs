@@ -228,6 +228,16 @@ impl GasSchedule {
         Ok(())
     }
 
+    /// Feeds every figure of the schedule, version included, to `hasher`: what caches of
+    /// instrumented modules key on, so that two schedules that share a version but not their
+    /// costs never share an entry.
+    pub fn digest_into(&self, hasher: &mut blake3::Hasher) {
+        hasher.update(&self.version.to_le_bytes());
+        for (_, value, _) in self.fields() {
+            hasher.update(&value.to_le_bytes());
+        }
+    }
+
     /// `fixed` plus `per` for each of `units`, saturating: a charge too large for the gas
     /// counter is as good as infinite.
     pub fn cost(fixed: u64, per: u64, units: u64) -> u64 {

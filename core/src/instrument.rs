@@ -310,8 +310,8 @@ pub struct Instrumented {
     pub code_id: CodeId,
     /// The instrumented module.
     pub bytes: Vec<u8>,
-    /// blake3 of the instrumented module, the schedule and limits and the instrumenter version:
-    /// what artifact caches key on.
+    /// blake3 of the instrumented module, every figure of the schedule, the run-time limits
+    /// and the instrumenter version: what artifact caches key on.
     pub fingerprint: Digest,
     /// The exported functions.
     pub exports: Vec<ExportedFunction>,
@@ -467,7 +467,7 @@ pub fn instrument(
     let mut fingerprint = blake3::Hasher::new();
     fingerprint.update(&bytes);
     fingerprint.update(&INSTRUMENTER_VERSION.to_le_bytes());
-    fingerprint.update(&schedule.version.to_le_bytes());
+    schedule.digest_into(&mut fingerprint);
     fingerprint.update(&limits.max_memory_pages.to_le_bytes());
     fingerprint.update(&limits.max_stack_units.to_le_bytes());
     let exports = info

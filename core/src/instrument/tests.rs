@@ -116,3 +116,19 @@ fn start_functions_are_rejected() {
     let e = run("(module (func $s) (start $s))").unwrap_err();
     assert!(matches!(e, InstrumentError::Unsupported(_)), "{e}");
 }
+
+/// Two schedules that share a version but not their costs give the same instrumented module
+/// where no cost enters the code, but never the same fingerprint: caches keyed on it cannot
+/// hand one schedule's artifact to the other.
+#[test]
+fn the_fingerprint_covers_every_figure_of_the_schedule() {
+    let text = "(module (memory 1) (func (export \"f\") (drop (memory.grow (i32.const 1)))))";
+    let base = run(text).unwrap();
+    let costlier = GasSchedule {
+        blob_hash_word: GasSchedule::V1.blob_hash_word + 1,
+        ..GasSchedule::V1
+    };
+    let other = instrument(&wasm(text), &costlier, &Limits::default()).unwrap();
+    assert_eq!(other.bytes, base.bytes);
+    assert_ne!(other.fingerprint, base.fingerprint);
+}
