@@ -441,6 +441,12 @@ fn backend<E: core::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
 
 /// A stored number too large to go on from (only edited values get there), as corruption of
 /// `object`.
+/// The body of chunk `cid` in its stored `value`.
+fn chunk_body<'a>(cid: &ChunkId, value: &'a [u8]) -> Result<ChunkBody<'a>, StoreError> {
+    let object = Object::Chunk(*cid);
+    ChunkBody::decode(unseal(object, value)?).map_err(|e| StoreError::corrupt(object, e))
+}
+
 fn too_large(object: Object, field: &'static str, value: u64, limit: u64) -> StoreError {
     StoreError::corrupt(
         object,
@@ -1351,6 +1357,18 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     }
 
     /// `count + delta`, or an error naming `object` when that is negative or overflows.
+    /// The stored value of chunk `cid`, which the store's records say exists (decoded by
+    /// [`chunk_body`]).
+    fn stored_chunk(&self, cid: &ChunkId) -> Result<Vec<u8>, StoreError> {
+        self.kv
+            .get(&id_key(tag::CHUNK, cid))
+            .map_err(backend)?
+            .ok_or(StoreError::Dangling {
+                from: Object::StoreMeta,
+                to: Object::Chunk(*cid),
+            })
+    }
+
     fn add_count(object: Object, count: u64, delta: i64) -> Result<u64, StoreError> {
         count.checked_add_signed(delta).ok_or_else(|| {
             if delta < 0 {
@@ -1381,16 +1399,8 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
             let body = match new_chunks.get(cid) {
                 Some(chunk) => chunk.body(delta.unsigned_abs()),
                 None => {
-                    let value =
-                        self.kv
-                            .get(&key)
-                            .map_err(backend)?
-                            .ok_or(StoreError::Dangling {
-                                from: Object::StoreMeta,
-                                to: object,
-                            })?;
-                    let mut chunk = ChunkBody::decode(unseal(object, &value)?)
-                        .map_err(|e| StoreError::corrupt(object, e))?;
+                    let value = self.stored_chunk(cid)?;
+                    let mut chunk = chunk_body(cid, &value)?;
                     let count = Self::add_count(object, chunk.count, *delta)?;
                     if count == 0 {
                         batch.delete(key);
@@ -1498,17 +1508,8 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
     ) -> Result<BTreeMap<u32, i64>, StoreError> {
         let mut out = BTreeMap::new();
         for (cid, delta) in chunk_deltas {
-            let object = Object::Chunk(*cid);
-            let value = self
-                .kv
-                .get(&id_key(tag::CHUNK, cid))
-                .map_err(backend)?
-                .ok_or(StoreError::Dangling {
-                    from: Object::StoreMeta,
-                    to: object,
-                })?;
-            let chunk = ChunkBody::decode(unseal(object, &value)?)
-                .map_err(|e| StoreError::corrupt(object, e))?;
+            let value = self.stored_chunk(cid)?;
+            let chunk = chunk_body(cid, &value)?;
             if chunk.count.checked_add_signed(*delta) == Some(0) && chunk.dictionary != 0 {
                 *out.entry(chunk.dictionary).or_default() -= 1;
             }
@@ -2107,17 +2108,8 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
                 report.bytes += stored.bytes;
                 batch.delete(key);
             } else if stored.count != uses {
-                let object = Object::Chunk(*cid);
-                let value = self
-                    .kv
-                    .get(&key)
-                    .map_err(backend)?
-                    .ok_or(StoreError::Dangling {
-                        from: Object::StoreMeta,
-                        to: object,
-                    })?;
-                let mut chunk = ChunkBody::decode(unseal(object, &value)?)
-                    .map_err(|e| StoreError::corrupt(object, e))?;
+                let value = self.stored_chunk(cid)?;
+                let mut chunk = chunk_body(cid, &value)?;
                 chunk.count = uses;
                 batch.put(key, seal(&[&chunk.encode()]));
             }
