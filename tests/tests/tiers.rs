@@ -686,81 +686,8 @@ fn instantiation_is_charged_on_every_tier() {
     );
 }
 
-/// Modules from wasm-smith within the deterministic feature set, with every export called on
-/// every tier.
-#[test]
-fn generated_modules_agree_on_every_tier() {
-    use arbitrary::Unstructured;
-    let mut rng = workload::Rng::new(42);
-    let mut calls = 0;
-    let mut modules = 0;
-    let mut rejected = Vec::new();
-    for _ in 0..200 {
-        let bytes: Vec<u8> = (0..16_384).map(|_| rng.next_u64() as u8).collect();
-        let mut u = Unstructured::new(&bytes);
-        let config = wasm_smith::Config {
-            max_imports: 0,
-            allow_start_export: false,
-            export_everything: true,
-            // Full bulk memory (passive segments, `memory.init`) is outside lime1, which has
-            // only `memory.copy` and `memory.fill`; those are tested with the contracts and
-            // `bulk_memory_gas_is_identical`.
-            bulk_memory_enabled: false,
-            multi_value_enabled: true,
-            saturating_float_to_int_enabled: true,
-            sign_extension_ops_enabled: true,
-            extended_const_enabled: true,
-            reference_types_enabled: false,
-            simd_enabled: false,
-            relaxed_simd_enabled: false,
-            threads_enabled: false,
-            tail_call_enabled: false,
-            exceptions_enabled: false,
-            gc_enabled: false,
-            memory64_enabled: false,
-            max_memories: 1,
-            max_tables: 1,
-            max_memory32_bytes: 4 << 16,
-            max_table_elements: 1000,
-            max_funcs: 20,
-            min_funcs: 1,
-            wide_arithmetic_enabled: false,
-            min_exports: 1,
-            ..wasm_smith::Config::default()
-        };
-        let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
-            continue;
-        };
-        let wasm = module.to_bytes();
-        let m = match instrument::instrument(&wasm, &GasSchedule::V1, &Limits::default()) {
-            Ok(m) => m,
-            Err(e) => {
-                rejected.push(e.to_string());
-                continue;
-            }
-        };
-        let m = Arc::new(m);
-        modules += 1;
-        for export in m.exports.clone() {
-            let args: Vec<Value> = export
-                .params
-                .iter()
-                .map(|t| match t {
-                    instrument::ValueType::I32 => Value::I32(rng.next_u64() as i32),
-                    instrument::ValueType::I64 => Value::I64(rng.next_u64() as i64),
-                    instrument::ValueType::F32 => Value::F32(rng.next_u64() as u32),
-                    instrument::ValueType::F64 => Value::F64(rng.next_u64()),
-                })
-                .collect();
-            agree(&m, &Call::new(&export.name, &args), 200_000);
-            calls += 1;
-        }
-    }
-    assert!(
-        modules >= 150 && calls >= 150,
-        "{modules} modules, {calls} calls; rejected: {rejected:?}"
-    );
-}
+// Modules from wasm-smith and at the engines' limits, on every tier: the `tiers` fuzz target's
+// entry point, `synor_host_wasmtime::fuzzing::tiers`, run on seeded inputs by its own tests.
 
 fn counting_module() -> Arc<Instrumented> {
     wat(r#"(module (memory (export "memory") 1)
