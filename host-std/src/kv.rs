@@ -19,9 +19,10 @@
 //!   crash does not walk and checksum the whole database.
 //!
 //! These hold under redb's assumptions about the medium: fsync makes earlier writes durable,
-//! and a write changes no byte outside its range. `tests/tests/crash.rs` kills writers at
-//! hundreds of points inside commits, with and without losing the unsynced writes, and checks
-//! the store after each.
+//! and a write changes no byte outside its range. `tests/tests/crash.rs` kills a writer after
+//! every write, length change and sync redb makes inside the commits of a workload, as a
+//! process crash and as power losses (unsynced writes lost, or torn), and checks the store
+//! after each kill.
 
 use std::path::{Path, PathBuf};
 

@@ -33,9 +33,9 @@ pub enum Loss {
     Process,
     /// A power loss that keeps only what was synced.
     Unsynced,
-    /// A power loss that keeps what was synced and, of every [`SECTOR`] written and every
-    /// length set since, an arbitrary part chosen by the seed (later writes of a sector kept
-    /// over earlier ones, in any combination).
+    /// A power loss that keeps what was synced and, chosen by the seed, some of what was not:
+    /// each length change and each [`SECTOR`]-aligned piece of each write since the last sync
+    /// is kept or lost, independently, and those kept are applied in order.
     Torn(u64),
 }
 
