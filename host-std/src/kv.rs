@@ -169,4 +169,33 @@ mod tests {
         assert_eq!(kv.get(b"a2").unwrap(), None);
         assert!(kv.file_bytes().unwrap() > 0);
     }
+
+    #[test]
+    fn a_batch_writes_the_same_file_whatever_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops: Vec<(Vec<u8>, Vec<u8>)> = (0..400u32)
+            .map(|i| {
+                let key = (i.wrapping_mul(2_654_435_761)).to_be_bytes().to_vec();
+                (key, vec![i as u8; 100 + (i as usize * 37) % 900])
+            })
+            .collect();
+        let file = |name: &str, ops: &mut dyn Iterator<Item = &(Vec<u8>, Vec<u8>)>| {
+            let path = dir.path().join(name);
+            let mut kv = RedbKv::open(&path).unwrap();
+            let mut b = WriteBatch::new();
+            // The last operation on a key wins, wherever the key sorts.
+            b.delete(b"k".to_vec());
+            for (key, value) in ops {
+                b.put(key.clone(), value.clone());
+            }
+            b.put(b"k".to_vec(), b"v".to_vec());
+            kv.apply(b).unwrap();
+            assert_eq!(kv.get(b"k").unwrap(), Some(b"v".to_vec()));
+            drop(kv);
+            std::fs::read(path).unwrap()
+        };
+        let forward = file("forward.redb", &mut ops.iter());
+        let backward = file("backward.redb", &mut ops.iter().rev());
+        assert!(forward == backward, "the files differ");
+    }
 }
