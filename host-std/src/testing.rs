@@ -263,6 +263,21 @@ impl CrashKv {
     /// # Errors
     /// The file cannot be opened or read; redb failures.
     pub fn open(path: &Path, loss: Loss) -> Result<Self, redb::Error> {
+        Self::open_with(path, loss, None)
+    }
+
+    /// As [`open`](Self::open), but the open's own backend operations count too (a reopen
+    /// after a crash repairs the database and marks it open, and the store's table is
+    /// committed), and the process is killed right after the `at`-th of them: a crash during
+    /// recovery.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_killing_at(path: &Path, loss: Loss, at: u64) -> Result<Self, redb::Error> {
+        Self::open_with(path, loss, Some(at))
+    }
+
+    fn open_with(path: &Path, loss: Loss, kill_at: Option<u64>) -> Result<Self, redb::Error> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -275,10 +290,10 @@ impl CrashKv {
         };
         let state = Arc::new(Mutex::new(State {
             loss,
-            armed: false,
+            armed: kill_at.is_some(),
             counted: 0,
             kinds: Counts::default(),
-            kill_at: None,
+            kill_at,
             live,
             unsynced: Vec::new(),
         }));
@@ -287,11 +302,16 @@ impl CrashKv {
             state: state.clone(),
         };
         let db = Database::builder().create_with_backend(backend)?;
-        let kv = RedbKv::with_database(db, path.to_path_buf())?;
-        Ok(Self { kv, state })
+        let kv = Self {
+            kv: RedbKv::with_database(db, path.to_path_buf())?,
+            state,
+        };
+        kv.arm(false);
+        Ok(kv)
     }
 
-    /// Backend writes, length changes and syncs made inside [`KvStore::apply`] so far.
+    /// Backend writes, length changes and syncs made inside [`KvStore::apply`] (and in the
+    /// open, if [`open_killing_at`](Self::open_killing_at)) so far.
     pub fn counted(&self) -> u64 {
         self.state().counted
     }

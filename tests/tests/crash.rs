@@ -1,7 +1,7 @@
 //! Crash safety of the std host: writers are killed inside commits, at every backend operation
-//! of a workload's store commits and at every step of its artifact writes, and after each kill
-//! the store and the artifact cache must open, be consistent, and hold exactly what was
-//! acknowledged.
+//! of a workload's store commits and at every step of its artifact writes, and again during
+//! the recovery that follows; after each kill the store and the artifact cache must open, be
+//! consistent, and hold exactly what was acknowledged.
 //!
 //! # Kill points
 //!
@@ -22,6 +22,9 @@
 //! - **Artifact writes.** The child stores artifacts in an `FsArtifactCache` and kills itself
 //!   at each step of one store: temporary file created, written, synced, renamed, directory
 //!   synced.
+//! - **Recovery.** After a crash in the middle of each operation, a child reopens the store,
+//!   which recovers it, and dies right after the N-th backend operation of that open, for
+//!   every N (under each loss in turn): a crash during recovery.
 //!
 //! # Checks after each kill
 //!
@@ -295,16 +298,20 @@ fn crash_child() {
         }
         return;
     }
+    let loss = loss_of(&std::env::var("SYNOR_CRASH_LOSS").expect("loss"));
+    if kind == "reopen" {
+        let kv = CrashKv::open_killing_at(&dir.join(STORE_FILE), loss, env("SYNOR_CRASH_AT"))
+            .expect("reopen");
+        let store = CodeStore::open(kv, ZstdCompressor::default(), config()).expect("reopen");
+        // The backend operations of the reopen, read as the first "begun".
+        say(format_args!("begin {}", store.kv().counted()));
+        return;
+    }
     let (first, target, at) = (
         env("SYNOR_CRASH_FIRST") as usize,
         env("SYNOR_CRASH_OP") as usize,
         env("SYNOR_CRASH_AT"),
     );
-    let loss = match std::env::var("SYNOR_CRASH_LOSS").expect("loss").as_str() {
-        "process" => Loss::Process,
-        "unsynced" => Loss::Unsynced,
-        torn => Loss::Torn(torn.trim_start_matches("torn:").parse().expect("seed")),
-    };
     let ops = workload();
     let kv = CrashKv::open(&dir.join(STORE_FILE), loss).expect("open");
     let mut store = CodeStore::open(kv, ZstdCompressor::default(), config()).expect("open store");
@@ -331,6 +338,13 @@ enum Point {
     },
     /// Store the artifacts up to the `store`-th, and kill it at step `step`.
     Artifact { store: usize, step: usize },
+    /// After the store kill point `crash`, reopen the store (recovering it) and kill that at
+    /// its `at`-th backend operation.
+    Reopen {
+        crash: Box<Point>,
+        at: u64,
+        loss: Loss,
+    },
 }
 
 /// What the parent learnt from a kill point.
@@ -435,6 +449,61 @@ fn store_points(dry: &DryRun) -> Vec<Point> {
     points
 }
 
+fn loss_name(loss: Loss) -> String {
+    match loss {
+        Loss::Process => "process".into(),
+        Loss::Unsynced => "unsynced".into(),
+        Loss::Torn(seed) => format!("torn:{seed}"),
+    }
+}
+
+fn loss_of(name: &str) -> Loss {
+    match name {
+        "process" => Loss::Process,
+        "unsynced" => Loss::Unsynced,
+        torn => Loss::Torn(torn.trim_start_matches("torn:").parse().expect("seed")),
+    }
+}
+
+/// The reopen kill points: after a crash in the middle of every operation (torn), the
+/// recovering reopen killed at every one of its backend operations, under each loss in turn.
+/// A first reopen of each crash, not killed, counts them.
+fn reopen_points(dry: &DryRun) -> Vec<Point> {
+    let mut points = Vec::new();
+    for (op, count) in dry.counts.iter().enumerate() {
+        let crash = Point::Store {
+            first: op.saturating_sub(1),
+            op,
+            at: count.div_ceil(2),
+            loss: Loss::Torn(op as u64),
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let crashed = crash_store(&crash, dir.path(), dry).expect("crash");
+        assert!(crashed.killed, "{crash:?} did not kill the writer");
+        let measure = Point::Reopen {
+            crash: Box::new(crash.clone()),
+            at: u64::MAX,
+            loss: Loss::Process,
+        };
+        let (killed, opened, _) = run_child(&measure, dir.path());
+        assert!(!killed, "the reopen of {crash:?} was killed");
+        let reopen = opened.first().copied().expect("the reopen counts") as u64;
+        for at in 1..=reopen {
+            let loss = match at % 3 {
+                0 => Loss::Process,
+                1 => Loss::Unsynced,
+                _ => Loss::Torn(((op as u64) << 32) | at),
+            };
+            points.push(Point::Reopen {
+                crash: Box::new(crash.clone()),
+                at,
+                loss,
+            });
+        }
+    }
+    points
+}
+
 /// Runs the child for `point` in `dir`; returns whether it was killed (rather than finishing)
 /// and the operations it began and acknowledged.
 fn run_child(point: &Point, dir: &Path) -> (bool, Vec<usize>, Vec<usize>) {
@@ -452,23 +521,24 @@ fn run_child(point: &Point, dir: &Path) -> (bool, Vec<usize>, Vec<usize>) {
             at,
             loss,
         } => {
-            let loss = match loss {
-                Loss::Process => "process".to_string(),
-                Loss::Unsynced => "unsynced".to_string(),
-                Loss::Torn(seed) => format!("torn:{seed}"),
-            };
             command
                 .env("SYNOR_CRASH_CHILD", "store")
                 .env("SYNOR_CRASH_FIRST", first.to_string())
                 .env("SYNOR_CRASH_OP", op.to_string())
                 .env("SYNOR_CRASH_AT", at.to_string())
-                .env("SYNOR_CRASH_LOSS", loss);
+                .env("SYNOR_CRASH_LOSS", loss_name(*loss));
         }
         Point::Artifact { store, step } => {
             command
                 .env("SYNOR_CRASH_CHILD", "artifact")
                 .env("SYNOR_CRASH_STORE", store.to_string())
                 .env("SYNOR_CRASH_STEP", step.to_string());
+        }
+        Point::Reopen { at, loss, .. } => {
+            command
+                .env("SYNOR_CRASH_CHILD", "reopen")
+                .env("SYNOR_CRASH_AT", at.to_string())
+                .env("SYNOR_CRASH_LOSS", loss_name(*loss));
         }
     }
     let mut child = command.spawn().expect("spawn the writer");
@@ -514,25 +584,74 @@ fn run_child(point: &Point, dir: &Path) -> (bool, Vec<usize>, Vec<usize>) {
     (killed, begun, acked)
 }
 
-/// Runs one store kill point and checks the store it leaves.
-fn check_store(point: &Point, ops: &[Op], dry: &DryRun) -> Result<Outcome, String> {
-    let Point::Store {
-        first, op: target, ..
-    } = point
-    else {
+/// What a store writer had done when it died.
+struct Crashed {
+    killed: bool,
+    /// Operations acknowledged (from the first).
+    done: usize,
+    /// The next operation had begun.
+    in_flight: bool,
+}
+
+/// Runs one store kill point in `dir`.
+fn crash_store(point: &Point, dir: &Path, dry: &DryRun) -> Result<Crashed, String> {
+    let Point::Store { first, .. } = point else {
         unreachable!()
     };
-    let dir = tempfile::tempdir().expect("temporary directory");
-    dry.restore(*first, dir.path());
-    let (killed, begun, acked) = run_child(point, dir.path());
+    dry.restore(*first, dir);
+    let (killed, begun, acked) = run_child(point, dir);
     // Operations run in order from `first`: those acknowledged are done, and the next one is
     // in flight if it began.
     let done = first + acked.len();
     if acked.iter().copied().ne(*first..done) {
         return Err(format!("acknowledged out of order: {acked:?}"));
     }
-    let in_flight = killed && begun.last() == Some(&done);
-    let store = synor_host_std::open_store(dir.path(), config())
+    Ok(Crashed {
+        killed,
+        done,
+        in_flight: killed && begun.last() == Some(&done),
+    })
+}
+
+/// Runs one store kill point and checks the store it leaves.
+fn check_store(point: &Point, ops: &[Op], dry: &DryRun) -> Result<Outcome, String> {
+    let Point::Store { op: target, .. } = point else {
+        unreachable!()
+    };
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let crashed = crash_store(point, dir.path(), dry)?;
+    check_dir(dir.path(), &crashed, ops, dry)?;
+    Ok(Outcome {
+        killed: crashed.killed,
+        inside: crashed.in_flight && crashed.done == *target,
+    })
+}
+
+/// Runs one store kill point, then a reopen killed as `point` says, and checks the store they
+/// leave.
+fn check_reopen(point: &Point, ops: &[Op], dry: &DryRun) -> Result<Outcome, String> {
+    let Point::Reopen { crash, .. } = point else {
+        unreachable!()
+    };
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let crashed = crash_store(crash, dir.path(), dry)?;
+    if !crashed.killed {
+        return Err("the writer was not killed".into());
+    }
+    let (killed, _, _) = run_child(point, dir.path());
+    check_dir(dir.path(), &crashed, ops, dry)?;
+    Ok(Outcome {
+        killed,
+        inside: false,
+    })
+}
+
+/// Checks the store in `dir`, left by a writer that `crashed`.
+fn check_dir(dir: &Path, crashed: &Crashed, ops: &[Op], dry: &DryRun) -> Result<(), String> {
+    let Crashed {
+        done, in_flight, ..
+    } = *crashed;
+    let store = synor_host_std::open_store(dir, config())
         .map_err(|e| format!("reopen after the kill: {e}"))?;
     let report = store.verify(true).map_err(|e| format!("verify: {e}"))?;
     if !report.problems.is_empty() {
@@ -613,10 +732,7 @@ fn check_store(point: &Point, ops: &[Op], dry: &DryRun) -> Result<Outcome, Strin
     if gc != GcReport::default() {
         return Err(format!("gc collected what counting missed: {gc:?}"));
     }
-    Ok(Outcome {
-        killed,
-        inside: in_flight && done == *target,
-    })
+    Ok(())
 }
 
 /// Runs one artifact kill point and checks the cache it leaves.
@@ -693,6 +809,8 @@ fn crash_leaves_consistent_stores_and_caches() {
     let dry = DryRun::new(&ops);
     let mut points = store_points(&dry);
     let store_points = points.len();
+    points.extend(reopen_points(&dry));
+    let reopen_points = points.len() - store_points;
     for store in 0..ARTIFACT_KEYS.len() {
         for step in 0..STEPS.len() {
             points.push(Point::Artifact { store, step });
@@ -711,6 +829,7 @@ fn crash_leaves_consistent_stores_and_caches() {
                     let result = std::panic::catch_unwind(AssertUnwindSafe(|| match point {
                         Point::Store { .. } => check_store(point, &ops, &dry),
                         Point::Artifact { .. } => check_artifact(point),
+                        Point::Reopen { .. } => check_reopen(point, &ops, &dry),
                     }))
                     .unwrap_or_else(|panic| {
                         let message = panic
@@ -735,34 +854,78 @@ fn crash_leaves_consistent_stores_and_caches() {
         .iter()
         .filter_map(|(i, r)| r.as_ref().ok().map(|o| (*i, o)))
         .collect();
-    let killed = outcomes.iter().filter(|(_, o)| o.killed).count();
-    let inside = outcomes.iter().filter(|(_, o)| o.inside).count();
-    let by_loss = |want: fn(&Loss) -> bool| {
+    let count = |kind: fn(&Point) -> bool, what: fn(&Outcome) -> bool| {
         outcomes
             .iter()
-            .filter(|(i, o)| {
-                o.killed && matches!(&points[*i], Point::Store { loss, .. } if want(loss))
-            })
+            .filter(|(i, o)| kind(&points[*i]) && what(o))
             .count()
     };
+    let is_store = |p: &Point| matches!(p, Point::Store { .. });
+    let is_reopen = |p: &Point| matches!(p, Point::Reopen { .. });
+    let is_artifact = |p: &Point| matches!(p, Point::Artifact { .. });
+    let killed = count(|_| true, |o| o.killed);
+    let inside = count(|_| true, |o| o.inside);
+    let store_losses = [
+        count(
+            |p| {
+                matches!(
+                    p,
+                    Point::Store {
+                        loss: Loss::Process,
+                        ..
+                    }
+                )
+            },
+            |o| o.inside,
+        ),
+        count(
+            |p| {
+                matches!(
+                    p,
+                    Point::Store {
+                        loss: Loss::Unsynced,
+                        ..
+                    }
+                )
+            },
+            |o| o.inside,
+        ),
+        count(
+            |p| {
+                matches!(
+                    p,
+                    Point::Store {
+                        loss: Loss::Torn(_),
+                        ..
+                    }
+                )
+            },
+            |o| o.inside,
+        ),
+    ];
     eprintln!(
         "crash: {} operations, {} backend operations in their commits ({} writes, {} length \
-         changes, {} syncs); {} kill points ran: {} in store commits ({} process crashes, {} \
-         power losses of the unsynced writes, {} with the unsynced writes torn), {} in artifact \
-         writes; {} killed the writer, {} inside the operation aimed at",
+         changes, {} syncs). {} kill points, {} killed the writer, {} inside a commit: store \
+         commits {} of {} (process crash {}, power loss of the unsynced writes {}, unsynced \
+         writes torn {}); artifact writes {} of {}; outside commits, in the open that \
+         recovers from a crash, {} of {}",
         ops.len(),
         dry.counts.iter().sum::<u64>(),
         dry.kinds.writes,
         dry.kinds.set_lens,
         dry.kinds.syncs,
         results.len(),
-        store_points,
-        by_loss(|l| *l == Loss::Process),
-        by_loss(|l| *l == Loss::Unsynced),
-        by_loss(|l| matches!(l, Loss::Torn(_))),
-        points.len() - store_points,
         killed,
         inside,
+        count(is_store, |o| o.inside),
+        store_points,
+        store_losses[0],
+        store_losses[1],
+        store_losses[2],
+        count(is_artifact, |o| o.inside),
+        points.len() - store_points - reopen_points,
+        count(is_reopen, |o| o.killed),
+        reopen_points,
     );
     assert!(
         failures.is_empty(),
