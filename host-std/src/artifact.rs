@@ -28,14 +28,15 @@
 //! A file is written under a temporary name in the same directory, synced, renamed over the
 //! final name, and the directory synced, so that a reader (thread or process) sees a whole file
 //! or none, whatever number of writers store the same key at once, and the new name survives a
-//! power loss.
+//! power loss. A writer holds a lock on its temporary file until the rename; the next store
+//! deletes temporary files nobody holds, left by writers that crashed.
 //!
 //! The directory is bounded by [`CacheLimits`], softly: after every store, the least recently
 //! used artifacts (oldest modification time; a load refreshes it) are deleted until the
 //! directory is within both limits again.
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +72,8 @@ const SUFFIX: &str = ".art";
 /// The prefix of files being written.
 const TEMP_PREFIX: &str = ".tmp-";
 
-/// Age after which a temporary file is taken for a crashed writer's and deleted.
+/// Age after which a temporary file is taken for a crashed writer's and deleted, on file systems
+/// without locks (elsewhere an unlocked one is deleted at once).
 const TEMP_EXPIRY: Duration = Duration::from_secs(60 * 60);
 
 /// zstd level: artifacts are large and written once, read at every restart.
@@ -128,16 +130,25 @@ impl ArtifactSecret {
     }
 }
 
-/// The steps that make a write durable, reported to tests in the order taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// A temporary file was written and synced.
-    SyncedFile,
-    /// It got its final name (renamed or linked).
-    Named,
-    /// The directory was synced, so that the name survives a power loss.
-    SyncedDir,
+pub(crate) mod steps {
+    /// The steps of a durable file write, reported to tests in the order taken (crash tests
+    /// kill the writer at each).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Step {
+        /// A new, empty temporary file exists.
+        Created,
+        /// The bytes were written to it, not synced.
+        Written,
+        /// It was synced.
+        SyncedFile,
+        /// It got its final name (renamed or linked).
+        Named,
+        /// The directory was synced, so that the name survives a power loss.
+        SyncedDir,
+    }
 }
+
+use steps::Step;
 
 /// [`ArtifactSecret::load_or_create`], reporting its durability steps to `step`.
 fn load_or_create_secret(path: &Path, step: &mut dyn FnMut(Step)) -> io::Result<ArtifactSecret> {
@@ -163,8 +174,7 @@ fn load_or_create_secret(path: &Path, step: &mut dyn FnMut(Step)) -> io::Result<
         std::process::id(),
         hex(&random::<8>()?)
     ));
-    write_new(&temp, &secret)?;
-    step(Step::SyncedFile);
+    write_new(&temp, &secret, step)?;
     // A hard link never replaces an existing file, unlike a rename: of processes creating the
     // secret at once, the first one's stays and the others read it.
     let linked = fs::hard_link(&temp, path);
@@ -510,29 +520,42 @@ impl FsArtifactCache {
     }
 
     /// [`ArtifactCache::store`], reporting its durability steps to `step`.
-    fn store_with(&self, key: &Digest, artifact: &[u8], step: &mut dyn FnMut(Step)) {
+    pub(crate) fn store_with(&self, key: &Digest, artifact: &[u8], step: &mut dyn FnMut(Step)) {
         if artifact.len() as u64 > MAX_ARTIFACT_BYTES {
             return;
         }
         let Some(bytes) = encode(&self.mac_key, key, artifact) else {
             return;
         };
-        let Ok(nonce) = random::<8>() else {
-            return;
-        };
-        let temp = self.dir.join(format!(
-            "{TEMP_PREFIX}{key}-{}-{}",
-            std::process::id(),
-            hex(&nonce),
-        ));
         let path = self.path_of(key);
-        if write_new(&temp, &bytes)
-            .inspect(|()| step(Step::SyncedFile))
-            .and_then(|()| fs::rename(&temp, &path))
-            .is_err()
-        {
-            let _ = fs::remove_file(&temp);
-            return;
+        // A store cleaning up may take a temporary file for abandoned in the moment between its
+        // creation and its locking: then the write starts again under another name.
+        let mut attempts = 0;
+        loop {
+            let Ok(nonce) = random::<8>() else {
+                return;
+            };
+            let temp = self.dir.join(format!(
+                "{TEMP_PREFIX}{key}-{}-{}",
+                std::process::id(),
+                hex(&nonce),
+            ));
+            // The file stays open, and so locked, until it has its final name.
+            let named = write_new(&temp, &bytes, step).and_then(|file| {
+                fs::rename(&temp, &path)?;
+                drop(file);
+                Ok(())
+            });
+            match named {
+                Ok(()) => break,
+                Err(e) => {
+                    let _ = fs::remove_file(&temp);
+                    attempts += 1;
+                    if e.kind() != io::ErrorKind::WouldBlock || attempts == 3 {
+                        return;
+                    }
+                }
+            }
         }
         step(Step::Named);
         // Without it the artifact may vanish at a power loss: that costs a compilation only.
@@ -565,12 +588,10 @@ impl FsArtifactCache {
             }
             let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             if name.starts_with(TEMP_PREFIX) {
-                if now
+                let expired = now
                     .duration_since(modified)
-                    .is_ok_and(|age| age > TEMP_EXPIRY)
-                {
-                    let _ = fs::remove_file(entry.path());
-                }
+                    .is_ok_and(|age| age > TEMP_EXPIRY);
+                remove_if_abandoned(&entry.path(), expired);
                 continue;
             }
             if !is_artifact_name(name) {
@@ -666,11 +687,14 @@ fn read_checked(
     Ok(decode(mac_key, key, &bytes))
 }
 
-/// Writes `bytes` to the new file `path` (mode 0600 on Unix), durably.
+/// Writes `bytes` to the new file `path` (mode 0600 on Unix), durably, reporting the steps to
+/// `step`. Returns the file, locked (where the file system has locks) for as long as it is
+/// open.
 ///
 /// # Errors
-/// `path` exists or cannot be written.
-fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// `path` exists or cannot be written, or another process locked it first (a store cleaning
+/// up, which then deletes it).
+fn write_new(path: &Path, bytes: &[u8], step: &mut dyn FnMut(Step)) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -679,8 +703,47 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
         options.mode(0o600);
     }
     let mut file = options.open(path)?;
+    let taken = || {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "{}: taken for abandoned before it was locked",
+                path.display()
+            ),
+        )
+    };
+    match file.try_lock() {
+        // Without locks, temporary files are removed only once they have expired.
+        Ok(()) | Err(TryLockError::Error(_)) => {}
+        Err(TryLockError::WouldBlock) => return Err(taken()),
+    }
+    // A store cleaning up may have locked and deleted it before this process locked it.
+    if !names_file(path, &file) {
+        return Err(taken());
+    }
+    step(Step::Created);
     file.write_all(bytes)?;
-    file.sync_all()
+    step(Step::Written);
+    file.sync_all()?;
+    step(Step::SyncedFile);
+    Ok(file)
+}
+
+/// Deletes the temporary file `path` if its writer is gone: nobody holds its lock (a writer
+/// holds it until the file has its final name, and a crashed writer's lock went with its
+/// process), or, where the file system has no locks, the file has `expired`.
+fn remove_if_abandoned(path: &Path, expired: bool) {
+    let Ok(file) = open_plain(path) else {
+        return;
+    };
+    let abandoned = match file.try_lock() {
+        Ok(()) => true,
+        Err(TryLockError::WouldBlock) => false,
+        Err(TryLockError::Error(_)) => expired,
+    };
+    if abandoned {
+        remove_if_same(path, &file);
+    }
 }
 
 /// Whether `name` is `<64 hex digits>.art`.
@@ -749,19 +812,26 @@ fn decode(mac_key: &[u8; 32], key: &Digest, bytes: &[u8]) -> Result<Vec<u8>, Rej
 
 /// Deletes `path` if it still is `file` (and not an intact artifact renamed over it since).
 fn remove_if_same(path: &Path, file: &File) {
+    if names_file(path, file) {
+        let _ = fs::remove_file(path);
+    }
+}
+
+/// Whether `path` names the open `file` (always, where that cannot be told).
+fn names_file(path: &Path, file: &File) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         let (Ok(opened), Ok(current)) = (file.metadata(), fs::symlink_metadata(path)) else {
-            return;
+            return false;
         };
-        if (opened.dev(), opened.ino()) != (current.dev(), current.ino()) {
-            return;
-        }
+        (opened.dev(), opened.ino()) == (current.dev(), current.ino())
     }
     #[cfg(not(unix))]
-    let _ = file;
-    let _ = fs::remove_file(path);
+    {
+        let _ = (path, file);
+        true
+    }
 }
 
 #[cfg(test)]
@@ -1122,7 +1192,16 @@ mod tests {
         let cache = open(dir.path());
         let mut steps = Vec::new();
         cache.store_with(&key(1), &artifact(1, 1000), &mut |s| steps.push(s));
-        assert_eq!(steps, [Step::SyncedFile, Step::Named, Step::SyncedDir]);
+        assert_eq!(
+            steps,
+            [
+                Step::Created,
+                Step::Written,
+                Step::SyncedFile,
+                Step::Named,
+                Step::SyncedDir
+            ]
+        );
         assert_eq!(cache.load(&key(1)), Some(artifact(1, 1000)));
     }
 
@@ -1132,7 +1211,16 @@ mod tests {
         let path = dir.path().join("data/node/artifacts.key");
         let mut steps = Vec::new();
         let first = load_or_create_secret(&path, &mut |s| steps.push(s)).unwrap();
-        assert_eq!(steps, [Step::SyncedFile, Step::Named, Step::SyncedDir]);
+        assert_eq!(
+            steps,
+            [
+                Step::Created,
+                Step::Written,
+                Step::SyncedFile,
+                Step::Named,
+                Step::SyncedDir
+            ]
+        );
         assert_eq!(fs::metadata(&path).unwrap().len(), 32);
         #[cfg(unix)]
         {
@@ -1234,7 +1322,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("artifacts.key");
         for len in [0, 1, 31, 33, 64, 4096] {
-            write_new(&path, &vec![7; len]).unwrap();
+            write_new(&path, &vec![7; len], &mut |_| {}).unwrap();
             let e = ArtifactSecret::load_or_create(&path).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{len}");
             assert!(
@@ -1252,7 +1340,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A private 32-byte file of this user's that someone else may know or choose.
         let target = dir.path().join("known");
-        write_new(&target, &[9; 32]).unwrap();
+        write_new(&target, &[9; 32], &mut |_| {}).unwrap();
         let path = dir.path().join("artifacts.key");
         std::os::unix::fs::symlink(&target, &path).unwrap();
         let e = ArtifactSecret::load_or_create(&path).unwrap_err();
@@ -1327,25 +1415,35 @@ mod tests {
     }
 
     #[test]
-    fn temporary_files_are_not_counted_and_expire() {
+    fn temporary_files_of_writers_gone_are_deleted_by_the_next_store() {
         let dir = tempfile::tempdir().unwrap();
         let limits = CacheLimits {
             max_bytes: u64::MAX,
             max_files: 1,
         };
         let cache = open_with(dir.path(), &secret(1), limits);
-        let fresh = dir.path().join(format!("{TEMP_PREFIX}fresh"));
-        let stale = dir.path().join(format!("{TEMP_PREFIX}stale"));
+        let temp = |name: &str| dir.path().join(format!("{TEMP_PREFIX}{name}"));
+        let (writing, crashed, stale) = (temp("writing"), temp("crashed"), temp("stale"));
         let other = dir.path().join("README");
-        for path in [&fresh, &stale, &other] {
+        for path in [&writing, &crashed, &stale, &other] {
             fs::write(path, b"partial").unwrap();
         }
         set_age(&stale, 2 * 60 * 60);
+        // A writer at work holds the lock on its file; a crashed writer's lock is gone.
+        let writer = File::open(&writing).unwrap();
+        writer.try_lock().unwrap();
         cache.store(&key(1), &artifact(1, 1000));
-        assert!(fresh.exists(), "a writer may still be at it");
+        assert!(writing.exists(), "its writer is still at it");
+        assert!(!crashed.exists(), "a crashed writer's");
         assert!(!stale.exists(), "a crashed writer's");
         assert!(other.exists(), "not the cache's");
+        // Temporary files are not counted against the limit of one file.
         assert_eq!(cache.load(&key(1)), Some(artifact(1, 1000)));
+        drop(writer);
+        cache.store(&key(1), &artifact(1, 1000));
+        let mut left = vec![format!("{}.art", key(1)), "README".to_string()];
+        left.sort();
+        assert_eq!(names(dir.path()), left);
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
 //! | [`zstd`] | [`ZstdCompressor`]: libzstd at every level, with dictionaries and prefixes; dictionary training | [`synor_core::Compressor`] |
 //!
+//! # Features
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `testing` | no | a hidden `testing` module: fault injection for crash tests (a redb backend that kills the process inside a commit, simulating process crashes and power losses; the steps of an artifact write). Not for production. |
+//!
 //! # Example
 //!
 //! ```
@@ -30,6 +36,9 @@ pub mod artifact;
 pub mod cold;
 pub mod kv;
 pub mod pool;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 pub mod zstd;
 
 pub use artifact::{ArtifactSecret, FsArtifactCache};
