@@ -7,6 +7,7 @@
 //! | layer | module | what it does |
 //! |---|---|---|
 //! | code store | [`store`] | content-addressed bytecode and data blobs: zstd with trained dictionaries, content-defined chunking, upgrade deltas, bounded decoding |
+//! | blocks | [`block`] | transactions addressed to contracts, receipts, access checks, digests |
 //! | contract ABI | [`abi`], [`gas`] | imports, their semantics and costs: one implementation for every tier |
 //! | instrumentation | [`instrument`] | validation under a deterministic feature set; gas, stack-depth and memory limits injected into the module |
 //! | tiers | [`tier`] | the [`tier::Engine`] boundary and the promotion policy ([`tier::Tiering`]) |
@@ -53,6 +54,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod abi;
+pub mod block;
 pub mod digest;
 pub mod error;
 pub mod gas;

@@ -5,6 +5,8 @@
 //! | module | provides | core trait |
 //! |---|---|---|
 //! | [`artifact`] | [`FsArtifactCache`]: compiled artifacts in a directory, authenticated with their keys under a node-local [`ArtifactSecret`], compressed, bounded | [`synor_core::tier::ArtifactCache`] |
+//! | [`block`] | block execution: sequential, by declared access sets, or optimistic (Block-STM), always equal to sequential | [`synor_core::block`] |
+//! | [`tiered`] | [`tiered::TieredExecutor`]: the tier manager over the three engines, with background tier-up | [`synor_core::tier::Tiering`] |
 //! | [`cold`] | [`WasmiEngine`]: the cold tier, wasmi with lazy compilation | [`synor_core::tier::Engine`] |
 //! | [`pool`] | worker threads draining the core's block scheduler | [`synor_core::sched::Claims`] |
 //! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
@@ -33,12 +35,14 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod block;
 pub mod cold;
 pub mod kv;
 pub mod pool;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+pub mod tiered;
 pub mod zstd;
 
 pub use artifact::{ArtifactSecret, FsArtifactCache};

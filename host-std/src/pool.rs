@@ -2,7 +2,7 @@
 //! dependency graph, or [`Optimistic::work`] over a block that declares nothing.
 //!
 //! The caller's thread is worker 0; the others are persistent (a rayon pool per thread count,
-//! made on first use and kept for the process), not spawned per block: a new thread maps its
+//! made on first use and kept by the [`Workers`] value that owns it), not spawned per block: a new thread maps its
 //! stack and wasmtime's signal stack, and every such `mmap` takes the address-space lock that
 //! the other worker's memory resets need; and wasmtime assigns each thread a home shard of its
 //! instance allocator's decommit queue round-robin at first use, so threads spawned block
@@ -37,34 +37,43 @@ fn parallel_enough(len: usize, critical_path: usize) -> bool {
     len as f64 / critical_path.max(1) as f64 >= MIN_PARALLELISM
 }
 
-/// The persistent worker threads of a pool of `threads` (made on the first call for that
-/// count).
-///
-/// # Panics
-/// The worker threads cannot be spawned.
-pub fn workers(threads: usize) -> Arc<rayon::ThreadPool> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
-    let mut pools = POOLS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    pools
-        .entry(threads)
-        .or_insert_with(|| {
-            Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .stack_size(WORKER_STACK)
-                    .thread_name(move |i| format!("synor-{threads}-worker-{i}"))
-                    .build()
-                    .expect("spawn the worker threads"),
-            )
-        })
-        .clone()
+/// The persistent worker threads of a node or an executor: a pool per thread count, made on
+/// first use and kept as long as this value (two nodes in one process share no threads).
+#[derive(Debug, Default)]
+pub struct Workers {
+    pools: Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>,
+}
+
+impl Workers {
+    /// No threads yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The persistent threads of a pool of `threads` (made on the first call for that count).
+    ///
+    /// # Panics
+    /// The worker threads cannot be spawned.
+    pub fn pool(&self, threads: usize) -> Arc<rayon::ThreadPool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .entry(threads)
+            .or_insert_with(|| {
+                Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .stack_size(WORKER_STACK)
+                        .thread_name(move |i| format!("synor-{threads}-worker-{i}"))
+                        .build()
+                        .expect("spawn the worker threads"),
+                )
+            })
+            .clone()
+    }
 }
 
 /// Executes every transaction of `dag` with `execute`, each after its dependencies, on
-/// `threads` threads: the caller's and `threads - 1` persistent ones ([`workers`]). With one
+/// `threads` threads: the caller's and `threads - 1` persistent ones ([`Workers`]). With one
 /// thread, or when the graph leaves too little parallelism to pay for scheduling (fewer than
 /// [`MIN_PARALLELISM`] transactions per step of its longest chain, e.g. a block on one hot
 /// key), transactions run in block order on the caller's thread, with no scheduling at all.
@@ -79,13 +88,13 @@ pub fn workers(threads: usize) -> Arc<rayon::ThreadPool> {
 /// # Panics
 /// The worker threads cannot be spawned, or `execute` panics (the panic is propagated after
 /// the other workers have stopped).
-pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
+pub fn run(workers: &Workers, dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
     if threads <= 1 || !parallel_enough(dag.len(), dag.critical_path()) {
         (0..dag.len() as u32).for_each(|tx| execute(0, tx));
         return;
     }
     let claims = Claims::new(dag, threads);
-    on_workers(threads, &|w| {
+    on_workers(workers, threads, &|w| {
         halt_on_panic(
             || claims.drain(w, |tx| execute(w, tx), std::thread::yield_now),
             || claims.halt(),
@@ -103,6 +112,7 @@ pub fn run(dag: &Dag, threads: usize, execute: &(dyn Fn(usize, u32) + Sync)) {
 /// The worker threads cannot be spawned, or `build` or `execute` panics (the panic is
 /// propagated after the other workers have stopped).
 pub fn run_building(
+    workers: &Workers,
     len: usize,
     threads: usize,
     build: &(dyn Fn() -> Dag + Sync),
@@ -118,7 +128,7 @@ pub fn run_building(
     let claims: OnceLock<Claims<'_>> = OnceLock::new();
     // Set when there is nothing left for the workers (the caller finished alone, or failed).
     let over = AtomicBool::new(false);
-    on_workers(threads, &|w| {
+    on_workers(workers, threads, &|w| {
         if w == 0 {
             let caller = || {
                 let mut next = 0;
@@ -214,7 +224,7 @@ pub fn windows(
 }
 
 /// Drains `block` on `threads` threads (the caller's and `threads - 1` persistent ones,
-/// [`workers`]), each running [`Optimistic::work`] with `execute`, `write` and `output` (which
+/// [`Workers`]), each running [`Optimistic::work`] with `execute`, `write` and `output` (which
 /// get the worker's index first, as in [`run`]): a worker applies the writes and keeps the
 /// outputs of the transactions it commits, so the block's effect is applied in parallel, as it
 /// commits.
@@ -223,6 +233,7 @@ pub fn windows(
 /// The worker threads cannot be spawned, or `execute`, `write` or `output` panics (the panic
 /// is propagated).
 pub fn drain_optimistic<K, V, O>(
+    workers: &Workers,
     block: &Optimistic<K, V>,
     threads: usize,
     execute: &(dyn Fn(usize, Version) -> Executed<K, V, O> + Sync),
@@ -233,7 +244,7 @@ pub fn drain_optimistic<K, V, O>(
     V: Clone + Send,
     O: Send,
 {
-    on_workers(threads, &|w| {
+    on_workers(workers, threads, &|w| {
         halt_on_panic(
             || {
                 block.work(
@@ -251,14 +262,14 @@ pub fn drain_optimistic<K, V, O>(
 
 /// Runs `work` as workers `0..threads`: worker 0 on the caller's thread (whose caches hold
 /// what the block's caller just touched, and which need not sleep and be woken), the others
-/// on the persistent threads of [`workers`]`(threads - 1)`. Returns when all have returned
+/// on the persistent threads of [`Workers::pool`]`(threads - 1)`. Returns when all have returned
 /// (a panic of any worker is propagated then).
-pub fn on_workers(threads: usize, work: &(dyn Fn(usize) + Sync)) {
+pub fn on_workers(workers: &Workers, threads: usize, work: &(dyn Fn(usize) + Sync)) {
     if threads <= 1 {
         work(0);
         return;
     }
-    workers(threads - 1).in_place_scope(|s| {
+    workers.pool(threads - 1).in_place_scope(|s| {
         for w in 1..threads {
             s.spawn(move |_| work(w));
         }
@@ -292,7 +303,7 @@ mod tests {
         let dag = Dag::build(&block);
         for threads in [1, 2, 4] {
             let done = Mutex::new(vec![false; block.len()]);
-            run(&dag, threads, &|_, tx| {
+            run(&Workers::new(), &dag, threads, &|_, tx| {
                 let mut d = done.lock().unwrap();
                 for before in 0..tx {
                     if dag.dependents(before).contains(&tx) {
@@ -325,7 +336,7 @@ mod tests {
                     std::thread::sleep(std::time::Duration::from_micros(delay_us));
                     Dag::build(&block)
                 };
-                run_building(block.len(), threads, &build, &|_, tx| {
+                run_building(&Workers::new(), block.len(), threads, &build, &|_, tx| {
                     let mut d = done.lock().unwrap();
                     for before in 0..tx {
                         if dag.dependents(before).contains(&tx) {
@@ -354,12 +365,14 @@ mod tests {
             .collect();
         let dag = Dag::build(&wide);
         let r = std::panic::catch_unwind(|| {
-            run(&dag, 2, &|_, tx| assert!(tx != 60, "transaction 60 fails"))
+            run(&Workers::new(), &dag, 2, &|_, tx| {
+                assert!(tx != 60, "transaction 60 fails")
+            })
         });
         assert!(r.is_err());
         for at in [3u32, 150] {
             let r = std::panic::catch_unwind(|| {
-                run_building(200, 2, &|| Dag::build(&wide), &|_, tx| {
+                run_building(&Workers::new(), 200, 2, &|| Dag::build(&wide), &|_, tx| {
                     assert!(tx != at, "transaction {at} fails")
                 })
             });
@@ -368,6 +381,7 @@ mod tests {
         let stm: Optimistic<u8, u8> = Optimistic::new(300);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             drain_optimistic(
+                &Workers::new(),
                 &stm,
                 2,
                 &|_, v| {

@@ -6,13 +6,13 @@ use std::sync::{Arc, LazyLock};
 
 use proptest::prelude::*;
 
+use synor_cli::workload::{self, Deployment, Rng, account, balance_key};
 use synor_core::instrument::Limits;
 use synor_core::sched::{AccessSet, MAX_ACCESS_KEYS};
 use synor_core::tier::Tier;
-use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction, balance_key};
+use synor_host_std::block::{self, BlockExecutor, BlockState, Mode, Transaction};
+use synor_host_std::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
 use synor_host_wasmtime::engine::engines;
-use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
-use synor_host_wasmtime::workload::{self, Deployment, Rng, account};
 
 fn token() -> Vec<Deployment> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wasm/token_v1.wasm");
@@ -39,9 +39,16 @@ fn run(
 ) -> (Vec<block::Receipt>, synor_core::Digest, BlockState) {
     let state = Arc::new(BlockState::new(genesis.snapshot()));
     let txs: Arc<[Transaction]> = txs.to_vec().into();
-    let receipts = block::execute_block(exec, d, &state, &txs, mode)
-        .unwrap()
-        .receipts;
+    let receipts = block::execute_block(
+        &BlockExecutor::new(),
+        exec,
+        &workload::contracts(d),
+        &state,
+        &txs,
+        mode,
+    )
+    .unwrap()
+    .receipts;
     let digest = state.digest();
     let state = Arc::into_inner(state).unwrap();
     (receipts, digest, state)
@@ -98,7 +105,7 @@ proptest! {
     ) {
         let (d, exec) = &*TOKEN;
         let id = d[0].module.code_id;
-        let (genesis, mut txs) = block::transfers(d, 0, accounts, twists.len(), seed);
+        let (genesis, mut txs) = workload::transfers(d, 0, accounts, twists.len(), seed);
         for (t, twist) in txs.iter_mut().zip(&twists) {
             let n = t.input.len();
             match twist {
@@ -144,8 +151,8 @@ fn failed_transaction_writes_nothing_and_the_block_goes_on() {
     let d = token();
     let exec = executor();
     let id = d[0].module.code_id;
-    let (genesis, _) = block::transfers(&d, 0, 3, 0, 0);
-    let transfer = |from, to, amount| block::transfer(&d, 0, from, to, amount);
+    let (genesis, _) = workload::transfers(&d, 0, 3, 0, 0);
+    let transfer = |from, to, amount| workload::transfer(&d, 0, from, to, amount);
     let txs = [
         transfer(0, 1, 10),
         transfer(1, 2, 5_000_000),
@@ -183,7 +190,7 @@ fn fully_conflicting_block_equals_sequential() {
     let d = token();
     let exec = executor();
     // Two accounts: every transfer conflicts with every other.
-    let (genesis, txs) = block::transfers(&d, 0, 2, 200, 5);
+    let (genesis, txs) = workload::transfers(&d, 0, 2, 200, 5);
     let (seq, seq_state, _) = run(&exec, &d, &genesis, &txs, Mode::Sequential);
     for mode in [
         Mode::Declared { threads: 2 },
@@ -206,13 +213,20 @@ fn optimistic_counts_executions_and_validations() {
     // Independent transfers: 400 disjoint pairs of accounts.
     let txs = undeclared(
         (0..400)
-            .map(|i| block::transfer(&d, 0, 2 * i, 2 * i + 1, 5))
+            .map(|i| workload::transfer(&d, 0, 2 * i, 2 * i + 1, 5))
             .collect(),
     );
-    let (genesis, _) = block::transfers(&d, 0, 800, 0, 0);
+    let (genesis, _) = workload::transfers(&d, 0, 800, 0, 0);
     let state = Arc::new(BlockState::new(genesis.snapshot()));
-    let out =
-        block::execute_block(&exec, &d, &state, &txs, Mode::Optimistic { threads: 2 }).unwrap();
+    let out = block::execute_block(
+        &BlockExecutor::new(),
+        &exec,
+        &workload::contracts(&d),
+        &state,
+        &txs,
+        Mode::Optimistic { threads: 2 },
+    )
+    .unwrap();
     assert!(out.receipts.iter().all(|r| r.trap.is_none()));
     assert_eq!(out.executions, 400);
     let probe = 2 * synor_host_std::pool::PROBE_PER_THREAD;
@@ -222,11 +236,12 @@ fn optimistic_counts_executions_and_validations() {
         out.validations
     );
     // Two accounts: the probe finds no parallelism and the rest runs in order.
-    let (genesis, txs) = block::transfers(&d, 0, 2, 1000, 3);
+    let (genesis, txs) = workload::transfers(&d, 0, 2, 1000, 3);
     let state = Arc::new(BlockState::new(genesis.snapshot()));
     let out = block::execute_block(
+        &BlockExecutor::new(),
         &exec,
-        &d,
+        &workload::contracts(&d),
         &state,
         &undeclared(txs),
         Mode::Optimistic { threads: 2 },
@@ -265,7 +280,7 @@ fn blob_contract_blocks_equal_sequential_in_every_mode() {
         input.extend_from_slice(rest);
         let key = name_key(name);
         Transaction {
-            contract: 0,
+            contract: d[0].address(),
             entry: entry.into(),
             caller: account(rng.range(0, 5)),
             input,
@@ -309,9 +324,16 @@ fn blob_contract_blocks_equal_sequential_in_every_mode() {
         let receipts: Vec<Vec<block::Receipt>> = blocks
             .iter()
             .map(|txs| {
-                block::execute_block(&exec, &d, &state, txs, mode)
-                    .unwrap()
-                    .receipts
+                block::execute_block(
+                    &BlockExecutor::new(),
+                    &exec,
+                    &workload::contracts(&d),
+                    &state,
+                    txs,
+                    mode,
+                )
+                .unwrap()
+                .receipts
             })
             .collect();
         (receipts, state.digest())
@@ -354,7 +376,7 @@ fn blob_contract_blocks_equal_sequential_in_every_mode() {
 #[test]
 fn transactions_over_the_access_bounds_are_refused() {
     let (d, exec) = &*TOKEN;
-    let (genesis, mut txs) = block::transfers(d, 0, 10, 6, 1);
+    let (genesis, mut txs) = workload::transfers(d, 0, 10, 6, 1);
     let filler = (0..MAX_ACCESS_KEYS as u64).map(|i| i.to_le_bytes().to_vec());
     txs[2].access.as_mut().unwrap().reads.extend(filler);
     let (seq, seq_state, _) = run(exec, d, &genesis, &txs, Mode::Sequential);

@@ -8,16 +8,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use synor_cli::workload;
 use synor_core::abi::{CallContext, Empty, Trap};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, Instrumented, Limits};
 use synor_core::sched::{AccessSet, MAX_ACCESS_KEYS};
 use synor_core::tier::{Call, Outcome, Tier};
+use synor_host_std::block::{self, BlockExecutor, BlockState, Mode, Transaction};
+use synor_host_std::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
 use synor_host_std::{ArtifactSecret, FsArtifactCache};
-use synor_host_wasmtime::block::{self, BlockState, Mode, Transaction};
 use synor_host_wasmtime::engine::{TrustedArtifacts, WasmtimeEngine, engines};
-use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
-use synor_host_wasmtime::workload;
 
 /// Gas for every execution row: far more than any of them may use.
 const GAS: u64 = 100_000_000;
@@ -275,16 +275,23 @@ fn oversized_access_set() -> String {
         TierMode::Static(Tier::Cold),
         DEFAULT_CACHE_BYTES,
     );
-    let (genesis, mut txs) = block::transfers(&deployments, 0, 10, 3, 1);
+    let (genesis, mut txs) = workload::transfers(&deployments, 0, 10, 3, 1);
     let access = txs[1].access.get_or_insert_with(AccessSet::default);
     access
         .reads
         .extend((0..=MAX_ACCESS_KEYS as u64).map(|i| i.to_le_bytes().to_vec()));
     let state = Arc::new(BlockState::new(genesis.snapshot()));
     let txs: Arc<[Transaction]> = txs.into();
-    let receipts = block::execute_block(&exec, &deployments, &state, &txs, Mode::Sequential)
-        .unwrap()
-        .receipts;
+    let receipts = block::execute_block(
+        &BlockExecutor::new(),
+        &exec,
+        &workload::contracts(&deployments),
+        &state,
+        &txs,
+        Mode::Sequential,
+    )
+    .unwrap()
+    .receipts;
     format!(
         "{}, gas {}; the others: {:?}",
         receipts[1].trap.as_deref().unwrap_or("ran"),

@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use synor_cli::workload::{self, Chain, Deployment};
 use synor_core::abi::{CallContext, Empty};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
 use synor_core::tier::{Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Value};
+use synor_host_std::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use synor_host_std::{ArtifactSecret, FsArtifactCache};
 use synor_host_wasmtime::engine::{TrustedArtifacts, WasmtimeEngine, engines};
-use synor_host_wasmtime::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
-use synor_host_wasmtime::workload::{self, Chain, Deployment};
 
 fn contracts_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wasm")
@@ -744,7 +744,7 @@ fn hot_contracts_are_promoted_in_the_background() {
 fn sessions_count_in_batches_and_take_up_promotions() {
     let m = counting_module();
     let exec = promoting_executor();
-    let batch = synor_host_wasmtime::tiered::SESSION_BATCH;
+    let batch = synor_host_std::tiered::SESSION_BATCH;
     let args = [Value::I32(1000)];
     let mut session = exec.session();
     let mut tiers = Vec::new();

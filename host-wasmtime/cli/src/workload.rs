@@ -3,7 +3,7 @@
 //! `synor bench tiers` and the differential tests.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,10 @@ use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
 use synor_core::tier::{Call, EngineError, Outcome, Tier};
 
-use crate::tiered::TieredExecutor;
+use synor_core::block::Address;
+use synor_core::sched::AccessSet;
+use synor_host_std::block::{BlockState, Transaction};
+use synor_host_std::tiered::TieredExecutor;
 
 /// Gas of each workload call.
 pub const CALL_GAS: u64 = 2_000_000_000;
@@ -59,6 +62,21 @@ pub fn deploy(
         }
     }
     Ok(out)
+}
+
+impl Deployment {
+    /// Where the deployment's state lives: its code id (each deployment has its own code).
+    pub fn address(&self) -> Address {
+        self.module.code_id
+    }
+}
+
+/// The deployments by address, as block execution finds the contracts it calls.
+pub fn contracts(deployments: &[Deployment]) -> HashMap<Address, Arc<Instrumented>> {
+    deployments
+        .iter()
+        .map(|d| (d.address(), d.module.clone()))
+        .collect()
 }
 
 /// One call of a workload.
@@ -352,4 +370,63 @@ pub fn record(outcome: &Outcome, ctx: &CallContext) -> Record {
         gas_used: outcome.gas_used,
         trap: outcome.trap.as_ref().map(|t| t.name()),
     }
+}
+/// Key of `account`'s balance in the token deployment `token` (as the contract namespaces it).
+pub fn balance_key(token: &CodeId, account: &[u8; 32]) -> Vec<u8> {
+    let mut k = token.as_bytes().to_vec();
+    k.extend_from_slice(b"bal:");
+    k.extend_from_slice(account);
+    k
+}
+
+/// A transfer of `amount` from account `from` to account `to` (see [`account`]) in
+/// the token deployment `token`, declaring the two balances it touches.
+pub fn transfer(
+    deployments: &[Deployment],
+    token: usize,
+    from: u64,
+    to: u64,
+    amount: u64,
+) -> Transaction {
+    let id = deployments[token].address();
+    let (from, to) = (account(from), account(to));
+    let mut input = to.to_vec();
+    input.extend_from_slice(&amount.to_le_bytes());
+    Transaction {
+        contract: id,
+        entry: "transfer".into(),
+        caller: from,
+        input,
+        gas: 10_000_000,
+        access: Some(AccessSet {
+            reads: Vec::new(),
+            writes: vec![balance_key(&id, &from), balance_key(&id, &to)],
+        }),
+    }
+}
+
+/// The Block-STM workload: `n` peer-to-peer transfers among `accounts` accounts through the
+/// token deployment `token`, and the genesis state funding every account.
+pub fn transfers(
+    deployments: &[Deployment],
+    token: usize,
+    accounts: u64,
+    n: usize,
+    seed: u64,
+) -> (BlockState, Vec<Transaction>) {
+    let id = deployments[token].address();
+    let genesis = (0..accounts).map(|i| {
+        (
+            balance_key(&id, &account(i)),
+            1_000_000u64.to_le_bytes().to_vec(),
+        )
+    });
+    let mut rng = Rng::new(seed);
+    let txs = (0..n)
+        .map(|_| {
+            let (from, to) = (rng.range(0, accounts), rng.range(0, accounts));
+            transfer(deployments, token, from, to, rng.range(1, 100))
+        })
+        .collect();
+    (BlockState::new(genesis), txs)
 }

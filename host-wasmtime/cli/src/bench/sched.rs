@@ -7,17 +7,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
+use synor_core::block::Contracts;
 use synor_core::instrument::Limits;
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, Version};
 use synor_core::sched::{AccessSet, Dag, simulate};
 use synor_core::tier::Tier;
-use synor_host_std::pool;
+use synor_host_std::block::BlockExecutor;
+use synor_host_std::pool::{self, Workers};
 
 use super::{median, median_secs, pair, progress, quartiles};
-use crate::block::{self, BlockState, Mode, Transaction};
-use crate::engine::engines;
-use crate::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
 use crate::workload;
+use synor_host_std::block::{self, BlockState, Mode, Transaction};
+use synor_host_std::tiered::{DEFAULT_CACHE_BYTES, Mode as TierMode, TieredExecutor};
+use synor_host_wasmtime::engine::engines;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -113,10 +115,15 @@ pub struct Report {
 
 /// Scheduler-only time per transaction in declared mode: graph construction and the worker
 /// pool's drain of no-op transactions (or its sequential fallback, as a real block would).
-pub fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
+pub fn declared_sched_ns(
+    workers: &Workers,
+    sets: &[AccessSet],
+    threads: usize,
+    reps: usize,
+) -> f64 {
     let secs = median_secs(reps, || {
         let dag = Dag::build(sets);
-        pool::run(&dag, threads, &|_, _| {});
+        pool::run(workers, &dag, threads, &|_, _| {});
     });
     secs * 1e9 / sets.len().max(1) as f64
 }
@@ -124,7 +131,12 @@ pub fn declared_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64
 /// Scheduler-only time per transaction in optimistic mode: the Block-STM scheduler and
 /// multi-version memory, with transactions that read and write their keys and nothing else.
 /// The state is reset between repetitions, keeping its allocations, as block execution does.
-pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f64 {
+pub fn optimistic_sched_ns(
+    workers: &Workers,
+    sets: &[AccessSet],
+    threads: usize,
+    reps: usize,
+) -> f64 {
     let mut stm: Optimistic<Vec<u8>, Option<Vec<u8>>> = Optimistic::new(0);
     let secs = median_secs(reps, || {
         stm.reset(sets.len());
@@ -153,7 +165,7 @@ pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f
         let output = |_: usize, tx: u32, output| {
             std::hint::black_box((tx, output));
         };
-        pool::drain_optimistic(shared, threads, &execute, &write, &output);
+        pool::drain_optimistic(workers, shared, threads, &execute, &write, &output);
         std::hint::black_box(stm.finish());
     });
     secs * 1e9 / sets.len().max(1) as f64
@@ -165,19 +177,27 @@ pub fn optimistic_sched_ns(sets: &[AccessSet], threads: usize, reps: usize) -> f
 /// the time of every run); returns the wall time over the number of copies (the time per
 /// block) and every copy's outcome.
 fn copies_at_once(
+    blocks: &BlockExecutor,
     exec: &TieredExecutor,
-    d: &[workload::Deployment],
+    d: &dyn Contracts,
     txs: &Arc<[Transaction]>,
     states: Vec<Arc<BlockState>>,
-) -> Result<(f64, Vec<block::BlockOutcome>), Error> {
+) -> Result<(f64, Vec<block::Execution>), Error> {
     let copies = states.len().max(1);
     // One slot per copy, set by the worker that ran it (as block execution keeps receipts).
-    let outcomes: Vec<OnceLock<Result<block::BlockOutcome, _>>> =
+    let outcomes: Vec<OnceLock<Result<block::Execution, _>>> =
         states.iter().map(|_| OnceLock::new()).collect();
     let t = Instant::now();
-    pool::on_workers(states.len(), &|w| {
+    pool::on_workers(blocks.workers(), states.len(), &|w| {
         if let Some(state) = states.get(w) {
-            let _ = outcomes[w].set(block::execute_block(exec, d, state, txs, Mode::Sequential));
+            let _ = outcomes[w].set(block::execute_block(
+                blocks,
+                exec,
+                d,
+                state,
+                txs,
+                Mode::Sequential,
+            ));
         }
     });
     let t = t.elapsed().as_secs_f64() / copies as f64;
@@ -200,12 +220,14 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
         TierMode::Static(Tier::Hot),
         DEFAULT_CACHE_BYTES,
     );
+    let contracts = workload::contracts(&d);
+    let blocks = BlockExecutor::new();
     let mut cells = Vec::new();
     let total = options.accounts.len() * options.blocks.len();
     let bar = progress(total as u64, "sched", options.progress);
     for &accounts in &options.accounts {
         for &size in &options.blocks {
-            let (genesis, txs) = block::transfers(&d, 0, accounts, size, accounts ^ size as u64);
+            let (genesis, txs) = workload::transfers(&d, 0, accounts, size, accounts ^ size as u64);
             let sets: Vec<AccessSet> = txs.iter().filter_map(|t| t.access.clone()).collect();
             // The same transactions declaring nothing, for optimistic execution.
             let undeclared = block::undeclared(&txs);
@@ -215,16 +237,17 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             // right before its run left it in the building core's cache, a head start for
             // sequential execution on that core that parallel workers elsewhere do not get.
             let fresh = || Arc::new(BlockState::new(genesis.snapshot()));
-            let execute_on =
-                |state: Arc<BlockState>, mode: Mode| -> Result<(f64, block::BlockOutcome), Error> {
-                    let txs = match mode {
-                        Mode::Optimistic { .. } => &undeclared,
-                        _ => &txs,
-                    };
-                    let t = Instant::now();
-                    let outcome = block::execute_block(&exec, &d, &state, txs, mode)?;
-                    Ok((t.elapsed().as_secs_f64(), outcome))
+            let execute_on = |state: Arc<BlockState>,
+                              mode: Mode|
+             -> Result<(f64, block::Execution), Error> {
+                let txs = match mode {
+                    Mode::Optimistic { .. } => &undeclared,
+                    _ => &txs,
                 };
+                let t = Instant::now();
+                let outcome = block::execute_block(&blocks, &exec, &contracts, &state, txs, mode)?;
+                Ok((t.elapsed().as_secs_f64(), outcome))
+            };
             let execute = |mode: Mode| execute_on(fresh(), mode);
             // The reference result; also compiles the contract before anything is timed.
             let (_, reference) = execute(Mode::Sequential)?;
@@ -237,7 +260,14 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                         .map(|i| {
                             let one: Arc<[Transaction]> = vec![txs[i].clone()].into();
                             let t = Instant::now();
-                            let _ = block::execute_block(&exec, &d, &state, &one, Mode::Sequential);
+                            let _ = block::execute_block(
+                                &blocks,
+                                &exec,
+                                &contracts,
+                                &state,
+                                &one,
+                                Mode::Sequential,
+                            );
                             t.elapsed().as_nanos() as u64
                         })
                         .collect()
@@ -273,7 +303,9 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                         let (t, outcome) = execute_on(state, m)?;
                         (t, vec![outcome])
                     }
-                    Run::Independent(_) => copies_at_once(&exec, &d, &txs, states)?,
+                    Run::Independent(_) => {
+                        copies_at_once(&blocks, &exec, &contracts, &txs, states)?
+                    }
                 };
                 for outcome in &outcomes {
                     if outcome.receipts != reference.receipts {
@@ -283,7 +315,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                         .into());
                     }
                 }
-                let per_block = |f: fn(&block::BlockOutcome) -> usize| {
+                let per_block = |f: fn(&block::Execution) -> usize| {
                     outcomes.iter().map(f).sum::<usize>() / outcomes.len()
                 };
                 Ok((t, per_block(|o| o.executions), per_block(|o| o.validations)))
@@ -328,8 +360,8 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             let seq = median(seq_times);
             let per_tx = |count: usize| count as f64 / (reps * size.max(1)) as f64;
             let sched_one = [
-                declared_sched_ns(&sets, 1, options.reps),
-                optimistic_sched_ns(&sets, 1, options.reps),
+                declared_sched_ns(blocks.workers(), &sets, 1, options.reps),
+                optimistic_sched_ns(blocks.workers(), &sets, 1, options.reps),
             ];
             let sim = |workers: usize, optimistic: bool, executions_per_tx: f64| {
                 let overhead = sched_one[usize::from(optimistic)] as u64;
@@ -371,9 +403,9 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                         let sched = if threads == 1 {
                             sched_one[usize::from(optimistic)]
                         } else if optimistic {
-                            optimistic_sched_ns(&sets, threads, options.reps)
+                            optimistic_sched_ns(blocks.workers(), &sets, threads, options.reps)
                         } else {
-                            declared_sched_ns(&sets, threads, options.reps)
+                            declared_sched_ns(blocks.workers(), &sets, threads, options.reps)
                         };
                         (
                             name,

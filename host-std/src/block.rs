@@ -24,69 +24,19 @@ use hashbrown::hash_table::Entry;
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use synor_core::abi::{Blobs, CallContext, Event, State, Trap};
+use synor_core::abi::{Blobs, CallContext, State, Trap};
+pub use synor_core::block::{Address, Contracts, Declared, Mode, Receipt, Transaction};
 use synor_core::digest::{CodeId, Digest};
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
-use synor_core::sched::{AccessIndex, AccessSet, AccessSetError, Dag};
+use synor_core::sched::{AccessSet, Dag};
 use synor_core::tier::{Call, EngineError};
-use synor_host_std::pool;
 
+use crate::pool;
 use crate::tiered::{Session, TieredExecutor};
-use crate::workload::{self, Deployment};
-
-/// One transaction of a block.
-#[derive(Debug, Clone)]
-pub struct Transaction {
-    /// Index of the deployment called.
-    pub contract: usize,
-    /// The export called.
-    pub entry: String,
-    /// The sender.
-    pub caller: [u8; 32],
-    /// The input.
-    pub input: Vec<u8>,
-    /// Gas limit.
-    pub gas: u64,
-    /// The state keys (namespaced by contract) it may read and write; `None` declares nothing
-    /// (any key may be touched).
-    pub access: Option<AccessSet>,
-}
-
-/// What a transaction did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// Gas used.
-    pub gas_used: u64,
-    /// Why it failed (stable name and message), if it did.
-    pub trap: Option<String>,
-    /// Return data (empty when it failed).
-    pub return_data: Vec<u8>,
-    /// Events (none when it failed).
-    pub events: Vec<Event>,
-}
-
-/// How to execute a block. Every mode gives the same receipts and state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// One transaction after the other, in block order.
-    Sequential,
-    /// Declared access sets: the dependency graph drained by `threads` workers. A transaction
-    /// that declares nothing is a barrier (it runs alone, after everything before it).
-    Declared {
-        /// Worker threads (the caller's included).
-        threads: usize,
-    },
-    /// Optimistic (Block-STM): declarations are not needed for scheduling, transactions run
-    /// speculatively and are validated and re-executed (see [`pool::windows`]).
-    Optimistic {
-        /// Worker threads (the caller's included).
-        threads: usize,
-    },
-}
 
 /// What executing a block did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockOutcome {
+pub struct Execution {
     /// One receipt per transaction.
     pub receipts: Vec<Receipt>,
     /// Contract executions (more than the transactions when optimistic execution re-ran some).
@@ -258,9 +208,7 @@ impl BlockState {
 
     /// Digest of every key and value, in key order.
     pub fn digest(&self) -> Digest {
-        let mut h = blake3::Hasher::new();
-        workload::hash_state(&mut h, &self.snapshot());
-        Digest(*h.finalize().as_bytes())
+        synor_core::block::state_digest(self.snapshot().iter())
     }
 }
 
@@ -280,36 +228,40 @@ type Window = Optimistic<WindowKey, Option<Vec<u8>>>;
 /// bytes in the entry's own cache lines.
 type WindowKey = StateKey;
 
-/// Windows kept for the next blocks, allocations included (see [`Optimistic::reset`]): one per
-/// block being executed at once, up to [`MAX_SPARE_WINDOWS`].
-static SPARE_WINDOWS: Mutex<Vec<Window>> = Mutex::new(Vec::new());
-
 /// Windows kept at most (each holds the per-transaction state of the largest block it ran).
 const MAX_SPARE_WINDOWS: usize = 4;
 
-/// The reads of one optimistic execution, shared by its view and the worker that returns them.
-type SpeculativeReads = Rc<RefCell<ReadSet>>;
-
-/// A transaction's access set as the block's scheduling found it.
-#[derive(Debug)]
-enum Declared {
-    /// It declares nothing: it may touch any key.
-    Nothing,
-    /// Its set, within its bounds, indexed for the checks of its accesses.
-    Keys(AccessIndex),
-    /// Its set is over a bound: the transaction is not run.
-    Refused(AccessSetError),
+/// What block execution keeps between blocks: the worker threads and the optimistic windows
+/// of earlier blocks (their allocations, see [`Optimistic::reset`]; one per block executed at
+/// once, up to [`MAX_SPARE_WINDOWS`]). One per node or benchmark: two share nothing.
+#[derive(Default)]
+pub struct BlockExecutor {
+    workers: pool::Workers,
+    spare: Mutex<Vec<Window>>,
 }
 
-impl Declared {
-    fn of(tx: &Transaction) -> Self {
-        match tx.access.as_ref().map(AccessIndex::new) {
-            None => Declared::Nothing,
-            Some(Ok(index)) => Declared::Keys(index),
-            Some(Err(e)) => Declared::Refused(e),
-        }
+impl std::fmt::Debug for BlockExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockExecutor")
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
     }
 }
+
+impl BlockExecutor {
+    /// No threads or windows yet (made on first use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The worker threads.
+    pub fn workers(&self) -> &pool::Workers {
+        &self.workers
+    }
+}
+
+/// The reads of one optimistic execution, shared by its view and the worker that returns them.
+type SpeculativeReads = Rc<RefCell<ReadSet>>;
 
 /// What a worker's views share. One per worker, on cache lines of its own, so that the
 /// reference counts views touch are the worker's own, not a cache line bouncing between cores.
@@ -333,20 +285,7 @@ struct View {
 
 impl View {
     fn check(&self, key: &[u8], write: bool) -> Result<(), Trap> {
-        let allowed = match (
-            &self.shared.declared[self.tx],
-            &self.shared.txs[self.tx].access,
-        ) {
-            (Declared::Nothing, _) => true,
-            (Declared::Keys(index), Some(set)) if write => index.may_write(set, key),
-            (Declared::Keys(index), Some(set)) => index.may_read(set, key),
-            // A refused transaction is never run.
-            (Declared::Keys(_), None) | (Declared::Refused(_), _) => false,
-        };
-        if !allowed {
-            return Err(Trap::undeclared_access(key, write));
-        }
-        Ok(())
+        self.shared.declared[self.tx].check(self.shared.txs[self.tx].access.as_ref(), key, write)
     }
 }
 
@@ -410,25 +349,32 @@ impl<'a> WorkerSession<'a> {
 
 fn execute_one(
     session: &mut Session<'_>,
-    deployments: &[Deployment],
+    contracts: &dyn Contracts,
     shared: &Arc<Shared>,
     tx: usize,
     speculative: Option<&SpeculativeReads>,
 ) -> Result<Effects, EngineError> {
     let t = &shared.txs[tx];
+    let refused = |why: String| Effects {
+        receipt: Receipt::refused(why),
+        writes: BTreeMap::new(),
+        blobs: Vec::new(),
+    };
     if let Declared::Refused(e) = &shared.declared[tx] {
-        return Ok(Effects {
-            receipt: Receipt {
-                gas_used: 0,
-                trap: Some(e.to_string()),
-                return_data: Vec::new(),
-                events: Vec::new(),
-            },
-            writes: BTreeMap::new(),
-            blobs: Vec::new(),
-        });
+        return Ok(refused(e.to_string()));
     }
-    let module = &deployments[t.contract].module;
+    let Some(module) = contracts.module(&t.contract) else {
+        return Ok(refused(format!(
+            "no_contract: no contract at {}",
+            t.contract
+        )));
+    };
+    if module.export(&t.entry).is_none() {
+        return Ok(refused(format!(
+            "no_entry: the contract at {} exports no function {:?}",
+            t.contract, t.entry
+        )));
+    }
     // The blobs' view reads the block state directly: only the state's view needs the reads.
     let view = |speculative: Option<&SpeculativeReads>| View {
         shared: shared.clone(),
@@ -436,7 +382,7 @@ fn execute_one(
         speculative: speculative.cloned(),
     };
     let mut ctx = CallContext::new(
-        module.code_id,
+        t.contract,
         t.caller,
         t.input.clone(),
         t.gas,
@@ -466,19 +412,21 @@ fn execute_one(
 /// Executes `txs` against `state` in `mode`; returns one receipt per transaction. The state
 /// and receipts are those of sequential execution in block order, whatever the mode. A
 /// transaction whose access set is over its bounds is not run: its receipt says why
-/// ([`AccessSetError`]), with no gas used.
+/// ([`AccessSetError`](synor_core::sched::AccessSetError)), with no gas used; so is one
+/// calling an address with no contract or an entry its contract does not export.
 ///
 /// # Errors
-/// A transaction could not be called at all (no such export: a malformed block); the state is
-/// then partly updated and must be discarded. A block of 2^32 transactions or more is refused
+/// An engine failed (a fault of the node, never of the block: see
+/// [`EngineError`]); the state is then partly updated and must be discarded. A block of 2^32 transactions or more is refused
 /// before anything runs.
 pub fn execute_block(
+    blocks: &BlockExecutor,
     exec: &TieredExecutor,
-    deployments: &[Deployment],
+    contracts: &dyn Contracts,
     state: &Arc<BlockState>,
     txs: &Arc<[Transaction]>,
     mode: Mode,
-) -> Result<BlockOutcome, EngineError> {
+) -> Result<Execution, EngineError> {
     if u32::try_from(txs.len()).is_err() {
         return Err(EngineError::Engine(format!(
             "a block of {} transactions: at most 2^32 - 1",
@@ -496,12 +444,12 @@ pub fn execute_block(
                 .push((tx, new));
         }
     };
-    let threads = match mode {
-        Mode::Sequential => 1,
-        Mode::Declared { threads } | Mode::Optimistic { threads } => threads.max(1),
-    };
+    let threads = mode.threads();
     // Every access set checked and indexed once, before anything is scheduled.
-    let declared: Arc<[Declared]> = txs.iter().map(Declared::of).collect();
+    let declared: Arc<[Declared]> = txs
+        .iter()
+        .map(|t| Declared::of(t.access.as_ref()))
+        .collect();
     let shared = |window: Option<Arc<Window>>| -> Vec<Arc<Shared>> {
         (0..threads)
             .map(|_| {
@@ -523,7 +471,7 @@ pub fn execute_block(
         let tx = tx as usize;
         let effects = execute_one(
             &mut sessions[worker].get(),
-            deployments,
+            contracts,
             &direct[worker],
             tx,
             None,
@@ -551,7 +499,7 @@ pub fn execute_block(
                 Declared::Refused(_) => Some(&nothing),
             });
             let build = || Dag::build_partial(sets.clone());
-            pool::run_building(txs.len(), threads, &build, &apply);
+            pool::run_building(&blocks.workers, txs.len(), threads, &build, &apply);
         }
         Mode::Optimistic { .. } => {
             let mut sequential =
@@ -561,7 +509,7 @@ pub fn execute_block(
                 // what the last block left as it goes, so the one-thread probe must not take
                 // the window of a whole block.
                 let mut window = {
-                    let mut spare = SPARE_WINDOWS.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut spare = blocks.spare.lock().unwrap_or_else(|e| e.into_inner());
                     let nearest =
                         (0..spare.len()).min_by_key(|i| spare[*i].len().abs_diff(range.len()));
                     nearest.map_or_else(|| Window::new(0), |i| spare.swap_remove(i))
@@ -578,7 +526,7 @@ pub fn execute_block(
                     let tx = range.start + v.tx as usize;
                     let effects = execute_one(
                         &mut sessions[worker].get(),
-                        deployments,
+                        contracts,
                         &views[worker],
                         tx,
                         Some(&reads),
@@ -606,11 +554,18 @@ pub fn execute_block(
                 let output = |_: usize, tx: u32, (receipt, new)| {
                     keep(range.start + tx as usize, receipt, new)
                 };
-                pool::drain_optimistic(&window, threads, &execute, &write, &output);
+                pool::drain_optimistic(
+                    &blocks.workers,
+                    &window,
+                    threads,
+                    &execute,
+                    &write,
+                    &output,
+                );
                 drop(views);
                 let mut window = Arc::into_inner(window).expect("the workers are joined");
                 let done = window.finish();
-                let mut spare = SPARE_WINDOWS.lock().unwrap_or_else(|e| e.into_inner());
+                let mut spare = blocks.spare.lock().unwrap_or_else(|e| e.into_inner());
                 if spare.len() < MAX_SPARE_WINDOWS {
                     spare.push(window);
                 }
@@ -637,7 +592,7 @@ pub fn execute_block(
                 .unwrap_or_else(|| Err(EngineError::Engine("transaction not run".into())))
         })
         .collect::<Result<_, _>>()?;
-    Ok(BlockOutcome {
+    Ok(Execution {
         receipts,
         executions,
         validations,
@@ -654,71 +609,22 @@ pub fn undeclared(txs: &[Transaction]) -> Arc<[Transaction]> {
         .collect()
 }
 
-/// Key of `account`'s balance in the token deployment `token` (as the contract namespaces it).
-pub fn balance_key(token: &CodeId, account: &[u8; 32]) -> Vec<u8> {
-    let mut k = token.as_bytes().to_vec();
-    k.extend_from_slice(b"bal:");
-    k.extend_from_slice(account);
-    k
-}
-
-/// A transfer of `amount` from account `from` to account `to` (see [`workload::account`]) in
-/// the token deployment `token`, declaring the two balances it touches.
-pub fn transfer(
-    deployments: &[Deployment],
-    token: usize,
-    from: u64,
-    to: u64,
-    amount: u64,
-) -> Transaction {
-    let id = deployments[token].module.code_id;
-    let (from, to) = (workload::account(from), workload::account(to));
-    let mut input = to.to_vec();
-    input.extend_from_slice(&amount.to_le_bytes());
-    Transaction {
-        contract: token,
-        entry: "transfer".into(),
-        caller: from,
-        input,
-        gas: 10_000_000,
-        access: Some(AccessSet {
-            reads: Vec::new(),
-            writes: vec![balance_key(&id, &from), balance_key(&id, &to)],
-        }),
-    }
-}
-
-/// The Block-STM workload: `n` peer-to-peer transfers among `accounts` accounts through the
-/// token deployment `token`, and the genesis state funding every account.
-pub fn transfers(
-    deployments: &[Deployment],
-    token: usize,
-    accounts: u64,
-    n: usize,
-    seed: u64,
-) -> (BlockState, Vec<Transaction>) {
-    let id = deployments[token].module.code_id;
-    let genesis = (0..accounts).map(|i| {
-        (
-            balance_key(&id, &workload::account(i)),
-            1_000_000u64.to_le_bytes().to_vec(),
-        )
-    });
-    let mut rng = workload::Rng::new(seed);
-    let txs = (0..n)
-        .map(|_| {
-            let (from, to) = (rng.range(0, accounts), rng.range(0, accounts));
-            transfer(deployments, token, from, to, rng.range(1, 100))
-        })
-        .collect();
-    (BlockState::new(genesis), txs)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{BlockState, SHARDS, balance_key};
-    use crate::workload;
+    use super::{BlockState, SHARDS};
     use synor_core::digest::CodeId;
+
+    /// A token balance key: the contract's namespace, a tag and an account whose id is
+    /// mostly zeros, as the benchmark's are.
+    fn balance_key(token: &CodeId, n: u64) -> Vec<u8> {
+        let mut k = token.as_bytes().to_vec();
+        k.extend_from_slice(b"bal:");
+        let mut account = [0u8; 32];
+        account[..8].copy_from_slice(&n.to_le_bytes());
+        account[31] = 0xac;
+        k.extend_from_slice(&account);
+        k
+    }
 
     /// Balance keys share their contract's prefix and, for the benchmark's accounts, end in
     /// zeros: they must still spread over the shards (when the shard came from the key's last
@@ -729,7 +635,7 @@ mod tests {
         let token = CodeId::of(b"token");
         let mut used = vec![0u32; SHARDS];
         for n in 0..SHARDS as u64 * 16 {
-            used[state.shard_of(&balance_key(&token, &workload::account(n)))] += 1;
+            used[state.shard_of(&balance_key(&token, n))] += 1;
         }
         let busiest = used.iter().max().copied().unwrap_or(0);
         let empty = used.iter().filter(|u| **u == 0).count();

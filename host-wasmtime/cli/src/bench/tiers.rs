@@ -29,9 +29,9 @@ use synor_core::tier::{Call, Engine, Tier, TierPolicy};
 use synor_host_std::{ArtifactSecret, FsArtifactCache};
 
 use super::{median, paired, progress};
-use crate::engine::{TrustedArtifacts, WasmtimeEngine, engines};
-use crate::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use crate::workload::{self, Chain, Deployment, Record};
+use synor_host_std::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
+use synor_host_wasmtime::engine::{TrustedArtifacts, WasmtimeEngine, engines};
 
 /// Options of the tiers benchmark.
 #[derive(Debug, Clone)]

@@ -37,7 +37,7 @@ fn embed(code: &mut String, name: &str, doc: &str, dir: &Path) {
 }
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/contracts/wasm");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/contracts/wasm");
     let mut code = String::new();
     embed(&mut code, "FILES", "The embedded contracts", &dir);
     embed(

@@ -10,7 +10,7 @@ use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, Instrumented, Limits, ValueType};
 use synor_core::tier::{Call, EngineError, Outcome, Tier, Value};
 
-use crate::tiered::{Mode, TieredExecutor};
+use synor_host_std::tiered::{Mode, TieredExecutor};
 
 /// Gas of a call when none is given: enough for seconds of work on the cold tier.
 pub const DEFAULT_GAS: u64 = 10_000_000_000;
@@ -163,7 +163,7 @@ pub fn run(
         Some(t) => Mode::Static(t),
         None => Mode::Tiered(Default::default()),
     };
-    let executor = TieredExecutor::new(engines, mode, crate::tiered::DEFAULT_CACHE_BYTES);
+    let executor = TieredExecutor::new(engines, mode, synor_host_std::tiered::DEFAULT_CACHE_BYTES);
     let state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut ctx = CallContext::new(
         module.code_id,
@@ -198,8 +198,8 @@ mod tests {
             input: input.to_vec(),
             gas: 50_000_000,
         };
-        let engines =
-            crate::engine::engines(&Limits::default(), None).map_err(|e| e.to_string())?;
+        let engines = synor_host_wasmtime::engine::engines(&Limits::default(), None)
+            .map_err(|e| e.to_string())?;
         run(&request, Some(tier), engines)
             .map(|(json, ran)| {
                 assert_eq!(ran, tier);

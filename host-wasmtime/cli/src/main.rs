@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use synor_cli::bench;
+use synor_cli::corpus;
 use synor_core::digest::CodeId;
 use synor_core::host::Level;
 use synor_core::store::{RecordKind, StoreConfig};
 use synor_host_std::open_store;
-use synor_host_wasmtime::bench;
-use synor_host_wasmtime::corpus;
 
 /// mimalloc rather than glibc's allocator: block execution allocates on one worker thread and
 /// frees on another, which made glibc's arena locks park threads (a third of the context
@@ -77,7 +77,7 @@ struct RunArgs {
     #[arg(long)]
     input: Option<PathBuf>,
     /// Gas limit.
-    #[arg(long, default_value_t = synor_host_wasmtime::run::DEFAULT_GAS)]
+    #[arg(long, default_value_t = synor_cli::run::DEFAULT_GAS)]
     gas: u64,
     /// One JSON object on stdout.
     #[arg(long)]
@@ -456,14 +456,14 @@ fn run_command(data: &Path, args: RunArgs) -> Result<(), Error> {
     };
     let engines =
         synor_host_wasmtime::engine::engines(&synor_core::instrument::Limits::default(), cache)?;
-    let request = synor_host_wasmtime::run::RunRequest {
+    let request = synor_cli::run::RunRequest {
         wasm: &wasm,
         entry: &args.entry,
         args: &args.args,
         input,
         gas: args.gas,
     };
-    let (report, ran) = synor_host_wasmtime::run::run(&request, tier, engines)?;
+    let (report, ran) = synor_cli::run::run(&request, tier, engines)?;
     eprintln!("synor: ran on the {ran} tier");
     print_value(&report, args.json);
     Ok(())

@@ -1,0 +1,19 @@
+//! # synor-cli
+//!
+//! The library of the `synor` program: its benchmarks against synor's peers, the corpora
+//! they run on, and the workloads they generate. Not a library for nodes: a node embeds
+//! `synor-host-std` and `synor-host-wasmtime`.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`bench`](mod@bench) | `synor bench ...`: measurements against peers, reported as ratios |
+//! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
+//! | [`run`] | `synor run`: one call on a chosen tier, printed identically on every tier |
+//! | [`workload`] | deployments of the project's contracts and Zipf-skewed call sequences |
+
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod corpus;
+pub mod run;
+pub mod workload;
