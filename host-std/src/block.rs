@@ -13,7 +13,7 @@
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use core::hash::BuildHasher;
@@ -24,8 +24,8 @@ use hashbrown::hash_table::Entry;
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use synor_core::abi::{Blobs, CallContext, State, Trap};
-pub use synor_core::block::{Address, Contracts, Declared, Mode, Receipt, Transaction};
+use synor_core::abi::{Blobs, CallContext, NewBlob, State, Trap};
+pub use synor_core::block::{Address, Contracts, Declared, KeyRange, Mode, Receipt, Transaction};
 use synor_core::digest::{CodeId, Digest};
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
 use synor_core::sched::{AccessSet, Dag};
@@ -63,20 +63,93 @@ type StateKey = SmallVec<[u8; 72]>;
 /// when a value is replaced).
 type StateValue = SmallVec<[u8; 32]>;
 
+/// The transaction execution that wrote a value in the block: its index in the block and its
+/// incarnation (executions before it). With the block's height, the value's [`Version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Writer {
+    /// Index in the block.
+    pub tx: u32,
+    /// Executions of the transaction before this one.
+    pub incarnation: u32,
+}
+
+impl Writer {
+    /// Values a state was built with ([`BlockState::new`]), before any transaction.
+    pub const GENESIS: Writer = Writer {
+        tx: u32::MAX,
+        incarnation: 0,
+    };
+}
+
+/// A value held in the block state: the value (`None`: the block removed the key) and the
+/// execution that wrote it.
+#[derive(Debug)]
+struct Slot {
+    value: Option<StateValue>,
+    writer: Writer,
+}
+
 /// One shard of the block state, on cache lines of its own (two shards' locks on one line
 /// made independent transactions on different cores invalidate each other's line): keys and
 /// values, probed with the hash that also chose the shard (a key is hashed once per access).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Shard(RwLock<HashTable<(StateKey, StateValue)>>);
+struct Shard(RwLock<HashTable<(StateKey, Slot)>>);
 
-/// Key/value state shared by a block's transactions, and the blobs of earlier blocks.
-#[derive(Debug)]
+/// The committed state below a block: what a key the block has not written holds. A node's
+/// is its database (through its hot-state cache); a block state built from values alone has
+/// none.
+///
+/// Reads are not allowed to fail as a contract sees it: a failure is a fault of the node. It
+/// ends the call with a [`Trap::Host`] and is kept in the [`BlockState`] (see
+/// [`BlockState::fault`]), so that the node discards the block instead of committing it.
+pub trait Base: Send + Sync {
+    /// The committed value of `key`.
+    ///
+    /// # Errors
+    /// The backend failed (the message says how).
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+
+    /// The first committed key of `range` after `after` (from the range's start when `None`),
+    /// in the range's direction, and its value.
+    ///
+    /// # Errors
+    /// As [`Base::get`].
+    fn next(
+        &self,
+        range: &KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, String>;
+
+    /// Blob `id`, stored by an earlier block.
+    ///
+    /// # Errors
+    /// As [`Base::get`].
+    fn blob(&self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String>;
+}
+
+/// Key/value state shared by a block's transactions: the block's writes over the committed
+/// state ([`Base`]), and the blobs of earlier blocks.
 pub struct BlockState {
     shards: Vec<Shard>,
     /// Hashes keys, for their shard and within it.
     hasher: hashbrown::DefaultHashBuilder,
+    /// Every key held, in order: what a range scan merges with the base's keys.
+    ordered: Mutex<BTreeSet<StateKey>>,
+    base: Option<Arc<dyn Base>>,
     blobs: RwLock<HashMap<CodeId, Arc<[u8]>>>,
+    /// The blobs of `blobs`, in the order blocks stored them.
+    stored: Mutex<Vec<NewBlob>>,
+    /// The first failure of the base, if any (a fault of the node: the block is void).
+    fault: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for BlockState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockState")
+            .field("base", &self.base.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for BlockState {
@@ -86,15 +159,32 @@ impl Default for BlockState {
 }
 
 impl BlockState {
-    /// State holding `values`.
+    /// State holding `values`, with nothing below them.
     pub fn new(values: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Self {
-        let state = Self {
+        let state = Self::empty(None);
+        state.put_many(
+            values
+                .into_iter()
+                .map(|(k, v)| (k, Some(v), Writer::GENESIS)),
+        );
+        state
+    }
+
+    /// An empty block over the committed state `base`.
+    pub fn over(base: Arc<dyn Base>) -> Self {
+        Self::empty(Some(base))
+    }
+
+    fn empty(base: Option<Arc<dyn Base>>) -> Self {
+        Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: Default::default(),
+            ordered: Mutex::default(),
+            base,
             blobs: RwLock::default(),
-        };
-        state.put_many(values.into_iter().map(|(k, v)| (k, Some(v))));
-        state
+            stored: Mutex::default(),
+            fault: Mutex::default(),
+        }
     }
 
     /// The hash of `key` and the index of its shard: a hash of the whole key (keys share their
@@ -112,13 +202,13 @@ impl BlockState {
     }
 
     /// Writes `key`.
-    fn put<K: Borrow<[u8]>>(&self, key: K, value: Option<Vec<u8>>) {
+    fn put<K: Borrow<[u8]>>(&self, key: K, value: Option<Vec<u8>>, writer: Writer) {
         let (hash, index) = self.locate(key.borrow());
         let mut shard = self.shards[index]
             .0
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        self.apply(&mut shard, hash, key.borrow(), value);
+        self.apply(&mut shard, hash, key.borrow(), value, writer);
     }
 
     /// Applies one write of `key`, whose hash is `hash`. A new value of a key already held is
@@ -126,34 +216,46 @@ impl BlockState {
     /// room, into its allocation, without holding more than twice what it needs): a held
     /// allocation was usually made by another worker, and freeing it here would hand it back
     /// to that worker's heap, a contended free per write; the written value, freed instead,
-    /// was allocated by this thread.
+    /// was allocated by this thread. A removal is kept as a removal (the base may hold the
+    /// key).
     fn apply(
         &self,
-        shard: &mut HashTable<(StateKey, StateValue)>,
+        shard: &mut HashTable<(StateKey, Slot)>,
         hash: u64,
         key: &[u8],
         value: Option<Vec<u8>>,
+        writer: Writer,
     ) {
-        let eq = |(k, _): &(StateKey, StateValue)| k.as_slice() == key;
-        let Some(v) = value else {
-            if let Ok(held) = shard.find_entry(hash, eq) {
-                held.remove();
-            }
-            return;
-        };
+        let eq = |(k, _): &(StateKey, Slot)| k.as_slice() == key;
         match shard.entry(hash, eq, |(k, _)| self.hasher.hash_one(k.as_slice())) {
             Entry::Occupied(mut held) => {
-                let held = &mut held.get_mut().1;
-                if v.len() <= held.capacity() && (!held.spilled() || held.capacity() <= 2 * v.len())
-                {
-                    held.clear();
-                    held.extend_from_slice(&v);
-                } else {
-                    *held = StateValue::from_vec(v);
+                let slot = &mut held.get_mut().1;
+                slot.writer = writer;
+                match (value, &mut slot.value) {
+                    (None, held) => *held = None,
+                    (Some(v), Some(held))
+                        if v.len() <= held.capacity()
+                            && (!held.spilled() || held.capacity() <= 2 * v.len()) =>
+                    {
+                        held.clear();
+                        held.extend_from_slice(&v);
+                    }
+                    (Some(v), held) => *held = Some(StateValue::from_vec(v)),
                 }
             }
             Entry::Vacant(e) => {
-                e.insert((StateKey::from_slice(key), StateValue::from_vec(v)));
+                let key = StateKey::from_slice(key);
+                self.ordered
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone());
+                e.insert((
+                    key,
+                    Slot {
+                        value: value.map(StateValue::from_vec),
+                        writer,
+                    },
+                ));
             }
         }
     }
@@ -161,26 +263,28 @@ impl BlockState {
     /// Applies `writes` in order, taking each shard's lock once: an optimistic window's
     /// workers apply thousands of writes at once, and locking per write made them wait on
     /// each other's shard locks.
-    fn put_many(&self, writes: impl IntoIterator<Item = Write>) {
-        let mut by_shard: Vec<((u64, usize), Write)> =
+    fn put_many(&self, writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>, Writer)>) {
+        let mut by_shard: Vec<((u64, usize), (Vec<u8>, Option<Vec<u8>>, Writer))> =
             writes.into_iter().map(|w| (self.locate(&w.0), w)).collect();
         // Stable: a key written twice keeps its last value.
         by_shard.sort_by_key(|((_, shard), _)| *shard);
         let mut writes = by_shard.into_iter().peekable();
-        while let Some(((hash, index), (key, value))) = writes.next() {
+        while let Some(((hash, index), (key, value, writer))) = writes.next() {
             let mut shard = self.shards[index]
                 .0
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
-            self.apply(&mut shard, hash, &key, value);
-            while let Some(((hash, _), (key, value))) = writes.next_if(|((_, i), _)| *i == index) {
-                self.apply(&mut shard, hash, &key, value);
+            self.apply(&mut shard, hash, &key, value, writer);
+            while let Some(((hash, _), (key, value, writer))) =
+                writes.next_if(|((_, i), _)| *i == index)
+            {
+                self.apply(&mut shard, hash, &key, value, writer);
             }
         }
     }
 
-    /// The value of `key`, passed to `f` under its shard's lock.
-    fn with<R>(&self, key: &[u8], f: impl FnOnce(Option<&StateValue>) -> R) -> R {
+    /// The slot of `key` the block holds, passed to `f` under its shard's lock.
+    fn with<R>(&self, key: &[u8], f: impl FnOnce(Option<&Slot>) -> R) -> R {
         let (hash, index) = self.locate(key);
         let shard = self.shards[index]
             .0
@@ -191,35 +295,154 @@ impl BlockState {
             .map(|(_, v)| v))
     }
 
-    /// The value of `key`.
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.with(key, |v| v.map(|v| v.to_vec()))
+    /// Keeps the first fault of the base; the error a call gets for it.
+    fn failed(&self, why: String) -> Trap {
+        let mut fault = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        fault.get_or_insert_with(|| why.clone());
+        Trap::Host(format!("the node failed to read its state: {why}"))
     }
 
-    /// Every key and value, ordered.
+    /// The first failure of the base met while executing the block, if any: a fault of the
+    /// node, after which the block's receipts and writes must be discarded.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The value of `key`: the block's write, else the base's.
+    ///
+    /// # Errors
+    /// The base failed (see [`BlockState::fault`]).
+    pub fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
+        match self.with(key, |s| s.map(|s| s.value.as_ref().map(|v| v.to_vec()))) {
+            Some(held) => Ok(held),
+            None => match &self.base {
+                None => Ok(None),
+                Some(base) => base.get(key).map_err(|e| self.failed(e)),
+            },
+        }
+    }
+
+    /// The value of `key` (`None` also when the base failed; see [`BlockState::fault`]).
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.read(key).ok().flatten()
+    }
+
+    /// The first key of `range` after `after` (from its start when `None`), in its direction,
+    /// with its value, and the execution of this block that wrote it (`None`: the base's):
+    /// the block's writes merged with the base's keys, removals hiding them.
+    ///
+    /// # Errors
+    /// The base failed (see [`BlockState::fault`]).
+    pub fn next(
+        &self,
+        range: &KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>, Option<Writer>)>, Trap> {
+        let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
+        loop {
+            let held = {
+                let ordered = self.ordered.lock().unwrap_or_else(|e| e.into_inner());
+                range
+                    .first_after(&*ordered, after.as_deref())
+                    .map(|k| k.to_vec())
+            };
+            let below = match &self.base {
+                None => None,
+                Some(base) => base
+                    .next(range, after.as_deref())
+                    .map_err(|e| self.failed(e))?,
+            };
+            // The nearer of the two in the range's direction; the block's write of a key wins.
+            let from_block = match (&held, &below) {
+                (Some(h), Some((b, _))) => range.before_or_at(h, b),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return Ok(None),
+            };
+            if !from_block {
+                let (key, value) = below.expect("chosen when present");
+                return Ok(Some((key, value, None)));
+            }
+            let key = held.expect("chosen when present");
+            let slot = self.with(&key, |s| {
+                s.map(|s| (s.value.as_ref().map(|v| v.to_vec()), s.writer))
+            });
+            match slot {
+                Some((Some(value), writer)) => return Ok(Some((key, value, Some(writer)))),
+                // Removed by the block: on to the next key.
+                _ => after = Some(key),
+            }
+        }
+    }
+
+    /// Every key and value the block holds, ordered (with no base: the whole state).
     pub fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut all = BTreeMap::new();
         for shard in &self.shards {
             let shard = shard.0.read().unwrap_or_else(|e| e.into_inner());
-            all.extend(shard.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
+            all.extend(
+                shard
+                    .iter()
+                    .filter_map(|(k, s)| Some((k.to_vec(), s.value.as_ref()?.to_vec()))),
+            );
         }
         all
     }
 
-    /// Digest of every key and value, in key order.
+    /// The block's writes, ordered: each key's last value (`None`: removed) and the execution
+    /// that wrote it.
+    pub fn diff(&self) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, Writer)> {
+        let mut all = BTreeMap::new();
+        for shard in &self.shards {
+            let shard = shard.0.read().unwrap_or_else(|e| e.into_inner());
+            all.extend(
+                shard
+                    .iter()
+                    .map(|(k, s)| (k.to_vec(), (s.value.as_ref().map(|v| v.to_vec()), s.writer))),
+            );
+        }
+        all
+    }
+
+    /// Digest of every key and value the block holds, in key order (with no base: of the whole
+    /// state).
     pub fn digest(&self) -> Digest {
         synor_core::block::state_digest(self.snapshot().iter())
     }
+
+    /// The blobs stored by the blocks executed on this state, each once, in block order (with
+    /// the blob each updates, if any).
+    pub fn new_blobs(&self) -> Vec<NewBlob> {
+        self.stored
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Blob `id`: stored by an earlier block executed on this state, else the base's.
+    fn blob(&self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
+        let held = self
+            .blobs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned();
+        match (held, &self.base) {
+            (Some(b), _) => Ok(Some(b)),
+            (None, None) => Ok(None),
+            (None, Some(base)) => base.blob(id).inspect_err(|e| {
+                self.failed(e.clone());
+            }),
+        }
+    }
 }
 
-/// A state write (`None` removes the key).
-type Write = (Vec<u8>, Option<Vec<u8>>);
-
 /// Blobs a transaction stored.
-type NewBlobs = Vec<(CodeId, Arc<[u8]>)>;
+type NewBlobs = Vec<NewBlob>;
 
-/// A window of an optimistic block: keys and values (`None`: removed).
-type Window = Optimistic<WindowKey, Option<Vec<u8>>>;
+/// A window of an optimistic block: keys, and values (`None`: removed) with the execution
+/// that wrote them.
+type Window = Optimistic<WindowKey, (Option<Vec<u8>>, Writer)>;
 
 /// A key in an optimistic window's memory, held in its entry up to 72 bytes (a contract's
 /// namespace, a tag and an account): no allocation per key met, none to free when the window
@@ -293,10 +516,12 @@ impl State for View {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         self.check(key, false)?;
         let (Some(reads), Some(window)) = (&self.speculative, &self.shared.window) else {
-            return Ok(self.shared.state.get(key));
+            return self.shared.state.read(key);
         };
-        match window.read(&mut reads.borrow_mut(), key, || self.shared.state.get(key)) {
-            Read::Value(v) => Ok(v),
+        // A failure of the base reads as nothing here, and voids the block.
+        let base = || (self.shared.state.get(key), Writer::GENESIS);
+        match window.read(&mut reads.borrow_mut(), key, base) {
+            Read::Value((v, _)) => Ok(v),
             // The execution is void: the worker sees the blocked read set and drops it.
             Read::Blocked => Err(Trap::Host(
                 "read a value an earlier transaction is re-executing".into(),
@@ -311,14 +536,7 @@ impl State for View {
 
 impl Blobs for View {
     fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
-        Ok(self
-            .shared
-            .state
-            .blobs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned())
+        self.shared.state.blob(id)
     }
 }
 
@@ -405,7 +623,7 @@ fn execute_one(
             events: std::mem::take(&mut ctx.events),
         },
         writes: std::mem::take(&mut ctx.writes),
-        blobs: ctx.new_blobs.drain(..).map(|b| (b.id, b.bytes)).collect(),
+        blobs: std::mem::take(&mut ctx.new_blobs),
     })
 }
 
@@ -478,8 +696,12 @@ pub fn execute_block(
         );
         match effects {
             Ok(e) => {
+                let writer = Writer {
+                    tx: tx as u32,
+                    incarnation: 0,
+                };
                 for (k, v) in e.writes {
-                    state.put(k, v);
+                    state.put(k, v, writer);
                 }
                 keep(tx, Ok(e.receipt), e.blobs);
             }
@@ -536,8 +758,13 @@ pub fn execute_block(
                         .into_inner();
                     let (writes, output) = match effects {
                         Ok(e) => {
+                            let writer = Writer {
+                                tx: tx as u32,
+                                incarnation: v.incarnation,
+                            };
                             let writes = e.writes.into_iter();
-                            let writes = writes.map(|(k, v)| (WindowKey::from_slice(&k), v));
+                            let writes =
+                                writes.map(|(k, v)| (WindowKey::from_slice(&k), (v, writer)));
                             (writes.collect(), (Ok(e.receipt), e.blobs))
                         }
                         Err(e) => (Vec::new(), (Err(e), Vec::new())),
@@ -550,7 +777,9 @@ pub fn execute_block(
                 };
                 // A worker committing a transaction applies its writes to the block state (on
                 // the thread that made them) and keeps its receipt.
-                let write = |_: usize, key: &WindowKey, value| state.put(key.as_slice(), value);
+                let write = |_: usize, key: &WindowKey, (value, writer)| {
+                    state.put(key.as_slice(), value, writer)
+                };
                 let output = |_: usize, tx: u32, (receipt, new)| {
                     keep(range.start + tx as usize, receipt, new)
                 };
@@ -582,9 +811,14 @@ pub fn execute_block(
     let mut stored = blobs.into_inner().unwrap_or_else(|e| e.into_inner());
     stored.sort_by_key(|(tx, _)| *tx);
     let mut all = state.blobs.write().unwrap_or_else(|e| e.into_inner());
-    for (id, bytes) in stored.into_iter().flat_map(|(_, b)| b) {
-        all.entry(id).or_insert(bytes);
+    let mut kept = state.stored.lock().unwrap_or_else(|e| e.into_inner());
+    for blob in stored.into_iter().flat_map(|(_, b)| b) {
+        if let hashbrown::hash_map::Entry::Vacant(e) = all.entry(blob.id) {
+            e.insert(blob.bytes.clone());
+            kept.push(blob);
+        }
     }
+    drop((all, kept));
     let receipts = receipts
         .into_iter()
         .map(|r| {
@@ -611,7 +845,7 @@ pub fn undeclared(txs: &[Transaction]) -> Arc<[Transaction]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BlockState, SHARDS};
+    use super::{BlockState, SHARDS, Writer};
     use synor_core::digest::CodeId;
 
     /// A token balance key: the contract's namespace, a tag and an account whose id is
@@ -650,31 +884,33 @@ mod tests {
     fn writes_replace_values_of_any_length_and_removals_remove() {
         let state = BlockState::new([(b"a".to_vec(), vec![1; 16]), (b"b".to_vec(), vec![2; 4])]);
         // Same length, shorter, longer (beyond the held capacity), empty.
-        state.put(b"a".to_vec(), Some(vec![3; 16]));
+        state.put(b"a".to_vec(), Some(vec![3; 16]), Writer::GENESIS);
         assert_eq!(state.get(b"a"), Some(vec![3; 16]));
-        state.put(b"a".to_vec(), Some(vec![4; 9]));
+        state.put(b"a".to_vec(), Some(vec![4; 9]), Writer::GENESIS);
         assert_eq!(state.get(b"a"), Some(vec![4; 9]));
-        state.put(b"a".to_vec(), Some(vec![5; 40]));
+        state.put(b"a".to_vec(), Some(vec![5; 40]), Writer::GENESIS);
         assert_eq!(state.get(b"a"), Some(vec![5; 40]));
-        state.put(b"a".to_vec(), Some(Vec::new()));
+        state.put(b"a".to_vec(), Some(Vec::new()), Writer::GENESIS);
         assert_eq!(state.get(b"a"), Some(Vec::new()));
         // A held value much larger than the new one is not kept around.
-        state.put(b"b".to_vec(), Some(vec![6; 4096]));
-        state.put(b"b".to_vec(), Some(vec![7; 2]));
+        state.put(b"b".to_vec(), Some(vec![6; 4096]), Writer::GENESIS);
+        state.put(b"b".to_vec(), Some(vec![7; 2]), Writer::GENESIS);
         assert_eq!(state.get(b"b"), Some(vec![7; 2]));
-        let held = state.with(b"b", |v| v.map_or(0, |v| v.capacity()));
+        let held = state.with(b"b", |s| {
+            s.and_then(|s| s.value.as_ref()).map_or(0, |v| v.capacity())
+        });
         assert!(held < 4096, "a 2-byte value holds {held} bytes");
         // Removal, and a new key.
-        state.put(b"b".to_vec(), None);
+        state.put(b"b".to_vec(), None, Writer::GENESIS);
         assert_eq!(state.get(b"b"), None);
-        state.put(b"c".to_vec(), Some(vec![8]));
+        state.put(b"c".to_vec(), Some(vec![8]), Writer::GENESIS);
         assert_eq!(state.get(b"c"), Some(vec![8]));
         // Many writes at once: the last write of a key wins.
         state.put_many([
-            (b"c".to_vec(), Some(vec![9])),
-            (b"d".to_vec(), Some(vec![10])),
-            (b"c".to_vec(), None),
-            (b"d".to_vec(), Some(vec![11, 12])),
+            (b"c".to_vec(), Some(vec![9]), Writer::GENESIS),
+            (b"d".to_vec(), Some(vec![10]), Writer::GENESIS),
+            (b"c".to_vec(), None, Writer::GENESIS),
+            (b"d".to_vec(), Some(vec![11, 12]), Writer::GENESIS),
         ]);
         assert_eq!(state.get(b"c"), None);
         assert_eq!(state.get(b"d"), Some(vec![11, 12]));

@@ -24,7 +24,9 @@
 //! process crash and as power losses (unsynced writes lost, or torn), and checks the store
 //! after each kill.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, Durability, ReadableDatabase, TableDefinition, WriteTransaction};
 use synor_core::host::{KvStore, WriteBatch};
@@ -35,8 +37,11 @@ const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("synor");
 /// committed durably (see the [module documentation](self)): after a crash or a power loss the
 /// database holds all of a batch or none of it, and all of every batch applied before.
 pub struct RedbKv {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
+    /// While deferring ([`RedbKv::defer`]): the batches applied since, not yet written; reads
+    /// see them.
+    deferred: Option<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
 }
 
 impl RedbKv {
@@ -47,25 +52,64 @@ impl RedbKv {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, redb::Error> {
         let path = path.as_ref().to_path_buf();
         let db = Database::create(&path)?;
-        Self::with_database(db, path)
+        Self::with_database(Arc::new(db), path)
     }
 
-    /// The store in `db`, whose file is `path`; creates its table if missing.
-    pub(crate) fn with_database(db: Database, path: PathBuf) -> Result<Self, redb::Error> {
-        let kv = Self { db, path };
-        let txn = kv.begin_write()?;
+    /// The store in `db`, whose file is `path`, sharing the database with its other tables
+    /// (a node's state); creates its table if missing.
+    ///
+    /// # Errors
+    /// redb failures.
+    pub fn with_database(db: Arc<Database>, path: PathBuf) -> Result<Self, redb::Error> {
+        let kv = Self {
+            db,
+            path,
+            deferred: None,
+        };
+        let txn = begin_write(&kv.db)?;
         txn.open_table(TABLE)?;
         txn.commit()?;
         Ok(kv)
     }
 
-    /// A write transaction with the durability settings of the module documentation.
-    fn begin_write(&self) -> Result<WriteTransaction, redb::Error> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.set_two_phase_commit(true);
-        txn.set_quick_repair(true);
-        Ok(txn)
+    /// From now on, batches are kept instead of written: reads see them, and
+    /// [`RedbKv::take_deferred`] hands them over to be written in a transaction of the
+    /// caller's, with its other tables (a node commits a block's blobs with its state).
+    pub fn defer(&mut self) {
+        self.deferred.get_or_insert_with(BTreeMap::new);
+    }
+
+    /// The operations deferred since [`RedbKv::defer`] (each key's last), in key order; batches
+    /// are written again from now on.
+    pub fn take_deferred(&mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+        self.deferred.take().unwrap_or_default()
+    }
+
+    /// Writes `ops` (as [`RedbKv::take_deferred`] gives them) to the store's table in `txn`.
+    ///
+    /// # Errors
+    /// redb failures.
+    pub fn write_in(
+        txn: &WriteTransaction,
+        ops: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<(), redb::Error> {
+        let mut table = txn.open_table(TABLE)?;
+        for (key, value) in ops {
+            match value {
+                Some(v) => {
+                    table.insert(&key[..], &v[..])?;
+                }
+                None => {
+                    table.remove(&key[..])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
     }
 
     /// The database file.
@@ -86,14 +130,33 @@ impl RedbKv {
     /// # Errors
     /// redb failures.
     pub fn compact(&mut self) -> Result<bool, redb::Error> {
-        Ok(self.db.compact()?)
+        match Arc::get_mut(&mut self.db) {
+            Some(db) => Ok(db.compact()?),
+            // Shared with a node's tables: compacted when the node is closed.
+            None => Ok(false),
+        }
     }
+}
+
+/// A write transaction with the durability settings of the module documentation.
+///
+/// # Errors
+/// redb failures.
+pub fn begin_write(db: &Database) -> Result<WriteTransaction, redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.set_two_phase_commit(true);
+    txn.set_quick_repair(true);
+    Ok(txn)
 }
 
 impl KvStore for RedbKv {
     type Error = redb::Error;
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
+        if let Some(v) = self.deferred.as_ref().and_then(|d| d.get(key)) {
+            return Ok(v.clone());
+        }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(TABLE)?;
         Ok(table.get(key)?.map(|v| v.value().to_vec()))
@@ -102,22 +165,48 @@ impl KvStore for RedbKv {
     fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), redb::Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(TABLE)?;
+        let Some(deferred) = &self.deferred else {
+            for entry in table.range::<&[u8]>(prefix..)? {
+                let (k, v) = entry?;
+                if !k.value().starts_with(prefix) {
+                    break;
+                }
+                visit(k.value(), v.value());
+            }
+            return Ok(());
+        };
+        // Deferred operations over the table's entries (a rare path: scans are for opening,
+        // statistics and collection, not for puts).
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         for entry in table.range::<&[u8]>(prefix..)? {
             let (k, v) = entry?;
             if !k.value().starts_with(prefix) {
                 break;
             }
-            visit(k.value(), v.value());
+            merged.insert(k.value().to_vec(), Some(v.value().to_vec()));
+        }
+        let pending = deferred.range(prefix.to_vec()..);
+        for (k, v) in pending.take_while(|(k, _)| k.starts_with(prefix)) {
+            merged.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &merged {
+            if let Some(v) = v {
+                visit(k, v);
+            }
         }
         Ok(())
     }
 
     fn apply(&mut self, batch: WriteBatch) -> Result<(), redb::Error> {
+        if let Some(deferred) = &mut self.deferred {
+            deferred.extend(batch.into_ops());
+            return Ok(());
+        }
         // In key order (stably: the last operation on a key still wins), so that the same
         // batch writes the same pages whatever order it was built in.
         let mut ops = batch.into_ops();
         ops.sort_by(|a, b| a.0.cmp(&b.0));
-        let txn = self.begin_write()?;
+        let txn = begin_write(&self.db)?;
         {
             let mut table = txn.open_table(TABLE)?;
             for (key, value) in &ops {

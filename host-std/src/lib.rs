@@ -9,6 +9,7 @@
 //! | [`tiered`] | [`tiered::TieredExecutor`]: the tier manager over the three engines, with background tier-up | [`synor_core::tier::Tiering`] |
 //! | [`cold`] | [`WasmiEngine`]: the cold tier, wasmi with lazy compilation | [`synor_core::tier::Engine`] |
 //! | [`pool`] | worker threads draining the core's block scheduler | [`synor_core::sched::Claims`] |
+//! | [`node`] | [`Node`]: deployment, instantiation, blocks committed with their state, receipts and blobs, queries | [`synor_core::block`] |
 //! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
 //! | [`zstd`] | [`ZstdCompressor`]: libzstd at every level, with dictionaries and prefixes; dictionary training | [`synor_core::Compressor`] |
 //!
@@ -38,6 +39,7 @@ pub mod artifact;
 pub mod block;
 pub mod cold;
 pub mod kv;
+pub mod node;
 pub mod pool;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
@@ -48,6 +50,7 @@ pub mod zstd;
 pub use artifact::{ArtifactSecret, FsArtifactCache};
 pub use cold::WasmiEngine;
 pub use kv::RedbKv;
+pub use node::{BlockOutcome, Node, NodeConfig, NodeError};
 pub use zstd::ZstdCompressor;
 
 use std::path::Path;

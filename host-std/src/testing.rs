@@ -303,7 +303,7 @@ impl CrashKv {
         };
         let db = Database::builder().create_with_backend(backend)?;
         let kv = Self {
-            kv: RedbKv::with_database(db, path.to_path_buf())?,
+            kv: RedbKv::with_database(std::sync::Arc::new(db), path.to_path_buf())?,
             state,
         };
         kv.arm(false);

@@ -634,6 +634,14 @@ impl<K: KvStore, C: Compressor> CodeStore<K, C> {
         &self.kv
     }
 
+    /// The key/value store, writable: for a host that collects the store's write batches into
+    /// a transaction of its own (a node commits a block's blobs with its state). Writing to it
+    /// directly bypasses the store's index; if the host's transaction fails, the store must be
+    /// opened again.
+    pub fn kv_mut(&mut self) -> &mut K {
+        &mut self.kv
+    }
+
     /// Closes the store and returns its backend and compressor.
     pub fn into_parts(self) -> (K, C) {
         (self.kv, self.compressor)

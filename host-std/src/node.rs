@@ -1,0 +1,917 @@
+//! [`Node`]: one pipeline from deployment to a committed block, on a data directory.
+//!
+//! - [`Node::deploy`] validates and instruments a module, then stores it in the code store: its
+//!   code id is the blake3 of its bytes, and bytes the instrumenter rejects are never stored.
+//! - [`Node::instantiate`] gives a contract of that code an address of its own
+//!   ([`contract_address`]); many contracts may share one code, each with its own state.
+//! - [`Node::execute_block`] executes transactions addressed to contracts (in the configured
+//!   [`Mode`], always with the result of sequential execution) over the committed state, then
+//!   commits, in one redb write transaction: the state diff (each value with the
+//!   [`Version`](crate::block::Writer) that wrote it), the receipts, the blobs stored during the
+//!   block (through the code store, as updates of their previous versions where given), and
+//!   the height. A crash leaves the previous block or the new one, never a mix.
+//! - [`Node::query`] runs a call on the committed state and keeps nothing.
+//!
+//! The state, the code store and the node's records share one redb database
+//! (`<dir>/store.redb`), committed durably (see [`crate::kv`]). Compiled artifacts go to
+//! `<dir>/artifacts` when the engines are given an artifact cache (the wasmtime host does).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
+use synor_core::StoreError;
+use synor_core::abi::Event;
+use synor_core::block::{
+    Address, KeyRange, Mode, Receipt, Transaction, contract_address, diff_digest, receipts_digest,
+    state_digest,
+};
+use synor_core::digest::{CodeId, Digest};
+use synor_core::gas::GasSchedule;
+use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
+use synor_core::store::{CodeStore, StoreConfig};
+use synor_core::tier::{Engine, EngineError, TierPolicy, TieringStats};
+
+use crate::block::{self, Base, BlockExecutor, BlockState, Writer};
+use crate::kv::{self, RedbKv};
+use crate::tiered::{self, TieredExecutor};
+use crate::{STORE_FILE, ZstdCompressor};
+
+/// Committed state: namespaced key → version (16 bytes) ++ value.
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+/// Contracts: address → code id (32) ++ creator (32) ++ height (8, little-endian).
+const CONTRACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("contracts");
+/// Receipts of each block, encoded ([`encode_receipts`]).
+const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
+/// Each block's digests: receipts (32) ++ state diff (32).
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+/// Counters: `height`, `nonce` (contracts instantiated).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Bytes of the version stored before each committed value.
+const VERSION_BYTES: usize = 16;
+
+/// The version of a committed value: the block, transaction and incarnation that wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    /// The block's height.
+    pub block: u64,
+    /// The transaction's index in the block.
+    pub tx: u32,
+    /// Executions of the transaction before the one that wrote the value.
+    pub incarnation: u32,
+}
+
+impl Version {
+    fn encode(self) -> [u8; VERSION_BYTES] {
+        let mut out = [0u8; VERSION_BYTES];
+        out[..8].copy_from_slice(&self.block.to_le_bytes());
+        out[8..12].copy_from_slice(&self.tx.to_le_bytes());
+        out[12..].copy_from_slice(&self.incarnation.to_le_bytes());
+        out
+    }
+
+    /// The version and value of a stored entry.
+    fn split(stored: &[u8]) -> Result<(Version, &[u8]), NodeError> {
+        if stored.len() < VERSION_BYTES {
+            return Err(NodeError::Corrupt(format!(
+                "a state entry of {} bytes, shorter than its version",
+                stored.len()
+            )));
+        }
+        let (v, value) = stored.split_at(VERSION_BYTES);
+        let word = |r: std::ops::Range<usize>| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&v[r]);
+            u32::from_le_bytes(b)
+        };
+        let mut block = [0u8; 8];
+        block.copy_from_slice(&v[..8]);
+        Ok((
+            Version {
+                block: u64::from_le_bytes(block),
+                tx: word(8..12),
+                incarnation: word(12..16),
+            },
+            value,
+        ))
+    }
+}
+
+/// How a node executes.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// How blocks are executed (every mode gives the same result).
+    pub mode: Mode,
+    /// When contracts are promoted to faster tiers.
+    pub tier_policy: TierPolicy,
+    /// Bytes of compiled code held in memory.
+    pub code_cache_bytes: usize,
+    /// What modules the instrumenter accepts.
+    pub limits: Limits,
+    /// The code store's configuration.
+    pub store: StoreConfig,
+}
+
+impl Default for NodeConfig {
+    /// Optimistic execution on every core, the default tier policy and limits.
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            mode: Mode::Optimistic { threads },
+            tier_policy: TierPolicy::DEFAULT,
+            code_cache_bytes: tiered::DEFAULT_CACHE_BYTES,
+            limits: Limits::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// Why a node operation failed. Nothing a transaction does is an error: its receipt says
+/// what happened. Errors are about the node (its storage, its engines) or about what was
+/// asked of it outside blocks.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The database failed.
+    Database(redb::Error),
+    /// The code store failed.
+    Store(StoreError),
+    /// The module was rejected at deployment (it is not stored).
+    Rejected(InstrumentError),
+    /// No code with this id was deployed.
+    UnknownCode(CodeId),
+    /// No contract at this address.
+    UnknownContract(Address),
+    /// An engine failed (a fault of the node, not of a transaction).
+    Engine(EngineError),
+    /// The node's storage failed while a block executed: the block was discarded.
+    Fault(String),
+    /// Stored node data is damaged.
+    Corrupt(String),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Database(e) => write!(f, "database: {e}"),
+            NodeError::Store(e) => write!(f, "code store: {e}"),
+            NodeError::Rejected(e) => write!(f, "module rejected: {e}"),
+            NodeError::UnknownCode(id) => write!(f, "no code {id} was deployed"),
+            NodeError::UnknownContract(a) => write!(f, "no contract at {a}"),
+            NodeError::Engine(e) => write!(f, "engine: {e}"),
+            NodeError::Fault(e) => write!(f, "the node failed during the block: {e}"),
+            NodeError::Corrupt(e) => write!(f, "damaged node data: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+impl<E: Into<redb::Error>> From<E> for NodeError {
+    fn from(e: E) -> Self {
+        NodeError::Database(e.into())
+    }
+}
+
+/// What a committed block did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutcome {
+    /// The block's height (the first block is 1).
+    pub height: u64,
+    /// One receipt per transaction.
+    pub receipts: Vec<Receipt>,
+    /// Digest of the receipts ([`receipts_digest`]): the same on every node and in every mode.
+    pub receipts_digest: Digest,
+    /// Digest of the state diff ([`diff_digest`]): the same on every node and in every mode.
+    pub diff_digest: Digest,
+    /// Contract executions (more than the transactions when optimistic execution re-ran some).
+    pub executions: usize,
+    /// Validations of optimistic executions.
+    pub validations: usize,
+    /// Keys the block wrote or removed.
+    pub keys_written: usize,
+    /// Blobs the block stored.
+    pub blobs_stored: usize,
+}
+
+/// A contract instantiated on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContractInfo {
+    /// Its address.
+    pub address: Address,
+    /// Its code.
+    pub code: CodeId,
+    /// Who instantiated it.
+    pub creator: [u8; 32],
+    /// The height it was instantiated at (after that block).
+    pub height: u64,
+}
+
+impl ContractInfo {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(72);
+        out.extend_from_slice(self.code.as_bytes());
+        out.extend_from_slice(&self.creator);
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out
+    }
+
+    fn decode(address: Address, bytes: &[u8]) -> Result<Self, NodeError> {
+        if bytes.len() != 72 {
+            return Err(NodeError::Corrupt(format!(
+                "the record of contract {address} is {} bytes, not 72",
+                bytes.len()
+            )));
+        }
+        let mut code = [0u8; 32];
+        code.copy_from_slice(&bytes[..32]);
+        let mut creator = [0u8; 32];
+        creator.copy_from_slice(&bytes[32..64]);
+        let mut height = [0u8; 8];
+        height.copy_from_slice(&bytes[64..]);
+        Ok(Self {
+            address,
+            code: Digest(code),
+            creator,
+            height: u64::from_le_bytes(height),
+        })
+    }
+}
+
+type Store = CodeStore<RedbKv, ZstdCompressor>;
+
+/// A node on a data directory. See the [module documentation](self).
+pub struct Node {
+    dir: PathBuf,
+    db: Arc<Database>,
+    store: Arc<RwLock<Store>>,
+    exec: TieredExecutor,
+    blocks: BlockExecutor,
+    /// Contracts whose modules are loaded, by address.
+    contracts: HashMap<Address, Arc<Instrumented>>,
+    /// Instrumented modules by code id (contracts share them).
+    modules: HashMap<CodeId, Arc<Instrumented>>,
+    height: u64,
+    nonce: u64,
+    config: NodeConfig,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("dir", &self.dir)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens the node in `dir` (created if missing), running contracts on `engines` (cold,
+    /// warm, hot). The `synor-host-wasmtime` crate's `open_node` gives it wasmtime's engines
+    /// with an artifact cache in `dir`.
+    ///
+    /// # Errors
+    /// The directory or database cannot be created or opened, or what it holds is damaged.
+    pub fn open(
+        dir: &Path,
+        config: NodeConfig,
+        engines: [Arc<dyn Engine>; 3],
+    ) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(dir).map_err(|e| NodeError::Fault(e.to_string()))?;
+        let path = dir.join(STORE_FILE);
+        let db = Arc::new(Database::create(&path)?);
+        let kv = RedbKv::with_database(db.clone(), path).map_err(NodeError::Database)?;
+        let store = CodeStore::open(kv, ZstdCompressor::default(), config.store.clone())
+            .map_err(NodeError::Store)?;
+        let txn = kv::begin_write(&db)?;
+        txn.open_table(STATE)?;
+        txn.open_table(CONTRACTS)?;
+        txn.open_table(RECEIPTS)?;
+        txn.open_table(BLOCKS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        let (height, nonce) = {
+            let read = db.begin_read()?;
+            let meta = read.open_table(META)?;
+            let get =
+                |k: &str| -> Result<u64, NodeError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+            (get("height")?, get("nonce")?)
+        };
+        let exec = TieredExecutor::new(
+            engines,
+            tiered::Mode::Tiered(config.tier_policy),
+            config.code_cache_bytes,
+        );
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            db,
+            store: Arc::new(RwLock::new(store)),
+            exec,
+            blocks: BlockExecutor::new(),
+            contracts: HashMap::new(),
+            modules: HashMap::new(),
+            height,
+            nonce,
+            config,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Height of the last committed block (0 before the first).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Sets how blocks are executed from now on (every mode gives the same results).
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.config.mode = mode;
+    }
+
+    /// The tier manager (tiers, promotions, compiled code held).
+    pub fn executor(&self) -> &TieredExecutor {
+        &self.exec
+    }
+
+    /// Counts of the tier manager.
+    pub fn tiering(&self) -> TieringStats {
+        self.exec.stats()
+    }
+
+    fn store_read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn store_write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the code store (statistics, reads).
+    pub fn with_store<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        f(&self.store_read())
+    }
+
+    /// Deploys `wasm`: validates and instruments it (a rejected module is not stored), then
+    /// stores it durably in the code store. Returns its code id, the blake3 of `wasm`.
+    /// Deploying bytes already deployed changes nothing and returns the same id.
+    ///
+    /// # Errors
+    /// [`NodeError::Rejected`] with the instrumenter's reason; store failures.
+    pub fn deploy(&mut self, wasm: &[u8]) -> Result<CodeId, NodeError> {
+        let id = CodeId::of(wasm);
+        if self.store_read().contains(&id) {
+            return Ok(id);
+        }
+        let module = instrument::instrument(wasm, &GasSchedule::V1, &self.config.limits)
+            .map_err(NodeError::Rejected)?;
+        let stored = self.store_write().put(wasm).map_err(NodeError::Store)?;
+        debug_assert_eq!(stored.id, id);
+        self.modules.insert(id, Arc::new(module));
+        Ok(id)
+    }
+
+    /// Instantiates a contract of the deployed code `code`, created by `creator`: returns its
+    /// address, where its state lives. Durable when it returns.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownCode`]; database failures.
+    pub fn instantiate(&mut self, code: &CodeId, creator: [u8; 32]) -> Result<Address, NodeError> {
+        self.module(code)?;
+        let address = contract_address(code, &creator, self.nonce);
+        let info = ContractInfo {
+            address,
+            code: *code,
+            creator,
+            height: self.height,
+        };
+        let txn = kv::begin_write(&self.db)?;
+        txn.open_table(CONTRACTS)?
+            .insert(address.as_bytes().as_slice(), info.encode().as_slice())?;
+        txn.open_table(META)?.insert("nonce", self.nonce + 1)?;
+        txn.commit()?;
+        self.nonce += 1;
+        let module = self.module(code)?;
+        self.contracts.insert(address, module);
+        Ok(address)
+    }
+
+    /// The contract at `address`, if any.
+    ///
+    /// # Errors
+    /// Database failures, a damaged record.
+    pub fn contract(&self, address: &Address) -> Result<Option<ContractInfo>, NodeError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(CONTRACTS)?;
+        let Some(v) = table.get(address.as_bytes().as_slice())? else {
+            return Ok(None);
+        };
+        ContractInfo::decode(*address, v.value()).map(Some)
+    }
+
+    /// Every contract, by address.
+    ///
+    /// # Errors
+    /// Database failures, a damaged record.
+    pub fn contracts(&self) -> Result<Vec<ContractInfo>, NodeError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(CONTRACTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let address: [u8; 32] = k.value().try_into().map_err(|_| {
+                NodeError::Corrupt(format!("a contract address of {} bytes", k.value().len()))
+            })?;
+            out.push(ContractInfo::decode(Digest(address), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The instrumented module of code `id`, instrumented once per node.
+    fn module(&mut self, id: &CodeId) -> Result<Arc<Instrumented>, NodeError> {
+        if let Some(m) = self.modules.get(id) {
+            return Ok(m.clone());
+        }
+        let wasm = match self.store_read().get(id) {
+            Ok(w) => w,
+            Err(StoreError::NotFound(_)) => return Err(NodeError::UnknownCode(*id)),
+            Err(e) => return Err(NodeError::Store(e)),
+        };
+        // Stored code passed the instrumenter when it was deployed; failing now means the
+        // node's limits changed since.
+        let module = instrument::instrument(&wasm, &GasSchedule::V1, &self.config.limits)
+            .map_err(NodeError::Rejected)?;
+        let module = Arc::new(module);
+        self.modules.insert(*id, module.clone());
+        Ok(module)
+    }
+
+    /// Loads the modules of every contract `txs` call that exists and is not loaded yet.
+    fn load_contracts<'a>(
+        &mut self,
+        addresses: impl IntoIterator<Item = &'a Address>,
+    ) -> Result<(), NodeError> {
+        for address in addresses {
+            if self.contracts.contains_key(address) {
+                continue;
+            }
+            if let Some(info) = self.contract(address)? {
+                let module = self.module(&info.code)?;
+                self.contracts.insert(*address, module);
+            }
+        }
+        Ok(())
+    }
+
+    /// A block over the committed state.
+    fn block_state(&self) -> Result<BlockState, NodeError> {
+        let read = self.db.begin_read()?;
+        let base = Committed {
+            table: read.open_table(STATE)?,
+            store: self.store.clone(),
+        };
+        Ok(BlockState::over(Arc::new(base)))
+    }
+
+    /// Executes `txs` as block `height() + 1` and commits it (see the
+    /// [module documentation](self)).
+    ///
+    /// # Errors
+    /// Faults of the node (its storage or engines), never of a transaction: then nothing of
+    /// the block is committed and the node stays at the previous height.
+    pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<BlockOutcome, NodeError> {
+        self.load_contracts(txs.iter().map(|t| &t.contract))?;
+        let state = Arc::new(self.block_state()?);
+        let txs: Arc<[Transaction]> = txs.into();
+        let done = block::execute_block(
+            &self.blocks,
+            &self.exec,
+            &self.contracts,
+            &state,
+            &txs,
+            self.config.mode,
+        )
+        .map_err(NodeError::Engine)?;
+        if let Some(fault) = state.fault() {
+            return Err(NodeError::Fault(fault));
+        }
+        let height = self.height + 1;
+        let diff = state.diff();
+        let blobs = state.new_blobs();
+        let outcome = BlockOutcome {
+            height,
+            receipts_digest: receipts_digest(&done.receipts),
+            diff_digest: diff_digest(diff.iter().map(|(k, (v, _))| (&k[..], v.as_deref()))),
+            keys_written: diff.len(),
+            blobs_stored: blobs.len(),
+            receipts: done.receipts,
+            executions: done.executions,
+            validations: done.validations,
+        };
+        self.commit(height, &diff, &blobs, &outcome)?;
+        self.height = height;
+        Ok(outcome)
+    }
+
+    /// Writes block `height` in one durable write transaction.
+    fn commit(
+        &mut self,
+        height: u64,
+        diff: &BTreeMap<Vec<u8>, (Option<Vec<u8>>, Writer)>,
+        blobs: &[synor_core::abi::NewBlob],
+        outcome: &BlockOutcome,
+    ) -> Result<(), NodeError> {
+        // The blobs go through the code store, deferred: its writes join this transaction.
+        let store_ops = {
+            let mut store = self.store_write();
+            store.kv_mut().defer();
+            let mut put = || -> Result<(), StoreError> {
+                for blob in blobs {
+                    if store.contains(&blob.id) {
+                        continue;
+                    }
+                    let previous = blob.previous.filter(|p| store.contains(p));
+                    store.put_blob(&blob.bytes, previous.as_ref())?;
+                }
+                Ok(())
+            };
+            let stored = put();
+            let ops = store.kv_mut().take_deferred();
+            if let Err(e) = stored {
+                drop(store);
+                self.reload_store()?;
+                return Err(NodeError::Store(e));
+            }
+            ops
+        };
+        let written = (|| -> Result<(), NodeError> {
+            let txn = kv::begin_write(&self.db)?;
+            RedbKv::write_in(&txn, &store_ops)?;
+            {
+                let mut table = txn.open_table(STATE)?;
+                let mut entry = Vec::new();
+                for (key, (value, writer)) in diff {
+                    match value {
+                        Some(v) => {
+                            let version = Version {
+                                block: height,
+                                tx: writer.tx,
+                                incarnation: writer.incarnation,
+                            };
+                            entry.clear();
+                            entry.extend_from_slice(&version.encode());
+                            entry.extend_from_slice(v);
+                            table.insert(key.as_slice(), entry.as_slice())?;
+                        }
+                        None => {
+                            table.remove(key.as_slice())?;
+                        }
+                    }
+                }
+            }
+            txn.open_table(RECEIPTS)?
+                .insert(height, encode_receipts(&outcome.receipts).as_slice())?;
+            let mut digests = outcome.receipts_digest.as_bytes().to_vec();
+            digests.extend_from_slice(outcome.diff_digest.as_bytes());
+            txn.open_table(BLOCKS)?.insert(height, digests.as_slice())?;
+            txn.open_table(META)?.insert("height", height)?;
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = written {
+            // The store's index holds the blobs that were not written: read it again.
+            self.reload_store()?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Opens the code store again from the database (after a failed commit).
+    fn reload_store(&mut self) -> Result<(), NodeError> {
+        let path = self.dir.join(STORE_FILE);
+        let kv = RedbKv::with_database(self.db.clone(), path)?;
+        let store = CodeStore::open(kv, ZstdCompressor::default(), self.config.store.clone())
+            .map_err(NodeError::Store)?;
+        *self.store_write() = store;
+        Ok(())
+    }
+
+    /// Calls `entry` of the contract at `contract` with `input` as `caller`, on the committed
+    /// state, and keeps nothing of what it did: a read-only call.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownContract`]; faults of the node.
+    pub fn query(
+        &mut self,
+        contract: &Address,
+        entry: &str,
+        caller: [u8; 32],
+        input: Vec<u8>,
+        gas: u64,
+    ) -> Result<Receipt, NodeError> {
+        self.load_contracts([contract])?;
+        if !self.contracts.contains_key(contract) {
+            return Err(NodeError::UnknownContract(*contract));
+        }
+        let state = Arc::new(self.block_state()?);
+        let txs: Arc<[Transaction]> = vec![Transaction {
+            contract: *contract,
+            entry: entry.into(),
+            caller,
+            input,
+            gas,
+            access: None,
+        }]
+        .into();
+        let done = block::execute_block(
+            &self.blocks,
+            &self.exec,
+            &self.contracts,
+            &state,
+            &txs,
+            Mode::Sequential,
+        )
+        .map_err(NodeError::Engine)?;
+        if let Some(fault) = state.fault() {
+            return Err(NodeError::Fault(fault));
+        }
+        Ok(done.receipts.into_iter().next().unwrap_or_default())
+    }
+
+    /// The committed value of `key` (namespaced by contract address) and its version.
+    ///
+    /// # Errors
+    /// Database failures, a damaged entry.
+    pub fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Version)>, NodeError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(STATE)?;
+        let Some(v) = table.get(key)? else {
+            return Ok(None);
+        };
+        let (version, value) = Version::split(v.value())?;
+        Ok(Some((value.to_vec(), version)))
+    }
+
+    /// Committed keys of `range` in its direction, at most `limit`, with values and versions.
+    ///
+    /// # Errors
+    /// Database failures, a damaged entry.
+    pub fn scan(
+        &self,
+        range: &KeyRange,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>, Version)>, NodeError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(STATE)?;
+        let (start, end) = range.after(None);
+        let mut out = Vec::new();
+        if KeyRange::is_empty_between(start, end) {
+            return Ok(out);
+        }
+        let mut entries = table.range::<&[u8]>((start, end))?;
+        while out.len() < limit {
+            let next = if range.descending {
+                entries.next_back()
+            } else {
+                entries.next()
+            };
+            let Some(entry) = next else { break };
+            let (k, v) = entry?;
+            let (version, value) = Version::split(v.value())?;
+            out.push((k.value().to_vec(), value.to_vec(), version));
+        }
+        Ok(out)
+    }
+
+    /// The digest of the whole committed state ([`state_digest`] of every key and value):
+    /// the same on every node at the same height.
+    ///
+    /// # Errors
+    /// Database failures, a damaged entry.
+    pub fn state_digest(&self) -> Result<Digest, NodeError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(STATE)?;
+        let mut entries = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let (_, value) = Version::split(v.value())?;
+            entries.push((k.value().to_vec(), value.to_vec()));
+        }
+        Ok(state_digest(entries.iter().map(|(k, v)| (k, v))))
+    }
+
+    /// Keys in the committed state.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub fn state_len(&self) -> Result<u64, NodeError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(STATE)?.len()?)
+    }
+
+    /// The receipts and digests (receipts, state diff) of block `height`, if committed.
+    ///
+    /// # Errors
+    /// Database failures, damaged records.
+    pub fn block(&self, height: u64) -> Result<Option<(Vec<Receipt>, Digest, Digest)>, NodeError> {
+        let read = self.db.begin_read()?;
+        let Some(r) = read.open_table(RECEIPTS)?.get(height)? else {
+            return Ok(None);
+        };
+        let receipts = decode_receipts(r.value())?;
+        let blocks = read.open_table(BLOCKS)?;
+        let d = blocks
+            .get(height)?
+            .ok_or_else(|| NodeError::Corrupt(format!("block {height} has no digests")))?;
+        let d = d.value();
+        if d.len() != 64 {
+            return Err(NodeError::Corrupt(format!("block {height}'s digests")));
+        }
+        let digest = |b: &[u8]| Digest(b.try_into().unwrap_or([0; 32]));
+        Ok(Some((receipts, digest(&d[..32]), digest(&d[32..]))))
+    }
+}
+
+/// The committed state a block reads: a snapshot of the state table (a redb read transaction)
+/// and the code store, for blobs.
+struct Committed {
+    table: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    store: Arc<RwLock<Store>>,
+}
+
+impl Base for Committed {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let Some(v) = self.table.get(key).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let (_, value) = Version::split(v.value()).map_err(|e| e.to_string())?;
+        Ok(Some(value.to_vec()))
+    }
+
+    fn next(
+        &self,
+        range: &KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+        let (start, end) = range.after(after);
+        if KeyRange::is_empty_between(start, end) {
+            return Ok(None);
+        }
+        let mut entries = self
+            .table
+            .range::<&[u8]>((start, end))
+            .map_err(|e| e.to_string())?;
+        let next = if range.descending {
+            entries.next_back()
+        } else {
+            entries.next()
+        };
+        let Some(entry) = next else { return Ok(None) };
+        let (k, v) = entry.map_err(|e| e.to_string())?;
+        let (_, value) = Version::split(v.value()).map_err(|e| e.to_string())?;
+        Ok(Some((k.value().to_vec(), value.to_vec())))
+    }
+
+    fn blob(&self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        match store.get_shared(id) {
+            Ok(b) => Ok(Some(b)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Encodes receipts: for each, gas (8), trap (flag, length-prefixed text), return data and
+/// events (count, then topic and data), every length 4 bytes little-endian.
+fn encode_receipts(receipts: &[Receipt]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let bytes = |out: &mut Vec<u8>, b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+    };
+    out.extend_from_slice(&(receipts.len() as u32).to_le_bytes());
+    for r in receipts {
+        out.extend_from_slice(&r.gas_used.to_le_bytes());
+        match &r.trap {
+            None => out.push(0),
+            Some(t) => {
+                out.push(1);
+                bytes(&mut out, t.as_bytes());
+            }
+        }
+        bytes(&mut out, &r.return_data);
+        out.extend_from_slice(&(r.events.len() as u32).to_le_bytes());
+        for e in &r.events {
+            bytes(&mut out, &e.topic);
+            bytes(&mut out, &e.data);
+        }
+    }
+    out
+}
+
+/// Decodes [`encode_receipts`]'s output; damaged bytes are an error, never a panic.
+fn decode_receipts(mut input: &[u8]) -> Result<Vec<Receipt>, NodeError> {
+    let damaged = || NodeError::Corrupt("stored receipts end early".into());
+    fn take<'a>(input: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = input.split_at_checked(n)?;
+        *input = rest;
+        Some(head)
+    }
+    let u32_of = |input: &mut &[u8]| -> Result<usize, NodeError> {
+        let b = take(input, 4).ok_or_else(damaged)?;
+        Ok(u32::from_le_bytes(b.try_into().map_err(|_| damaged())?) as usize)
+    };
+    let bytes_of = |input: &mut &[u8]| -> Result<Vec<u8>, NodeError> {
+        let n = u32_of(input)?;
+        Ok(take(input, n).ok_or_else(damaged)?.to_vec())
+    };
+    let count = u32_of(&mut input)?;
+    // Each receipt takes at least 17 bytes: a damaged count cannot make this allocate.
+    let mut out = Vec::with_capacity(count.min(input.len() / 17));
+    for _ in 0..count {
+        let gas = take(&mut input, 8).ok_or_else(damaged)?;
+        let gas_used = u64::from_le_bytes(gas.try_into().map_err(|_| damaged())?);
+        let trap = match take(&mut input, 1).ok_or_else(damaged)?[0] {
+            0 => None,
+            _ => Some(String::from_utf8_lossy(&bytes_of(&mut input)?).into_owned()),
+        };
+        let return_data = bytes_of(&mut input)?;
+        let events = u32_of(&mut input)?;
+        let mut list = Vec::with_capacity(events.min(input.len() / 8));
+        for _ in 0..events {
+            list.push(Event {
+                topic: bytes_of(&mut input)?,
+                data: bytes_of(&mut input)?,
+            });
+        }
+        out.push(Receipt {
+            gas_used,
+            trap,
+            return_data,
+            events: list,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_encode_and_damaged_ones_are_refused() {
+        let receipts = vec![
+            Receipt {
+                gas_used: 7,
+                trap: Some("aborted: no".into()),
+                return_data: Vec::new(),
+                events: Vec::new(),
+            },
+            Receipt {
+                gas_used: 9,
+                trap: None,
+                return_data: b"ok".to_vec(),
+                events: vec![Event {
+                    topic: b"t".to_vec(),
+                    data: b"data".to_vec(),
+                }],
+            },
+        ];
+        let bytes = encode_receipts(&receipts);
+        assert_eq!(decode_receipts(&bytes).unwrap(), receipts);
+        for cut in 0..bytes.len() {
+            assert!(decode_receipts(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut huge = bytes.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_receipts(&huge).is_err());
+    }
+
+    #[test]
+    fn versions_round_trip_and_short_entries_are_refused() {
+        let v = Version {
+            block: 3,
+            tx: 9,
+            incarnation: 1,
+        };
+        let mut stored = v.encode().to_vec();
+        stored.extend_from_slice(b"value");
+        let (back, value) = Version::split(&stored).unwrap();
+        assert_eq!((back, value), (v, &b"value"[..]));
+        assert!(Version::split(&stored[..15]).is_err());
+    }
+}
