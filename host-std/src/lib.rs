@@ -5,6 +5,7 @@
 //! | module | provides | core trait |
 //! |---|---|---|
 //! | [`artifact`] | [`FsArtifactCache`]: compiled artifacts in a directory, authenticated with their keys under a node-local [`ArtifactSecret`], compressed, bounded | [`synor_core::tier::ArtifactCache`] |
+//! | [`cache`] | [`StateCache`]: hot committed state in front of the store, byte-bounded and scan-resistant, exact on commit | |
 //! | [`cold`] | [`WasmiEngine`]: the cold tier, wasmi with lazy compilation | [`synor_core::tier::Engine`] |
 //! | [`pool`] | worker threads draining the core's block scheduler | [`synor_core::sched::Claims`] |
 //! | [`kv`] | [`RedbKv`]: a redb database, one atomic transaction per write batch | [`synor_core::KvStore`] |
@@ -33,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod cache;
 pub mod cold;
 pub mod kv;
 pub mod pool;
@@ -42,6 +44,7 @@ pub mod testing;
 pub mod zstd;
 
 pub use artifact::{ArtifactSecret, FsArtifactCache};
+pub use cache::StateCache;
 pub use cold::WasmiEngine;
 pub use kv::RedbKv;
 pub use zstd::ZstdCompressor;
