@@ -34,8 +34,9 @@
 //! is visible to readers. A load that was running while a commit (or an
 //! [`invalidate`](StateCache::invalidate)) happened may have read the store before it; such a
 //! load is returned to its caller but not cached, so the cache never holds a value older than
-//! the last commit applied to it. Reads that run concurrently with `apply_commit` may see some
-//! keys of the diff applied and others not yet; reads that start after it returns see all.
+//! the last commit applied to it. Between the store's commit and `apply_commit`, cached keys
+//! still answer with the previous state; reads that run concurrently with `apply_commit` may
+//! see some keys of the diff applied and others not yet; reads that start after it see all.
 //!
 //! # Determinism
 //!
@@ -77,8 +78,9 @@ pub const ENTRY_OVERHEAD: u64 = 96;
 const SHARDS: usize = 16;
 
 /// Share of a shard's budget for its main queue; the rest is the probationary queue that new
-/// keys enter. S3-FIFO's paper uses a tenth for the small queue.
-const HOT_ALLOCATION: f64 = 0.9;
+/// keys enter while the main queue is full. `quick_cache`'s default, stated here so that an
+/// upgrade of the crate does not move it.
+const HOT_ALLOCATION: f64 = 0.97;
 
 /// The weight of an entry with a key of `key_len` bytes and a value of `value_len` bytes (0
 /// for a cached miss), as [`StateCache`] and the comparison LRU of [`hit_rates`] count it.
