@@ -7,6 +7,7 @@
 //! | [`artifact`] | [`FsArtifactCache`]: compiled artifacts in a directory, authenticated with their keys under a node-local [`ArtifactSecret`], compressed, bounded | [`synor_core::tier::ArtifactCache`] |
 //! | [`block`] | block execution: sequential, by declared access sets, or optimistic (Block-STM), always equal to sequential | [`synor_core::block`] |
 //! | [`tiered`] | [`tiered::TieredExecutor`]: the tier manager over the three engines, with background tier-up | [`synor_core::tier::Tiering`] |
+//! | [`cache`] | [`StateCache`]: hot committed state in front of the store, byte-bounded and scan-resistant, exact on commit | |
 //! | [`cold`] | [`WasmiEngine`]: the cold tier, wasmi with lazy compilation | [`synor_core::tier::Engine`] |
 //! | [`pool`] | worker threads draining the core's block scheduler | [`synor_core::sched::Claims`] |
 //! | [`node`] | [`Node`]: deployment, instantiation, blocks committed with their state, receipts and blobs, queries | [`synor_core::block`] |
@@ -37,6 +38,7 @@
 
 pub mod artifact;
 pub mod block;
+pub mod cache;
 pub mod cold;
 pub mod kv;
 pub mod node;
@@ -48,6 +50,7 @@ pub mod tiered;
 pub mod zstd;
 
 pub use artifact::{ArtifactSecret, FsArtifactCache};
+pub use cache::StateCache;
 pub use cold::WasmiEngine;
 pub use kv::RedbKv;
 pub use node::{BlockOutcome, Node, NodeConfig, NodeError};
