@@ -305,13 +305,23 @@ impl StateCache {
         diff: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
         version: Version,
     ) {
+        self.apply_versioned(diff.into_iter().map(|(k, v)| (k, v.map(|v| (v, version)))));
+    }
+
+    /// As [`apply_commit`](Self::apply_commit), each value with the version that wrote it.
+    pub fn apply_versioned<'a>(
+        &self,
+        diff: impl IntoIterator<Item = (&'a [u8], Option<(&'a [u8], Version)>)>,
+    ) {
         let mut generation = self
             .generation
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         *generation = generation.wrapping_add(1);
         for (key, value) in diff {
-            let entry = value.map_or(CachedEntry::Absent, |v| CachedEntry::present(v, version));
+            let entry = value.map_or(CachedEntry::Absent, |(v, version)| {
+                CachedEntry::present(v, version)
+            });
             self.cache.insert(key.to_vec(), entry);
         }
     }

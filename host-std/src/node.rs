@@ -38,6 +38,7 @@ use synor_core::store::{CodeStore, StoreConfig};
 use synor_core::tier::{Engine, EngineError, TierPolicy, TieringStats};
 
 use crate::block::{self, Base, BlockExecutor, BlockState, Writer};
+use crate::cache::{CacheStats, CachedEntry, StateCache};
 use crate::kv::{self, RedbKv};
 use crate::tiered::{self, TieredExecutor};
 use crate::{STORE_FILE, ZstdCompressor};
@@ -68,6 +69,11 @@ pub struct Version {
 }
 
 impl Version {
+    /// As the hot-state cache keeps it.
+    fn as_tuple(self) -> crate::cache::Version {
+        (self.block, self.tx, self.incarnation)
+    }
+
     fn encode(self) -> [u8; VERSION_BYTES] {
         let mut out = [0u8; VERSION_BYTES];
         out[..8].copy_from_slice(&self.block.to_le_bytes());
@@ -116,6 +122,8 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// The code store's configuration.
     pub store: StoreConfig,
+    /// Bytes of committed state held in the hot-state cache.
+    pub state_cache_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -128,6 +136,7 @@ impl Default for NodeConfig {
             code_cache_bytes: tiered::DEFAULT_CACHE_BYTES,
             limits: Limits::default(),
             store: StoreConfig::default(),
+            state_cache_bytes: 64 << 20,
         }
     }
 }
@@ -257,6 +266,8 @@ pub struct Node {
     contracts: HashMap<Address, Arc<Instrumented>>,
     /// Instrumented modules by code id (contracts share them).
     modules: HashMap<CodeId, Arc<Instrumented>>,
+    /// Hot committed state, in front of the state table.
+    cache: Arc<StateCache>,
     height: u64,
     nonce: u64,
     config: NodeConfig,
@@ -316,6 +327,7 @@ impl Node {
             blocks: BlockExecutor::new(),
             contracts: HashMap::new(),
             modules: HashMap::new(),
+            cache: Arc::new(StateCache::new(config.state_cache_bytes)),
             height,
             nonce,
             config,
@@ -350,6 +362,11 @@ impl Node {
     /// Counts of the tier manager.
     pub fn tiering(&self) -> TieringStats {
         self.exec.stats()
+    }
+
+    /// Counts of the hot-state cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     fn store_read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
@@ -482,6 +499,7 @@ impl Node {
         let base = Committed {
             table: read.open_table(STATE)?,
             store: self.store.clone(),
+            cache: self.cache.clone(),
         };
         Ok(BlockState::over(Arc::new(base)))
     }
@@ -523,6 +541,11 @@ impl Node {
         };
         self.commit(height, &diff, &blobs, &outcome)?;
         self.height = height;
+        self.cache
+            .apply_versioned(diff.iter().map(|(k, (v, writer))| {
+                let version = (height, writer.tx, writer.incarnation);
+                (k.as_slice(), v.as_deref().map(|v| (v, version)))
+            }));
         Ok(outcome)
     }
 
@@ -750,15 +773,19 @@ impl Node {
 struct Committed {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     store: Arc<RwLock<Store>>,
+    cache: Arc<StateCache>,
 }
 
 impl Base for Committed {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let Some(v) = self.table.get(key).map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        let (_, value) = Version::split(v.value()).map_err(|e| e.to_string())?;
-        Ok(Some(value.to_vec()))
+        let entry = self.cache.get_or_load(key, || {
+            let Some(v) = self.table.get(key).map_err(|e| e.to_string())? else {
+                return Ok(CachedEntry::Absent);
+            };
+            let (version, value) = Version::split(v.value()).map_err(|e| e.to_string())?;
+            Ok::<_, String>(CachedEntry::present(value, version.as_tuple()))
+        })?;
+        Ok(entry.value().map(<[u8]>::to_vec))
     }
 
     fn next(
