@@ -89,6 +89,14 @@ struct Slot {
     writer: Writer,
 }
 
+/// Parts of a block state's ordered index of keys.
+const ORDERED: usize = 16;
+
+/// A value on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
 /// One shard of the block state, on cache lines of its own (two shards' locks on one line
 /// made independent transactions on different cores invalidate each other's line): keys and
 /// values, probed with the hash that also chose the shard (a key is hashed once per access).
@@ -134,8 +142,10 @@ pub struct BlockState {
     shards: Vec<Shard>,
     /// Hashes keys, for their shard and within it.
     hasher: hashbrown::DefaultHashBuilder,
-    /// Every key held, in order: what a range scan merges with the base's keys.
-    ordered: Mutex<BTreeSet<StateKey>>,
+    /// Every key held, in order, in [`ORDERED`] parts chosen by the key's hash: what a range
+    /// scan merges with the base's keys. Parts rather than one set: workers adding keys
+    /// would all wait on one lock, where a scan (rare) asks every part.
+    ordered: Vec<Padded<Mutex<BTreeSet<StateKey>>>>,
     base: Option<Arc<dyn Base>>,
     blobs: RwLock<HashMap<CodeId, Arc<[u8]>>>,
     /// The blobs of `blobs`, in the order blocks stored them.
@@ -179,7 +189,7 @@ impl BlockState {
         Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: Default::default(),
-            ordered: Mutex::default(),
+            ordered: (0..ORDERED).map(|_| Padded::default()).collect(),
             base,
             blobs: RwLock::default(),
             stored: Mutex::default(),
@@ -245,7 +255,8 @@ impl BlockState {
             }
             Entry::Vacant(e) => {
                 let key = StateKey::from_slice(key);
-                self.ordered
+                self.ordered[(hash >> 16) as usize % ORDERED]
+                    .0
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(key.clone());
@@ -340,12 +351,14 @@ impl BlockState {
     ) -> Result<Option<(Vec<u8>, Vec<u8>, Option<Writer>)>, Trap> {
         let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
         loop {
-            let held = {
-                let ordered = self.ordered.lock().unwrap_or_else(|e| e.into_inner());
-                range
-                    .first_after(&*ordered, after.as_deref())
-                    .map(|k| k.to_vec())
-            };
+            let held = self
+                .ordered
+                .iter()
+                .filter_map(|part| {
+                    let part = part.0.lock().unwrap_or_else(|e| e.into_inner());
+                    range.first_after(&*part, after.as_deref()).map(|k| k.to_vec())
+                })
+                .reduce(|a, b| if range.before_or_at(&a, &b) { a } else { b });
             let below = match &self.base {
                 None => None,
                 Some(base) => base

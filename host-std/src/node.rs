@@ -207,6 +207,10 @@ pub struct BlockOutcome {
     pub keys_written: usize,
     /// Blobs the block stored.
     pub blobs_stored: usize,
+    /// Time spent executing the block (wall clock; differs between runs).
+    pub execute_time: std::time::Duration,
+    /// Time spent committing it (wall clock; differs between runs).
+    pub commit_time: std::time::Duration,
 }
 
 /// A contract instantiated on the node.
@@ -511,6 +515,7 @@ impl Node {
     /// Faults of the node (its storage or engines), never of a transaction: then nothing of
     /// the block is committed and the node stays at the previous height.
     pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<BlockOutcome, NodeError> {
+        let started = std::time::Instant::now();
         self.load_contracts(txs.iter().map(|t| &t.contract))?;
         let state = Arc::new(self.block_state()?);
         let txs: Arc<[Transaction]> = txs.into();
@@ -527,9 +532,10 @@ impl Node {
             return Err(NodeError::Fault(fault));
         }
         let height = self.height + 1;
+        let executed = std::time::Instant::now();
         let diff = state.diff();
         let blobs = state.new_blobs();
-        let outcome = BlockOutcome {
+        let mut outcome = BlockOutcome {
             height,
             receipts_digest: receipts_digest(&done.receipts),
             diff_digest: diff_digest(diff.iter().map(|(k, (v, _))| (&k[..], v.as_deref()))),
@@ -538,8 +544,11 @@ impl Node {
             receipts: done.receipts,
             executions: done.executions,
             validations: done.validations,
+            execute_time: executed - started,
+            commit_time: Default::default(),
         };
         self.commit(height, &diff, &blobs, &outcome)?;
+        outcome.commit_time = executed.elapsed();
         self.height = height;
         self.cache
             .apply_versioned(diff.iter().map(|(k, (v, writer))| {

@@ -7,6 +7,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`bench`](mod@bench) | `synor bench ...`: measurements against peers, reported as ratios |
+//! | [`demo`] | the demonstration `synor` runs without arguments |
 //! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
 //! | [`run`] | `synor run`: one call on a chosen tier, printed identically on every tier |
 //! | [`workload`] | deployments of the project's contracts and Zipf-skewed call sequences |
@@ -15,5 +16,6 @@
 
 pub mod bench;
 pub mod corpus;
+pub mod demo;
 pub mod run;
 pub mod workload;

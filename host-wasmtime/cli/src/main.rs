@@ -28,11 +28,12 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
     version,
     about = "Fast, compact, deterministic WebAssembly smart-contract execution",
     long_about = "Fast, compact, deterministic WebAssembly smart-contract execution.\n\n\
-                  Without a command, runs the store benchmark on the contracts embedded in the \
-                  program (see `synor bench store --help`)."
+                  Without a command, runs a demonstration: a node in a temporary directory \
+                  executes and commits blocks of the contracts embedded in the program, in \
+                  parallel and sequentially, restarts, and prints a summary."
 )]
 struct Cli {
-    /// Data directory of the code store.
+    /// Data directory of the node (its code store, state and artifacts).
     #[arg(long, global = true, default_value = "synor-data")]
     data: PathBuf,
     #[command(subcommand)]
@@ -41,6 +42,38 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate, instrument and store a contract in the node; prints its code id.
+    Deploy {
+        /// The module (.wasm).
+        file: PathBuf,
+    },
+    /// Instantiate a contract of deployed code; prints its address.
+    Instantiate {
+        /// The code id (64 hex digits) `deploy` printed.
+        code: String,
+        /// The creating account (64 hex digits; default: all zeros).
+        #[arg(long)]
+        sender: Option<String>,
+    },
+    /// Call a contract in a block of one transaction, committed; prints the receipt as JSON.
+    Call(CallArgs),
+    /// Call a contract on the committed state and keep nothing; prints the receipt as JSON.
+    Query(CallArgs),
+    /// Execute and commit a block of transactions given as JSON; prints the outcome as JSON.
+    Block {
+        /// A JSON array of transactions: `{"contract": ADDRESS, "entry": NAME, "sender": HEX,
+        /// "input": HEX, "gas": N}` (sender, input and gas optional).
+        file: PathBuf,
+    },
+    /// Read the committed state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Run the demonstration (what `synor` without a command does).
+    Demo {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with the code store in the data directory.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -50,6 +83,50 @@ enum Command {
     /// Measure synor against its peers (ratios, one run).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// The contract's address (64 hex digits).
+    address: String,
+    /// The export to call.
+    entry: String,
+    /// The input, in hex.
+    #[arg(long, default_value = "")]
+    input: String,
+    /// The calling account (64 hex digits; default: all zeros).
+    #[arg(long)]
+    sender: Option<String>,
+    /// Gas limit.
+    #[arg(long, default_value_t = 100_000_000)]
+    gas: u64,
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// The value of a contract's key (printed in hex, with its version).
+    Get {
+        /// The contract's address.
+        address: String,
+        /// The key, in hex, as the contract names it.
+        key: String,
+    },
+    /// A contract's keys in order (or from the last, with `--reverse`), from a prefix.
+    Scan {
+        /// The contract's address.
+        address: String,
+        /// Only keys starting with this (hex).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Descending order.
+        #[arg(long)]
+        reverse: bool,
+    },
+    /// The contracts of the node.
+    Contracts,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -598,6 +675,209 @@ fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
     Ok(())
 }
 
+fn hex_bytes(s: &str, what: &str) -> Result<Vec<u8>, Error> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if s.len() % 2 != 0 {
+        return Err(format!("{what}: an odd number of hex digits").into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16)
+                .map_err(|_| format!("{what}: `{}` is not hex", &s[i..i + 2]).into())
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn account_of(s: Option<&str>) -> Result<[u8; 32], Error> {
+    let Some(s) = s else { return Ok([0; 32]) };
+    hex_bytes(s, "sender")?
+        .try_into()
+        .map_err(|_| "sender: an account is 32 bytes (64 hex digits)".into())
+}
+
+fn address_of(s: &str) -> Result<synor_core::block::Address, Error> {
+    CodeId::from_hex(s).ok_or_else(|| format!("`{s}` is not an address (64 hex digits)").into())
+}
+
+/// The node in `data`; read-only commands need it to exist.
+fn open_node(data: &Path, create: bool) -> Result<synor_host_std::Node, Error> {
+    if !create && !data.join(synor_host_std::STORE_FILE).is_file() {
+        return Err(format!(
+            "no node in {}: nothing has been deployed there (`synor deploy` creates it)",
+            data.display()
+        )
+        .into());
+    }
+    let warn: synor_host_wasmtime::OnRejection = std::sync::Arc::new(|path, why| {
+        eprintln!(
+            "synor: warning: {}: {why}; deleted, compiling again",
+            path.display()
+        );
+    });
+    let config = synor_host_std::NodeConfig::default();
+    std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let engines = synor_host_wasmtime::node_engines(data, &config, Some(warn))?;
+    Ok(synor_host_std::Node::open(data, config, engines)?)
+}
+
+fn receipt_json(r: &synor_core::block::Receipt) -> serde_json::Value {
+    serde_json::json!({
+        "gas_used": r.gas_used,
+        "trap": r.trap,
+        "return_data": hex(&r.return_data),
+        "events": r.events.iter().map(|e| serde_json::json!({
+            "topic": String::from_utf8_lossy(&e.topic),
+            "data": hex(&e.data),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A transaction of a block file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxJson {
+    contract: String,
+    entry: String,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    input: String,
+    #[serde(default = "default_gas")]
+    gas: u64,
+}
+
+fn default_gas() -> u64 {
+    100_000_000
+}
+
+fn node_command(data: &Path, command: Command) -> Result<(), Error> {
+    match command {
+        Command::Deploy { file } => {
+            let wasm = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mut node = open_node(data, true)?;
+            println!("{}", node.deploy(&wasm)?);
+        }
+        Command::Instantiate { code, sender } => {
+            let mut node = open_node(data, false)?;
+            let address = node.instantiate(&parse_id(&code)?, account_of(sender.as_deref())?)?;
+            println!("{address}");
+        }
+        Command::Call(args) => {
+            let mut node = open_node(data, false)?;
+            let tx = synor_core::block::Transaction {
+                contract: address_of(&args.address)?,
+                entry: args.entry,
+                caller: account_of(args.sender.as_deref())?,
+                input: hex_bytes(&args.input, "input")?,
+                gas: args.gas,
+                access: None,
+            };
+            let out = node.execute_block(&[tx])?;
+            let mut value = receipt_json(&out.receipts[0]);
+            value["height"] = out.height.into();
+            println!("{value}");
+        }
+        Command::Query(args) => {
+            let mut node = open_node(data, false)?;
+            let receipt = node.query(
+                &address_of(&args.address)?,
+                &args.entry,
+                account_of(args.sender.as_deref())?,
+                hex_bytes(&args.input, "input")?,
+                args.gas,
+            )?;
+            println!("{}", receipt_json(&receipt));
+        }
+        Command::Block { file } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let parsed: Vec<TxJson> = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a block of transactions: {e}", file.display()))?;
+            let txs = parsed
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let at = |e: Error| -> Error { format!("transaction {i}: {e}").into() };
+                    Ok(synor_core::block::Transaction {
+                        contract: address_of(&t.contract).map_err(at)?,
+                        entry: t.entry,
+                        caller: account_of(t.sender.as_deref()).map_err(at)?,
+                        input: hex_bytes(&t.input, "input").map_err(at)?,
+                        gas: t.gas,
+                        access: None,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let mut node = open_node(data, false)?;
+            let out = node.execute_block(&txs)?;
+            let value = serde_json::json!({
+                "height": out.height,
+                "receipts_digest": out.receipts_digest.to_string(),
+                "state_diff_digest": out.diff_digest.to_string(),
+                "receipts": out.receipts.iter().map(receipt_json).collect::<Vec<_>>(),
+            });
+            println!("{value}");
+        }
+        Command::State(StateCommand::Get { address, key }) => {
+            let node = open_node(data, false)?;
+            let mut full = address_of(&address)?.as_bytes().to_vec();
+            full.extend(hex_bytes(&key, "key")?);
+            match node.get(&full)? {
+                Some((value, v)) => println!(
+                    "{} (written by block {}, transaction {})",
+                    hex(&value),
+                    v.block,
+                    v.tx
+                ),
+                None => return Err("no such key".into()),
+            }
+        }
+        Command::State(StateCommand::Scan {
+            address,
+            prefix,
+            limit,
+            reverse,
+        }) => {
+            let node = open_node(data, false)?;
+            let address = address_of(&address)?;
+            let mut full = address.as_bytes().to_vec();
+            full.extend(hex_bytes(&prefix, "prefix")?);
+            let mut range = synor_core::block::KeyRange::prefix(&full);
+            if reverse {
+                range = range.reversed();
+            }
+            for (k, v, _) in node.scan(&range, limit)? {
+                println!("{} {}", hex(&k[32..]), hex(&v));
+            }
+        }
+        Command::State(StateCommand::Contracts) => {
+            let node = open_node(data, false)?;
+            for c in node.contracts()? {
+                println!("{} code {} at height {}", c.address, c.code, c.height);
+            }
+        }
+        _ => unreachable!("not a node command"),
+    }
+    Ok(())
+}
+
+fn demo(json: bool) -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let (files, _) = corpus::embedded();
+    let summary = synor_cli::demo::run(dir.path(), &files, &Default::default())?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", synor_cli::demo::text(&summary));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -606,10 +886,9 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Store(args))) => bench_store(args),
         Some(Command::Bench(BenchCommand::Tiers(args))) => bench_tiers(args),
         Some(Command::Bench(BenchCommand::Sched(args))) => bench_sched(args),
-        None => bench_store(BenchStoreArgs {
-            reps: 3,
-            ..BenchStoreArgs::default()
-        }),
+        Some(Command::Demo { json }) => demo(json),
+        None => demo(false),
+        Some(command) => node_command(&cli.data, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,346 @@
+//! The demonstration `synor` runs without arguments: a node in a temporary directory, the
+//! project's contracts deployed through its code store, blocks of a mixed workload executed in
+//! parallel and committed, the same blocks on a sequential node for comparison, a restart, and
+//! a short summary.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use synor_core::block::{Address, Mode, Transaction};
+use synor_core::digest::Digest;
+use synor_host_std::node::{Node, NodeConfig};
+
+use crate::bench::progress;
+use crate::corpus::CorpusFile;
+use crate::workload::{Rng, account};
+
+/// Error of the demonstration.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Gas of each demonstration transaction.
+const GAS: u64 = 50_000_000;
+
+/// The shape of the demonstration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Token accounts.
+    pub accounts: u64,
+    /// Blocks after the genesis blocks.
+    pub blocks: usize,
+    /// Transactions per block.
+    pub block_size: usize,
+    /// Worker threads of the parallel node.
+    pub threads: usize,
+    /// Workload seed.
+    pub seed: u64,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            accounts: 2_000,
+            blocks: 8,
+            block_size: 4_000,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            seed: 7,
+            progress: true,
+        }
+    }
+}
+
+/// The contracts of the workload on one node.
+#[derive(Debug, Clone, Copy)]
+pub struct Contracts {
+    /// Two token contracts of one code.
+    pub tokens: [Address; 2],
+    /// A registry keeping its documents in blobs.
+    pub registry: Address,
+    /// A compute-heavy contract.
+    pub compute: Address,
+}
+
+/// Deploys the workload's contracts on `node` and funds `accounts` accounts in both tokens
+/// (two genesis blocks).
+///
+/// # Errors
+/// A contract is missing from `files` or rejected, or the node fails.
+pub fn setup(node: &mut Node, files: &[CorpusFile], accounts: u64) -> Result<Contracts, Error> {
+    let file = |name: &str| -> Result<&[u8], Error> {
+        files
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.bytes.as_slice())
+            .ok_or_else(|| format!("the contract {name} is not embedded").into())
+    };
+    let token = node.deploy(file("token_v1.wasm")?)?;
+    let registry = node.deploy(file("registry_v1.wasm")?)?;
+    let compute = node.deploy(file("compute_v1.wasm")?)?;
+    let c = Contracts {
+        tokens: [
+            node.instantiate(&token, account(0))?,
+            node.instantiate(&token, account(0))?,
+        ],
+        registry: node.instantiate(&registry, account(0))?,
+        compute: node.instantiate(&compute, account(0))?,
+    };
+    let supply = (accounts + 1) * 1_000_000;
+    let init = |t| call(t, "init", account(0), supply.to_le_bytes().to_vec());
+    check(&node.execute_block(&[init(c.tokens[0]), init(c.tokens[1])])?)?;
+    let fund: Vec<Transaction> = (1..=accounts)
+        .flat_map(|n| c.tokens.map(|t| transfer(t, 0, n, 1_000_000)))
+        .collect();
+    check(&node.execute_block(&fund)?)?;
+    Ok(c)
+}
+
+fn check(outcome: &synor_host_std::BlockOutcome) -> Result<(), Error> {
+    match outcome.receipts.iter().find_map(|r| r.trap.as_ref()) {
+        Some(trap) => Err(format!("a genesis transaction failed: {trap}").into()),
+        None => Ok(()),
+    }
+}
+
+fn call(contract: Address, entry: &str, caller: [u8; 32], input: Vec<u8>) -> Transaction {
+    Transaction {
+        contract,
+        entry: entry.into(),
+        caller,
+        input,
+        gas: GAS,
+        access: None,
+    }
+}
+
+fn transfer(token: Address, from: u64, to: u64, amount: u64) -> Transaction {
+    let mut input = account(to).to_vec();
+    input.extend_from_slice(&amount.to_le_bytes());
+    call(token, "transfer", account(from), input)
+}
+
+/// A block of `size` transactions: 94 % token transfers between random accounts, 3 % compute
+/// (hash chains), 3 % registry documents written (new versions of a few documents, stored as
+/// blobs) and read.
+pub fn block(c: &Contracts, rng: &mut Rng, accounts: u64, size: usize) -> Vec<Transaction> {
+    (0..size)
+        .map(|_| match rng.range(0, 100) {
+            0..94 => {
+                let token = c.tokens[rng.range(0, 2) as usize];
+                let from = rng.range(1, accounts + 1);
+                let to = rng.range(1, accounts + 1);
+                transfer(token, from, to, rng.range(1, 1000))
+            }
+            94..97 => {
+                let mut input = (rng.range(50, 400) as u32).to_le_bytes().to_vec();
+                input.extend_from_slice(&rng.next_u64().to_le_bytes());
+                call(
+                    c.compute,
+                    "hash_chain",
+                    account(rng.range(1, accounts + 1)),
+                    input,
+                )
+            }
+            n => {
+                let name = format!("doc{}", rng.range(0, 8));
+                let mut input = vec![name.len() as u8];
+                input.extend_from_slice(name.as_bytes());
+                let (entry, rest): (&str, Vec<u8>) = if n == 97 {
+                    let seed = rng.range(0, 4);
+                    let len = rng.range(1024, 6144) as usize;
+                    let data = (0..len).map(|i| (i as u64 * 31 + seed * (i as u64 / 512)) as u8);
+                    // Registered the first time, a new version after (a failed registration of
+                    // a name already taken is a receipt like any other).
+                    (
+                        if rng.range(0, 4) == 0 {
+                            "register"
+                        } else {
+                            "update"
+                        },
+                        data.collect(),
+                    )
+                } else {
+                    let mut at = (rng.range(0, 1024) as u32).to_le_bytes().to_vec();
+                    at.extend_from_slice(&256u32.to_le_bytes());
+                    ("read", at)
+                };
+                input.extend_from_slice(&rest);
+                call(c.registry, entry, account(2), input)
+            }
+        })
+        .collect()
+}
+
+/// What the demonstration measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Transactions executed and committed per node.
+    pub transactions: usize,
+    /// Blocks after genesis.
+    pub blocks: usize,
+    /// Threads of the parallel node.
+    pub threads: usize,
+    /// Throughput of the parallel node (optimistic mode), commit included.
+    pub tx_per_s: f64,
+    /// Throughput of the same blocks on a sequential node.
+    pub tx_per_s_sequential: f64,
+    /// Parallel over sequential.
+    pub speedup: f64,
+    /// Transactions that failed (and wrote nothing), the same on both nodes.
+    pub failed: usize,
+    /// Calls served by the cold, warm and hot tiers on the parallel node.
+    pub tier_calls: [u64; 3],
+    /// Promotions to a faster tier.
+    pub promotions: u64,
+    /// Hit rate of the hot-state cache.
+    pub cache_hit_rate: f64,
+    /// Code and blobs in the code store, bytes as stored.
+    pub store_bytes: u64,
+    /// The same records, each compressed alone by zstd -19.
+    pub zstd19_bytes: u64,
+    /// Records in the store.
+    pub store_records: usize,
+    /// State digest before the restart.
+    pub digest: String,
+    /// State digest after reopening the node from its directory.
+    pub digest_after_restart: String,
+    /// Both nodes committed the same receipts and state diffs, block by block.
+    pub nodes_agree: bool,
+}
+
+/// Runs the blocks on `node`; returns the time spent in `execute_block` (execution and
+/// commit) and each block's digests.
+fn drive(
+    node: &mut Node,
+    blocks: &[Vec<Transaction>],
+    bar: &indicatif::ProgressBar,
+) -> Result<(Duration, Vec<(Digest, Digest)>, usize), Error> {
+    let mut took = Duration::ZERO;
+    let (mut exec, mut commit) = (Duration::ZERO, Duration::ZERO);
+    let mut digests = Vec::new();
+    let mut failed = 0;
+    for txs in blocks {
+        let t = Instant::now();
+        let out = node.execute_block(txs)?;
+        took += t.elapsed();
+        exec += out.execute_time;
+        commit += out.commit_time;
+        failed += out.receipts.iter().filter(|r| r.trap.is_some()).count();
+        digests.push((out.receipts_digest, out.diff_digest));
+        bar.inc(1);
+    }
+    if std::env::var_os("SYNOR_DEMO_TIMES").is_some() {
+        eprintln!("execute {exec:?} commit {commit:?}");
+    }
+    Ok((took, digests, failed))
+}
+
+/// Runs the demonstration in `dir` (two data directories inside it).
+///
+/// # Errors
+/// The node fails, or a contract is missing.
+pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summary, Error> {
+    let threads = options.threads.max(2);
+    let parallel = dir.join("parallel");
+    let config = |mode| NodeConfig {
+        mode,
+        ..NodeConfig::default()
+    };
+    let mut node = synor_host_wasmtime::open_node(&parallel, config(Mode::Optimistic { threads }))?;
+    let mut seq =
+        synor_host_wasmtime::open_node(&dir.join("sequential"), config(Mode::Sequential))?;
+    let c = setup(&mut node, files, options.accounts)?;
+    let c_seq = setup(&mut seq, files, options.accounts)?;
+    let mut rng = Rng::new(options.seed);
+    let blocks: Vec<Vec<Transaction>> = (0..options.blocks)
+        .map(|_| block(&c, &mut rng, options.accounts, options.block_size))
+        .collect();
+    // The sequential node's contracts have the same addresses (same codes, creators, order).
+    debug_assert_eq!(c.tokens, c_seq.tokens);
+    let bar = progress(2 * blocks.len() as u64, "blocks", options.progress);
+    let (par_time, par_digests, failed) = drive(&mut node, &blocks, &bar)?;
+    let (seq_time, seq_digests, _) = drive(&mut seq, &blocks, &bar)?;
+    bar.finish_and_clear();
+    let transactions = blocks.iter().map(Vec::len).sum::<usize>();
+    let tiering = node.tiering();
+    let cache = node.cache_stats();
+    let (store_bytes, zstd19_bytes, store_records) = node.with_store(|s| {
+        let stats = s.stats()?;
+        let mut zstd = 0u64;
+        let ids = s.ids();
+        for id in &ids {
+            let bytes = s.get(id)?;
+            zstd += zstd::bulk::compress(&bytes, 19).map_or(bytes.len(), |c| c.len()) as u64;
+        }
+        Ok::<_, Error>((stats.total_bytes, zstd, ids.len()))
+    })?;
+    let digest = node.state_digest()?;
+    drop(node);
+    let node = synor_host_wasmtime::open_node(&parallel, config(Mode::Optimistic { threads }))?;
+    let digest_after_restart = node.state_digest()?;
+    let tps = |t: Duration| transactions as f64 / t.as_secs_f64().max(1e-9);
+    Ok(Summary {
+        transactions,
+        blocks: blocks.len(),
+        threads,
+        tx_per_s: tps(par_time),
+        tx_per_s_sequential: tps(seq_time),
+        speedup: seq_time.as_secs_f64() / par_time.as_secs_f64().max(1e-9),
+        failed,
+        tier_calls: tiering.calls,
+        promotions: tiering.promotions,
+        cache_hit_rate: cache.hits as f64 / (cache.hits + cache.misses).max(1) as f64,
+        store_bytes,
+        zstd19_bytes,
+        store_records,
+        digest: digest.to_string(),
+        digest_after_restart: digest_after_restart.to_string(),
+        nodes_agree: par_digests == seq_digests,
+    })
+}
+
+/// The summary as a few lines for a terminal.
+pub fn text(s: &Summary) -> String {
+    let kib = |b: u64| b as f64 / 1024.0;
+    format!(
+        "synor: a node ran {} blocks of {} transactions (token transfers on two contracts \
+         sharing one code, compute, documents kept as blobs)\n\
+         \n  parallel node (optimistic, {} threads)  {:>9.0} tx/s, execution and commit\
+         \n  sequential node                         {:>9.0} tx/s\
+         \n  speedup                                 {:>9.2}x   (both nodes committed the same \
+         receipts and state diffs: {})\
+         \n  failed transactions                     {:>9}   (overdrafts, names taken: \
+         receipts, nothing written)\
+         \n  calls per tier                          cold {} / warm {} / hot {}, {} promotions\
+         \n  hot-state cache hit rate                {:>9.1} %\
+         \n  code store                              {} records in {:.0} KiB; zstd -19 alone: \
+         {:.0} KiB ({:.2}x smaller)\
+         \n  state digest                            {}\
+         \n  after restart                           {} ({})\n",
+        s.blocks,
+        s.transactions / s.blocks.max(1),
+        s.threads,
+        s.tx_per_s,
+        s.tx_per_s_sequential,
+        s.speedup,
+        if s.nodes_agree { "yes" } else { "NO" },
+        s.failed,
+        s.tier_calls[0],
+        s.tier_calls[1],
+        s.tier_calls[2],
+        s.promotions,
+        100.0 * s.cache_hit_rate,
+        s.store_records,
+        kib(s.store_bytes),
+        kib(s.zstd19_bytes),
+        s.zstd19_bytes as f64 / s.store_bytes.max(1) as f64,
+        s.digest,
+        s.digest_after_restart,
+        if s.digest == s.digest_after_restart {
+            "equal"
+        } else {
+            "DIFFERENT"
+        },
+    )
+}
