@@ -22,6 +22,10 @@
 //! | `blob_update` | `(previous, src, len, id_out)` | stores a new version of a blob | `blob_store` + `blob_hash_word` per word of `previous` and of the new blob, charged before they are compared + `blob_byte` per byte that differs from `previous` ([`changed_bytes`]) |
 //! | `blob_len` | `(id) -> i64` | blob length, or -1 when absent | `blob_read` |
 //! | `blob_read` | `(id, offset, dst, len) -> i32` | copies blob bytes, returns how many | `blob_read` + `blob_read_word` per word copied |
+//! | `storage_next` | `(prefix, prefix_len, after, after_len, out, cap) -> i64` | the first key with `prefix` after the key `after` (from the first when `after_len` is -1), ascending: writes `key_len` (u32 little-endian), the key and the value to `out` (at most `cap` bytes); returns their full length, or -1 when there is none | `storage_read` + `storage_key_word` per word of prefix and `after` + `storage_read_word` per word of key and value |
+//! | `storage_prev` | as `storage_next` | the same, descending (from the last key when `after_len` is -1) | as `storage_next` |
+//! | `call` | `(contract, entry, entry_len, input, input_len, gas) -> i64` | calls `entry` of the contract at address `contract` (32 bytes) with `input`, forwarding at most the `u64` at `gas` (little-endian); the callee sees this contract as its caller and this call's writes; returns the length of its return data, or -1 if it failed (its writes, events and blobs are then undone, this call goes on) | `contract_call` + `copy_word` per word of entry and input + the gas the callee used |
+//! | `call_result` | `(dst, offset, len)` | copies bytes `offset..offset+len` of the last `call`'s return data | `copy_word` per word |
 //! | `abort` | `(message, len)` | traps with `aborted` and the message | — |
 //!
 //! A word is 32 bytes, a part of one counting as one. In schedule v1 a 32-byte key with a
@@ -33,8 +37,11 @@
 //! (128 KiB, the limits of cosmwasm-vm), and blobs at most [`MAX_BLOB_BYTES`] (8 MiB): a longer
 //! one traps with `too_large` before anything is copied or charged beyond `host_call`.
 //!
-//! Storage keys are namespaced by contract: the state sees `contract id ++ key`. Writes, events
-//! and blobs are buffered and take effect only if the call returns without trapping.
+//! Storage keys are namespaced by contract: the state sees `contract address ++ key`. Writes,
+//! events and blobs are buffered and take effect only if the call returns without trapping.
+//! A `call` runs in a nested checkpoint of the same buffer: the callee sees what its caller
+//! wrote so far, and a callee that fails undoes only its own effects. Calls nest at most
+//! [`MAX_CALL_DEPTH`] deep.
 //!
 //! # Exports
 //!
@@ -49,6 +56,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::block::KeyRange;
 use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
 use crate::store::{ChunkConfig, Chunker};
@@ -73,6 +81,13 @@ pub const MAX_BLOB_BYTES: u32 = 8 << 20;
 /// Bytes of a key that a [`Trap::UndeclaredAccess`] keeps (the contract's namespace and 64
 /// bytes of key): enough to show most keys whole, and a bound on what a receipt carries.
 pub const KEY_SHOWN_BYTES: usize = 96;
+
+/// The longest entry name a `call` may name.
+pub const MAX_ENTRY_BYTES: u32 = 1024;
+
+/// The deepest nesting of contract-to-contract calls: a `call` from a contract already this
+/// deep fails (returns -1) without running the callee.
+pub const MAX_CALL_DEPTH: u32 = 8;
 
 /// A value type in an import signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +120,8 @@ pub enum Shape {
     Args4I32,
     /// `(i32, i32, i32, i32) -> i64`
     Args4I64,
+    /// `(i32, i32, i32, i32, i32, i32) -> i64`
+    Args6I64,
 }
 
 impl Shape {
@@ -116,6 +133,7 @@ impl Shape {
             Shape::Args2 => 2,
             Shape::Args3 => 3,
             Shape::Args4 | Shape::Args4I32 | Shape::Args4I64 => 4,
+            Shape::Args6I64 => 6,
         }
     }
 
@@ -123,7 +141,7 @@ impl Shape {
     pub fn result(self) -> Option<Ty> {
         match self {
             Shape::Args0I32 | Shape::Args4I32 => Some(Ty::I32),
-            Shape::Args1I64 | Shape::Args4I64 => Some(Ty::I64),
+            Shape::Args1I64 | Shape::Args4I64 | Shape::Args6I64 => Some(Ty::I64),
             Shape::Args1 | Shape::Args2 | Shape::Args3 | Shape::Args4 => None,
         }
     }
@@ -171,6 +189,10 @@ macro_rules! define_typed_import {
                 @wrap $linker, import, $caller, $error, $host_call,
                 (a, b, c, d) -> i64, Import::raw_i64
             ),
+            Shape::Args6I64 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call,
+                (a, b, c, d, e, f) -> i64, Import::raw_i64
+            ),
         }
     }};
     (@wrap $linker:expr, $import:ident, $caller:ty, $error:ty, $host_call:expr,
@@ -205,11 +227,15 @@ pub enum Import {
     BlobLen,
     BlobRead,
     Abort,
+    StorageNext,
+    StoragePrev,
+    Call,
+    CallResult,
 }
 
 impl Import {
     /// Every import, in dispatch order.
-    pub const ALL: [Import; 13] = [
+    pub const ALL: [Import; 17] = [
         Import::InputLen,
         Import::InputRead,
         Import::ReturnData,
@@ -223,6 +249,10 @@ impl Import {
         Import::BlobLen,
         Import::BlobRead,
         Import::Abort,
+        Import::StorageNext,
+        Import::StoragePrev,
+        Import::Call,
+        Import::CallResult,
     ];
 
     /// The import's name in module `synor`.
@@ -241,6 +271,10 @@ impl Import {
             Import::BlobLen => "blob_len",
             Import::BlobRead => "blob_read",
             Import::Abort => "abort",
+            Import::StorageNext => "storage_next",
+            Import::StoragePrev => "storage_prev",
+            Import::Call => "call",
+            Import::CallResult => "call_result",
         }
     }
 
@@ -251,16 +285,17 @@ impl Import {
             Import::Caller => Shape::Args1,
             Import::BlobLen => Shape::Args1I64,
             Import::ReturnData | Import::StorageRemove | Import::Abort => Shape::Args2,
-            Import::InputRead | Import::BlobStore => Shape::Args3,
+            Import::InputRead | Import::BlobStore | Import::CallResult => Shape::Args3,
             Import::StorageWrite | Import::EmitEvent | Import::BlobUpdate => Shape::Args4,
             Import::BlobRead => Shape::Args4I32,
             Import::StorageRead => Shape::Args4I64,
+            Import::StorageNext | Import::StoragePrev | Import::Call => Shape::Args6I64,
         }
     }
 
     /// Parameter types.
     pub fn params(self) -> &'static [Ty] {
-        &[Ty::I32; 4][..self.shape().arity()]
+        &[Ty::I32; 6][..self.shape().arity()]
     }
 
     /// Result types.
@@ -273,8 +308,8 @@ impl Import {
     }
 
     /// Host-call arguments (all `i32` in ABI v1) as [`CallContext::dispatch`] takes them.
-    pub fn args(params: impl IntoIterator<Item = i32>) -> ([u64; 4], usize) {
-        let mut args = [0u64; 4];
+    pub fn args(params: impl IntoIterator<Item = i32>) -> ([u64; 6], usize) {
+        let mut args = [0u64; 6];
         let mut n = 0;
         for (a, p) in args.iter_mut().zip(params) {
             *a = u64::from(p as u32);
@@ -510,6 +545,40 @@ pub trait State {
         let _ = key;
         Ok(())
     }
+
+    /// The first key of `range` after `after` (from the range's start when `None`), in the
+    /// range's direction, with its value: what a contract's range scan reads, one step.
+    ///
+    /// # Errors
+    /// The trap that ends the call (see [`State::read`]; a transaction that declared its keys
+    /// may not scan).
+    fn next(
+        &mut self,
+        range: &KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap>;
+}
+
+/// Runs contract-to-contract calls (`call`) for a [`CallContext`]: the host's part, which
+/// finds the callee's module and runs it on a tier.
+pub trait Calls {
+    /// Calls `entry` of the contract at `ctx.contract` with `ctx` (prepared by the caller:
+    /// input, gas, and the caller's state and buffered effects, which the callee extends).
+    /// Returns the outcome; a callee that does not exist, or does not export `entry`, failed.
+    ///
+    /// # Errors
+    /// A fault of the host (an engine failed): the whole transaction ends with it, and the
+    /// host must not commit the block.
+    fn call(&self, ctx: &mut CallContext, entry: &str) -> Result<SubCall, Trap>;
+}
+
+/// What a nested call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubCall {
+    /// Gas the callee used.
+    pub gas_used: u64,
+    /// Whether it failed (its effects are then undone).
+    pub failed: bool,
 }
 
 /// Blobs (code-as-storage) as a call sees them.
@@ -531,6 +600,10 @@ impl State for Empty {
     fn read(&mut self, _key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         Ok(None)
     }
+
+    fn next(&mut self, _: &KeyRange, _: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+        Ok(None)
+    }
 }
 
 impl Blobs for Empty {
@@ -543,6 +616,32 @@ impl Blobs for Empty {
 impl State for BTreeMap<Vec<u8>, Vec<u8>> {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         Ok(self.get(key).cloned())
+    }
+
+    fn next(
+        &mut self,
+        range: &KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+        Ok(next_in(self, range, after).map(|(k, v)| (k.clone(), v.clone())))
+    }
+}
+
+/// The first entry of `map` in `range` after `after`, in the range's direction.
+fn next_in<'m, V>(
+    map: &'m BTreeMap<Vec<u8>, V>,
+    range: &KeyRange,
+    after: Option<&[u8]>,
+) -> Option<(&'m Vec<u8>, &'m V)> {
+    let (start, end) = range.after(after);
+    if KeyRange::is_empty_between(start, end) {
+        return None;
+    }
+    let mut found = map.range::<[u8], _>((start, end));
+    if range.descending {
+        found.next_back()
+    } else {
+        found.next()
     }
 }
 
@@ -621,6 +720,14 @@ pub struct CallContext {
     pub new_blobs: Vec<NewBlob>,
     /// Where each of `new_blobs` is, by id (rebuilt if the host changed `new_blobs`).
     new_blob_index: BTreeMap<CodeId, usize>,
+    /// Runs `call`s; without it, every `call` fails.
+    pub calls: Option<Arc<dyn Calls>>,
+    /// Nesting of this call: 0 for a transaction's, one more for each `call` below it.
+    pub depth: u32,
+    /// The last `call`'s return data.
+    pub call_result: Vec<u8>,
+    /// Previous entries of `writes`, for undoing a nested call's (recorded below depth 0).
+    journal: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
 }
 
 impl Default for CallContext {
@@ -669,6 +776,63 @@ impl CallContext {
             writes: BTreeMap::new(),
             new_blobs: Vec::new(),
             new_blob_index: BTreeMap::new(),
+            calls: None,
+            depth: 0,
+            call_result: Vec::new(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// Buffers a write of `key` (`None` removes it), journaled in a nested call.
+    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if self.depth == 0 {
+            self.writes.insert(key, value);
+            return;
+        }
+        let previous = self.writes.insert(key.clone(), value);
+        self.journal.push((key, previous));
+    }
+
+    /// Undoes the writes journaled after the first `len` entries.
+    fn revert_to(&mut self, len: usize) {
+        while self.journal.len() > len {
+            let Some((key, previous)) = self.journal.pop() else {
+                break;
+            };
+            match previous {
+                Some(v) => self.writes.insert(key, v),
+                None => self.writes.remove(&key),
+            };
+        }
+    }
+
+    /// The first key of `range` after `after` visible to this call: its own writes over the
+    /// state's keys, its removals hiding them.
+    fn next_visible(
+        &mut self,
+        range: &KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+        let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
+        // Each turn passes one key this call removed: at most as many turns as it removed.
+        loop {
+            let own =
+                next_in(&self.writes, range, after.as_deref()).map(|(k, v)| (k.clone(), v.clone()));
+            let below = self.state.next(range, after.as_deref())?;
+            match (own, below) {
+                (None, below) => return Ok(below),
+                (Some((k, v)), below) => {
+                    if let Some(b) = below
+                        && !range.before_or_at(&k, &b.0)
+                    {
+                        return Ok(Some(b));
+                    }
+                    match v {
+                        Some(v) => return Ok(Some((k, v))),
+                        None => after = Some(k),
+                    }
+                }
+            }
         }
     }
 
@@ -797,7 +961,7 @@ impl CallContext {
                 let k = self.key(read(mem, key, key_len)?);
                 let v = read(mem, value, value_len)?.to_vec();
                 self.state.check_write(&k)?;
-                self.writes.insert(k, Some(v));
+                self.put(k, Some(v));
                 Ok(None)
             }
             Import::StorageRemove => {
@@ -806,7 +970,7 @@ impl CallContext {
                 self.charge(cost(s.storage_remove, s.storage_key_word, words(key_len)))?;
                 let k = self.key(read(mem, key, key_len)?);
                 self.state.check_write(&k)?;
-                self.writes.insert(k, None);
+                self.put(k, None);
                 Ok(None)
             }
             Import::EmitEvent => {
@@ -884,7 +1048,121 @@ impl CallContext {
                 let message = read(mem, arg(0), arg(1).min(1024))?;
                 Err(Trap::Aborted(String::from_utf8_lossy(message).into_owned()))
             }
+            Import::StorageNext | Import::StoragePrev => {
+                let (prefix, prefix_len, after, after_len, out, cap) =
+                    (arg(0), arg(1), arg(2), arg(3), arg(4), arg(5));
+                let after_len = (after_len != u32::MAX).then_some(after_len);
+                Trap::check_len("storage key", prefix_len, MAX_KEY_BYTES)?;
+                if let Some(n) = after_len {
+                    Trap::check_len("storage key", n, MAX_KEY_BYTES)?;
+                }
+                let key_bytes = u64::from(prefix_len) + u64::from(after_len.unwrap_or(0));
+                let key_words = GasSchedule::words(key_bytes);
+                self.charge(cost(s.storage_read, s.storage_key_word, key_words))?;
+                let mut range = KeyRange::prefix(&self.key(read(mem, prefix, prefix_len)?));
+                range.descending = import == Import::StoragePrev;
+                let after = match after_len {
+                    Some(n) => Some(self.key(read(mem, after, n)?)),
+                    None => None,
+                };
+                let Some((key, value)) = self.next_visible(&range, after.as_deref())? else {
+                    return Ok(Some(u64::MAX));
+                };
+                // The key as the contract names it, without its namespace.
+                let key = &key[self.contract.as_bytes().len()..];
+                let found = (key.len() + value.len()) as u64;
+                self.charge(cost(0, s.storage_read_word, GasSchedule::words(found)))?;
+                let mut entry = Vec::with_capacity(4 + found as usize);
+                entry.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                entry.extend_from_slice(key);
+                entry.extend_from_slice(&value);
+                write(mem, out, &entry[..entry.len().min(cap as usize)])?;
+                Ok(Some(entry.len() as u64))
+            }
+            Import::Call => self.call(args, mem),
+            Import::CallResult => {
+                let (dst, offset, len) = (arg(0), arg(1), arg(2));
+                self.charge(cost(0, s.copy_word, words(len)))?;
+                let r = range(self.call_result.len(), offset, len).map_err(|_| {
+                    Trap::Host("call_result beyond the end of the return data".into())
+                })?;
+                let data = self.call_result.get(r).unwrap_or_default().to_vec();
+                write(mem, dst, &data)?;
+                Ok(None)
+            }
         }
+    }
+
+    /// `call`: runs a contract in a nested checkpoint of this call's effects.
+    fn call(&mut self, args: &[u64], mem: &mut dyn Memory) -> Result<Option<u64>, Trap> {
+        let s = self.schedule;
+        let arg = |i: usize| args.get(i).copied().unwrap_or(0) as u32;
+        let (target, entry, entry_len, input, input_len, gas) =
+            (arg(0), arg(1), arg(2), arg(3), arg(4), arg(5));
+        Trap::check_len("entry name", entry_len, MAX_ENTRY_BYTES)?;
+        Trap::check_len("call input", input_len, MAX_VALUE_BYTES)?;
+        let copied = GasSchedule::words(u64::from(entry_len) + u64::from(input_len));
+        self.charge(GasSchedule::cost(s.contract_call, s.copy_word, copied))?;
+        let target = Self::id_at(mem, target)?;
+        let entry = String::from(
+            core::str::from_utf8(read(mem, entry, entry_len)?)
+                .map_err(|_| Trap::Host("call: the entry name is not UTF-8".into()))?,
+        );
+        let input = read(mem, input, input_len)?.to_vec();
+        let mut limit = [0u8; 8];
+        limit.copy_from_slice(read(mem, gas, 8)?);
+        self.call_result.clear();
+        let Some(calls) = self.calls.clone() else {
+            return Ok(Some(u64::MAX));
+        };
+        if self.depth >= MAX_CALL_DEPTH {
+            return Ok(Some(u64::MAX));
+        }
+        let forwarded = u64::from_le_bytes(limit).min(u64::try_from(self.gas_left).unwrap_or(0));
+        // The callee takes this call's state and effects, and gives them back.
+        let mut child = CallContext::new(
+            target,
+            *self.contract.as_bytes(),
+            input,
+            forwarded,
+            core::mem::replace(&mut self.state, Box::new(Empty)),
+            core::mem::replace(&mut self.blobs, Box::new(Empty)),
+        );
+        child.schedule = self.schedule;
+        child.depth = self.depth + 1;
+        child.calls = Some(calls.clone());
+        child.writes = core::mem::take(&mut self.writes);
+        child.journal = core::mem::take(&mut self.journal);
+        child.events = core::mem::take(&mut self.events);
+        child.new_blobs = core::mem::take(&mut self.new_blobs);
+        let mark = (
+            child.journal.len(),
+            child.events.len(),
+            child.new_blobs.len(),
+        );
+        let result = calls.call(&mut child, &entry);
+        self.state = core::mem::replace(&mut child.state, Box::new(Empty));
+        self.blobs = core::mem::replace(&mut child.blobs, Box::new(Empty));
+        self.writes = core::mem::take(&mut child.writes);
+        self.journal = core::mem::take(&mut child.journal);
+        self.events = core::mem::take(&mut child.events);
+        self.new_blobs = core::mem::take(&mut child.new_blobs);
+        // Rebuilt at the next lookup.
+        self.new_blob_index.clear();
+        let sub = result?;
+        self.charge(sub.gas_used.min(forwarded))?;
+        if sub.failed {
+            self.revert_to(mark.0);
+            self.events.truncate(mark.1);
+            self.new_blobs.truncate(mark.2);
+            return Ok(Some(u64::MAX));
+        }
+        if self.depth == 0 {
+            // Nothing above this call undoes it.
+            self.journal.clear();
+        }
+        self.call_result = core::mem::take(&mut child.return_data);
+        Ok(Some(self.call_result.len() as u64))
     }
 }
 

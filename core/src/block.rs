@@ -134,7 +134,7 @@ impl KeyRange {
 }
 
 /// The contracts a block may call: the instrumented module at each address.
-pub trait Contracts: Sync {
+pub trait Contracts: Send + Sync {
     /// The module of the contract at `address`, if there is one.
     fn module(&self, address: &Address) -> Option<&Arc<Instrumented>>;
 }
@@ -145,7 +145,7 @@ impl Contracts for BTreeMap<Address, Arc<Instrumented>> {
     }
 }
 
-impl<S: core::hash::BuildHasher + Sync> Contracts
+impl<S: core::hash::BuildHasher + Send + Sync> Contracts
     for hashbrown::HashMap<Address, Arc<Instrumented>, S>
 {
     fn module(&self, address: &Address) -> Option<&Arc<Instrumented>> {
@@ -154,7 +154,7 @@ impl<S: core::hash::BuildHasher + Sync> Contracts
 }
 
 #[cfg(feature = "std")]
-impl<S: core::hash::BuildHasher + Sync> Contracts
+impl<S: core::hash::BuildHasher + Send + Sync> Contracts
     for std::collections::HashMap<Address, Arc<Instrumented>, S>
 {
     fn module(&self, address: &Address) -> Option<&Arc<Instrumented>> {

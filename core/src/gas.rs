@@ -117,6 +117,9 @@ pub struct GasSchedule {
     /// Per 32-byte word of the previous and the new blob of an update, both chunked and hashed
     /// to measure the change ([`changed_bytes`](crate::abi::changed_bytes)).
     pub blob_hash_word: u64,
+    /// A call to another contract (`call`), besides what the callee itself uses: loading the
+    /// callee and setting up its context.
+    pub contract_call: u64,
 }
 
 impl GasSchedule {
@@ -145,6 +148,7 @@ impl GasSchedule {
         blob_read: 700,
         blob_read_word: 3,
         blob_hash_word: 12,
+        contract_call: 2_600,
     };
 
     /// Words of 32 bytes needed for `bytes` bytes.
@@ -155,7 +159,7 @@ impl GasSchedule {
     /// Every figure (all fields but the version), by name, with the least value it may have: 1
     /// for the costs of work that grows with the data or repeats (per instruction, word, byte,
     /// page or element), 0 for the fixed parts of host calls.
-    fn fields(&self) -> [(&'static str, u64, u64); 22] {
+    fn fields(&self) -> [(&'static str, u64, u64); 23] {
         // Destructured in full, so that a new field cannot be left out.
         let GasSchedule {
             version: _,
@@ -181,6 +185,7 @@ impl GasSchedule {
             blob_read,
             blob_read_word,
             blob_hash_word,
+            contract_call,
         } = *self;
         [
             ("base", base, 1),
@@ -205,6 +210,7 @@ impl GasSchedule {
             ("blob_read", blob_read, 0),
             ("blob_read_word", blob_read_word, 1),
             ("blob_hash_word", blob_hash_word, 1),
+            ("contract_call", contract_call, 0),
         ]
     }
 

@@ -14,6 +14,7 @@
 use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::rc::Rc;
 
 use core::hash::BuildHasher;
@@ -24,9 +25,10 @@ use hashbrown::hash_table::Entry;
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use synor_core::abi::{Blobs, CallContext, NewBlob, State, Trap};
+use synor_core::abi::{Blobs, CallContext, Calls, NewBlob, State, SubCall, Trap};
 pub use synor_core::block::{Address, Contracts, Declared, KeyRange, Mode, Receipt, Transaction};
 use synor_core::digest::{CodeId, Digest};
+use synor_core::instrument::Instrumented;
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
 use synor_core::sched::{AccessSet, Dag};
 use synor_core::tier::{Call, EngineError};
@@ -356,7 +358,9 @@ impl BlockState {
                 .iter()
                 .filter_map(|part| {
                     let part = part.0.lock().unwrap_or_else(|e| e.into_inner());
-                    range.first_after(&*part, after.as_deref()).map(|k| k.to_vec())
+                    range
+                        .first_after(&*part, after.as_deref())
+                        .map(|k| k.to_vec())
                 })
                 .reduce(|a, b| if range.before_or_at(&a, &b) { a } else { b });
             let below = match &self.base {
@@ -509,7 +513,74 @@ struct Shared {
     declared: Arc<[Declared]>,
     /// The optimistic window being executed.
     window: Option<Arc<Window>>,
+    /// Runs the contract-to-contract calls of this worker's transactions.
+    calls: Arc<Nested>,
 }
+
+/// Contract-to-contract calls of a block's transactions: on the block's executor, in the
+/// caller's state and effects (which the callee's context carries).
+struct Nested {
+    exec: Arc<TieredExecutor>,
+    contracts: Arc<dyn Contracts>,
+    state: Arc<BlockState>,
+}
+
+impl Calls for Nested {
+    fn call(&self, ctx: &mut CallContext, entry: &str) -> Result<SubCall, Trap> {
+        let failed = SubCall {
+            gas_used: 0,
+            failed: true,
+        };
+        let Some(module) = self.contracts.module(&ctx.contract) else {
+            return Ok(failed);
+        };
+        if !callable(module, entry) {
+            return Ok(failed);
+        }
+        match self
+            .exec
+            .session()
+            .call(module, ctx, &Call::new(entry, &[]))
+        {
+            Ok((outcome, _)) => Ok(SubCall {
+                gas_used: outcome.gas_used,
+                failed: outcome.trap.is_some(),
+            }),
+            // A fault of the node: the block is void.
+            Err(e) => Err(self.state.failed(format!("engine: {e}"))),
+        }
+    }
+}
+
+/// Whether `entry` is an export of `module` a transaction or a contract may call: one that
+/// takes no parameters (contracts read their input).
+fn callable(module: &Instrumented, entry: &str) -> bool {
+    module.export(entry).is_some_and(|e| e.params.is_empty())
+}
+
+/// One step of a range scan by an optimistic execution, kept to be validated: where it
+/// started, and the key it found with the execution of this block that wrote it (`None`: the
+/// committed state's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ScanStep {
+    range: KeyRange,
+    after: Option<Vec<u8>>,
+    found: Option<(Vec<u8>, Option<Writer>)>,
+}
+
+impl ScanStep {
+    /// Whether the step finds the same key, written by the same execution, in `state` now.
+    fn holds(&self, state: &BlockState) -> bool {
+        match state.next(&self.range, self.after.as_deref()) {
+            Ok(found) => found.map(|(k, _, w)| (k, w)) == self.found,
+            // A failure of the base voids the block anyway.
+            Err(_) => true,
+        }
+    }
+}
+
+/// The scan steps of one optimistic execution, shared by its view and its worker.
+type Scans = Rc<RefCell<Vec<ScanStep>>>;
 
 /// A transaction's view: the block state, through its access set, and for an optimistic
 /// execution through the window's multi-version memory.
@@ -517,6 +588,8 @@ struct View {
     shared: Arc<Shared>,
     tx: usize,
     speculative: Option<SpeculativeReads>,
+    /// An optimistic execution's scan steps.
+    scans: Option<Scans>,
 }
 
 impl View {
@@ -545,6 +618,29 @@ impl State for View {
     fn check_write(&mut self, key: &[u8]) -> Result<(), Trap> {
         self.check(key, true)
     }
+
+    fn next(
+        &mut self,
+        range: &KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+        let start = match &range.start {
+            Bound::Included(k) | Bound::Excluded(k) => k.as_slice(),
+            Bound::Unbounded => &[],
+        };
+        self.shared.declared[self.tx].check_scan(start)?;
+        // Scans read the block's committed writes, not the window's: an optimistic execution
+        // keeps each step, and runs again if a step finds something else at its validation.
+        let found = self.shared.state.next(range, after)?;
+        if let Some(scans) = &self.scans {
+            scans.borrow_mut().push(ScanStep {
+                range: range.clone(),
+                after: after.map(<[u8]>::to_vec),
+                found: found.as_ref().map(|(k, _, w)| (k.clone(), *w)),
+            });
+        }
+        Ok(found.map(|(k, v, _)| (k, v)))
+    }
 }
 
 impl Blobs for View {
@@ -560,6 +656,8 @@ struct Effects {
     /// The call's writes, each key once, in key order (as the ABI journals them).
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     blobs: NewBlobs,
+    /// An optimistic execution's scan steps.
+    scans: Vec<ScanStep>,
 }
 
 /// Where a transaction's receipt is kept, on cache lines of its own: neighbouring transactions
@@ -590,6 +688,7 @@ fn execute_one(
         receipt: Receipt::refused(why),
         writes: BTreeMap::new(),
         blobs: Vec::new(),
+        scans: Vec::new(),
     };
     if let Declared::Refused(e) = &shared.declared[tx] {
         return Ok(refused(e.to_string()));
@@ -600,26 +699,29 @@ fn execute_one(
             t.contract
         )));
     };
-    if module.export(&t.entry).is_none() {
+    if !callable(module, &t.entry) {
         return Ok(refused(format!(
-            "no_entry: the contract at {} exports no function {:?}",
+            "no_entry: the contract at {} exports no function {:?} without parameters",
             t.contract, t.entry
         )));
     }
+    let scans: Option<Scans> = speculative.map(|_| Rc::default());
     // The blobs' view reads the block state directly: only the state's view needs the reads.
-    let view = |speculative: Option<&SpeculativeReads>| View {
+    let view = |speculative: Option<&SpeculativeReads>, scans: Option<Scans>| View {
         shared: shared.clone(),
         tx,
         speculative: speculative.cloned(),
+        scans,
     };
     let mut ctx = CallContext::new(
         t.contract,
         t.caller,
         t.input.clone(),
         t.gas,
-        Box::new(view(speculative)),
-        Box::new(view(None)),
+        Box::new(view(speculative, scans.clone())),
+        Box::new(view(None, None)),
     );
+    ctx.calls = Some(shared.calls.clone() as Arc<dyn Calls>);
     let (outcome, _) = session.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
     if outcome.trap.is_some() {
         // A failed call returns nothing and its effects are discarded.
@@ -637,6 +739,10 @@ fn execute_one(
         },
         writes: std::mem::take(&mut ctx.writes),
         blobs: std::mem::take(&mut ctx.new_blobs),
+        scans: {
+            drop(ctx);
+            scans.map_or_else(Vec::new, |s| s.take())
+        },
     })
 }
 
@@ -652,8 +758,8 @@ fn execute_one(
 /// before anything runs.
 pub fn execute_block(
     blocks: &BlockExecutor,
-    exec: &TieredExecutor,
-    contracts: &dyn Contracts,
+    exec: &Arc<TieredExecutor>,
+    contracts: &Arc<dyn Contracts>,
     state: &Arc<BlockState>,
     txs: &Arc<[Transaction]>,
     mode: Mode,
@@ -689,6 +795,11 @@ pub fn execute_block(
                     txs: txs.clone(),
                     declared: declared.clone(),
                     window: window.clone(),
+                    calls: Arc::new(Nested {
+                        exec: exec.clone(),
+                        contracts: contracts.clone(),
+                        state: state.clone(),
+                    }),
                 })
             })
             .collect()
@@ -702,7 +813,7 @@ pub fn execute_block(
         let tx = tx as usize;
         let effects = execute_one(
             &mut sessions[worker].get(),
-            contracts,
+            &**contracts,
             &direct[worker],
             tx,
             None,
@@ -761,7 +872,7 @@ pub fn execute_block(
                     let tx = range.start + v.tx as usize;
                     let effects = execute_one(
                         &mut sessions[worker].get(),
-                        contracts,
+                        &**contracts,
                         &views[worker],
                         tx,
                         Some(&reads),
@@ -778,9 +889,9 @@ pub fn execute_block(
                             let writes = e.writes.into_iter();
                             let writes =
                                 writes.map(|(k, v)| (WindowKey::from_slice(&k), (v, writer)));
-                            (writes.collect(), (Ok(e.receipt), e.blobs))
+                            (writes.collect(), (Ok(e.receipt), e.blobs, e.scans))
                         }
-                        Err(e) => (Vec::new(), (Err(e), Vec::new())),
+                        Err(e) => (Vec::new(), (Err(e), Vec::new(), Vec::new())),
                     };
                     Executed {
                         reads,
@@ -793,14 +904,19 @@ pub fn execute_block(
                 let write = |_: usize, key: &WindowKey, (value, writer)| {
                     state.put(key.as_slice(), value, writer)
                 };
-                let output = |_: usize, tx: u32, (receipt, new)| {
+                let output = |_: usize, tx: u32, (receipt, new, _)| {
                     keep(range.start + tx as usize, receipt, new)
+                };
+                // Every transaction before it committed: its scans must find what they found.
+                let valid = |_: usize, _: u32, (_, _, scans): &(_, _, Vec<ScanStep>)| {
+                    scans.iter().all(|s| s.holds(state))
                 };
                 pool::drain_optimistic(
                     &blocks.workers,
                     &window,
                     threads,
                     &execute,
+                    &valid,
                     &write,
                     &output,
                 );

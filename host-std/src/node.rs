@@ -28,8 +28,8 @@ use redb::{
 use synor_core::StoreError;
 use synor_core::abi::Event;
 use synor_core::block::{
-    Address, KeyRange, Mode, Receipt, Transaction, contract_address, diff_digest, receipts_digest,
-    state_digest,
+    Address, Contracts, KeyRange, Mode, Receipt, Transaction, contract_address, diff_digest,
+    receipts_digest, state_digest,
 };
 use synor_core::digest::{CodeId, Digest};
 use synor_core::gas::GasSchedule;
@@ -264,10 +264,10 @@ pub struct Node {
     dir: PathBuf,
     db: Arc<Database>,
     store: Arc<RwLock<Store>>,
-    exec: TieredExecutor,
+    exec: Arc<TieredExecutor>,
     blocks: BlockExecutor,
-    /// Contracts whose modules are loaded, by address.
-    contracts: HashMap<Address, Arc<Instrumented>>,
+    /// Every contract's module, by address (loaded before the first block after opening).
+    contracts: Arc<HashMap<Address, Arc<Instrumented>>>,
     /// Instrumented modules by code id (contracts share them).
     modules: HashMap<CodeId, Arc<Instrumented>>,
     /// Hot committed state, in front of the state table.
@@ -318,18 +318,18 @@ impl Node {
                 |k: &str| -> Result<u64, NodeError> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
             (get("height")?, get("nonce")?)
         };
-        let exec = TieredExecutor::new(
+        let exec = Arc::new(TieredExecutor::new(
             engines,
             tiered::Mode::Tiered(config.tier_policy),
             config.code_cache_bytes,
-        );
+        ));
         Ok(Self {
             dir: dir.to_path_buf(),
             db,
             store: Arc::new(RwLock::new(store)),
             exec,
             blocks: BlockExecutor::new(),
-            contracts: HashMap::new(),
+            contracts: Arc::default(),
             modules: HashMap::new(),
             cache: Arc::new(StateCache::new(config.state_cache_bytes)),
             height,
@@ -426,7 +426,7 @@ impl Node {
         txn.commit()?;
         self.nonce += 1;
         let module = self.module(code)?;
-        self.contracts.insert(address, module);
+        Arc::make_mut(&mut self.contracts).insert(address, module);
         Ok(address)
     }
 
@@ -480,18 +480,16 @@ impl Node {
         Ok(module)
     }
 
-    /// Loads the modules of every contract `txs` call that exists and is not loaded yet.
-    fn load_contracts<'a>(
-        &mut self,
-        addresses: impl IntoIterator<Item = &'a Address>,
-    ) -> Result<(), NodeError> {
-        for address in addresses {
-            if self.contracts.contains_key(address) {
-                continue;
-            }
-            if let Some(info) = self.contract(address)? {
+    /// Loads the module of every contract not loaded yet (after opening: any contract may be
+    /// called, by a transaction or by another contract).
+    fn load_contracts(&mut self) -> Result<(), NodeError> {
+        if self.contracts.len() as u64 >= self.nonce {
+            return Ok(());
+        }
+        for info in self.contracts()? {
+            if !self.contracts.contains_key(&info.address) {
                 let module = self.module(&info.code)?;
-                self.contracts.insert(*address, module);
+                Arc::make_mut(&mut self.contracts).insert(info.address, module);
             }
         }
         Ok(())
@@ -516,13 +514,13 @@ impl Node {
     /// the block is committed and the node stays at the previous height.
     pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<BlockOutcome, NodeError> {
         let started = std::time::Instant::now();
-        self.load_contracts(txs.iter().map(|t| &t.contract))?;
+        self.load_contracts()?;
         let state = Arc::new(self.block_state()?);
         let txs: Arc<[Transaction]> = txs.into();
         let done = block::execute_block(
             &self.blocks,
             &self.exec,
-            &self.contracts,
+            &(self.contracts.clone() as Arc<dyn Contracts>),
             &state,
             &txs,
             self.config.mode,
@@ -654,7 +652,7 @@ impl Node {
         input: Vec<u8>,
         gas: u64,
     ) -> Result<Receipt, NodeError> {
-        self.load_contracts([contract])?;
+        self.load_contracts()?;
         if !self.contracts.contains_key(contract) {
             return Err(NodeError::UnknownContract(*contract));
         }
@@ -671,7 +669,7 @@ impl Node {
         let done = block::execute_block(
             &self.blocks,
             &self.exec,
-            &self.contracts,
+            &(self.contracts.clone() as Arc<dyn Contracts>),
             &state,
             &txs,
             Mode::Sequential,

@@ -224,8 +224,8 @@ pub fn windows(
 }
 
 /// Drains `block` on `threads` threads (the caller's and `threads - 1` persistent ones,
-/// [`Workers`]), each running [`Optimistic::work`] with `execute`, `write` and `output` (which
-/// get the worker's index first, as in [`run`]): a worker applies the writes and keeps the
+/// [`Workers`]), each running [`Optimistic::work_validating`] with `execute`, `valid`,
+/// `write` and `output` (which get the worker's index first, as in [`run`]): a worker applies the writes and keeps the
 /// outputs of the transactions it commits, so the block's effect is applied in parallel, as it
 /// commits.
 ///
@@ -237,6 +237,7 @@ pub fn drain_optimistic<K, V, O>(
     block: &Optimistic<K, V>,
     threads: usize,
     execute: &(dyn Fn(usize, Version) -> Executed<K, V, O> + Sync),
+    valid: &(dyn Fn(usize, u32, &O) -> bool + Sync),
     write: &(dyn Fn(usize, &K, V) + Sync),
     output: &(dyn Fn(usize, u32, O) + Sync),
 ) where
@@ -247,9 +248,10 @@ pub fn drain_optimistic<K, V, O>(
     on_workers(workers, threads, &|w| {
         halt_on_panic(
             || {
-                block.work(
+                block.work_validating(
                     w,
                     |v| execute(w, v),
+                    |tx, o| valid(w, tx, o),
                     |k, v| write(w, k, v),
                     |tx, o| output(w, tx, o),
                     std::thread::yield_now,
@@ -392,6 +394,7 @@ mod tests {
                         output: (),
                     }
                 },
+                &|_, _, _| true,
                 &|_, _, _| {},
                 &|_, _, _| {},
             )

@@ -20,18 +20,18 @@ fn token() -> Vec<Deployment> {
     workload::deploy(&[("token_v1.wasm".into(), wasm)], 1).unwrap()
 }
 
-fn executor() -> TieredExecutor {
+fn executor() -> Arc<TieredExecutor> {
     // Hot from the first call: these tests are about scheduling, not tiers.
-    TieredExecutor::new(
+    Arc::new(TieredExecutor::new(
         engines(&Limits::default(), None).unwrap(),
         TierMode::Static(Tier::Hot),
         DEFAULT_CACHE_BYTES,
-    )
+    ))
 }
 
 /// Runs `txs` from `genesis` in `mode`; returns receipts and final state.
 fn run(
-    exec: &TieredExecutor,
+    exec: &Arc<TieredExecutor>,
     d: &[Deployment],
     genesis: &BlockState,
     txs: &[Transaction],
@@ -73,7 +73,8 @@ enum Twist {
 
 /// The token deployment and an executor, made once for every case of the property (each case
 /// made its own: an instrumentation, a set of engines and a compile, 16 times over).
-static TOKEN: LazyLock<(Vec<Deployment>, TieredExecutor)> = LazyLock::new(|| (token(), executor()));
+static TOKEN: LazyLock<(Vec<Deployment>, Arc<TieredExecutor>)> =
+    LazyLock::new(|| (token(), executor()));
 
 fn twist() -> impl Strategy<Value = Twist> {
     prop_oneof![

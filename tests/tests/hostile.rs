@@ -270,11 +270,11 @@ fn oversized_access_set() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wasm/token_v1.wasm");
     let deployments =
         workload::deploy(&[("token".into(), std::fs::read(path).unwrap())], 1).unwrap();
-    let exec = TieredExecutor::new(
+    let exec = Arc::new(TieredExecutor::new(
         engines(&Limits::default(), None).unwrap(),
         TierMode::Static(Tier::Cold),
         DEFAULT_CACHE_BYTES,
-    );
+    ));
     let (genesis, mut txs) = workload::transfers(&deployments, 0, 10, 3, 1);
     let access = txs[1].access.get_or_insert_with(AccessSet::default);
     access

@@ -655,7 +655,25 @@ where
     pub fn work<O>(
         &self,
         worker: usize,
+        execute: impl FnMut(Version) -> Executed<K, V, O>,
+        write: impl FnMut(&K, V),
+        output: impl FnMut(u32, O),
+        idle: impl FnMut(),
+    ) {
+        self.work_validating(worker, execute, |_, _| true, write, output, idle);
+    }
+
+    /// As [`Optimistic::work`], with reads the memory does not see validated by the host:
+    /// when transaction `tx` comes to validation (every transaction before it committed, and
+    /// the base state holding all their writes), `valid(tx, &output)` says whether what its
+    /// execution read beyond its keys (range scans, validated by re-running them) is still
+    /// what it would read now; if not, the transaction runs again, as when a read's version
+    /// changed. Executions whose reads were settled are not asked: they read final state.
+    pub fn work_validating<O>(
+        &self,
+        worker: usize,
         mut execute: impl FnMut(Version) -> Executed<K, V, O>,
+        mut valid: impl FnMut(u32, &O) -> bool,
         mut write: impl FnMut(&K, V),
         mut output: impl FnMut(u32, O),
         mut idle: impl FnMut(),
@@ -678,7 +696,18 @@ where
                 && front.tx as usize == committed
             {
                 validations += 1;
-                if self.validate_and_commit(front.tx, &mut front.recorded, &mut write, &mut output)
+                let holds = front
+                    .recorded
+                    .output
+                    .as_ref()
+                    .is_none_or(|o| valid(front.tx, o));
+                if holds
+                    && self.validate_and_commit(
+                        front.tx,
+                        &mut front.recorded,
+                        &mut write,
+                        &mut output,
+                    )
                 {
                     if let Some(done) = held.pop_front() {
                         spare.push(done.recorded.cleared());

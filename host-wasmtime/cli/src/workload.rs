@@ -14,7 +14,7 @@ use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
 use synor_core::tier::{Call, EngineError, Outcome, Tier};
 
-use synor_core::block::Address;
+use synor_core::block::{Address, Contracts};
 use synor_core::sched::AccessSet;
 use synor_host_std::block::{BlockState, Transaction};
 use synor_host_std::tiered::TieredExecutor;
@@ -72,11 +72,12 @@ impl Deployment {
 }
 
 /// The deployments by address, as block execution finds the contracts it calls.
-pub fn contracts(deployments: &[Deployment]) -> HashMap<Address, Arc<Instrumented>> {
-    deployments
+pub fn contracts(deployments: &[Deployment]) -> Arc<dyn Contracts> {
+    let map: HashMap<Address, Arc<Instrumented>> = deployments
         .iter()
         .map(|d| (d.address(), d.module.clone()))
-        .collect()
+        .collect();
+    Arc::new(map)
 }
 
 /// One call of a workload.
@@ -251,6 +252,14 @@ struct StateView(Rc<RefCell<BTreeMap<Vec<u8>, Vec<u8>>>>);
 impl State for StateView {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, synor_core::abi::Trap> {
         Ok(self.0.borrow().get(key).cloned())
+    }
+
+    fn next(
+        &mut self,
+        range: &synor_core::block::KeyRange,
+        after: Option<&[u8]>,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, synor_core::abi::Trap> {
+        self.0.borrow_mut().next(range, after)
     }
 }
 

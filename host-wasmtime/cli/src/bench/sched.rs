@@ -165,7 +165,15 @@ pub fn optimistic_sched_ns(
         let output = |_: usize, tx: u32, output| {
             std::hint::black_box((tx, output));
         };
-        pool::drain_optimistic(workers, shared, threads, &execute, &write, &output);
+        pool::drain_optimistic(
+            workers,
+            shared,
+            threads,
+            &execute,
+            &|_, _, _| true,
+            &write,
+            &output,
+        );
         std::hint::black_box(stm.finish());
     });
     secs * 1e9 / sets.len().max(1) as f64
@@ -178,8 +186,8 @@ pub fn optimistic_sched_ns(
 /// block) and every copy's outcome.
 fn copies_at_once(
     blocks: &BlockExecutor,
-    exec: &TieredExecutor,
-    d: &dyn Contracts,
+    exec: &Arc<TieredExecutor>,
+    d: &Arc<dyn Contracts>,
     txs: &Arc<[Transaction]>,
     states: Vec<Arc<BlockState>>,
 ) -> Result<(f64, Vec<block::Execution>), Error> {
@@ -215,11 +223,11 @@ fn copies_at_once(
 pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
     let d = workload::deploy(&[("token_v1.wasm".into(), token.to_vec())], 1)?;
     // Contracts run hot (as a node's busiest contract would); scheduling is what is measured.
-    let exec = TieredExecutor::new(
+    let exec = Arc::new(TieredExecutor::new(
         engines(&Limits::default(), None)?,
         TierMode::Static(Tier::Hot),
         DEFAULT_CACHE_BYTES,
-    );
+    ));
     let contracts = workload::contracts(&d);
     let blocks = BlockExecutor::new();
     let mut cells = Vec::new();
