@@ -397,3 +397,256 @@ fn blobs_are_committed_through_the_code_store() {
     let stats = n.with_store(|s| s.stats()).unwrap();
     assert!(stats.live_records as usize == stored_before + 2);
 }
+
+/// The key/value test contract (`tests/contracts/wat/kv.wat`): writes, removals, scans and
+/// calls to other contracts.
+fn kv_wasm() -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/wat/kv.wat");
+    wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn set(kv: Address, key: &[u8], value: &[u8]) -> Transaction {
+    let mut input = vec![key.len() as u8];
+    input.extend_from_slice(key);
+    input.extend_from_slice(value);
+    tx(kv, "set", account(1), input)
+}
+
+fn kv_call(kv: Address, entry: &str, input: &[u8]) -> Transaction {
+    tx(kv, entry, account(1), input.to_vec())
+}
+
+/// A `call` of `entry` of `target` with `input`, made by the contract `via`.
+fn call_via(via: Address, target: Address, entry: &str, input: &[u8]) -> Transaction {
+    kv_call(via, "call", &call_input(target, entry, input))
+}
+
+fn call_input(target: Address, entry: &str, input: &[u8]) -> Vec<u8> {
+    let mut i = target.as_bytes().to_vec();
+    i.push(entry.len() as u8);
+    i.extend_from_slice(entry.as_bytes());
+    i.extend_from_slice(input);
+    i
+}
+
+/// The keys a `scan` returned.
+fn keys(data: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some((&n, tail)) = rest.split_first() {
+        out.push(String::from_utf8_lossy(&tail[..n as usize]).into_owned());
+        rest = &tail[n as usize..];
+    }
+    out
+}
+
+const MODES: [Mode; 4] = [
+    Mode::Sequential,
+    Mode::Declared { threads: 2 },
+    Mode::Optimistic { threads: 2 },
+    Mode::Optimistic { threads: 3 },
+];
+
+/// Range scans see the committed state, the earlier transactions of the block and the call's
+/// own writes, skip removed keys, in both directions, alike in every mode; a transaction that
+/// declares its keys may not scan.
+#[test]
+fn scans_merge_committed_state_the_block_and_the_call() {
+    let mut reference = None;
+    for mode in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = node(dir.path(), mode);
+        let code = n.deploy(&kv_wasm()).unwrap();
+        let kv = n.instantiate(&code, account(0)).unwrap();
+        let genesis: Vec<_> = ["a1", "a2", "a3", "b1"]
+            .iter()
+            .map(|k| set(kv, k.as_bytes(), b"v"))
+            .collect();
+        n.execute_block(&genesis).unwrap();
+        let mut declared = kv_call(kv, "scan", b"a");
+        declared.access = Some(AccessSet {
+            reads: vec![kv.as_bytes().to_vec()],
+            writes: Vec::new(),
+        });
+        let out = n
+            .execute_block(&[
+                set(kv, b"a15", b"w"),
+                kv_call(kv, "del", b"a2"),
+                kv_call(kv, "scan", b"a"),
+                kv_call(kv, "rscan", b"a"),
+                set(kv, b"a0", b"x"),
+                kv_call(kv, "set_and_scan", &[3, b'a', b'0', b'5', b'y']),
+                kv_call(kv, "scan", b""),
+                kv_call(kv, "scan", b"c"),
+                declared,
+            ])
+            .unwrap();
+        let r = &out.receipts;
+        assert!(r[..8].iter().all(|r| r.trap.is_none()), "{mode:?}: {r:?}");
+        assert_eq!(keys(&r[2].return_data), ["a1", "a15", "a3"], "{mode:?}");
+        assert_eq!(keys(&r[3].return_data), ["a3", "a15", "a1"], "{mode:?}");
+        assert_eq!(
+            keys(&r[5].return_data),
+            ["a0", "a05", "a1", "a15", "a3", "b1"],
+            "{mode:?}"
+        );
+        assert_eq!(
+            keys(&r[6].return_data),
+            ["a0", "a05", "a1", "a15", "a3", "b1"]
+        );
+        assert!(keys(&r[7].return_data).is_empty());
+        assert!(
+            r[8].trap
+                .as_deref()
+                .is_some_and(|t| t.starts_with("undeclared_access")),
+            "{mode:?}: {:?}",
+            r[8]
+        );
+        let digests = (
+            out.receipts_digest,
+            out.diff_digest,
+            n.state_digest().unwrap(),
+        );
+        assert_eq!(*reference.get_or_insert(digests), digests, "{mode:?}");
+    }
+}
+
+/// A contract calls another: the callee writes in its own namespace and sees its caller as the
+/// caller; a failed callee's writes are undone and the caller goes on; calls nest at most
+/// `MAX_CALL_DEPTH` deep; a call to nothing fails.
+#[test]
+fn nested_calls_undo_only_their_own_effects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = node(dir.path(), Mode::Optimistic { threads: 2 });
+    let code = n.deploy(&kv_wasm()).unwrap();
+    let a = n.instantiate(&code, account(0)).unwrap();
+    let b = n.instantiate(&code, account(0)).unwrap();
+    let set_input = |k: &[u8], v: &[u8]| {
+        let mut i = vec![k.len() as u8];
+        i.extend_from_slice(k);
+        i.extend_from_slice(v);
+        i
+    };
+    // Nine calls deep: A calls itself until the depth limit refuses.
+    let mut deep = call_input(b, "scan", b"");
+    for _ in 0..9 {
+        deep = call_input(a, "call", &deep);
+    }
+    let out = n
+        .execute_block(&[
+            call_via(a, b, "set", &set_input(b"x", b"1")),
+            call_via(a, b, "set_then_fail", &set_input(b"y", b"2")),
+            call_via(a, synor_core::Digest::of(b"nobody"), "set", b""),
+            call_via(a, b, "scan", b""),
+            kv_call(a, "call", &deep),
+        ])
+        .unwrap();
+    let result =
+        |i: usize| i64::from_le_bytes(out.receipts[i].return_data[..8].try_into().unwrap());
+    assert!(out.receipts.iter().all(|r| r.trap.is_none()), "{out:?}");
+    assert_eq!(result(0), 0);
+    assert_eq!(result(1), -1);
+    assert_eq!(result(2), -1);
+    assert_eq!(keys(&out.receipts[3].return_data[8..]), ["x"]);
+    // Each level returns its callee's result and data: eight calls succeed below the
+    // transaction's, the ninth is refused.
+    let mut data = &out.receipts[4].return_data[..];
+    let mut depth = 0;
+    while i64::from_le_bytes(data[..8].try_into().unwrap()) >= 0 {
+        depth += 1;
+        data = &data[8..];
+    }
+    assert_eq!(depth, synor_core::abi::MAX_CALL_DEPTH);
+    // B holds x, not y; A holds nothing.
+    let key = |c: Address, k: &[u8]| {
+        let mut full = c.as_bytes().to_vec();
+        full.extend_from_slice(k);
+        full
+    };
+    assert_eq!(
+        n.get(&key(b, b"x")).unwrap().map(|(v, _)| v),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(n.get(&key(b, b"y")).unwrap(), None);
+    assert_eq!(n.get(&key(a, b"x")).unwrap(), None);
+    // A callee's gas is charged to its caller.
+    assert!(out.receipts[0].gas_used > out.receipts[2].gas_used);
+}
+
+/// One transaction of [`random_scans_and_calls_equal_sequential_in_every_mode`].
+#[derive(Debug, Clone)]
+enum KvOp {
+    Set(u8, u8),
+    Del(u8),
+    Scan(u8, bool),
+    SetAndScan(u8),
+    Call(u8, u8),
+    CallFailing(u8),
+}
+
+fn kv_op() -> impl Strategy<Value = KvOp> {
+    prop_oneof![
+        6 => (0u8..40, any::<u8>()).prop_map(|(k, v)| KvOp::Set(k, v)),
+        2 => (0u8..40).prop_map(KvOp::Del),
+        2 => (0u8..4, any::<bool>()).prop_map(|(p, down)| KvOp::Scan(p, down)),
+        1 => (0u8..40).prop_map(KvOp::SetAndScan),
+        1 => (0u8..40, any::<u8>()).prop_map(|(k, v)| KvOp::Call(k, v)),
+        1 => (0u8..40).prop_map(KvOp::CallFailing),
+    ]
+}
+
+fn kv_key(k: u8) -> Vec<u8> {
+    vec![b'k', b'0' + k / 10, b'0' + k % 10]
+}
+
+fn kv_tx(a: Address, b: Address, op: &KvOp) -> Transaction {
+    let set_input = |k: u8, v: u8| {
+        let key = kv_key(k);
+        let mut i = vec![key.len() as u8];
+        i.extend_from_slice(&key);
+        i.push(v);
+        i
+    };
+    match *op {
+        KvOp::Set(k, v) => kv_call(a, "set", &set_input(k, v)),
+        KvOp::Del(k) => kv_call(a, "del", &kv_key(k)),
+        KvOp::Scan(p, down) => kv_call(a, if down { "rscan" } else { "scan" }, &[b'k', b'0' + p]),
+        KvOp::SetAndScan(k) => kv_call(a, "set_and_scan", &set_input(k, 1)),
+        KvOp::Call(k, v) => call_via(b, a, "set", &set_input(k, v)),
+        KvOp::CallFailing(k) => call_via(b, a, "set_then_fail", &set_input(k, 9)),
+    }
+}
+
+fn run_kv(blocks: &[Vec<KvOp>], mode: Mode) -> Vec<(synor_core::Digest, synor_core::Digest)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = node(dir.path(), mode);
+    let code = n.deploy(&kv_wasm()).unwrap();
+    let a = n.instantiate(&code, account(0)).unwrap();
+    let b = n.instantiate(&code, account(0)).unwrap();
+    blocks
+        .iter()
+        .map(|ops| {
+            let txs: Vec<_> = ops.iter().map(|op| kv_tx(a, b, op)).collect();
+            let out = n.execute_block(&txs).unwrap();
+            (out.receipts_digest, out.diff_digest)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Random blocks of writes, removals, scans (over ranges earlier transactions insert into
+    /// and remove from), nested calls and failing nested calls: every mode gives the
+    /// sequential receipts and state diffs. Blocks are long enough for optimistic windows on
+    /// every thread.
+    #[test]
+    fn random_scans_and_calls_equal_sequential_in_every_mode(
+        blocks in prop::collection::vec(prop::collection::vec(kv_op(), 100..250), 1..3),
+    ) {
+        let reference = run_kv(&blocks, Mode::Sequential);
+        for mode in &MODES[1..] {
+            prop_assert_eq!(&run_kv(&blocks, *mode), &reference, "{:?}", mode);
+        }
+    }
+}
