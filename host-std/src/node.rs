@@ -299,8 +299,23 @@ impl Node {
         engines: [Arc<dyn Engine>; 3],
     ) -> Result<Self, NodeError> {
         std::fs::create_dir_all(dir).map_err(|e| NodeError::Fault(e.to_string()))?;
+        let db = Database::create(dir.join(STORE_FILE))?;
+        Self::open_on(dir, db, config, engines)
+    }
+
+    /// As [`Node::open`], on `db`, the database `<dir>/store.redb` opened by the caller (on a
+    /// backend of its choice: fault injection in the crash tests).
+    ///
+    /// # Errors
+    /// As [`Node::open`].
+    pub fn open_on(
+        dir: &Path,
+        db: Database,
+        config: NodeConfig,
+        engines: [Arc<dyn Engine>; 3],
+    ) -> Result<Self, NodeError> {
         let path = dir.join(STORE_FILE);
-        let db = Arc::new(Database::create(&path)?);
+        let db = Arc::new(db);
         let kv = RedbKv::with_database(db.clone(), path).map_err(NodeError::Database)?;
         let store = CodeStore::open(kv, ZstdCompressor::default(), config.store.clone())
             .map_err(NodeError::Store)?;

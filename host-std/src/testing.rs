@@ -278,30 +278,7 @@ impl CrashKv {
     }
 
     fn open_with(path: &Path, loss: Loss, kill_at: Option<u64>) -> Result<Self, redb::Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let live = match loss {
-            Loss::Process => Vec::new(),
-            _ => read_all(&file)?,
-        };
-        let state = Arc::new(Mutex::new(State {
-            loss,
-            armed: kill_at.is_some(),
-            counted: 0,
-            kinds: Counts::default(),
-            kill_at,
-            live,
-            unsynced: Vec::new(),
-        }));
-        let backend = CrashBackend {
-            file: FileBackend::new(file)?,
-            state: state.clone(),
-        };
-        let db = Database::builder().create_with_backend(backend)?;
+        let (db, state) = crash_database(path, loss, kill_at)?;
         let kv = Self {
             kv: RedbKv::with_database(std::sync::Arc::new(db), path.to_path_buf())?,
             state,
@@ -334,6 +311,87 @@ impl CrashKv {
 
     fn arm(&self, armed: bool) {
         self.state().armed = armed;
+    }
+}
+
+/// A database at `path` on the crash backend, and the backend's state (armed when `kill_at`
+/// is given).
+fn crash_database(
+    path: &Path,
+    loss: Loss,
+    kill_at: Option<u64>,
+) -> Result<(Database, Arc<Mutex<State>>), redb::Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let live = match loss {
+        Loss::Process => Vec::new(),
+        _ => read_all(&file)?,
+    };
+    let state = Arc::new(Mutex::new(State {
+        loss,
+        armed: kill_at.is_some(),
+        counted: 0,
+        kinds: Counts::default(),
+        kill_at,
+        live,
+        unsynced: Vec::new(),
+    }));
+    let backend = CrashBackend {
+        file: FileBackend::new(file)?,
+        state: state.clone(),
+    };
+    let db = Database::builder().create_with_backend(backend)?;
+    Ok((db, state))
+}
+
+/// The control of a database on the crash backend, for writers other than [`CrashKv`] (a
+/// node, whose block commits are write transactions of its own): it counts the backend's
+/// writes, length changes and syncs while armed, and kills the process after the chosen one.
+pub struct CrashDb {
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for CrashDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrashDb").finish_non_exhaustive()
+    }
+}
+
+impl CrashDb {
+    /// Opens the database at `path` (created if missing) on the crash backend, leaving the
+    /// file as `loss` says when it kills the process; unarmed.
+    ///
+    /// # Errors
+    /// The file cannot be opened or read; redb failures.
+    pub fn open(path: &Path, loss: Loss) -> Result<(Database, Self), redb::Error> {
+        let (db, state) = crash_database(path, loss, None)?;
+        let control = Self { state };
+        control.arm(false);
+        Ok((db, control))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts backend operations from now on (or stops counting).
+    pub fn arm(&self, armed: bool) {
+        self.state().armed = armed;
+    }
+
+    /// Operations counted so far.
+    pub fn counted(&self) -> u64 {
+        self.state().counted
+    }
+
+    /// Kills the process right after `n` more counted operations.
+    pub fn kill_after(&self, n: u64) {
+        let mut state = self.state();
+        state.kill_at = Some(state.counted + n);
     }
 }
 
