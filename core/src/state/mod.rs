@@ -35,7 +35,6 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::ops::Bound;
 
 use crate::digest::Digest;
@@ -193,8 +192,8 @@ impl Range {
         let mut end = as_slice(&self.end);
         if let Some(after) = after {
             match self.direction {
-                Direction::Ascending => start = tighter_start(start, Bound::Excluded(after)),
-                Direction::Descending => end = tighter_end(end, Bound::Excluded(after)),
+                Direction::Ascending => start = start_after(start, after),
+                Direction::Descending => end = end_before(end, after),
             }
         }
         let nonempty = match (start, end) {
@@ -228,33 +227,19 @@ fn as_slice(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
-/// The greater of two lower bounds (at the same key, the exclusive one).
-fn tighter_start<'a>(a: Bound<&'a [u8]>, b: Bound<&'a [u8]>) -> Bound<&'a [u8]> {
-    match (a, b) {
-        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
-        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
-            match x.cmp(y) {
-                Ordering::Greater => a,
-                Ordering::Less => b,
-                Ordering::Equal if matches!(a, Bound::Excluded(_)) => a,
-                Ordering::Equal => b,
-            }
-        }
+/// The tighter of a lower bound and "strictly after `after`" (ascending).
+fn start_after<'a>(start: Bound<&'a [u8]>, after: &'a [u8]) -> Bound<&'a [u8]> {
+    match start {
+        Bound::Included(s) | Bound::Excluded(s) if s > after => start,
+        _ => Bound::Excluded(after),
     }
 }
 
-/// The lesser of two upper bounds (at the same key, the exclusive one).
-fn tighter_end<'a>(a: Bound<&'a [u8]>, b: Bound<&'a [u8]>) -> Bound<&'a [u8]> {
-    match (a, b) {
-        (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
-        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
-            match x.cmp(y) {
-                Ordering::Less => a,
-                Ordering::Greater => b,
-                Ordering::Equal if matches!(a, Bound::Excluded(_)) => a,
-                Ordering::Equal => b,
-            }
-        }
+/// The tighter of an upper bound and "strictly before `after`" (descending).
+fn end_before<'a>(end: Bound<&'a [u8]>, after: &'a [u8]) -> Bound<&'a [u8]> {
+    match end {
+        Bound::Included(e) | Bound::Excluded(e) if e < after => end,
+        _ => Bound::Excluded(after),
     }
 }
 

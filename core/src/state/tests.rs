@@ -669,6 +669,15 @@ fn journal_misuse_is_refused_and_changes_nothing() {
     j.revert(outer).unwrap();
     assert_eq!(j.get(b"a"), Lookup::Value(&[1]));
     assert_eq!(j.revert(outer), Err(CheckpointError::NotOpen));
+    assert_eq!(
+        j.revert(inner),
+        Err(CheckpointError::NotOpen),
+        "inside a reverted one"
+    );
+    assert_eq!(
+        journal_writes(&j),
+        Writes::from([(b"a".to_vec(), Some(vec![1]))])
+    );
     // Cleared, the journal hands out fresh checkpoints; old ones stay closed.
     let stale = j.checkpoint();
     j.clear();
@@ -848,6 +857,21 @@ fn diff_encoding_is_unambiguous() {
     assert_eq!(
         d(&[(b"k", Some(b"v")), (b"r", None)]).0,
         blake3::derive_key("synor state diff v1", &encoding)
+    );
+}
+
+#[test]
+fn versions_order_by_block_then_transaction_then_incarnation() {
+    let v = |block, tx, incarnation| Version {
+        block,
+        tx,
+        incarnation,
+    };
+    let mut all = vec![v(1, 0, 0), v(0, 9, 9), v(0, 1, 7), v(0, 1, 2), v(1, 0, 1)];
+    all.sort();
+    assert_eq!(
+        all,
+        [v(0, 1, 2), v(0, 1, 7), v(0, 9, 9), v(1, 0, 0), v(1, 0, 1)]
     );
 }
 
