@@ -12,6 +12,7 @@
 //! | instrumentation | [`instrument`] | validation under a deterministic feature set; gas, stack-depth and memory limits injected into the module |
 //! | tiers | [`tier`] | the [`tier::Engine`] boundary and the promotion policy ([`tier::Tiering`]) |
 //! | scheduling | [`sched`] | access sets, the dependency DAG of a block, the lock-free claim/finish protocol, Sealevel batches, simulation; optimistic (Block-STM) execution with multi-version memory in [`sched::optimistic`] |
+//! | state | [`state`] | versioned ordered state, a transaction's journaled overlay with nested checkpoints, merged range scans with read records that validate by versions, state-diff digests |
 //! | caches | [`lru`] | byte-bounded LRU for decoded code and compiled modules |
 //! | host boundary | [`host`] | [`KvStore`], [`Compressor`] |
 //! | identity | [`digest`] | blake3 [`CodeId`]s |
@@ -62,6 +63,7 @@ pub mod host;
 pub mod instrument;
 pub mod lru;
 pub mod sched;
+pub mod state;
 pub mod store;
 mod sync;
 pub mod tier;
