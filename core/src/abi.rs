@@ -56,9 +56,9 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::block::KeyRange;
 use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
+use crate::state::{Direction, Journal, Lookup, Range};
 use crate::store::{ChunkConfig, Chunker};
 
 /// The ABI version this module describes.
@@ -554,7 +554,7 @@ pub trait State {
     /// may not scan).
     fn next(
         &mut self,
-        range: &KeyRange,
+        range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap>;
 }
@@ -601,7 +601,7 @@ impl State for Empty {
         Ok(None)
     }
 
-    fn next(&mut self, _: &KeyRange, _: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+    fn next(&mut self, _: &Range, _: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
         Ok(None)
     }
 }
@@ -620,7 +620,7 @@ impl State for BTreeMap<Vec<u8>, Vec<u8>> {
 
     fn next(
         &mut self,
-        range: &KeyRange,
+        range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
         Ok(next_in(self, range, after).map(|(k, v)| (k.clone(), v.clone())))
@@ -630,15 +630,12 @@ impl State for BTreeMap<Vec<u8>, Vec<u8>> {
 /// The first entry of `map` in `range` after `after`, in the range's direction.
 fn next_in<'m, V>(
     map: &'m BTreeMap<Vec<u8>, V>,
-    range: &KeyRange,
+    range: &Range,
     after: Option<&[u8]>,
 ) -> Option<(&'m Vec<u8>, &'m V)> {
-    let (start, end) = range.after(after);
-    if KeyRange::is_empty_between(start, end) {
-        return None;
-    }
-    let mut found = map.range::<[u8], _>((start, end));
-    if range.descending {
+    let bounds = range.remaining(after)?;
+    let mut found = map.range::<[u8], _>(bounds);
+    if range.direction == Direction::Descending {
         found.next_back()
     } else {
         found.next()
@@ -714,8 +711,9 @@ pub struct CallContext {
     pub return_data: Vec<u8>,
     /// Events emitted so far.
     pub events: Vec<Event>,
-    /// Writes so far (`None` removes), applied by the caller only if the call succeeds.
-    pub writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes so far, applied by the caller only if the call succeeds; each `call` runs in a
+    /// checkpoint of it.
+    pub writes: Journal,
     /// Blobs stored so far, each once.
     pub new_blobs: Vec<NewBlob>,
     /// Where each of `new_blobs` is, by id (rebuilt if the host changed `new_blobs`).
@@ -726,8 +724,6 @@ pub struct CallContext {
     pub depth: u32,
     /// The last `call`'s return data.
     pub call_result: Vec<u8>,
-    /// Previous entries of `writes`, for undoing a nested call's (recorded below depth 0).
-    journal: Vec<(Vec<u8>, Option<Option<Vec<u8>>>)>,
 }
 
 impl Default for CallContext {
@@ -773,36 +769,12 @@ impl CallContext {
             blobs,
             return_data: Vec::new(),
             events: Vec::new(),
-            writes: BTreeMap::new(),
+            writes: Journal::new(),
             new_blobs: Vec::new(),
             new_blob_index: BTreeMap::new(),
             calls: None,
             depth: 0,
             call_result: Vec::new(),
-            journal: Vec::new(),
-        }
-    }
-
-    /// Buffers a write of `key` (`None` removes it), journaled in a nested call.
-    fn put(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        if self.depth == 0 {
-            self.writes.insert(key, value);
-            return;
-        }
-        let previous = self.writes.insert(key.clone(), value);
-        self.journal.push((key, previous));
-    }
-
-    /// Undoes the writes journaled after the first `len` entries.
-    fn revert_to(&mut self, len: usize) {
-        while self.journal.len() > len {
-            let Some((key, previous)) = self.journal.pop() else {
-                break;
-            };
-            match previous {
-                Some(v) => self.writes.insert(key, v),
-                None => self.writes.remove(&key),
-            };
         }
     }
 
@@ -810,20 +782,20 @@ impl CallContext {
     /// state's keys, its removals hiding them.
     fn next_visible(
         &mut self,
-        range: &KeyRange,
+        range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
         let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
         // Each turn passes one key this call removed: at most as many turns as it removed.
         loop {
-            let own =
-                next_in(&self.writes, range, after.as_deref()).map(|(k, v)| (k.clone(), v.clone()));
+            let own = (self.writes.next(range, after.as_deref()))
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)));
             let below = self.state.next(range, after.as_deref())?;
             match (own, below) {
                 (None, below) => return Ok(below),
                 (Some((k, v)), below) => {
                     if let Some(b) = below
-                        && !range.before_or_at(&k, &b.0)
+                        && range.precedes(&b.0, &k)
                     {
                         return Ok(Some(b));
                     }
@@ -860,10 +832,11 @@ impl CallContext {
 
     /// The value of `full` (a namespaced key): as this call wrote it, else from the state.
     fn read_state(&mut self, full: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
-        if let Some(v) = self.writes.get(full) {
-            return Ok(v.clone());
+        match self.writes.get(full) {
+            Lookup::Value(v) => Ok(Some(v.to_vec())),
+            Lookup::Removed => Ok(None),
+            Lookup::Untouched => self.state.read(full),
         }
-        self.state.read(full)
     }
 
     /// Where the new blob `id` is in `new_blobs`, if this call stored it.
@@ -961,7 +934,7 @@ impl CallContext {
                 let k = self.key(read(mem, key, key_len)?);
                 let v = read(mem, value, value_len)?.to_vec();
                 self.state.check_write(&k)?;
-                self.put(k, Some(v));
+                self.writes.put(&k, v);
                 Ok(None)
             }
             Import::StorageRemove => {
@@ -970,7 +943,7 @@ impl CallContext {
                 self.charge(cost(s.storage_remove, s.storage_key_word, words(key_len)))?;
                 let k = self.key(read(mem, key, key_len)?);
                 self.state.check_write(&k)?;
-                self.put(k, None);
+                self.writes.remove(&k);
                 Ok(None)
             }
             Import::EmitEvent => {
@@ -1059,8 +1032,10 @@ impl CallContext {
                 let key_bytes = u64::from(prefix_len) + u64::from(after_len.unwrap_or(0));
                 let key_words = GasSchedule::words(key_bytes);
                 self.charge(cost(s.storage_read, s.storage_key_word, key_words))?;
-                let mut range = KeyRange::prefix(&self.key(read(mem, prefix, prefix_len)?));
-                range.descending = import == Import::StoragePrev;
+                let mut range = Range::prefix(&self.key(read(mem, prefix, prefix_len)?));
+                if import == Import::StoragePrev {
+                    range = range.descending();
+                }
                 let after = match after_len {
                     Some(n) => Some(self.key(read(mem, after, n)?)),
                     None => None,
@@ -1132,34 +1107,31 @@ impl CallContext {
         child.depth = self.depth + 1;
         child.calls = Some(calls.clone());
         child.writes = core::mem::take(&mut self.writes);
-        child.journal = core::mem::take(&mut self.journal);
+        let checkpoint = child.writes.checkpoint();
         child.events = core::mem::take(&mut self.events);
         child.new_blobs = core::mem::take(&mut self.new_blobs);
-        let mark = (
-            child.journal.len(),
-            child.events.len(),
-            child.new_blobs.len(),
-        );
+        let mark = (child.events.len(), child.new_blobs.len());
         let result = calls.call(&mut child, &entry);
         self.state = core::mem::replace(&mut child.state, Box::new(Empty));
         self.blobs = core::mem::replace(&mut child.blobs, Box::new(Empty));
         self.writes = core::mem::take(&mut child.writes);
-        self.journal = core::mem::take(&mut child.journal);
         self.events = core::mem::take(&mut child.events);
         self.new_blobs = core::mem::take(&mut child.new_blobs);
         // Rebuilt at the next lookup.
         self.new_blob_index.clear();
         let sub = result?;
+        // The callee's checkpoint is the innermost open one: it closes.
+        let closed = if sub.failed {
+            self.writes.revert(checkpoint)
+        } else {
+            self.writes.commit(checkpoint)
+        };
+        closed.map_err(|e| Trap::Host(alloc::format!("call: {e}")))?;
         self.charge(sub.gas_used.min(forwarded))?;
         if sub.failed {
-            self.revert_to(mark.0);
-            self.events.truncate(mark.1);
-            self.new_blobs.truncate(mark.2);
+            self.events.truncate(mark.0);
+            self.new_blobs.truncate(mark.1);
             return Ok(Some(u64::MAX));
-        }
-        if self.depth == 0 {
-            // Nothing above this call undoes it.
-            self.journal.clear();
         }
         self.call_result = core::mem::take(&mut child.return_data);
         Ok(Some(self.call_result.len() as u64))

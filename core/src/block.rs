@@ -5,12 +5,10 @@
 //! optimistically); the receipts and the state it leaves are those of executing the
 //! transactions one after the other in block order. These types are what it takes and gives.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::borrow::Borrow;
-use core::ops::{Bound, RangeBounds};
 
 use crate::abi::{Event, Trap};
 use crate::digest::Digest;
@@ -30,107 +28,6 @@ pub fn contract_address(code: &Digest, creator: &[u8; 32], nonce: u64) -> Addres
     h.update(creator);
     h.update(&nonce.to_le_bytes());
     Digest(*h.finalize().as_bytes())
-}
-
-/// A range of state keys, scanned in one direction: what a contract's range scan reads.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct KeyRange {
-    /// The first key of the range (in ascending order).
-    pub start: Bound<Vec<u8>>,
-    /// The last key of the range (in ascending order).
-    pub end: Bound<Vec<u8>>,
-    /// Scanned from the end down.
-    pub descending: bool,
-}
-
-impl KeyRange {
-    /// Every key starting with `prefix`, ascending.
-    pub fn prefix(prefix: &[u8]) -> Self {
-        // The first key after every key with the prefix: the prefix with its last byte below
-        // 0xff incremented, the bytes after it dropped; none when it is all 0xff (or empty).
-        let mut end = prefix.to_vec();
-        let end = loop {
-            match end.pop() {
-                None => break Bound::Unbounded,
-                Some(0xff) => continue,
-                Some(b) => {
-                    end.push(b + 1);
-                    break Bound::Excluded(end);
-                }
-            }
-        };
-        Self {
-            start: Bound::Included(prefix.to_vec()),
-            end,
-            descending: false,
-        }
-    }
-
-    /// The same range, scanned the other way.
-    pub fn reversed(mut self) -> Self {
-        self.descending = !self.descending;
-        self
-    }
-
-    /// Whether `key` is in the range.
-    pub fn contains(&self, key: &[u8]) -> bool {
-        (
-            self.start.as_ref().map(Vec::as_slice),
-            self.end.as_ref().map(Vec::as_slice),
-        )
-            .contains(key)
-    }
-
-    /// The part of the range after `after` in its direction (all of it when `None`).
-    pub fn after<'a>(&'a self, after: Option<&'a [u8]>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
-        let (mut start, mut end) = (
-            self.start.as_ref().map(Vec::as_slice),
-            self.end.as_ref().map(Vec::as_slice),
-        );
-        if let Some(a) = after {
-            if self.descending {
-                if !matches!(end, Bound::Included(e) | Bound::Excluded(e) if e < a) {
-                    end = Bound::Excluded(a);
-                }
-            } else if !matches!(start, Bound::Included(s) | Bound::Excluded(s) if s > a) {
-                start = Bound::Excluded(a);
-            }
-        }
-        (start, end)
-    }
-
-    /// Whether the bounds `(start, end)` hold no key (a `BTreeMap` range over them panics).
-    pub fn is_empty_between(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
-        match (start, end) {
-            (Bound::Included(s), Bound::Included(e)) => s > e,
-            (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
-            | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
-            _ => false,
-        }
-    }
-
-    /// The first key of `keys` in the range after `after`, in the range's direction.
-    pub fn first_after<'k, K: Borrow<[u8]> + Ord>(
-        &self,
-        keys: &'k BTreeSet<K>,
-        after: Option<&[u8]>,
-    ) -> Option<&'k K> {
-        let (start, end) = self.after(after);
-        if Self::is_empty_between(start, end) {
-            return None;
-        }
-        let mut found = keys.range::<[u8], _>((start, end));
-        if self.descending {
-            found.next_back()
-        } else {
-            found.next()
-        }
-    }
-
-    /// Whether `a` comes before `b`, or is `b`, in the range's direction.
-    pub fn before_or_at(&self, a: &[u8], b: &[u8]) -> bool {
-        if self.descending { a >= b } else { a <= b }
-    }
 }
 
 /// The contracts a block may call: the instrumented module at each address.
@@ -302,27 +199,6 @@ pub fn state_digest<'a>(entries: impl IntoIterator<Item = (&'a Vec<u8>, &'a Vec<
     Digest(*h.finalize().as_bytes())
 }
 
-/// The digest of a block's state diff: each key written and its new value or its removal, in
-/// key order (a removal and an empty value differ). Versions are left out: they say which
-/// execution wrote a value, which a mode may number differently, never what the state is.
-pub fn diff_digest<'a>(changes: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>) -> Digest {
-    let mut h = blake3::Hasher::new();
-    h.update(b"synor/state-diff/v1");
-    for (k, v) in changes {
-        field(&mut h, k);
-        match v {
-            None => {
-                h.update(&[0]);
-            }
-            Some(v) => {
-                h.update(&[1]);
-                field(&mut h, v);
-            }
-        }
-    }
-    Digest(*h.finalize().as_bytes())
-}
-
 /// The digest of a block's receipts, in order: every node and every mode computes the same.
 pub fn receipts_digest(receipts: &[Receipt]) -> Digest {
     let mut h = blake3::Hasher::new();
@@ -392,39 +268,6 @@ mod tests {
         assert_ne!(d, receipts_digest(&[base.clone(), base.clone()]));
         assert_eq!(d, receipts_digest(&[base]));
         assert_eq!(Receipt::refused("x".to_string()).trap.as_deref(), Some("x"));
-    }
-
-    #[test]
-    fn key_ranges_step_in_both_directions() {
-        let keys: BTreeSet<Vec<u8>> = [&b"a"[..], b"ab", b"ab\xff", b"ac", b"b", b"\xff\xff"]
-            .iter()
-            .map(|k| k.to_vec())
-            .collect();
-        let walk = |range: &KeyRange| {
-            let mut out = Vec::new();
-            let mut after: Option<Vec<u8>> = None;
-            while let Some(k) = range.first_after(&keys, after.as_deref()) {
-                out.push(k.clone());
-                after = Some(k.clone());
-            }
-            out
-        };
-        let ab = KeyRange::prefix(b"ab");
-        assert_eq!(walk(&ab), [b"ab".to_vec(), b"ab\xff".to_vec()]);
-        assert_eq!(
-            walk(&ab.clone().reversed()),
-            [b"ab\xff".to_vec(), b"ab".to_vec()]
-        );
-        assert!(ab.contains(b"ab\x00") && !ab.contains(b"ac") && !ab.contains(b"a"));
-        assert_eq!(walk(&KeyRange::prefix(b"")).len(), keys.len());
-        assert_eq!(walk(&KeyRange::prefix(b"\xff")), [b"\xff\xff".to_vec()]);
-        assert_eq!(
-            KeyRange::prefix(b"a\xff").end,
-            Bound::Excluded(b"b".to_vec())
-        );
-        // Past the end in either direction: nothing, and no panic on crossed bounds.
-        assert_eq!(ab.first_after(&keys, Some(b"zz")), None);
-        assert_eq!(ab.clone().reversed().first_after(&keys, Some(b"a")), None);
     }
 
     #[test]

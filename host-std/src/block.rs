@@ -26,11 +26,12 @@ use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Calls, NewBlob, State, SubCall, Trap};
-pub use synor_core::block::{Address, Contracts, Declared, KeyRange, Mode, Receipt, Transaction};
+pub use synor_core::block::{Address, Contracts, Declared, Mode, Receipt, Transaction};
 use synor_core::digest::{CodeId, Digest};
 use synor_core::instrument::Instrumented;
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
 use synor_core::sched::{AccessSet, Dag};
+use synor_core::state::{Direction, Range};
 use synor_core::tier::{Call, EngineError};
 
 use crate::pool;
@@ -91,6 +92,19 @@ struct Slot {
     writer: Writer,
 }
 
+/// The first key of `keys` in `range` after `after`, in the range's direction.
+fn first_after<'k>(
+    range: &Range,
+    keys: &'k BTreeSet<StateKey>,
+    after: Option<&[u8]>,
+) -> Option<&'k StateKey> {
+    let mut found = keys.range::<[u8], _>(range.remaining(after)?);
+    match range.direction {
+        Direction::Ascending => found.next(),
+        Direction::Descending => found.next_back(),
+    }
+}
+
 /// Parts of a block state's ordered index of keys.
 const ORDERED: usize = 16;
 
@@ -127,7 +141,7 @@ pub trait Base: Send + Sync {
     /// As [`Base::get`].
     fn next(
         &self,
-        range: &KeyRange,
+        range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, String>;
 
@@ -348,7 +362,7 @@ impl BlockState {
     /// The base failed (see [`BlockState::fault`]).
     pub fn next(
         &self,
-        range: &KeyRange,
+        range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>, Option<Writer>)>, Trap> {
         let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
@@ -358,11 +372,9 @@ impl BlockState {
                 .iter()
                 .filter_map(|part| {
                     let part = part.0.lock().unwrap_or_else(|e| e.into_inner());
-                    range
-                        .first_after(&*part, after.as_deref())
-                        .map(|k| k.to_vec())
+                    first_after(range, &part, after.as_deref()).map(|k| k.to_vec())
                 })
-                .reduce(|a, b| if range.before_or_at(&a, &b) { a } else { b });
+                .reduce(|a, b| if range.precedes(&b, &a) { b } else { a });
             let below = match &self.base {
                 None => None,
                 Some(base) => base
@@ -371,7 +383,7 @@ impl BlockState {
             };
             // The nearer of the two in the range's direction; the block's write of a key wins.
             let from_block = match (&held, &below) {
-                (Some(h), Some((b, _))) => range.before_or_at(h, b),
+                (Some(h), Some((b, _))) => !range.precedes(b, h),
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (None, None) => return Ok(None),
@@ -563,7 +575,7 @@ fn callable(module: &Instrumented, entry: &str) -> bool {
 /// committed state's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ScanStep {
-    range: KeyRange,
+    range: Range,
     after: Option<Vec<u8>>,
     found: Option<(Vec<u8>, Option<Writer>)>,
 }
@@ -621,7 +633,7 @@ impl State for View {
 
     fn next(
         &mut self,
-        range: &KeyRange,
+        range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
         let start = match &range.start {
@@ -737,7 +749,7 @@ fn execute_one(
             return_data: std::mem::take(&mut ctx.return_data),
             events: std::mem::take(&mut ctx.events),
         },
-        writes: std::mem::take(&mut ctx.writes),
+        writes: std::mem::take(&mut ctx.writes).into_writes().collect(),
         blobs: std::mem::take(&mut ctx.new_blobs),
         scans: {
             drop(ctx);

@@ -63,7 +63,7 @@ use synor_core::lru::Lru;
 ///
 /// The core's multi-version state defines the node's version type; this alias is the one
 /// place to replace with it.
-pub type Version = (u64, u32, u32);
+pub use synor_core::state::Version;
 
 /// Bytes charged per entry on top of its key and value bytes.
 ///
@@ -195,7 +195,7 @@ pub struct CacheStats {
 /// let entry = cache.get_or_load(b"balance/alice", || Ok::<_, ()>(CachedEntry::Absent))?;
 /// assert_eq!(entry, CachedEntry::Absent);
 /// // The block that creates the key commits; the next block reads it from the cache.
-/// cache.apply_commit([(&b"balance/alice"[..], Some(&b"\x2a"[..]))], (7, 0, 0));
+/// cache.apply_commit([(&b"balance/alice"[..], Some(&b"\x2a"[..]))], Version { block: 7, tx: 0, incarnation: 0 });
 /// assert_eq!(cache.get(b"balance/alice").unwrap().value(), Some(&b"\x2a"[..]));
 /// # Ok::<(), ()>(())
 /// ```
@@ -403,7 +403,7 @@ pub fn hit_rates(trace: &[TraceOp], budget: u64) -> HitRates {
                 reads += 1;
                 // The store version of the entries a replay loads; a real store has its own.
                 let load = || match store.get(key.as_slice()) {
-                    Some(value) => CachedEntry::present(value, (0, 0, 0)),
+                    Some(value) => CachedEntry::present(value, Version::default()),
                     None => CachedEntry::Absent,
                 };
                 let Ok(_) = cache.get_or_load(key, || Ok::<_, Infallible>(load()));
@@ -417,7 +417,10 @@ pub fn hit_rates(trace: &[TraceOp], budget: u64) -> HitRates {
             }
             TraceOp::Commit(diff) => {
                 block += 1;
-                let version: Version = (block, 0, 0);
+                let version = Version {
+                    block,
+                    ..Version::default()
+                };
                 for (key, value) in diff {
                     match value {
                         Some(value) => store.insert(key.as_slice(), value.as_slice()),
@@ -668,12 +671,28 @@ impl XorShift {
 
 #[cfg(test)]
 mod tests {
+    /// A version from its parts.
+    fn version(block: u64, tx: u32, incarnation: u32) -> Version {
+        Version {
+            block,
+            tx,
+            incarnation,
+        }
+    }
+
     use super::*;
 
     use proptest::prelude::*;
 
     fn present(value: &[u8]) -> CachedEntry {
-        CachedEntry::present(value, (1, 0, 0))
+        CachedEntry::present(
+            value,
+            Version {
+                block: 1,
+                tx: 0,
+                incarnation: 0,
+            },
+        )
     }
 
     #[test]
@@ -713,14 +732,17 @@ mod tests {
                 (b"b", None),
                 (b"c", Some(b"3")),
             ],
-            (2, 5, 1),
+            version(2, 5, 1),
         );
         assert_eq!(
             cache.get(b"a"),
-            Some(CachedEntry::present(b"10", (2, 5, 1)))
+            Some(CachedEntry::present(b"10", version(2, 5, 1)))
         );
         assert_eq!(cache.get(b"b"), Some(CachedEntry::Absent));
-        assert_eq!(cache.get(b"c").and_then(|e| e.version()), Some((2, 5, 1)));
+        assert_eq!(
+            cache.get(b"c").and_then(|e| e.version()),
+            Some(version(2, 5, 1))
+        );
         cache.invalidate(b"a");
         assert_eq!(cache.get(b"a"), None);
     }
@@ -733,7 +755,14 @@ mod tests {
         let cache = StateCache::with_seed(1 << 16, 1);
         let loaded = cache.get_or_load(b"k", || {
             let read_from_store = present(b"old");
-            cache.apply_commit([(&b"k"[..], Some(&b"new"[..]))], (2, 0, 0));
+            cache.apply_commit(
+                [(&b"k"[..], Some(&b"new"[..]))],
+                Version {
+                    block: 2,
+                    tx: 0,
+                    incarnation: 0,
+                },
+            );
             Ok::<_, ()>(read_from_store)
         });
         assert_eq!(loaded, Ok(present(b"old")), "the caller gets what it read");
@@ -763,7 +792,14 @@ mod tests {
         // old entry must go, and the huge one must not be cached.
         cache.insert(b"huge", present(b"small"));
         let huge = vec![1u8; budget as usize + 1];
-        cache.apply_commit([(&b"huge"[..], Some(huge.as_slice()))], (2, 0, 0));
+        cache.apply_commit(
+            [(&b"huge"[..], Some(huge.as_slice()))],
+            Version {
+                block: 2,
+                tx: 0,
+                incarnation: 0,
+            },
+        );
         assert_eq!(cache.get(b"huge"), None);
         assert!(cache.stats().bytes <= budget);
         let loaded = cache.get_or_load(b"huge", || Ok::<_, ()>(present(&huge)));
@@ -782,7 +818,7 @@ mod tests {
         let load = |k: u8| {
             let store = store.read().unwrap();
             Ok::<_, ()>(store.get(&k).map_or(CachedEntry::Absent, |v| {
-                CachedEntry::present(&v.to_le_bytes(), (*v, 0, 0))
+                CachedEntry::present(&v.to_le_bytes(), version(*v, 0, 0))
             }))
         };
         std::thread::scope(|scope| {
@@ -806,7 +842,7 @@ mod tests {
                 let diff: Vec<[u8; 1]> = keys.iter().map(|&k| [k]).collect();
                 cache.apply_commit(
                     diff.iter().map(|k| (&k[..], Some(&values[..]))),
-                    (block, 0, 0),
+                    version(block, 0, 0),
                 );
             }
         });
@@ -865,7 +901,7 @@ mod tests {
                         }
                     }
                     Op::Commit(writes) => {
-                        let version = (block as u64, 0, 0);
+                        let version = version(block as u64, 0, 0);
                         let diff: Vec<(Vec<u8>, Option<Vec<u8>>)> = writes
                             .into_iter()
                             .map(|(k, len)| (key(k), len.map(|n| vec![k ^ (block as u8); n])))

@@ -28,12 +28,12 @@ use redb::{
 use synor_core::StoreError;
 use synor_core::abi::Event;
 use synor_core::block::{
-    Address, Contracts, KeyRange, Mode, Receipt, Transaction, contract_address, diff_digest,
-    receipts_digest, state_digest,
+    Address, Contracts, Mode, Receipt, Transaction, contract_address, receipts_digest, state_digest,
 };
 use synor_core::digest::{CodeId, Digest};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
+use synor_core::state::{Direction, Range, Version, diff_digest};
 use synor_core::store::{CodeStore, StoreConfig};
 use synor_core::tier::{Engine, EngineError, TierPolicy, TieringStats};
 
@@ -57,28 +57,16 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Bytes of the version stored before each committed value.
 const VERSION_BYTES: usize = 16;
 
-/// The version of a committed value: the block, transaction and incarnation that wrote it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version {
-    /// The block's height.
-    pub block: u64,
-    /// The transaction's index in the block.
-    pub tx: u32,
-    /// Executions of the transaction before the one that wrote the value.
-    pub incarnation: u32,
-}
+/// A committed entry's stored form: its version (block, transaction, incarnation, little-endian)
+/// and its value.
+struct Stored;
 
-impl Version {
-    /// As the hot-state cache keeps it.
-    fn as_tuple(self) -> crate::cache::Version {
-        (self.block, self.tx, self.incarnation)
-    }
-
-    fn encode(self) -> [u8; VERSION_BYTES] {
+impl Stored {
+    fn encode(version: Version) -> [u8; VERSION_BYTES] {
         let mut out = [0u8; VERSION_BYTES];
-        out[..8].copy_from_slice(&self.block.to_le_bytes());
-        out[8..12].copy_from_slice(&self.tx.to_le_bytes());
-        out[12..].copy_from_slice(&self.incarnation.to_le_bytes());
+        out[..8].copy_from_slice(&version.block.to_le_bytes());
+        out[8..12].copy_from_slice(&version.tx.to_le_bytes());
+        out[12..].copy_from_slice(&version.incarnation.to_le_bytes());
         out
     }
 
@@ -551,7 +539,7 @@ impl Node {
         let mut outcome = BlockOutcome {
             height,
             receipts_digest: receipts_digest(&done.receipts),
-            diff_digest: diff_digest(diff.iter().map(|(k, (v, _))| (&k[..], v.as_deref()))),
+            diff_digest: diff_digest(diff.iter().map(|(k, (v, _))| (k, v.as_ref()))),
             keys_written: diff.len(),
             blobs_stored: blobs.len(),
             receipts: done.receipts,
@@ -565,7 +553,11 @@ impl Node {
         self.height = height;
         self.cache
             .apply_versioned(diff.iter().map(|(k, (v, writer))| {
-                let version = (height, writer.tx, writer.incarnation);
+                let version = Version {
+                    block: height,
+                    tx: writer.tx,
+                    incarnation: writer.incarnation,
+                };
                 (k.as_slice(), v.as_deref().map(|v| (v, version)))
             }));
         Ok(outcome)
@@ -617,7 +609,7 @@ impl Node {
                                 incarnation: writer.incarnation,
                             };
                             entry.clear();
-                            entry.extend_from_slice(&version.encode());
+                            entry.extend_from_slice(&Stored::encode(version));
                             entry.extend_from_slice(v);
                             table.insert(key.as_slice(), entry.as_slice())?;
                         }
@@ -706,7 +698,7 @@ impl Node {
         let Some(v) = table.get(key)? else {
             return Ok(None);
         };
-        let (version, value) = Version::split(v.value())?;
+        let (version, value) = Stored::split(v.value())?;
         Ok(Some((value.to_vec(), version)))
     }
 
@@ -716,26 +708,25 @@ impl Node {
     /// Database failures, a damaged entry.
     pub fn scan(
         &self,
-        range: &KeyRange,
+        range: &Range,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>, Version)>, NodeError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(STATE)?;
-        let (start, end) = range.after(None);
         let mut out = Vec::new();
-        if KeyRange::is_empty_between(start, end) {
+        let Some(bounds) = range.remaining(None) else {
             return Ok(out);
-        }
-        let mut entries = table.range::<&[u8]>((start, end))?;
+        };
+        let mut entries = table.range::<&[u8]>(bounds)?;
         while out.len() < limit {
-            let next = if range.descending {
+            let next = if range.direction == Direction::Descending {
                 entries.next_back()
             } else {
                 entries.next()
             };
             let Some(entry) = next else { break };
             let (k, v) = entry?;
-            let (version, value) = Version::split(v.value())?;
+            let (version, value) = Stored::split(v.value())?;
             out.push((k.value().to_vec(), value.to_vec(), version));
         }
         Ok(out)
@@ -752,7 +743,7 @@ impl Node {
         let mut entries = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            let (_, value) = Version::split(v.value())?;
+            let (_, value) = Stored::split(v.value())?;
             entries.push((k.value().to_vec(), value.to_vec()));
         }
         Ok(state_digest(entries.iter().map(|(k, v)| (k, v))))
@@ -804,33 +795,32 @@ impl Base for Committed {
             let Some(v) = self.table.get(key).map_err(|e| e.to_string())? else {
                 return Ok(CachedEntry::Absent);
             };
-            let (version, value) = Version::split(v.value()).map_err(|e| e.to_string())?;
-            Ok::<_, String>(CachedEntry::present(value, version.as_tuple()))
+            let (version, value) = Stored::split(v.value()).map_err(|e| e.to_string())?;
+            Ok::<_, String>(CachedEntry::present(value, version))
         })?;
         Ok(entry.value().map(<[u8]>::to_vec))
     }
 
     fn next(
         &self,
-        range: &KeyRange,
+        range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
-        let (start, end) = range.after(after);
-        if KeyRange::is_empty_between(start, end) {
+        let Some(bounds) = range.remaining(after) else {
             return Ok(None);
-        }
+        };
         let mut entries = self
             .table
-            .range::<&[u8]>((start, end))
+            .range::<&[u8]>(bounds)
             .map_err(|e| e.to_string())?;
-        let next = if range.descending {
+        let next = if range.direction == Direction::Descending {
             entries.next_back()
         } else {
             entries.next()
         };
         let Some(entry) = next else { return Ok(None) };
         let (k, v) = entry.map_err(|e| e.to_string())?;
-        let (_, value) = Version::split(v.value()).map_err(|e| e.to_string())?;
+        let (_, value) = Stored::split(v.value()).map_err(|e| e.to_string())?;
         Ok(Some((k.value().to_vec(), value.to_vec())))
     }
 
@@ -957,10 +947,10 @@ mod tests {
             tx: 9,
             incarnation: 1,
         };
-        let mut stored = v.encode().to_vec();
+        let mut stored = Stored::encode(v).to_vec();
         stored.extend_from_slice(b"value");
-        let (back, value) = Version::split(&stored).unwrap();
+        let (back, value) = Stored::split(&stored).unwrap();
         assert_eq!((back, value), (v, &b"value"[..]));
-        assert!(Version::split(&stored[..15]).is_err());
+        assert!(Stored::split(&stored[..15]).is_err());
     }
 }

@@ -64,7 +64,7 @@ pub fn tiers(data: &[u8]) -> Option<usize> {
             let seen = (
                 outcome,
                 ctx.return_data,
-                ctx.writes,
+                ctx.writes.into_writes().collect::<Vec<_>>(),
                 ctx.events,
                 ctx.new_blobs,
             );

@@ -42,7 +42,12 @@ fn on_every_tier(wat: &str, entry: &str, input: &[u8]) -> Result<Outcome, String
         let outcome = compiled
             .call(&mut ctx, &Call::new(entry, &[]).hashing_memory())
             .map_err(|e| format!("{}: {e}", engine.tier()))?;
-        let effects = format!("{:?} {:?} {:?}", ctx.writes, ctx.events, ctx.new_blobs);
+        let effects = format!(
+            "{:?} {:?} {:?}",
+            ctx.writes.writes().collect::<Vec<_>>(),
+            ctx.events,
+            ctx.new_blobs
+        );
         match &first {
             None => first = Some((outcome, effects)),
             Some(f) => assert_eq!(f, &(outcome, effects), "cold and {} differ", engine.tier()),

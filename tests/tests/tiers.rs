@@ -64,7 +64,12 @@ fn agree(module: &Arc<Instrumented>, call: &Call<'_>, gas: u64) -> Outcome {
             Box::new(Empty),
         );
         let outcome = compiled.call(&mut ctx, &call.hashing_memory()).unwrap();
-        let effects = format!("{:?} {:?} {:?}", ctx.return_data, ctx.writes, ctx.events);
+        let effects = format!(
+            "{:?} {:?} {:?}",
+            ctx.return_data,
+            ctx.writes.writes().collect::<Vec<_>>(),
+            ctx.events
+        );
         match &first {
             None => first = Some((outcome, effects)),
             Some((o, e)) => {

@@ -847,9 +847,9 @@ fn node_command(data: &Path, command: Command) -> Result<(), Error> {
             let address = address_of(&address)?;
             let mut full = address.as_bytes().to_vec();
             full.extend(hex_bytes(&prefix, "prefix")?);
-            let mut range = synor_core::block::KeyRange::prefix(&full);
+            let mut range = synor_core::state::Range::prefix(&full);
             if reverse {
-                range = range.reversed();
+                range = range.descending();
             }
             for (k, v, _) in node.scan(&range, limit)? {
                 println!("{} {}", hex(&k[32..]), hex(&v));

@@ -114,9 +114,9 @@ pub fn report(outcome: &Outcome, ctx: &CallContext) -> Json {
     // A failed call's writes, events and blobs are discarded: none are reported.
     let writes: Vec<Json> = ctx
         .writes
-        .iter()
+        .writes()
         .filter(|_| ok)
-        .map(|(k, v)| json!({"key": hex(k), "value": v.as_deref().map(hex)}))
+        .map(|(k, v)| json!({"key": hex(k), "value": v.map(hex)}))
         .collect();
     let events: Vec<Json> = ctx
         .events

@@ -256,7 +256,7 @@ impl State for StateView {
 
     fn next(
         &mut self,
-        range: &synor_core::block::KeyRange,
+        range: &synor_core::state::Range,
         after: Option<&[u8]>,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>, synor_core::abi::Trap> {
         self.0.borrow_mut().next(range, after)
@@ -325,7 +325,7 @@ impl Chain {
         let record = record(&outcome, &ctx);
         if outcome.trap.is_none() {
             let mut state = self.state.borrow_mut();
-            for (k, v) in std::mem::take(&mut ctx.writes) {
+            for (k, v) in std::mem::take(&mut ctx.writes).into_writes() {
                 match v {
                     Some(v) => state.insert(k, v),
                     None => state.remove(&k),
@@ -362,7 +362,7 @@ pub fn record(outcome: &Outcome, ctx: &CallContext) -> Record {
     }
     if outcome.trap.is_none() {
         h.update(&ctx.return_data);
-        for (k, v) in &ctx.writes {
+        for (k, v) in ctx.writes.writes() {
             h.update(k);
             h.update(format!("{v:?}").as_bytes());
         }
