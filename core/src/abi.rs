@@ -58,7 +58,7 @@ use core::fmt;
 
 use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
-use crate::state::{Direction, Journal, Lookup, Range};
+use crate::state::{Direction, Journal, KeyValue, Lookup, Range};
 use crate::store::{ChunkConfig, Chunker};
 
 /// The ABI version this module describes.
@@ -552,11 +552,7 @@ pub trait State {
     /// # Errors
     /// The trap that ends the call (see [`State::read`]; a transaction that declared its keys
     /// may not scan).
-    fn next(
-        &mut self,
-        range: &Range,
-        after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap>;
+    fn next(&mut self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, Trap>;
 }
 
 /// Runs contract-to-contract calls (`call`) for a [`CallContext`]: the host's part, which
@@ -601,7 +597,7 @@ impl State for Empty {
         Ok(None)
     }
 
-    fn next(&mut self, _: &Range, _: Option<&[u8]>) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+    fn next(&mut self, _: &Range, _: Option<&[u8]>) -> Result<Option<KeyValue>, Trap> {
         Ok(None)
     }
 }
@@ -618,11 +614,7 @@ impl State for BTreeMap<Vec<u8>, Vec<u8>> {
         Ok(self.get(key).cloned())
     }
 
-    fn next(
-        &mut self,
-        range: &Range,
-        after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+    fn next(&mut self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, Trap> {
         Ok(next_in(self, range, after).map(|(k, v)| (k.clone(), v.clone())))
     }
 }
@@ -784,7 +776,7 @@ impl CallContext {
         &mut self,
         range: &Range,
         after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+    ) -> Result<Option<KeyValue>, Trap> {
         let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
         // Each turn passes one key this call removed: at most as many turns as it removed.
         loop {

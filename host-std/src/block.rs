@@ -31,7 +31,7 @@ use synor_core::digest::{CodeId, Digest};
 use synor_core::instrument::Instrumented;
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
 use synor_core::sched::{AccessSet, Dag};
-use synor_core::state::{Direction, Range};
+use synor_core::state::{Direction, KeyValue, Range};
 use synor_core::tier::{Call, EngineError};
 
 use crate::pool;
@@ -105,6 +105,13 @@ fn first_after<'k>(
     }
 }
 
+/// A write to a block state: the key, its value (`None`: removed) and who wrote it.
+type Write = (Vec<u8>, Option<Vec<u8>>, Writer);
+
+/// What a step of a range scan found: the key, its value, and the execution of the block that
+/// wrote it (`None`: the base's).
+pub type Found = (Vec<u8>, Vec<u8>, Option<Writer>);
+
 /// Parts of a block state's ordered index of keys.
 const ORDERED: usize = 16;
 
@@ -139,11 +146,7 @@ pub trait Base: Send + Sync {
     ///
     /// # Errors
     /// As [`Base::get`].
-    fn next(
-        &self,
-        range: &Range,
-        after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, String>;
+    fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, String>;
 
     /// Blob `id`, stored by an earlier block.
     ///
@@ -290,8 +293,8 @@ impl BlockState {
     /// Applies `writes` in order, taking each shard's lock once: an optimistic window's
     /// workers apply thousands of writes at once, and locking per write made them wait on
     /// each other's shard locks.
-    fn put_many(&self, writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>, Writer)>) {
-        let mut by_shard: Vec<((u64, usize), (Vec<u8>, Option<Vec<u8>>, Writer))> =
+    fn put_many(&self, writes: impl IntoIterator<Item = Write>) {
+        let mut by_shard: Vec<((u64, usize), Write)> =
             writes.into_iter().map(|w| (self.locate(&w.0), w)).collect();
         // Stable: a key written twice keeps its last value.
         by_shard.sort_by_key(|((_, shard), _)| *shard);
@@ -360,11 +363,7 @@ impl BlockState {
     ///
     /// # Errors
     /// The base failed (see [`BlockState::fault`]).
-    pub fn next(
-        &self,
-        range: &Range,
-        after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>, Option<Writer>)>, Trap> {
+    pub fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<Found>, Trap> {
         let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
         loop {
             let held = self
@@ -485,7 +484,7 @@ const MAX_SPARE_WINDOWS: usize = 4;
 
 /// What block execution keeps between blocks: the worker threads and the optimistic windows
 /// of earlier blocks (their allocations, see [`Optimistic::reset`]; one per block executed at
-/// once, up to [`MAX_SPARE_WINDOWS`]). One per node or benchmark: two share nothing.
+/// once, up to four). One per node or benchmark: two share nothing.
 #[derive(Default)]
 pub struct BlockExecutor {
     workers: pool::Workers,
@@ -631,11 +630,7 @@ impl State for View {
         self.check(key, true)
     }
 
-    fn next(
-        &mut self,
-        range: &Range,
-        after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, Trap> {
+    fn next(&mut self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, Trap> {
         let start = match &range.start {
             Bound::Included(k) | Bound::Excluded(k) => k.as_slice(),
             Bound::Unbounded => &[],

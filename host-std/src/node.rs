@@ -33,7 +33,7 @@ use synor_core::block::{
 use synor_core::digest::{CodeId, Digest};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
-use synor_core::state::{Direction, Range, Version, diff_digest};
+use synor_core::state::{Direction, KeyValue, Range, Version, diff_digest};
 use synor_core::store::{CodeStore, StoreConfig};
 use synor_core::tier::{Engine, EngineError, TierPolicy, TieringStats};
 
@@ -96,6 +96,9 @@ impl Stored {
         ))
     }
 }
+
+/// A committed key, its value and the version that wrote it.
+pub type VersionedEntry = (Vec<u8>, Vec<u8>, Version);
 
 /// How a node executes.
 #[derive(Debug, Clone)]
@@ -706,11 +709,7 @@ impl Node {
     ///
     /// # Errors
     /// Database failures, a damaged entry.
-    pub fn scan(
-        &self,
-        range: &Range,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>, Version)>, NodeError> {
+    pub fn scan(&self, range: &Range, limit: usize) -> Result<Vec<VersionedEntry>, NodeError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(STATE)?;
         let mut out = Vec::new();
@@ -801,11 +800,7 @@ impl Base for Committed {
         Ok(entry.value().map(<[u8]>::to_vec))
     }
 
-    fn next(
-        &self,
-        range: &Range,
-        after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+    fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, String> {
         let Some(bounds) = range.remaining(after) else {
             return Ok(None);
         };

@@ -209,13 +209,22 @@ pub struct Summary {
     pub nodes_agree: bool,
 }
 
-/// Runs the blocks on `node`; returns the time spent in `execute_block` (execution and
-/// commit) and each block's digests.
+/// What running the blocks on one node gave.
+struct Driven {
+    /// Time spent in `execute_block` (execution and commit).
+    took: Duration,
+    /// Each block's receipts and state diff digests.
+    digests: Vec<(Digest, Digest)>,
+    /// Transactions that failed.
+    failed: usize,
+}
+
+/// Runs the blocks on `node`.
 fn drive(
     node: &mut Node,
     blocks: &[Vec<Transaction>],
     bar: &indicatif::ProgressBar,
-) -> Result<(Duration, Vec<(Digest, Digest)>, usize), Error> {
+) -> Result<Driven, Error> {
     let mut took = Duration::ZERO;
     let (mut exec, mut commit) = (Duration::ZERO, Duration::ZERO);
     let mut digests = Vec::new();
@@ -233,7 +242,11 @@ fn drive(
     if std::env::var_os("SYNOR_DEMO_TIMES").is_some() {
         eprintln!("execute {exec:?} commit {commit:?}");
     }
-    Ok((took, digests, failed))
+    Ok(Driven {
+        took,
+        digests,
+        failed,
+    })
 }
 
 /// Runs the demonstration in `dir` (two data directories inside it).
@@ -259,8 +272,8 @@ pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summar
     // The sequential node's contracts have the same addresses (same codes, creators, order).
     debug_assert_eq!(c.tokens, c_seq.tokens);
     let bar = progress(2 * blocks.len() as u64, "blocks", options.progress);
-    let (par_time, par_digests, failed) = drive(&mut node, &blocks, &bar)?;
-    let (seq_time, seq_digests, _) = drive(&mut seq, &blocks, &bar)?;
+    let par = drive(&mut node, &blocks, &bar)?;
+    let seq = drive(&mut seq, &blocks, &bar)?;
     bar.finish_and_clear();
     let transactions = blocks.iter().map(Vec::len).sum::<usize>();
     let tiering = node.tiering();
@@ -284,10 +297,10 @@ pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summar
         transactions,
         blocks: blocks.len(),
         threads,
-        tx_per_s: tps(par_time),
-        tx_per_s_sequential: tps(seq_time),
-        speedup: seq_time.as_secs_f64() / par_time.as_secs_f64().max(1e-9),
-        failed,
+        tx_per_s: tps(par.took),
+        tx_per_s_sequential: tps(seq.took),
+        speedup: seq.took.as_secs_f64() / par.took.as_secs_f64().max(1e-9),
+        failed: par.failed,
         tier_calls: tiering.calls,
         promotions: tiering.promotions,
         cache_hit_rate: cache.hits as f64 / (cache.hits + cache.misses).max(1) as f64,
@@ -296,7 +309,7 @@ pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summar
         store_records,
         digest: digest.to_string(),
         digest_after_restart: digest_after_restart.to_string(),
-        nodes_agree: par_digests == seq_digests,
+        nodes_agree: par.digests == seq.digests,
     })
 }
 

@@ -677,7 +677,7 @@ fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
 
 fn hex_bytes(s: &str, what: &str) -> Result<Vec<u8>, Error> {
     let s = s.strip_prefix("0x").unwrap_or(s);
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("{what}: an odd number of hex digits").into());
     }
     (0..s.len())

@@ -258,7 +258,7 @@ impl State for StateView {
         &mut self,
         range: &synor_core::state::Range,
         after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, synor_core::abi::Trap> {
+    ) -> Result<Option<synor_core::state::KeyValue>, synor_core::abi::Trap> {
         self.0.borrow_mut().next(range, after)
     }
 }
