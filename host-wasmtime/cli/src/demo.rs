@@ -60,7 +60,13 @@ pub struct Contracts {
     pub registry: Address,
     /// A compute-heavy contract.
     pub compute: Address,
+    /// Two key/value contracts: the first calls the second.
+    pub kv: [Address; 2],
 }
+
+/// The key/value contract of the project's tests (writes, range scans, calls to other
+/// contracts), in WebAssembly's text format.
+pub const KV_WAT: &str = include_str!("../../../tests/contracts/wat/kv.wat");
 
 /// Deploys the workload's contracts on `node` and funds `accounts` accounts in both tokens
 /// (two genesis blocks).
@@ -78,6 +84,7 @@ pub fn setup(node: &mut Node, files: &[CorpusFile], accounts: u64) -> Result<Con
     let token = node.deploy(file("token_v1.wasm")?)?;
     let registry = node.deploy(file("registry_v1.wasm")?)?;
     let compute = node.deploy(file("compute_v1.wasm")?)?;
+    let kv = node.deploy(&wat::parse_str(KV_WAT)?)?;
     let c = Contracts {
         tokens: [
             node.instantiate(&token, account(0))?,
@@ -85,6 +92,10 @@ pub fn setup(node: &mut Node, files: &[CorpusFile], accounts: u64) -> Result<Con
         ],
         registry: node.instantiate(&registry, account(0))?,
         compute: node.instantiate(&compute, account(0))?,
+        kv: [
+            node.instantiate(&kv, account(0))?,
+            node.instantiate(&kv, account(0))?,
+        ],
     };
     let supply = (accounts + 1) * 1_000_000;
     let init = |t| call(t, "init", account(0), supply.to_le_bytes().to_vec());
@@ -120,13 +131,27 @@ fn transfer(token: Address, from: u64, to: u64, amount: u64) -> Transaction {
     call(token, "transfer", account(from), input)
 }
 
-/// A block of `size` transactions: 94 % token transfers between random accounts, 3 % compute
+/// A block of `size` transactions: 91 % token transfers between random accounts, 3 % compute
 /// (hash chains), 3 % registry documents written (new versions of a few documents, stored as
-/// blobs) and read.
+/// blobs) and read, 3 % contract-to-contract calls (one key/value contract writing into the
+/// other) and range scans.
 pub fn block(c: &Contracts, rng: &mut Rng, accounts: u64, size: usize) -> Vec<Transaction> {
     (0..size)
         .map(|_| match rng.range(0, 100) {
-            0..94 => {
+            91..94 => {
+                let key = format!("k{:03}", rng.range(0, 500));
+                if rng.range(0, 4) == 0 {
+                    return call(c.kv[1], "scan", account(3), b"k0".to_vec());
+                }
+                let mut input = c.kv[1].as_bytes().to_vec();
+                input.push(3);
+                input.extend_from_slice(b"set");
+                input.push(key.len() as u8);
+                input.extend_from_slice(key.as_bytes());
+                input.extend_from_slice(&rng.next_u64().to_le_bytes());
+                call(c.kv[0], "call", account(3), input)
+            }
+            0..91 => {
                 let token = c.tokens[rng.range(0, 2) as usize];
                 let from = rng.range(1, accounts + 1);
                 let to = rng.range(1, accounts + 1);
@@ -318,7 +343,7 @@ pub fn text(s: &Summary) -> String {
     let kib = |b: u64| b as f64 / 1024.0;
     format!(
         "synor: a node ran {} blocks of {} transactions (token transfers on two contracts \
-         sharing one code, compute, documents kept as blobs)\n\
+         sharing one code, compute, documents kept as blobs, contracts calling contracts)\n\
          \n  parallel node (optimistic, {} threads)  {:>9.0} tx/s, execution and commit\
          \n  sequential node                         {:>9.0} tx/s\
          \n  speedup                                 {:>9.2}x   (both nodes committed the same \
