@@ -203,8 +203,28 @@ pub struct StateCache {
     cache: Cache<Vec<u8>, CachedEntry, EntryWeighter, KeyHasher>,
     /// Counts commits and invalidations: a load that saw it change while it ran is not cached.
     generation: RwLock<u64>,
+    /// Hits and misses, striped by key: one pair of counters written by every worker's every
+    /// read was a cache line moving between the cores on each.
+    counts: Box<[Stripe]>,
+}
+
+/// Hits and misses of some of the keys, on a cache line of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe {
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+/// Stripes of the hit and miss counters.
+const STRIPES: usize = 16;
+
+/// The stripe counting `key`: a cheap mix of its last bytes (keys of one contract share their
+/// first 32).
+fn stripe_of(key: &[u8]) -> usize {
+    let tail = &key[key.len().saturating_sub(8)..];
+    let word = tail.iter().fold(0u64, |w, b| (w << 8) | u64::from(*b));
+    (word.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % STRIPES
 }
 
 impl StateCache {
@@ -241,8 +261,7 @@ impl StateCache {
         Self {
             cache,
             generation: RwLock::new(0),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            counts: (0..STRIPES).map(|_| Stripe::default()).collect(),
         }
     }
 
@@ -256,7 +275,7 @@ impl StateCache {
     /// Counts a hit or a miss.
     pub fn get(&self, key: &[u8]) -> Option<CachedEntry> {
         let entry = self.cache.get(key);
-        self.count(entry.is_some());
+        self.count(key, entry.is_some());
         entry
     }
 
@@ -340,15 +359,24 @@ impl StateCache {
     /// Hits, misses, bytes and entries held.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self
+                .counts
+                .iter()
+                .map(|s| s.hits.load(Ordering::Relaxed))
+                .sum(),
+            misses: self
+                .counts
+                .iter()
+                .map(|s| s.misses.load(Ordering::Relaxed))
+                .sum(),
             bytes: self.cache.weight(),
             entries: self.cache.len(),
         }
     }
 
-    fn count(&self, hit: bool) {
-        let counter = if hit { &self.hits } else { &self.misses };
+    fn count(&self, key: &[u8], hit: bool) {
+        let stripe = &self.counts[stripe_of(key)];
+        let counter = if hit { &stripe.hits } else { &stripe.misses };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
