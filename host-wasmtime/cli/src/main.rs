@@ -237,6 +237,9 @@ enum BenchCommand {
     Tiers(BenchTiersArgs),
     /// Parallel block execution against sequential, on peer-to-peer token transfers.
     Sched(BenchSchedArgs),
+    /// A node (redb state, hot-state cache, commit) against in-memory block execution on the
+    /// same blocks; restart, cache against LRU, journal checkpoints.
+    Node(BenchNodeArgs),
 }
 
 #[derive(clap::Args)]
@@ -253,6 +256,43 @@ struct BenchSchedArgs {
     /// Repetitions of each cell (the medians count).
     #[arg(long, default_value_t = 11)]
     reps: usize,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchNodeArgs {
+    /// Token accounts.
+    #[arg(long, default_value_t = 10_000)]
+    accounts: u64,
+    /// Token transfers per block.
+    #[arg(long, default_value_t = 10_000)]
+    transfers: usize,
+    /// Compute transactions (hash chains) per block.
+    #[arg(long, default_value_t = 50)]
+    compute: usize,
+    /// Registry documents updated (new blobs) per block.
+    #[arg(long, default_value_t = 20)]
+    blob_writes: usize,
+    /// Registry documents read (from blobs) per block.
+    #[arg(long, default_value_t = 80)]
+    blob_reads: usize,
+    /// Contract-to-contract transactions per block.
+    #[arg(long, default_value_t = 100)]
+    calls: usize,
+    /// Worker threads of optimistic execution.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Untimed blocks before the timed ones.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Timed blocks.
+    #[arg(long, default_value_t = 6)]
+    blocks: usize,
+    /// Workload seed.
+    #[arg(long, default_value_t = 11)]
+    seed: u64,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -607,6 +647,30 @@ fn bench_sched(args: BenchSchedArgs) -> Result<(), Error> {
     Ok(())
 }
 
+fn bench_node(args: BenchNodeArgs) -> Result<(), Error> {
+    let (contracts, _) = corpus::embedded();
+    let options = bench::node::Options {
+        accounts: args.accounts,
+        transfers: args.transfers,
+        compute: args.compute,
+        blob_writes: args.blob_writes,
+        blob_reads: args.blob_reads,
+        calls: args.calls,
+        threads: args.threads,
+        warmup: args.warmup,
+        blocks: args.blocks,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let report = bench::node::run(&contracts, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", bench::node::table(&report));
+    }
+    Ok(())
+}
+
 fn bench_tiers(args: BenchTiersArgs) -> Result<(), Error> {
     let programs = match &args.programs {
         Some(dir) => corpus::load_dir(dir)?,
@@ -886,6 +950,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Store(args))) => bench_store(args),
         Some(Command::Bench(BenchCommand::Tiers(args))) => bench_tiers(args),
         Some(Command::Bench(BenchCommand::Sched(args))) => bench_sched(args),
+        Some(Command::Bench(BenchCommand::Node(args))) => bench_node(args),
         Some(Command::Demo { json }) => demo(json),
         None => demo(false),
         Some(command) => node_command(&cli.data, command),
