@@ -23,7 +23,8 @@ use hashbrown::HashMap;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use smallvec::SmallVec;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Calls, NewBlob, State, SubCall, Trap};
 pub use synor_core::block::{Address, Contracts, Declared, Mode, Receipt, Transaction};
@@ -163,8 +164,16 @@ pub struct BlockState {
     hasher: hashbrown::DefaultHashBuilder,
     /// Every key held, in order, in [`ORDERED`] parts chosen by the key's hash: what a range
     /// scan merges with the base's keys. Parts rather than one set: workers adding keys
-    /// would all wait on one lock, where a scan (rare) asks every part.
+    /// would all wait on one lock, where a scan (rare) asks every part. Built at the block's
+    /// first scan ([`BlockState::index`]), and kept from then on: a block that scans nothing
+    /// pays nothing for it.
     ordered: Vec<Padded<Mutex<BTreeSet<StateKey>>>>,
+    /// Keys new to the block go to `ordered` too (set when its building starts).
+    indexing: AtomicBool,
+    /// `ordered` holds every key (set when its building ends); scans may use it.
+    indexed: AtomicBool,
+    /// Held while `ordered` is built.
+    building: Mutex<()>,
     base: Option<Arc<dyn Base>>,
     blobs: RwLock<HashMap<CodeId, Arc<[u8]>>>,
     /// The blobs of `blobs`, in the order blocks stored them.
@@ -204,11 +213,75 @@ impl BlockState {
         Self::empty(Some(base))
     }
 
+    /// Empties the state for a new block over `base`, keeping its allocations (a block's
+    /// state grows to every key it touches, and growing it again block after block cost a
+    /// tenth of the block).
+    pub fn reset(&mut self, base: Arc<dyn Base>) {
+        for shard in &mut self.shards {
+            shard.0.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        for part in &mut self.ordered {
+            part.0.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        *self.indexing.get_mut() = false;
+        *self.indexed.get_mut() = false;
+        self.base = Some(base);
+        self.blobs
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.stored
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.fault.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Drops the base (and whatever snapshot of the committed state it holds), keeping the
+    /// allocations for [`BlockState::reset`].
+    pub fn detach(&mut self) {
+        self.base = None;
+    }
+
+    /// Builds the ordered index of the block's keys, if not built yet. Keys that writers add
+    /// meanwhile are indexed by them: a writer looks at `indexing` under its shard's lock,
+    /// which the builder takes after setting it, so every key is either already in its shard
+    /// when the builder copies the shard, or indexed by its writer.
+    fn index(&self) {
+        if self.indexed.load(Ordering::Acquire) {
+            return;
+        }
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        if self.indexed.load(Ordering::Acquire) {
+            return;
+        }
+        self.indexing.store(true, Ordering::SeqCst);
+        for shard in &self.shards {
+            let shard = shard.0.read().unwrap_or_else(|e| e.into_inner());
+            for (key, _) in shard.iter() {
+                let (hash, _) = self.locate(key);
+                self.part(hash).insert(key.clone());
+            }
+        }
+        self.indexed.store(true, Ordering::Release);
+    }
+
+    /// The part of the ordered index holding keys whose hash is `hash`.
+    fn part(&self, hash: u64) -> MutexGuard<'_, BTreeSet<StateKey>> {
+        self.ordered[(hash >> 16) as usize % ORDERED]
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     fn empty(base: Option<Arc<dyn Base>>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             hasher: Default::default(),
             ordered: (0..ORDERED).map(|_| Padded::default()).collect(),
+            indexing: AtomicBool::new(false),
+            indexed: AtomicBool::new(false),
+            building: Mutex::new(()),
             base,
             blobs: RwLock::default(),
             stored: Mutex::default(),
@@ -274,11 +347,9 @@ impl BlockState {
             }
             Entry::Vacant(e) => {
                 let key = StateKey::from_slice(key);
-                self.ordered[(hash >> 16) as usize % ORDERED]
-                    .0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key.clone());
+                if self.indexing.load(Ordering::SeqCst) {
+                    self.part(hash).insert(key.clone());
+                }
                 e.insert((
                     key,
                     Slot {
@@ -364,6 +435,7 @@ impl BlockState {
     /// # Errors
     /// The base failed (see [`BlockState::fault`]).
     pub fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<Found>, Trap> {
+        self.index();
         let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
         loop {
             let held = self

@@ -115,6 +115,9 @@ pub struct NodeConfig {
     pub store: StoreConfig,
     /// Bytes of committed state held in the hot-state cache.
     pub state_cache_bytes: u64,
+    /// Commit each block on a thread of its own while the next one executes (see
+    /// [`Node::execute_block`]).
+    pub pipeline: bool,
 }
 
 impl Default for NodeConfig {
@@ -128,6 +131,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             store: StoreConfig::default(),
             state_cache_bytes: 64 << 20,
+            pipeline: true,
         }
     }
 }
@@ -263,9 +267,22 @@ pub struct Node {
     modules: HashMap<CodeId, Arc<Instrumented>>,
     /// Hot committed state, in front of the state table.
     cache: Arc<StateCache>,
+    /// The last block's state, kept for its allocations.
+    spare: Option<BlockState>,
+    /// The last block, while its commit may still be in flight.
+    pending: Option<Arc<Pending>>,
+    /// The pipelined commit.
+    commits: Commits,
     height: u64,
     nonce: u64,
     config: NodeConfig,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // The block in flight is written before the node goes.
+        let _ = self.commits.wait();
+    }
 }
 
 impl fmt::Debug for Node {
@@ -338,6 +355,9 @@ impl Node {
             contracts: Arc::default(),
             modules: HashMap::new(),
             cache: Arc::new(StateCache::new(config.state_cache_bytes)),
+            spare: None,
+            pending: None,
+            commits: Commits::default(),
             height,
             nonce,
             config,
@@ -389,6 +409,8 @@ impl Node {
 
     /// Runs `f` on the code store (statistics, reads).
     pub fn with_store<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        // A failed commit leaves the store as it was: its failure is reported elsewhere.
+        let _ = self.sync();
         f(&self.store_read())
     }
 
@@ -399,6 +421,7 @@ impl Node {
     /// # Errors
     /// [`NodeError::Rejected`] with the instrumenter's reason; store failures.
     pub fn deploy(&mut self, wasm: &[u8]) -> Result<CodeId, NodeError> {
+        self.sync()?;
         let id = CodeId::of(wasm);
         if self.store_read().contains(&id) {
             return Ok(id);
@@ -417,6 +440,7 @@ impl Node {
     /// # Errors
     /// [`NodeError::UnknownCode`]; database failures.
     pub fn instantiate(&mut self, code: &CodeId, creator: [u8; 32]) -> Result<Address, NodeError> {
+        self.sync()?;
         self.module(code)?;
         let address = contract_address(code, &creator, self.nonce);
         let info = ContractInfo {
@@ -441,6 +465,7 @@ impl Node {
     /// # Errors
     /// Database failures, a damaged record.
     pub fn contract(&self, address: &Address) -> Result<Option<ContractInfo>, NodeError> {
+        self.sync()?;
         let read = self.db.begin_read()?;
         let table = read.open_table(CONTRACTS)?;
         let Some(v) = table.get(address.as_bytes().as_slice())? else {
@@ -454,6 +479,13 @@ impl Node {
     /// # Errors
     /// Database failures, a damaged record.
     pub fn contracts(&self) -> Result<Vec<ContractInfo>, NodeError> {
+        self.sync()?;
+        self.read_contracts()
+    }
+
+    /// Every contract, read without waiting for a block's commit (only `instantiate` writes
+    /// them, durably before it returns).
+    fn read_contracts(&self) -> Result<Vec<ContractInfo>, NodeError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(CONTRACTS)?;
         let mut out = Vec::new();
@@ -492,7 +524,7 @@ impl Node {
         if self.contracts.len() as u64 >= self.nonce {
             return Ok(());
         }
-        for info in self.contracts()? {
+        for info in self.read_contracts()? {
             if !self.contracts.contains_key(&info.address) {
                 let module = self.module(&info.code)?;
                 Arc::make_mut(&mut self.contracts).insert(info.address, module);
@@ -502,23 +534,39 @@ impl Node {
     }
 
     /// A block over the committed state.
-    fn block_state(&self) -> Result<BlockState, NodeError> {
+    /// The state of the last block, emptied (its allocations) or a new one.
+    fn block_state(&mut self) -> Result<BlockState, NodeError> {
         let read = self.db.begin_read()?;
-        let base = Committed {
+        let base = Arc::new(Committed {
             table: read.open_table(STATE)?,
             store: self.store.clone(),
             cache: self.cache.clone(),
-        };
-        Ok(BlockState::over(Arc::new(base)))
+            pending: self.pending.clone(),
+        });
+        Ok(match self.spare.take() {
+            Some(mut state) => {
+                state.reset(base);
+                state
+            }
+            None => BlockState::over(base),
+        })
     }
 
     /// Executes `txs` as block `height() + 1` and commits it (see the
     /// [module documentation](self)).
     ///
+    /// With [`NodeConfig::pipeline`] (the default), the commit is written on a thread of its
+    /// own while the caller goes on: the next block executes meanwhile (reading this one's
+    /// writes from memory), and waits for it before its own commit starts; every other
+    /// operation of the node, and [`Node::sync`], waits for it first. Without, the block is
+    /// durable when this returns.
+    ///
     /// # Errors
     /// Faults of the node (its storage or engines), never of a transaction: then nothing of
-    /// the block is committed and the node stays at the previous height.
+    /// the block is committed and the node stays at the previous height. A pipelined commit
+    /// that fails is reported by the next operation, and the node must then be opened again.
     pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<BlockOutcome, NodeError> {
+        self.commits.check()?;
         let started = std::time::Instant::now();
         self.load_contracts()?;
         let state = Arc::new(self.block_state()?);
@@ -537,7 +585,7 @@ impl Node {
         }
         let height = self.height + 1;
         let executed = std::time::Instant::now();
-        let diff = state.diff();
+        let diff = Arc::new(state.diff());
         let blobs = state.new_blobs();
         let mut outcome = BlockOutcome {
             height,
@@ -551,7 +599,28 @@ impl Node {
             execute_time: executed - started,
             commit_time: Default::default(),
         };
-        self.commit(height, &diff, &blobs, &outcome)?;
+        // One commit at a time, in order.
+        self.commits.wait()?;
+        let job = CommitJob {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            store_config: self.config.store.clone(),
+            path: self.dir.join(STORE_FILE),
+            height,
+            diff: diff.clone(),
+            blobs: blobs.clone(),
+            receipts: encode_receipts(&outcome.receipts),
+            digests: [outcome.receipts_digest, outcome.diff_digest],
+        };
+        if self.config.pipeline {
+            self.pending = Some(Arc::new(Pending {
+                diff: diff.clone(),
+                blobs: blobs.iter().map(|b| (b.id, b.bytes.clone())).collect(),
+            }));
+            self.commits.start(job)?;
+        } else {
+            job.run()?;
+        }
         outcome.commit_time = executed.elapsed();
         self.height = height;
         self.cache
@@ -563,90 +632,26 @@ impl Node {
                 };
                 (k.as_slice(), v.as_deref().map(|v| (v, version)))
             }));
+        self.keep(state);
         Ok(outcome)
     }
 
-    /// Writes block `height` in one durable write transaction.
-    fn commit(
-        &mut self,
-        height: u64,
-        diff: &BTreeMap<Vec<u8>, (Option<Vec<u8>>, Writer)>,
-        blobs: &[synor_core::abi::NewBlob],
-        outcome: &BlockOutcome,
-    ) -> Result<(), NodeError> {
-        // The blobs go through the code store, deferred: its writes join this transaction.
-        let store_ops = {
-            let mut store = self.store_write();
-            store.kv_mut().defer();
-            let mut put = || -> Result<(), StoreError> {
-                for blob in blobs {
-                    if store.contains(&blob.id) {
-                        continue;
-                    }
-                    let previous = blob.previous.filter(|p| store.contains(p));
-                    store.put_blob(&blob.bytes, previous.as_ref())?;
-                }
-                Ok(())
-            };
-            let stored = put();
-            let ops = store.kv_mut().take_deferred();
-            if let Err(e) = stored {
-                drop(store);
-                self.reload_store()?;
-                return Err(NodeError::Store(e));
-            }
-            ops
-        };
-        let written = (|| -> Result<(), NodeError> {
-            let txn = kv::begin_write(&self.db)?;
-            RedbKv::write_in(&txn, &store_ops)?;
-            {
-                let mut table = txn.open_table(STATE)?;
-                let mut entry = Vec::new();
-                for (key, (value, writer)) in diff {
-                    match value {
-                        Some(v) => {
-                            let version = Version {
-                                block: height,
-                                tx: writer.tx,
-                                incarnation: writer.incarnation,
-                            };
-                            entry.clear();
-                            entry.extend_from_slice(&Stored::encode(version));
-                            entry.extend_from_slice(v);
-                            table.insert(key.as_slice(), entry.as_slice())?;
-                        }
-                        None => {
-                            table.remove(key.as_slice())?;
-                        }
-                    }
-                }
-            }
-            txn.open_table(RECEIPTS)?
-                .insert(height, encode_receipts(&outcome.receipts).as_slice())?;
-            let mut digests = outcome.receipts_digest.as_bytes().to_vec();
-            digests.extend_from_slice(outcome.diff_digest.as_bytes());
-            txn.open_table(BLOCKS)?.insert(height, digests.as_slice())?;
-            txn.open_table(META)?.insert("height", height)?;
-            txn.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = written {
-            // The store's index holds the blobs that were not written: read it again.
-            self.reload_store()?;
-            return Err(e);
-        }
-        Ok(())
+    /// Waits until every block executed so far is durable.
+    ///
+    /// # Errors
+    /// A pipelined commit failed: the node must be opened again (it then holds every block
+    /// before the one that failed).
+    pub fn sync(&self) -> Result<(), NodeError> {
+        self.commits.wait()
     }
 
-    /// Opens the code store again from the database (after a failed commit).
-    fn reload_store(&mut self) -> Result<(), NodeError> {
-        let path = self.dir.join(STORE_FILE);
-        let kv = RedbKv::with_database(self.db.clone(), path)?;
-        let store = CodeStore::open(kv, ZstdCompressor::default(), self.config.store.clone())
-            .map_err(NodeError::Store)?;
-        *self.store_write() = store;
-        Ok(())
+    /// Keeps a block's state for the next block's allocations, without its snapshot of the
+    /// committed state (an open read transaction keeps redb from reusing pages).
+    fn keep(&mut self, state: Arc<BlockState>) {
+        self.spare = Arc::into_inner(state).map(|mut s| {
+            s.detach();
+            s
+        });
     }
 
     /// Calls `entry` of the contract at `contract` with `input` as `caller`, on the committed
@@ -662,6 +667,7 @@ impl Node {
         input: Vec<u8>,
         gas: u64,
     ) -> Result<Receipt, NodeError> {
+        self.sync()?;
         self.load_contracts()?;
         if !self.contracts.contains_key(contract) {
             return Err(NodeError::UnknownContract(*contract));
@@ -688,6 +694,7 @@ impl Node {
         if let Some(fault) = state.fault() {
             return Err(NodeError::Fault(fault));
         }
+        self.keep(state);
         Ok(done.receipts.into_iter().next().unwrap_or_default())
     }
 
@@ -696,6 +703,7 @@ impl Node {
     /// # Errors
     /// Database failures, a damaged entry.
     pub fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Version)>, NodeError> {
+        self.sync()?;
         let read = self.db.begin_read()?;
         let table = read.open_table(STATE)?;
         let Some(v) = table.get(key)? else {
@@ -710,6 +718,7 @@ impl Node {
     /// # Errors
     /// Database failures, a damaged entry.
     pub fn scan(&self, range: &Range, limit: usize) -> Result<Vec<VersionedEntry>, NodeError> {
+        self.sync()?;
         let read = self.db.begin_read()?;
         let table = read.open_table(STATE)?;
         let mut out = Vec::new();
@@ -737,6 +746,7 @@ impl Node {
     /// # Errors
     /// Database failures, a damaged entry.
     pub fn state_digest(&self) -> Result<Digest, NodeError> {
+        self.sync()?;
         let read = self.db.begin_read()?;
         let table = read.open_table(STATE)?;
         let mut entries = Vec::new();
@@ -753,6 +763,7 @@ impl Node {
     /// # Errors
     /// Database failures.
     pub fn state_len(&self) -> Result<u64, NodeError> {
+        self.sync()?;
         let read = self.db.begin_read()?;
         Ok(read.open_table(STATE)?.len()?)
     }
@@ -762,6 +773,7 @@ impl Node {
     /// # Errors
     /// Database failures, damaged records.
     pub fn block(&self, height: u64) -> Result<Option<(Vec<Receipt>, Digest, Digest)>, NodeError> {
+        self.sync()?;
         let read = self.db.begin_read()?;
         let Some(r) = read.open_table(RECEIPTS)?.get(height)? else {
             return Ok(None);
@@ -780,16 +792,168 @@ impl Node {
     }
 }
 
+/// A block's diff: each key written, its new value (`None`: removed) and the execution that
+/// wrote it.
+type Diff = BTreeMap<Vec<u8>, (Option<Vec<u8>>, Writer)>;
+
+/// A block executed and being committed: what the next block reads above the state table
+/// until the commit is done.
+struct Pending {
+    diff: Arc<Diff>,
+    blobs: HashMap<CodeId, Arc<[u8]>>,
+}
+
+/// The commit being written on its own thread, if any, and the failure of one, once seen.
+#[derive(Default)]
+struct Commits(std::sync::Mutex<CommitSlot>);
+
+#[derive(Default)]
+struct CommitSlot {
+    in_flight: Option<std::thread::JoinHandle<Result<std::time::Duration, NodeError>>>,
+    failed: Option<String>,
+}
+
+impl Commits {
+    fn slot(&self) -> std::sync::MutexGuard<'_, CommitSlot> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The failure of an earlier commit, if one failed.
+    fn check(&self) -> Result<(), NodeError> {
+        match &self.slot().failed {
+            Some(why) => Err(NodeError::Fault(format!(
+                "a block's commit failed ({why}): open the node again"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the commit in flight.
+    fn wait(&self) -> Result<(), NodeError> {
+        let mut slot = self.slot();
+        if let Some(handle) = slot.in_flight.take() {
+            let result = handle
+                .join()
+                .unwrap_or_else(|_| Err(NodeError::Fault("the commit thread panicked".into())));
+            if let Err(e) = result {
+                slot.failed = Some(e.to_string());
+            }
+        }
+        drop(slot);
+        self.check()
+    }
+
+    /// Writes `job` on a thread of its own.
+    fn start(&self, job: CommitJob) -> Result<(), NodeError> {
+        let handle = std::thread::Builder::new()
+            .name("synor-commit".into())
+            .spawn(move || job.run())
+            .map_err(|e| NodeError::Fault(format!("cannot start the commit thread: {e}")))?;
+        self.slot().in_flight = Some(handle);
+        Ok(())
+    }
+}
+
+/// What committing a block writes, and where.
+struct CommitJob {
+    db: Arc<Database>,
+    store: Arc<RwLock<Store>>,
+    store_config: StoreConfig,
+    path: PathBuf,
+    height: u64,
+    diff: Arc<Diff>,
+    blobs: Vec<synor_core::abi::NewBlob>,
+    receipts: Vec<u8>,
+    digests: [Digest; 2],
+}
+
+impl CommitJob {
+    /// Writes the block in one durable write transaction; returns how long it took. On
+    /// failure the code store is opened again from the database (its index would hold blobs
+    /// that were not written).
+    fn run(self) -> Result<std::time::Duration, NodeError> {
+        let started = std::time::Instant::now();
+        if let Err(e) = self.write() {
+            let kv = RedbKv::with_database(self.db.clone(), self.path.clone())?;
+            let store = CodeStore::open(kv, ZstdCompressor::default(), self.store_config.clone())
+                .map_err(NodeError::Store)?;
+            *self.store.write().unwrap_or_else(|e| e.into_inner()) = store;
+            return Err(e);
+        }
+        Ok(started.elapsed())
+    }
+
+    fn write(&self) -> Result<(), NodeError> {
+        // The blobs go through the code store, deferred: its writes join this transaction.
+        let store_ops = {
+            let mut store = self.store.write().unwrap_or_else(|e| e.into_inner());
+            store.kv_mut().defer();
+            let mut put = || -> Result<(), StoreError> {
+                for blob in &self.blobs {
+                    if store.contains(&blob.id) {
+                        continue;
+                    }
+                    let previous = blob.previous.filter(|p| store.contains(p));
+                    store.put_blob(&blob.bytes, previous.as_ref())?;
+                }
+                Ok(())
+            };
+            let stored = put();
+            let ops = store.kv_mut().take_deferred();
+            stored.map_err(NodeError::Store)?;
+            ops
+        };
+        let txn = kv::begin_write(&self.db)?;
+        RedbKv::write_in(&txn, &store_ops)?;
+        {
+            let mut table = txn.open_table(STATE)?;
+            let mut entry = Vec::new();
+            for (key, (value, writer)) in self.diff.iter() {
+                match value {
+                    Some(v) => {
+                        let version = Version {
+                            block: self.height,
+                            tx: writer.tx,
+                            incarnation: writer.incarnation,
+                        };
+                        entry.clear();
+                        entry.extend_from_slice(&Stored::encode(version));
+                        entry.extend_from_slice(v);
+                        table.insert(key.as_slice(), entry.as_slice())?;
+                    }
+                    None => {
+                        table.remove(key.as_slice())?;
+                    }
+                }
+            }
+        }
+        txn.open_table(RECEIPTS)?
+            .insert(self.height, self.receipts.as_slice())?;
+        let mut digests = self.digests[0].as_bytes().to_vec();
+        digests.extend_from_slice(self.digests[1].as_bytes());
+        txn.open_table(BLOCKS)?
+            .insert(self.height, digests.as_slice())?;
+        txn.open_table(META)?.insert("height", self.height)?;
+        txn.commit()?;
+        Ok(())
+    }
+}
+
 /// The committed state a block reads: a snapshot of the state table (a redb read transaction)
 /// and the code store, for blobs.
 struct Committed {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     store: Arc<RwLock<Store>>,
     cache: Arc<StateCache>,
+    /// The block before, if its commit is still being written: it shadows the table.
+    pending: Option<Arc<Pending>>,
 }
 
 impl Base for Committed {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        if let Some((value, _)) = self.pending.as_ref().and_then(|p| p.diff.get(key)) {
+            return Ok(value.clone());
+        }
         let entry = self.cache.get_or_load(key, || {
             let Some(v) = self.table.get(key).map_err(|e| e.to_string())? else {
                 return Ok(CachedEntry::Absent);
@@ -801,6 +965,51 @@ impl Base for Committed {
     }
 
     fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, String> {
+        let Some(pending) = &self.pending else {
+            return self.table_next(range, after);
+        };
+        // The pending block's writes over the table's keys, its removals hiding them.
+        let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
+        loop {
+            let own = range.remaining(after.as_deref()).and_then(|bounds| {
+                let mut found = pending.diff.range::<[u8], _>(bounds);
+                match range.direction {
+                    Direction::Ascending => found.next(),
+                    Direction::Descending => found.next_back(),
+                }
+            });
+            let below = self.table_next(range, after.as_deref())?;
+            let Some((key, (value, _))) = own else {
+                return Ok(below);
+            };
+            if let Some(b) = below
+                && range.precedes(&b.0, key)
+            {
+                return Ok(Some(b));
+            }
+            match value {
+                Some(v) => return Ok(Some((key.clone(), v.clone()))),
+                None => after = Some(key.clone()),
+            }
+        }
+    }
+
+    fn blob(&self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
+        if let Some(b) = self.pending.as_ref().and_then(|p| p.blobs.get(id)) {
+            return Ok(Some(b.clone()));
+        }
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        match store.get_shared(id) {
+            Ok(b) => Ok(Some(b)),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Committed {
+    /// The table's first key of `range` after `after`, with its value.
+    fn table_next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, String> {
         let Some(bounds) = range.remaining(after) else {
             return Ok(None);
         };
@@ -817,15 +1026,6 @@ impl Base for Committed {
         let (k, v) = entry.map_err(|e| e.to_string())?;
         let (_, value) = Stored::split(v.value()).map_err(|e| e.to_string())?;
         Ok(Some((k.value().to_vec(), value.to_vec())))
-    }
-
-    fn blob(&self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
-        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
-        match store.get_shared(id) {
-            Ok(b) => Ok(Some(b)),
-            Err(StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        }
     }
 }
 

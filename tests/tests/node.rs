@@ -288,8 +288,12 @@ type Run = (
 );
 
 fn run(blocks: &[Vec<Op>], mode: Mode, restart_after: Option<usize>) -> Run {
+    run_with(blocks, mode, restart_after, true)
+}
+
+fn run_with(blocks: &[Vec<Op>], mode: Mode, restart_after: Option<usize>, pipeline: bool) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let mut n = node(dir.path(), mode);
+    let mut n = node_with(dir.path(), mode, pipeline);
     let d = deploy_all(&mut n);
     let mut digests = Vec::new();
     for (i, ops) in blocks.iter().enumerate() {
@@ -299,7 +303,7 @@ fn run(blocks: &[Vec<Op>], mode: Mode, restart_after: Option<usize>) -> Run {
         if restart_after == Some(i) {
             let height = n.height();
             drop(n);
-            n = node(dir.path(), mode);
+            n = node_with(dir.path(), mode, pipeline);
             assert_eq!(n.height(), height);
         }
     }
@@ -312,7 +316,8 @@ proptest! {
     /// Random blocks of transfers (declared and not), blob registrations, updates and reads
     /// (blobs stored in one block and read in the next, across a restart), and compute:
     /// sequential, declared and optimistic nodes give the same receipts, state diffs and
-    /// state, restarted in the middle or not.
+    /// state, restarted in the middle or not, committing each block while the next executes or
+    /// before going on.
     #[test]
     fn random_blocks_equal_in_every_mode_and_across_restarts(
         blocks in prop::collection::vec(prop::collection::vec(op(), 1..60), 1..4),
@@ -320,7 +325,8 @@ proptest! {
         threads in 2usize..4,
     ) {
         let restart = restart.index(blocks.len());
-        let reference = run(&blocks, Mode::Sequential, None);
+        let reference = run_with(&blocks, Mode::Sequential, None, false);
+        prop_assert_eq!(&run(&blocks, Mode::Sequential, None), &reference);
         for (mode, restart) in [
             (Mode::Sequential, Some(restart)),
             (Mode::Declared { threads }, Some(restart)),
