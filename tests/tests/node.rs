@@ -26,10 +26,17 @@ fn account(n: u64) -> [u8; 32] {
 }
 
 fn node(dir: &Path, mode: Mode) -> Node {
+    node_with(dir, mode, true)
+}
+
+/// A node executing in `mode`, committing each block while the next executes (`pipeline`) or
+/// before `execute_block` returns.
+fn node_with(dir: &Path, mode: Mode, pipeline: bool) -> Node {
     open_node(
         dir,
         NodeConfig {
             mode,
+            pipeline,
             ..NodeConfig::default()
         },
     )
