@@ -614,6 +614,7 @@ impl Node {
         };
         if self.config.pipeline {
             self.pending = Some(Arc::new(Pending {
+                height,
                 diff: diff.clone(),
                 blobs: blobs.iter().map(|b| (b.id, b.bytes.clone())).collect(),
             }));
@@ -799,8 +800,22 @@ type Diff = BTreeMap<Vec<u8>, (Option<Vec<u8>>, Writer)>;
 /// A block executed and being committed: what the next block reads above the state table
 /// until the commit is done.
 struct Pending {
+    height: u64,
     diff: Arc<Diff>,
     blobs: HashMap<CodeId, Arc<[u8]>>,
+}
+
+impl Pending {
+    /// The block's write of `key`, if it wrote it, and its version.
+    fn get(&self, key: &[u8]) -> Option<(Option<&[u8]>, Version)> {
+        let (value, writer) = self.diff.get(key)?;
+        let version = Version {
+            block: self.height,
+            tx: writer.tx,
+            incarnation: writer.incarnation,
+        };
+        Some((value.as_deref(), version))
+    }
 }
 
 /// The commit being written on its own thread, if any, and the failure of one, once seen.
@@ -951,10 +966,12 @@ struct Committed {
 
 impl Base for Committed {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        if let Some((value, _)) = self.pending.as_ref().and_then(|p| p.diff.get(key)) {
-            return Ok(value.clone());
-        }
+        // The cache holds the pending block's writes (the node applies them before the next
+        // block starts): the pending block is asked only when the cache does not know a key.
         let entry = self.cache.get_or_load(key, || {
+            if let Some((value, version)) = self.pending.as_ref().and_then(|p| p.get(key)) {
+                return Ok(value.map_or(CachedEntry::Absent, |v| CachedEntry::present(v, version)));
+            }
             let Some(v) = self.table.get(key).map_err(|e| e.to_string())? else {
                 return Ok(CachedEntry::Absent);
             };
