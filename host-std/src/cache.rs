@@ -188,14 +188,18 @@ pub struct CacheStats {
 /// # Examples
 ///
 /// ```
-/// use synor_host_std::cache::{CachedEntry, StateCache};
+/// use synor_host_std::cache::{CachedEntry, StateCache, Version};
 ///
 /// let cache = StateCache::new(1 << 20);
 /// // A miss goes to the store (here: the key does not exist) and is cached as such.
 /// let entry = cache.get_or_load(b"balance/alice", || Ok::<_, ()>(CachedEntry::Absent))?;
 /// assert_eq!(entry, CachedEntry::Absent);
 /// // The block that creates the key commits; the next block reads it from the cache.
-/// cache.apply_commit([(&b"balance/alice"[..], Some(&b"\x2a"[..]))], Version { block: 7, tx: 0, incarnation: 0 });
+/// let block_7 = Version {
+///     block: 7,
+///     ..Version::default()
+/// };
+/// cache.apply_commit([(&b"balance/alice"[..], Some(&b"\x2a"[..]))], block_7);
 /// assert_eq!(cache.get(b"balance/alice").unwrap().value(), Some(&b"\x2a"[..]));
 /// # Ok::<(), ()>(())
 /// ```
