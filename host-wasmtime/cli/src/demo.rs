@@ -140,7 +140,9 @@ pub fn block(c: &Contracts, rng: &mut Rng, accounts: u64, size: usize) -> Vec<Tr
         .map(|_| match rng.range(0, 100) {
             91..94 => {
                 let key = format!("k{:03}", rng.range(0, 500));
-                if rng.range(0, 4) == 0 {
+                // A scan of a hundred keys is a hundred steps, each validated again when the
+                // block runs optimistically: one in sixteen of these calls.
+                if rng.range(0, 16) == 0 {
                     return call(c.kv[1], "scan", account(3), b"k0".to_vec());
                 }
                 let mut input = c.kv[1].as_bytes().to_vec();
@@ -251,21 +253,17 @@ fn drive(
     bar: &indicatif::ProgressBar,
 ) -> Result<Driven, Error> {
     let mut took = Duration::ZERO;
-    let (mut exec, mut commit) = (Duration::ZERO, Duration::ZERO);
+
     let mut digests = Vec::new();
     let mut failed = 0;
     for txs in blocks {
         let t = Instant::now();
         let out = node.execute_block(txs)?;
         took += t.elapsed();
-        exec += out.execute_time;
-        commit += out.commit_time;
+
         failed += out.receipts.iter().filter(|r| r.trap.is_some()).count();
         digests.push((out.receipts_digest, out.diff_digest));
         bar.inc(1);
-    }
-    if std::env::var_os("SYNOR_DEMO_TIMES").is_some() {
-        eprintln!("execute {exec:?} commit {commit:?}");
     }
     Ok(Driven {
         took,
