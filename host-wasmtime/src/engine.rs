@@ -15,6 +15,7 @@ use synor_core::abi::{CallContext, Import, Trap};
 use synor_core::instrument::{self, INSTRUMENTER_VERSION, Instrumented, Limits};
 use synor_core::tier::{self, ArtifactCache, Call, Compiled, EngineError, Outcome, Tier, Value};
 use synor_host_std::FsArtifactCache;
+use thread_local::ThreadLocal;
 use wasmtime::{Caller, Config, InstancePre, Linker, Module, OptLevel, Store, Strategy, Val};
 
 /// Native stack wasm may use. The instrumented depth limit (16,384 units by default) needs
@@ -86,10 +87,29 @@ const MAX_LANES: usize = 16;
 #[repr(align(128))]
 struct LaneBusy(AtomicBool);
 
-/// Whether a call is running on lane `i` (of any engine: lane `i` of the warm and of the hot
-/// engine count as one). Only a hint for choosing lanes, never a lock: every lane serves any
-/// thread correctly, so it is read and written with relaxed ordering.
-static LANE_BUSY: [LaneBusy; MAX_LANES] = [const { LaneBusy(AtomicBool::new(false)) }; MAX_LANES];
+/// How an engine's calls choose lanes (see [`LaneClaim`]), shared by the warm and the hot
+/// engine of a [`WasmtimeEngine::pair`]: lane `i` of either counts as one, and a thread has
+/// one home lane for both.
+struct LaneState {
+    /// Whether a call is running on lane `i`. Only a hint for choosing lanes, never a lock:
+    /// every lane serves any thread correctly, so it is read and written with relaxed
+    /// ordering.
+    busy: [LaneBusy; MAX_LANES],
+    /// Spreads first calls.
+    next: AtomicUsize,
+    /// Each calling thread's home lane, once it has called.
+    home: ThreadLocal<Cell<Option<usize>>>,
+}
+
+impl LaneState {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            busy: [const { LaneBusy(AtomicBool::new(false)) }; MAX_LANES],
+            next: AtomicUsize::new(0),
+            home: ThreadLocal::new(),
+        })
+    }
+}
 
 /// The lane a call runs on, among `lanes`, held until dropped.
 ///
@@ -101,46 +121,39 @@ static LANE_BUSY: [LaneBusy; MAX_LANES] = [const { LaneBusy(AtomicBool::new(fals
 /// had made a call) then shared a lane for good, and a two-thread block ran a fifth slower.
 /// Now threads that call at the same time settle on different lanes after at most one shared
 /// call, and a thread keeps its lane (and its pool's warm slots) while nobody else wants it.
-struct LaneClaim {
+struct LaneClaim<'a> {
+    state: &'a LaneState,
     lane: usize,
     held: bool,
 }
 
-std::thread_local! {
-    /// The calling thread's home lane, once it has called (see [`LaneClaim`]).
-    static HOME: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-impl LaneClaim {
-    fn new(lanes: usize) -> Self {
-        // Spreads first calls.
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
+impl<'a> LaneClaim<'a> {
+    fn new(state: &'a LaneState, lanes: usize) -> Self {
         let lanes = lanes.clamp(1, MAX_LANES);
-        let home = HOME
+        let home = state.home.get_or_default();
+        let first = home
             .get()
-            .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed))
+            .unwrap_or_else(|| state.next.fetch_add(1, Ordering::Relaxed))
             % lanes;
         // Looked at before taken: a read of a busy lane's line does not take it from the core
         // running there.
+        let busy = &state.busy;
         let free = |i: usize| {
-            !LANE_BUSY[i].0.load(Ordering::Relaxed) && !LANE_BUSY[i].0.swap(true, Ordering::Relaxed)
+            !busy[i].0.load(Ordering::Relaxed) && !busy[i].0.swap(true, Ordering::Relaxed)
         };
-        let claim = match (0..lanes).map(|k| (home + k) % lanes).find(|i| free(*i)) {
-            Some(lane) => Self { lane, held: true },
-            None => Self {
-                lane: home,
-                held: false,
-            },
+        let (lane, held) = match (0..lanes).map(|k| (first + k) % lanes).find(|i| free(*i)) {
+            Some(lane) => (lane, true),
+            None => (first, false),
         };
-        HOME.set(Some(claim.lane));
-        claim
+        home.set(Some(lane));
+        Self { state, lane, held }
     }
 }
 
-impl Drop for LaneClaim {
+impl Drop for LaneClaim<'_> {
     fn drop(&mut self) {
         if self.held {
-            LANE_BUSY[self.lane].0.store(false, Ordering::Relaxed);
+            self.state.busy[self.lane].0.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -249,6 +262,10 @@ pub struct WasmtimeEngine {
     config_key: Digest,
     compilations: AtomicU64,
     instrumented: bool,
+    /// Shared with the other engine of a [`pair`](Self::pair), and with every module.
+    lane_state: Arc<LaneState>,
+    /// This engine's kept stores, shared with every module it compiled.
+    kept: Arc<KeptStores>,
 }
 
 impl std::fmt::Debug for WasmtimeEngine {
@@ -290,6 +307,30 @@ impl WasmtimeEngine {
         Self::new(Tier::Hot, &Limits::default(), cache)
     }
 
+    /// The warm and the hot engine of one node, running modules instrumented with `limits`
+    /// and sharing `cache` and their lanes: lane `i` of both counts as one when calls choose
+    /// a lane, and a thread has one home lane for both (see [`new`](Self::new)). Engines
+    /// built apart, or by another `pair`, share nothing: two nodes in one process neither
+    /// see each other's calls as busy lanes nor drop each other's kept stores.
+    ///
+    /// # Errors
+    /// wasmtime cannot create either engine (e.g. Winch does not support this CPU).
+    pub fn pair(
+        limits: &Limits,
+        cache: Option<TrustedArtifacts>,
+    ) -> Result<(Self, Self), EngineError> {
+        let lane_state = LaneState::new();
+        let warm = Self::build(
+            Tier::Warm,
+            limits,
+            cache.clone(),
+            POOL_INSTANCES,
+            lane_state.clone(),
+        )?;
+        let hot = Self::build(Tier::Hot, limits, cache, POOL_INSTANCES, lane_state)?;
+        Ok((warm, hot))
+    }
+
     /// An engine for `tier` (warm or hot) running modules instrumented with `limits`.
     ///
     /// The engine has one wasmtime engine per core (a lane, see `lane_count`); a module is
@@ -297,7 +338,9 @@ impl WasmtimeEngine {
     /// thread's lane's pool ([`POOL_INSTANCES`] slots sized by `limits`), so that a call
     /// does not map and unmap its memory: per-call mmap/munmap serialises threads on the
     /// kernel's address-space lock and costs TLB shootdowns. When every slot is busy, a call
-    /// fails with an [`EngineError`] (never a trap) and the tier manager runs it cold.
+    /// fails with an [`EngineError`] (never a trap) and the tier manager runs it cold. The
+    /// engine's lanes are its own; [`pair`](Self::pair) builds a warm and a hot engine that
+    /// share them.
     ///
     /// # Errors
     /// wasmtime cannot create the engine, or `tier` is cold.
@@ -320,6 +363,17 @@ impl WasmtimeEngine {
         limits: &Limits,
         cache: Option<TrustedArtifacts>,
         instances: u32,
+    ) -> Result<Self, EngineError> {
+        Self::build(tier, limits, cache, instances, LaneState::new())
+    }
+
+    /// As [`with_pool`](Self::with_pool), choosing lanes with `lane_state`.
+    fn build(
+        tier: Tier,
+        limits: &Limits,
+        cache: Option<TrustedArtifacts>,
+        instances: u32,
+        lane_state: Arc<LaneState>,
     ) -> Result<Self, EngineError> {
         let config = config(tier, limits, instances)?;
         let lanes = (0..lane_count())
@@ -348,6 +402,8 @@ impl WasmtimeEngine {
             config_key,
             compilations: AtomicU64::new(0),
             instrumented: true,
+            lane_state,
+            kept: Arc::default(),
         })
     }
 
@@ -416,6 +472,8 @@ impl WasmtimeEngine {
             code_bytes,
             source: source.clone(),
             instrumented: self.instrumented,
+            lane_state: self.lane_state.clone(),
+            kept: self.kept.clone(),
         }))
     }
 
@@ -486,6 +544,10 @@ pub struct WasmtimeModule {
     code_bytes: usize,
     source: Arc<Instrumented>,
     instrumented: bool,
+    /// Its engine's.
+    lane_state: Arc<LaneState>,
+    /// Its engine's.
+    kept: Arc<KeptStores>,
 }
 
 impl Compiled for WasmtimeModule {
@@ -511,9 +573,9 @@ impl Compiled for WasmtimeModule {
             ctx: std::mem::take(ctx),
             ..Host::default()
         };
-        let lane = LaneClaim::new(self.pres.len());
+        let lane = LaneClaim::new(&self.lane_state, self.pres.len());
         let pre = &self.pres[lane.lane];
-        let mut kept = KeptStore::take(self.tier, pre.module().engine(), host);
+        let mut kept = self.kept.take(pre.module().engine(), host);
         let mut trap_global = None;
         let mut result = with_stack(|| self.run(pre, &mut kept.store, call, &mut trap_global));
         if kept.calls > 0 && unavailable(&result).is_some() {
@@ -544,7 +606,7 @@ impl Compiled for WasmtimeModule {
             _ => None,
         };
         let mut returned = std::mem::take(&mut store.data_mut().ctx);
-        kept.give_back(self.tier);
+        self.kept.give_back(kept);
         let (mut results, mut trap) = match result.map_err(|e| trap_of(&e, reason, self.tier)) {
             Ok(values) => (values, None),
             Err(Ok(trap)) => (Vec::new(), Some(trap)),
@@ -598,13 +660,6 @@ struct KeptStore {
     calls: u32,
 }
 
-std::thread_local! {
-    /// The calling thread's store for the warm and for the hot tier, between its calls.
-    static KEPT: [std::cell::RefCell<Option<KeptStore>>; 2] = const {
-        [std::cell::RefCell::new(None), std::cell::RefCell::new(None)]
-    };
-}
-
 impl KeptStore {
     /// A store of its own, holding `host`.
     fn fresh(engine: &wasmtime::Engine, host: Host) -> Self {
@@ -613,43 +668,78 @@ impl KeptStore {
             calls: 0,
         }
     }
+}
 
-    /// The calling thread's store for `tier` if it belongs to `engine` (the call's lane),
-    /// holding `host`; otherwise a new one (a kept store of another lane or engine is dropped
-    /// here, so a thread keeps at most one engine alive per tier after it is dropped).
-    fn take(tier: Tier, engine: &wasmtime::Engine, host: Host) -> Self {
-        // (None while the thread's locals are destroyed.)
-        let kept = KEPT.try_with(|k| k[Self::slot(tier)].borrow_mut().take());
-        match kept.ok().flatten() {
-            Some(mut kept) if wasmtime::Engine::same(kept.store.engine(), engine) => {
+/// A kept store between calls, holding no call's context: made only by [`Parked::new`], which
+/// replaces the store's [`Host`] with `Host::default()`.
+struct Parked(KeptStore);
+
+// SAFETY: `Store<T>` is `Send` when `T` is (see `_SEND` below). `Host` is not `Send` only
+// because its context's `state` and `blobs` are boxed trait objects; every other field of a
+// `CallContext` is of a `Send` type (`_SEND`). A `Parked` store's `Host` is `Host::default()`
+// (`Parked::new`), whose `state` and `blobs` are `Empty`, a unit struct that is `Send`, and
+// nothing can reach the store until `KeptStores::take` takes it out of the `Parked` again. So
+// moving a `Parked` to another thread (the engine dropped there, or a later thread given the
+// same `ThreadLocal` slot after this one exited) moves only values of `Send` types.
+unsafe impl Send for Parked {}
+
+/// What `Parked`'s `Send` rests on, checked when this crate builds.
+const _SEND: () = {
+    const fn send<T: Send>() {}
+    send::<Store<()>>();
+    send::<Option<wasmtime::Global>>();
+    send::<Option<wasmtime::Memory>>();
+    send::<synor_core::abi::Empty>();
+    send::<synor_core::abi::Event>();
+    send::<synor_core::abi::NewBlob>();
+    send::<synor_core::gas::GasSchedule>();
+    send::<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>>();
+    send::<std::collections::BTreeMap<Digest, usize>>();
+};
+
+impl Parked {
+    fn new(mut kept: KeptStore) -> Self {
+        // Nothing of the call stays behind: its context (views of the block state) and the
+        // handles of its instance are dropped.
+        *kept.store.data_mut() = Host::default();
+        Self(kept)
+    }
+}
+
+/// Each calling thread's store for one engine, between its calls.
+///
+/// Kept per engine, not per thread alone: two engines of a tier (two nodes in one process)
+/// called in turn by one thread each keep their own. A store kept by a thread that has exited
+/// is dropped with the engine, or taken over by the next thread given the same slot.
+#[derive(Default)]
+struct KeptStores(ThreadLocal<Cell<Option<Parked>>>);
+
+impl KeptStores {
+    /// The calling thread's kept store if it belongs to `engine` (the call's lane), holding
+    /// `host`; otherwise a new one (a store of another lane is dropped here).
+    fn take(&self, engine: &wasmtime::Engine, host: Host) -> KeptStore {
+        match self.0.get().and_then(Cell::take) {
+            Some(Parked(mut kept)) if wasmtime::Engine::same(kept.store.engine(), engine) => {
                 *kept.store.data_mut() = host;
                 kept
             }
-            _ => Self::fresh(engine, host),
+            _ => KeptStore::fresh(engine, host),
         }
     }
 
-    /// Keeps this store for the thread's next call on `tier`, unless it has served
+    /// Keeps `kept` for the calling thread's next call, unless it has served
     /// [`CALLS_PER_STORE`] calls or the last call's memory grew past [`KEEP_RESIDENT`] (then
     /// it is dropped, and its instances go back to the pool).
-    fn give_back(mut self, tier: Tier) {
-        self.calls += 1;
-        let memory = self
+    fn give_back(&self, mut kept: KeptStore) {
+        kept.calls += 1;
+        let memory = kept
             .store
             .data()
             .memory
-            .map_or(0, |m| m.data_size(&self.store));
-        if self.calls < CALLS_PER_STORE && memory <= KEEP_RESIDENT {
-            // Nothing of the call stays behind: its context (views of the block state) and the
-            // handles of its instance are dropped.
-            *self.store.data_mut() = Host::default();
-            // A thread exiting drops what it kept, after the slot: `try_with` fails then.
-            let _ = KEPT.try_with(|k| *k[Self::slot(tier)].borrow_mut() = Some(self));
+            .map_or(0, |m| m.data_size(&kept.store));
+        if kept.calls < CALLS_PER_STORE && memory <= KEEP_RESIDENT {
+            self.0.get_or_default().set(Some(Parked::new(kept)));
         }
-    }
-
-    fn slot(tier: Tier) -> usize {
-        usize::from(tier == Tier::Hot)
     }
 }
 
@@ -793,49 +883,76 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// The engines of all three tiers, sharing one artifact cache.
+/// The engines of all three tiers, sharing one artifact cache; the warm and the hot engine
+/// are a [`WasmtimeEngine::pair`].
 pub fn engines(
     limits: &Limits,
     cache: Option<TrustedArtifacts>,
 ) -> Result<[Arc<dyn tier::Engine>; 3], EngineError> {
+    let (warm, hot) = WasmtimeEngine::pair(limits, cache)?;
     Ok([
         Arc::new(synor_host_std::WasmiEngine::new(limits)),
-        Arc::new(WasmtimeEngine::new(Tier::Warm, limits, cache.clone())?),
-        Arc::new(WasmtimeEngine::new(Tier::Hot, limits, cache)?),
+        Arc::new(warm),
+        Arc::new(hot),
     ])
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{CALLS_PER_STORE, HOME, KEEP_RESIDENT, KEPT, LaneClaim, MAX_LANES, WasmtimeEngine};
-    use std::sync::Barrier;
+    use super::{
+        CALLS_PER_STORE, KEEP_RESIDENT, KeptStores, LaneClaim, LaneState, MAX_LANES, WasmtimeEngine,
+    };
+    use std::sync::{Arc, Barrier};
     use synor_core::abi::CallContext;
     use synor_core::gas::GasSchedule;
-    use synor_core::instrument::{self, Limits};
-    use synor_core::tier::{Call, Engine, Tier, Value};
+    use synor_core::instrument::{self, Instrumented, Limits};
+    use synor_core::tier::{Call, Compiled, Engine, Tier, Value};
+
+    /// Calls the calling thread's kept store has served, if it keeps one.
+    fn kept_calls(kept: &KeptStores) -> Option<u32> {
+        let cell = kept.0.get()?;
+        let parked = cell.take();
+        let calls = parked.as_ref().map(|p| p.0.calls);
+        cell.set(parked);
+        calls
+    }
+
+    fn module(wat: &str) -> Arc<Instrumented> {
+        let bytes = wat::parse_str(wat).unwrap();
+        let limits = Limits::default();
+        Arc::new(instrument::instrument(&bytes, &GasSchedule::V1, &limits).unwrap())
+    }
+
+    fn call_one(compiled: &Arc<dyn Compiled>) {
+        let mut ctx = CallContext::with_gas(1 << 20);
+        let o = compiled.call(&mut ctx, &Call::new("one", &[])).unwrap();
+        assert_eq!(o.results, [Value::I32(1)]);
+    }
+
+    const ONE: &str = r#"(module (func (export "one") (result i32) (i32.const 1)))"#;
 
     /// Threads calling at the same time get different lanes even when they have the same
-    /// home, and a thread keeps the lane it moved to (other tests may hold lanes meanwhile:
-    /// with every lane to choose from, some are free).
+    /// home, and a thread keeps the lane it moved to.
     #[test]
     fn threads_calling_at_once_take_different_lanes() {
         let (held, taken) = (Barrier::new(2), Barrier::new(2));
         let home = MAX_LANES - 1;
+        let state = LaneState::new();
         let lanes = std::thread::scope(|s| {
             let first = s.spawn(|| {
-                HOME.set(Some(home));
-                let claim = LaneClaim::new(MAX_LANES);
+                state.home.get_or_default().set(Some(home));
+                let claim = LaneClaim::new(&state, MAX_LANES);
                 held.wait();
                 taken.wait();
                 claim.lane
             });
             let second = s.spawn(|| {
-                HOME.set(Some(home));
+                state.home.get_or_default().set(Some(home));
                 held.wait();
-                let claim = LaneClaim::new(MAX_LANES);
+                let claim = LaneClaim::new(&state, MAX_LANES);
                 let lane = claim.lane;
                 drop(claim);
-                let again = LaneClaim::new(MAX_LANES).lane;
+                let again = LaneClaim::new(&state, MAX_LANES).lane;
                 taken.wait();
                 (lane, again)
             });
@@ -846,40 +963,107 @@ mod tests {
         assert_eq!(second, again, "the thread's next call moved lanes");
     }
 
+    /// The warm and hot engine of a pair choose lanes together; two pairs (two nodes in one
+    /// process) do not see each other's calls, nor drop each other's kept stores when one
+    /// thread calls on both in turn.
+    #[test]
+    fn two_pairs_share_no_lanes_and_no_kept_stores() {
+        let limits = Limits::default();
+        let pairs = [(); 2].map(|()| WasmtimeEngine::pair(&limits, None).unwrap());
+        let [(warm_a, hot_a), (warm_b, _)] = &pairs;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for state in [&warm_a.lane_state, &warm_b.lane_state] {
+                    state.home.get_or_default().set(Some(0));
+                }
+                let a = LaneClaim::new(&warm_a.lane_state, MAX_LANES);
+                assert_eq!(a.lane, 0);
+                let same_pair = LaneClaim::new(&hot_a.lane_state, MAX_LANES);
+                assert_ne!(
+                    same_pair.lane, 0,
+                    "the pair's hot engine took its warm call's lane"
+                );
+                let other_pair = LaneClaim::new(&warm_b.lane_state, MAX_LANES);
+                assert_eq!(
+                    other_pair.lane, 0,
+                    "another pair's call took a free lane as busy"
+                );
+            });
+        });
+        let module = module(ONE);
+        let engines = pairs.iter().flat_map(|(warm, hot)| [warm, hot]);
+        let compiled: Vec<_> = engines
+            .clone()
+            .map(|e| e.compile(&module).unwrap())
+            .collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for calls in 1..CALLS_PER_STORE {
+                    for (engine, compiled) in engines.clone().zip(&compiled) {
+                        call_one(compiled);
+                        assert_eq!(kept_calls(&engine.kept), Some(calls), "{:?}", engine.tier);
+                    }
+                }
+            });
+        });
+    }
+
+    /// Dropping an engine and its modules drops the stores every thread kept for it, also
+    /// those of threads that have exited.
+    #[test]
+    fn dropping_an_engine_drops_its_kept_stores() {
+        let hot = WasmtimeEngine::new(Tier::Hot, &Limits::default(), None).unwrap();
+        let compiled = hot.compile(&module(ONE)).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                call_one(&compiled);
+                assert_eq!(kept_calls(&hot.kept), Some(1));
+            });
+        });
+        call_one(&compiled);
+        let kept = Arc::downgrade(&hot.kept);
+        drop(compiled);
+        assert!(kept.upgrade().is_some(), "the engine holds its kept stores");
+        drop(hot);
+        assert!(
+            kept.upgrade().is_none(),
+            "kept stores outlived their engine"
+        );
+    }
+
     /// A thread keeps its store between calls, up to [`CALLS_PER_STORE`] calls, but not after
     /// a call whose memory grew past [`KEEP_RESIDENT`]: its pages would stay resident until
     /// the store's last call.
     #[test]
     fn a_store_is_kept_between_calls_unless_its_memory_grew_large() {
-        let wat = r#"(module (memory (export "memory") 1)
-            (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#;
-        let bytes = wat::parse_str(wat).unwrap();
-        let limits = Limits::default();
-        let module = instrument::instrument(&bytes, &GasSchedule::V1, &limits).unwrap();
-        let engine = WasmtimeEngine::new(Tier::Hot, &limits, None).unwrap();
-        let compiled = engine.compile(&std::sync::Arc::new(module)).unwrap();
-        let kept = || KEPT.with(|k| k[1].borrow().as_ref().map(|k| k.calls));
-        std::thread::spawn(move || {
-            let grow = |pages: i32| {
-                let mut ctx = CallContext::with_gas(1 << 30);
-                let args = [Value::I32(pages)];
-                let o = compiled.call(&mut ctx, &Call::new("grow", &args)).unwrap();
-                assert_eq!(o.results, [Value::I32(1)], "grown from one page");
-            };
-            for calls in 1..CALLS_PER_STORE {
+        let module = module(
+            r#"(module (memory (export "memory") 1)
+            (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))"#,
+        );
+        let engine = WasmtimeEngine::new(Tier::Hot, &Limits::default(), None).unwrap();
+        let compiled = engine.compile(&module).unwrap();
+        let kept = || kept_calls(&engine.kept);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let grow = |pages: i32| {
+                    let mut ctx = CallContext::with_gas(1 << 30);
+                    let args = [Value::I32(pages)];
+                    let o = compiled.call(&mut ctx, &Call::new("grow", &args)).unwrap();
+                    assert_eq!(o.results, [Value::I32(1)], "grown from one page");
+                };
+                for calls in 1..CALLS_PER_STORE {
+                    grow(1);
+                    assert_eq!(kept(), Some(calls));
+                }
+                // The store's last call: dropped.
                 grow(1);
-                assert_eq!(kept(), Some(calls));
-            }
-            // The store's last call: dropped.
-            grow(1);
-            assert_eq!(kept(), None);
-            grow(1);
-            assert_eq!(kept(), Some(1));
-            // Past the resident limit: dropped at once.
-            grow((KEEP_RESIDENT / 65_536) as i32);
-            assert_eq!(kept(), None);
-        })
-        .join()
-        .unwrap();
+                assert_eq!(kept(), None);
+                grow(1);
+                assert_eq!(kept(), Some(1));
+                // Past the resident limit: dropped at once.
+                grow((KEEP_RESIDENT / 65_536) as i32);
+                assert_eq!(kept(), None);
+            });
+        });
     }
 }
