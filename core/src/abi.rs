@@ -684,6 +684,10 @@ pub fn changed_bytes(previous: &[u8], new: &[u8]) -> u64 {
 
 /// Everything a call may ask of the node, with the gas it costs: the one implementation of ABI
 /// v1 that every tier uses.
+///
+/// Its default holds nothing of any call: no state, blobs or `calls` (a host may keep an
+/// engine's store holding a default context between calls, on any thread; a new field whose
+/// type is not `Send` must be empty in the default, and the wasmtime host checks the others).
 pub struct CallContext {
     /// The contract whose storage the call sees.
     pub contract: CodeId,

@@ -675,10 +675,11 @@ impl KeptStore {
 struct Parked(KeptStore);
 
 // SAFETY: `Store<T>` is `Send` when `T` is (see `_SEND` below). `Host` is not `Send` only
-// because its context's `state` and `blobs` are boxed trait objects; every other field of a
-// `CallContext` is of a `Send` type (`_SEND`). A `Parked` store's `Host` is `Host::default()`
-// (`Parked::new`), whose `state` and `blobs` are `Empty`, a unit struct that is `Send`, and
-// nothing can reach the store until `KeptStores::take` takes it out of the `Parked` again. So
+// because its context's `state` and `blobs` are boxed trait objects and its `calls` an `Arc`
+// of one; every other field of a `CallContext` is of a `Send` type (`_SEND`). A `Parked`
+// store's `Host` is `Host::default()` (`Parked::new`), whose `state` and `blobs` are `Empty`,
+// a unit struct that is `Send`, and whose `calls` is `None`; nothing can reach the store
+// until `KeptStores::take` takes it out of the `Parked` again. So
 // moving a `Parked` to another thread (the engine dropped there, or a later thread given the
 // same `ThreadLocal` slot after this one exited) moves only values of `Send` types.
 unsafe impl Send for Parked {}
@@ -693,7 +694,7 @@ const _SEND: () = {
     send::<synor_core::abi::Event>();
     send::<synor_core::abi::NewBlob>();
     send::<synor_core::gas::GasSchedule>();
-    send::<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>>();
+    send::<synor_core::state::Journal>();
     send::<std::collections::BTreeMap<Digest, usize>>();
 };
 
