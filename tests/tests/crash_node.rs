@@ -11,19 +11,21 @@
 //! token transfers, key/value writes and removals, blob registrations and updates.
 //!
 //! A dry run executes each block on a node over `synor_host_std::testing::CrashDb` (redb on a
-//! backend that counts the writes, length changes and syncs made while armed), opened afresh
-//! from the previous block's snapshot as a child does, and records the backend operations of
-//! the block's commit (the only writes a block makes: execution reads) and the reference after
+//! backend that counts the writes, length changes and syncs made while armed), reopened on the
+//! previous block's snapshot (taken with the database closed), and records the reference after
 //! each block: height, state digest, every committed key with its value and version, the
-//! block's receipts and digests, and the code store's records.
+//! block's receipts and digests, and the code store's records. It then counts the backend
+//! operations of each block's commit as a child runs it (a block writes only in its commit).
 //!
-//! A writer is this test binary run again as a child process (`crash_node_child`): it copies
-//! the snapshot before block `k` into a fresh directory, opens the node on `CrashDb` and kills
+//! A writer is this test binary run again as a child process (`crash_node_child`). For block
+//! `k`, it opens the node on `CrashDb` in a fresh directory holding the snapshot before block
+//! `k - 1`, executes and acknowledges block `k - 1` (so that what must survive was acknowledged
+//! by the process that dies; the first block starts from the setup's snapshot), and kills
 //! itself (`SIGKILL`: no destructor, no flush) right after the N-th backend operation of block
 //! `k`'s commit, for every N, three times: leaving the file with everything written (a process
 //! crash), with only what was synced (a power loss), or with that and an arbitrary part of the
 //! unsynced writes, sector by sector (a power loss with the disk's cache partly flushed).
-//!
+
 //! # Checks after each kill
 //!
 //! The parent reopens the node normally (`synor_host_wasmtime::open_node`) and checks that it
@@ -38,11 +40,13 @@
 //!
 //! The node commits each block in one redb write transaction with `Durability::Immediate`,
 //! two-phase commit and quick repair (`synor_host_std::kv::begin_write`; see
-//! `host-std/src/kv.rs`). The power-loss kill points keep the acknowledged block only because
-//! the commit is synced before `Node::sync` returns (commits are pipelined: a block's commit is
-//! written on a thread of its own while the caller goes on); and the block is whole (state, versions,
-//! receipts, blobs, digests and height together) only because they share that transaction:
-//! committing any of them apart fails this test.
+//! `host-std/src/kv.rs`). Commits are pipelined (a block's commit is written on a thread of its
+//! own while the caller goes on), and a writer acknowledges a block once `Node::sync` has
+//! returned. The kill points keep the acknowledged block only because its commit is synced
+//! before `sync` returns (with non-durable commits a child's acknowledged block is lost); and the block is whole (state, versions, receipts, blobs, digests and
+//! height together) only because they share that transaction: committing any of them apart
+//! fails this test. Two-phase commit guards against torn commits crafted to pass redb's
+//! checksums, which the torn kill points here cannot tell apart from one-phase commit.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -58,7 +62,7 @@ use synor_core::state::{Range, Version};
 use synor_core::tier::TierPolicy;
 use synor_host_std::STORE_FILE;
 use synor_host_std::node::{Node, NodeConfig};
-use synor_host_std::testing::{CrashDb, Loss, kill_this_process};
+use synor_host_std::testing::{CrashDb, Loss};
 use synor_tests::{contract, next, upgrade};
 
 /// The least number of kill points that must land inside block commits.
@@ -73,9 +77,7 @@ const ACCOUNTS: u64 = 6;
 /// Keys the key/value contract writes and removes.
 const KV_KEYS: u64 = 24;
 
-/// Sequential execution and no promotion: no background compilation, one core per node. Commits
-/// are pipelined (the default): a block's commit runs on its own thread, and the node waits for
-/// it before anything else.
+/// Sequential execution and no promotion: no background compilation, one core per node.
 fn config() -> NodeConfig {
     NodeConfig {
         mode: Mode::Sequential,
@@ -298,20 +300,16 @@ impl DryRun {
         }
         let mut references = vec![Reference::of(&node).expect("reference")];
         drop(node);
-        let (mut ops, mut records) = (Vec::new(), Vec::new());
+        // Each block on a node opened afresh on the previous one's snapshot, taken with the
+        // database closed.
+        let mut records = Vec::new();
         for (i, txs) in blocks.iter().enumerate() {
-            // The database is closed: the snapshot is what a child opens.
             let snapshot = snapshots.path().join(format!("{i}.redb"));
             std::fs::copy(work.path().join(STORE_FILE), &snapshot).expect("snapshot");
-            let (node, crash) = open_crash(work.path(), Loss::Process);
-            let mut node = node;
-            crash.arm(true);
-            // The commit runs on its own thread: counted until it is durable.
+            let (mut node, _) = open_crash(work.path(), Loss::Process);
             let out = node
                 .execute_block(txs)
-                .and_then(|o| node.sync().map(|()| o));
-            crash.arm(false);
-            let out = out.unwrap_or_else(|e| panic!("dry run, block {}: {e}", i + 1));
+                .unwrap_or_else(|e| panic!("dry run, block {}: {e}", i + 1));
             assert_eq!(out.height, i as u64 + 1);
             for (t, r) in out.receipts.iter().enumerate() {
                 assert_eq!(r.trap, None, "block {}, transaction {t}", i + 1);
@@ -321,24 +319,42 @@ impl DryRun {
                 record,
                 (out.receipts.clone(), out.receipts_digest, out.diff_digest)
             );
-            ops.push(crash.counted());
             records.push(record);
             references.push(Reference::of(&node).expect("reference"));
         }
-        // The workload does what it says: removals shrink the state, blobs are stored.
-        let ids = |h: usize| references[h].ids.len();
+        let mut dry = Self {
+            snapshots,
+            ops: Vec::new(),
+            references,
+            blocks: records,
+        };
+        // The backend operations of each block's commit, counted as a child runs it.
+        for k in 1..=blocks.len() {
+            let work = tempfile::tempdir().expect("temporary directory");
+            dry.restore(first_block(k), work.path());
+            let (mut node, crash) = writer(k, work.path(), blocks, Loss::Process);
+            crash.arm(true);
+            let out = node
+                .execute_block(&blocks[k - 1])
+                .and_then(|o| node.sync().map(|()| o));
+            crash.arm(false);
+            let out = out.unwrap_or_else(|e| panic!("dry run, block {k}: {e}"));
+            assert_eq!(
+                (out.receipts, out.receipts_digest, out.diff_digest),
+                dry.blocks[k - 1],
+                "block {k} executed again"
+            );
+            dry.ops.push(crash.counted());
+        }
+        // The workload does what it says: blobs are stored, keys removed.
+        let ids = |h: usize| dry.references[h].ids.len();
         assert!(
             ids(BLOCKS.len()) >= ids(0) + 2 * BLOCKS.len(),
             "blobs stored"
         );
         let removed = blocks.iter().flatten().filter(|t| t.entry == "del").count();
         assert!(removed >= BLOCKS.len(), "keys removed");
-        Self {
-            snapshots,
-            ops,
-            references,
-            blocks: records,
-        }
+        dry
     }
 
     /// The node before block `k`, copied into `dir`.
@@ -349,6 +365,26 @@ impl DryRun {
         )
         .expect("restore snapshot");
     }
+}
+
+/// The block a writer that dies in block `k` starts at: the one before (the first one for
+/// the first), so that a power loss in block `k` must keep a block that the same process
+/// acknowledged.
+fn first_block(k: usize) -> usize {
+    k.saturating_sub(1).max(1)
+}
+
+/// A writer before block `k`: the node in `dir` (holding the snapshot before block
+/// [`first_block`]) on the crash backend, unarmed, having executed the blocks from there to
+/// `k`.
+fn writer(k: usize, dir: &Path, blocks: &[Vec<Transaction>], loss: Loss) -> (Node, CrashDb) {
+    let (mut node, crash) = open_crash(dir, loss);
+    for j in first_block(k)..k {
+        node.execute_block(&blocks[j - 1])
+            .and_then(|_| node.sync())
+            .unwrap_or_else(|e| panic!("block {j}: {e}"));
+    }
+    (node, crash)
 }
 
 /// The node in `dir` on the crash backend, unarmed.
@@ -404,19 +440,20 @@ fn crash_node_child() {
     let dir = PathBuf::from(dir);
     let (k, at) = (env("SYNOR_CRASH_BLOCK") as usize, env("SYNOR_CRASH_AT"));
     let loss = loss_of(&std::env::var("SYNOR_CRASH_LOSS").expect("loss"));
-    let txs = &blocks()[k - 1];
-    let (mut node, crash) = open_crash(&dir, loss);
+    let blocks = blocks();
+    let (mut node, crash) = writer(k, &dir, &blocks, loss);
+    if k > first_block(k) {
+        say(&format!("ack {}", k - 1));
+    }
     crash.arm(true);
     crash.kill_after(at);
-    say("begin");
-    let out = node
-        .execute_block(txs)
-        .and_then(|o| node.sync().map(|()| o));
+    say(&format!("begin {k}"));
+    // Commits are pipelined: the block is durable once `sync` returns.
+    let out = node.execute_block(&blocks[k - 1]).and_then(|_| node.sync());
     crash.arm(false);
     out.unwrap_or_else(|e| panic!("block {k}: {e}"));
-    say("ack");
-    // Finishing is a failure the parent reports; the kill would have been here at the latest.
-    kill_this_process();
+    // The parent reports a writer that finishes the block.
+    say(&format!("ack {k}"));
 }
 
 /// One kill point: block `k`, killed right after the `at`-th backend operation of its commit.
@@ -478,11 +515,18 @@ fn run_child(point: &Point, dir: &Path) -> Result<(), String> {
             !status.success()
         }
     };
-    let lines: Vec<&str> = stdout.lines().collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("ack ") || l.starts_with("begin "))
+        .collect();
     if !killed {
         return Err(format!("the writer was not killed ({status}):\n{errors}"));
     }
-    if !lines.contains(&"begin") || lines.contains(&"ack") {
+    // Acknowledged the blocks before `k`, began `k` and died in it.
+    let k = point.k;
+    let mut expected: Vec<String> = (first_block(k)..k).map(|j| format!("ack {j}")).collect();
+    expected.push(format!("begin {k}"));
+    if lines != expected {
         return Err(format!(
             "the writer was not killed inside the block (said {lines:?}):\n{errors}"
         ));
@@ -560,7 +604,7 @@ fn execute(node: &mut Node, k: usize, txs: &[Transaction], dry: &DryRun) -> Resu
 /// Runs one kill point and checks the node it leaves.
 fn check(point: &Point, blocks: &[Vec<Transaction>], dry: &DryRun) -> Result<Reopened, String> {
     let dir = tempfile::tempdir().expect("temporary directory");
-    dry.restore(point.k, dir.path());
+    dry.restore(first_block(point.k), dir.path());
     run_child(point, dir.path())?;
     let mut node = synor_host_wasmtime::open_node(dir.path(), config())
         .map_err(|e| format!("reopen after the kill: {e}"))?;
