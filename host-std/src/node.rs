@@ -585,12 +585,27 @@ impl Node {
         }
         let height = self.height + 1;
         let executed = std::time::Instant::now();
-        let diff = Arc::new(state.diff());
+        // The receipts' digest and encoding on one thread, the diff and its digest on this one.
+        let ((receipts_digest, receipts_bytes), diff) = std::thread::scope(|s| {
+            let receipts = s.spawn(|| {
+                (
+                    receipts_digest(&done.receipts),
+                    encode_receipts(&done.receipts),
+                )
+            });
+            let diff = state.diff();
+            let digest = diff_digest(diff.iter().map(|(k, (v, _))| (k, v.as_ref())));
+            let receipts = receipts
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (receipts, (Arc::new(diff), digest))
+        });
+        let (diff, diff_digest) = diff;
         let blobs = state.new_blobs();
         let mut outcome = BlockOutcome {
             height,
-            receipts_digest: receipts_digest(&done.receipts),
-            diff_digest: diff_digest(diff.iter().map(|(k, (v, _))| (k, v.as_ref()))),
+            receipts_digest,
+            diff_digest,
             keys_written: diff.len(),
             blobs_stored: blobs.len(),
             receipts: done.receipts,
@@ -609,10 +624,11 @@ impl Node {
             height,
             diff: diff.clone(),
             blobs: blobs.clone(),
-            receipts: encode_receipts(&outcome.receipts),
+            receipts: receipts_bytes,
             digests: [outcome.receipts_digest, outcome.diff_digest],
         };
         if self.config.pipeline {
+            // The next block reads this one's writes from memory until the commit is done.
             self.pending = Some(Arc::new(Pending {
                 height,
                 diff: diff.clone(),
@@ -624,6 +640,7 @@ impl Node {
         }
         outcome.commit_time = executed.elapsed();
         self.height = height;
+        // Before the next block reads: a key cached before this block holds its new value.
         self.cache
             .apply_versioned(diff.iter().map(|(k, (v, writer))| {
                 let version = Version {
