@@ -58,7 +58,7 @@ use core::fmt;
 
 use crate::digest::{CodeId, Digest};
 use crate::gas::GasSchedule;
-use crate::state::{Direction, Journal, KeyValue, Lookup, Range};
+use crate::state::{Journal, KeyValue, Lookup, Range, merge_next};
 use crate::store::{ChunkConfig, Chunker};
 
 /// The ABI version this module describes.
@@ -615,22 +615,9 @@ impl State for BTreeMap<Vec<u8>, Vec<u8>> {
     }
 
     fn next(&mut self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, Trap> {
-        Ok(next_in(self, range, after).map(|(k, v)| (k.clone(), v.clone())))
-    }
-}
-
-/// The first entry of `map` in `range` after `after`, in the range's direction.
-fn next_in<'m, V>(
-    map: &'m BTreeMap<Vec<u8>, V>,
-    range: &Range,
-    after: Option<&[u8]>,
-) -> Option<(&'m Vec<u8>, &'m V)> {
-    let bounds = range.remaining(after)?;
-    let mut found = map.range::<[u8], _>(bounds);
-    if range.direction == Direction::Descending {
-        found.next_back()
-    } else {
-        found.next()
+        Ok(range
+            .first_in(self, after)
+            .map(|(k, v)| (k.clone(), v.clone())))
     }
 }
 
@@ -781,27 +768,12 @@ impl CallContext {
         range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<KeyValue>, Trap> {
-        let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
-        // Each turn passes one key this call removed: at most as many turns as it removed.
-        loop {
-            let own = (self.writes.next(range, after.as_deref()))
-                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)));
-            let below = self.state.next(range, after.as_deref())?;
-            match (own, below) {
-                (None, below) => return Ok(below),
-                (Some((k, v)), below) => {
-                    if let Some(b) = below
-                        && range.precedes(&b.0, &k)
-                    {
-                        return Ok(Some(b));
-                    }
-                    match v {
-                        Some(v) => return Ok(Some((k, v))),
-                        None => after = Some(k),
-                    }
-                }
-            }
-        }
+        let (writes, state) = (&self.writes, &mut self.state);
+        let own = |after: Option<&[u8]>| {
+            let written = writes.next(range, after);
+            Ok(written.map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))))
+        };
+        merge_next(range, after, own, |after| state.next(range, after))
     }
 
     /// Gas used out of `limit`, the gas the call started with.

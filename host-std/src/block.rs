@@ -13,7 +13,7 @@
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
 
@@ -32,7 +32,7 @@ use synor_core::digest::{CodeId, Digest};
 use synor_core::instrument::Instrumented;
 use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
 use synor_core::sched::{AccessSet, Dag};
-use synor_core::state::{Direction, KeyValue, Range};
+use synor_core::state::{self, KeyValue, Range, merge_next};
 use synor_core::tier::{Call, EngineError};
 
 use crate::pool;
@@ -78,6 +78,15 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// The version of a value this execution wrote in block `block`.
+    pub fn version(self, block: u64) -> state::Version {
+        state::Version {
+            block,
+            tx: self.tx,
+            incarnation: self.incarnation,
+        }
+    }
+
     /// Values a state was built with ([`BlockState::new`]), before any transaction.
     pub const GENESIS: Writer = Writer {
         tx: u32::MAX,
@@ -91,19 +100,6 @@ impl Writer {
 struct Slot {
     value: Option<StateValue>,
     writer: Writer,
-}
-
-/// The first key of `keys` in `range` after `after`, in the range's direction.
-fn first_after<'k>(
-    range: &Range,
-    keys: &'k BTreeSet<StateKey>,
-    after: Option<&[u8]>,
-) -> Option<&'k StateKey> {
-    let mut found = keys.range::<[u8], _>(range.remaining(after)?);
-    match range.direction {
-        Direction::Ascending => found.next(),
-        Direction::Descending => found.next_back(),
-    }
 }
 
 /// A write to a block state: the key, its value (`None`: removed) and who wrote it.
@@ -167,7 +163,7 @@ pub struct BlockState {
     /// would all wait on one lock, where a scan (rare) asks every part. Built at the block's
     /// first scan ([`BlockState::index`]), and kept from then on: a block that scans nothing
     /// pays nothing for it.
-    ordered: Vec<Padded<Mutex<BTreeSet<StateKey>>>>,
+    ordered: Vec<Padded<Mutex<BTreeMap<StateKey, ()>>>>,
     /// Keys new to the block go to `ordered` too (set when its building starts).
     indexing: AtomicBool,
     /// `ordered` holds every key (set when its building ends); scans may use it.
@@ -260,14 +256,14 @@ impl BlockState {
             let shard = shard.0.read().unwrap_or_else(|e| e.into_inner());
             for (key, _) in shard.iter() {
                 let (hash, _) = self.locate(key);
-                self.part(hash).insert(key.clone());
+                self.part(hash).insert(key.clone(), ());
             }
         }
         self.indexed.store(true, Ordering::Release);
     }
 
     /// The part of the ordered index holding keys whose hash is `hash`.
-    fn part(&self, hash: u64) -> MutexGuard<'_, BTreeSet<StateKey>> {
+    fn part(&self, hash: u64) -> MutexGuard<'_, BTreeMap<StateKey, ()>> {
         self.ordered[(hash >> 16) as usize % ORDERED]
             .0
             .lock()
@@ -348,7 +344,7 @@ impl BlockState {
             Entry::Vacant(e) => {
                 let key = StateKey::from_slice(key);
                 if self.indexing.load(Ordering::SeqCst) {
-                    self.part(hash).insert(key.clone());
+                    self.part(hash).insert(key.clone(), ());
                 }
                 e.insert((
                     key,
@@ -436,70 +432,50 @@ impl BlockState {
     /// The base failed (see [`BlockState::fault`]).
     pub fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<Found>, Trap> {
         self.index();
-        let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
-        loop {
-            let held = self
-                .ordered
-                .iter()
+        // The block's first key after `after` (a removal: `None`) over the base's.
+        let own = |after: Option<&[u8]>| {
+            let held = (self.ordered.iter())
                 .filter_map(|part| {
                     let part = part.0.lock().unwrap_or_else(|e| e.into_inner());
-                    first_after(range, &part, after.as_deref()).map(|k| k.to_vec())
+                    range.first_in(&part, after).map(|(k, ())| k.to_vec())
                 })
                 .reduce(|a, b| if range.precedes(&b, &a) { b } else { a });
-            let below = match &self.base {
-                None => None,
-                Some(base) => base
-                    .next(range, after.as_deref())
-                    .map_err(|e| self.failed(e))?,
-            };
-            // The nearer of the two in the range's direction; the block's write of a key wins.
-            let from_block = match (&held, &below) {
-                (Some(h), Some((b, _))) => !range.precedes(b, h),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => return Ok(None),
-            };
-            if !from_block {
-                let (key, value) = below.expect("chosen when present");
-                return Ok(Some((key, value, None)));
-            }
-            let key = held.expect("chosen when present");
-            let slot = self.with(&key, |s| {
-                s.map(|s| (s.value.as_ref().map(|v| v.to_vec()), s.writer))
-            });
-            match slot {
-                Some((Some(value), writer)) => return Ok(Some((key, value, Some(writer)))),
-                // Removed by the block: on to the next key.
-                _ => after = Some(key),
-            }
-        }
+            Ok(held.map(|key| {
+                let slot = self.with(&key, |s| {
+                    s.and_then(|s| Some((s.value.as_ref()?.to_vec(), Some(s.writer))))
+                });
+                (key, slot)
+            }))
+        };
+        let below = |after: Option<&[u8]>| match &self.base {
+            None => Ok(None),
+            Some(base) => Ok(base
+                .next(range, after)
+                .map_err(|e| self.failed(e))?
+                .map(|(k, v)| (k, (v, None)))),
+        };
+        let found = merge_next(range, after, own, below)?;
+        Ok(found.map(|(k, (v, writer))| (k, v, writer)))
     }
 
     /// Every key and value the block holds, ordered (with no base: the whole state).
     pub fn snapshot(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let mut all = BTreeMap::new();
-        for shard in &self.shards {
-            let shard = shard.0.read().unwrap_or_else(|e| e.into_inner());
-            all.extend(
-                shard
-                    .iter()
-                    .filter_map(|(k, s)| Some((k.to_vec(), s.value.as_ref()?.to_vec()))),
-            );
-        }
-        all
+        self.collect(|s| Some(s.value.as_ref()?.to_vec()))
     }
 
     /// The block's writes, ordered: each key's last value (`None`: removed) and the execution
     /// that wrote it.
     pub fn diff(&self) -> BTreeMap<Vec<u8>, (Option<Vec<u8>>, Writer)> {
+        self.collect(|s| Some((s.value.as_ref().map(|v| v.to_vec()), s.writer)))
+    }
+
+    /// What `f` makes of each slot the block holds, by key (a slot it makes nothing of is
+    /// left out).
+    fn collect<T>(&self, f: impl Fn(&Slot) -> Option<T>) -> BTreeMap<Vec<u8>, T> {
         let mut all = BTreeMap::new();
         for shard in &self.shards {
             let shard = shard.0.read().unwrap_or_else(|e| e.into_inner());
-            all.extend(
-                shard
-                    .iter()
-                    .map(|(k, s)| (k.to_vec(), (s.value.as_ref().map(|v| v.to_vec()), s.writer))),
-            );
+            all.extend(shard.iter().filter_map(|(k, s)| Some((k.to_vec(), f(s)?))));
         }
         all
     }

@@ -33,7 +33,7 @@ use synor_core::block::{
 use synor_core::digest::{CodeId, Digest};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
-use synor_core::state::{Direction, KeyValue, Range, Version, diff_digest};
+use synor_core::state::{Direction, KeyValue, Range, Version, diff_digest, merge_next};
 use synor_core::store::{CodeStore, StoreConfig};
 use synor_core::tier::{Engine, EngineError, TierPolicy, TieringStats};
 
@@ -643,11 +643,7 @@ impl Node {
         // Before the next block reads: a key cached before this block holds its new value.
         self.cache
             .apply_versioned(diff.iter().map(|(k, (v, writer))| {
-                let version = Version {
-                    block: height,
-                    tx: writer.tx,
-                    incarnation: writer.incarnation,
-                };
+                let version = writer.version(height);
                 (k.as_slice(), v.as_deref().map(|v| (v, version)))
             }));
         self.keep(state);
@@ -739,23 +735,7 @@ impl Node {
         self.sync()?;
         let read = self.db.begin_read()?;
         let table = read.open_table(STATE)?;
-        let mut out = Vec::new();
-        let Some(bounds) = range.remaining(None) else {
-            return Ok(out);
-        };
-        let mut entries = table.range::<&[u8]>(bounds)?;
-        while out.len() < limit {
-            let next = if range.direction == Direction::Descending {
-                entries.next_back()
-            } else {
-                entries.next()
-            };
-            let Some(entry) = next else { break };
-            let (k, v) = entry?;
-            let (version, value) = Stored::split(v.value())?;
-            out.push((k.value().to_vec(), value.to_vec(), version));
-        }
-        Ok(out)
+        entries(&table, range, None)?.take(limit).collect()
     }
 
     /// The digest of the whole committed state ([`state_digest`] of every key and value):
@@ -826,11 +806,7 @@ impl Pending {
     /// The block's write of `key`, if it wrote it, and its version.
     fn get(&self, key: &[u8]) -> Option<(Option<&[u8]>, Version)> {
         let (value, writer) = self.diff.get(key)?;
-        let version = Version {
-            block: self.height,
-            tx: writer.tx,
-            incarnation: writer.incarnation,
-        };
+        let version = writer.version(self.height);
         Some((value.as_deref(), version))
     }
 }
@@ -943,11 +919,7 @@ impl CommitJob {
             for (key, (value, writer)) in self.diff.iter() {
                 match value {
                     Some(v) => {
-                        let version = Version {
-                            block: self.height,
-                            tx: writer.tx,
-                            incarnation: writer.incarnation,
-                        };
+                        let version = writer.version(self.height);
                         entry.clear();
                         entry.extend_from_slice(&Stored::encode(version));
                         entry.extend_from_slice(v);
@@ -969,6 +941,27 @@ impl CommitJob {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The committed entries of `range` after `after`, in the range's direction.
+fn entries<'t>(
+    table: &'t ReadOnlyTable<&'static [u8], &'static [u8]>,
+    range: &Range,
+    after: Option<&[u8]>,
+) -> Result<Box<dyn Iterator<Item = Result<VersionedEntry, NodeError>> + 't>, NodeError> {
+    let Some(bounds) = range.remaining(after) else {
+        return Ok(Box::new(std::iter::empty()));
+    };
+    let within = table.range::<&[u8]>(bounds)?;
+    let within: Box<dyn Iterator<Item = _>> = match range.direction {
+        Direction::Ascending => Box::new(within),
+        Direction::Descending => Box::new(within.rev()),
+    };
+    Ok(Box::new(within.map(|entry| {
+        let (k, v) = entry?;
+        let (version, value) = Stored::split(v.value())?;
+        Ok((k.value().to_vec(), value.to_vec(), version))
+    })))
 }
 
 /// The committed state a block reads: a snapshot of the state table (a redb read transaction)
@@ -999,33 +992,16 @@ impl Base for Committed {
     }
 
     fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, String> {
+        let below = |after: Option<&[u8]>| self.table_next(range, after);
         let Some(pending) = &self.pending else {
-            return self.table_next(range, after);
+            return below(after);
         };
         // The pending block's writes over the table's keys, its removals hiding them.
-        let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
-        loop {
-            let own = range.remaining(after.as_deref()).and_then(|bounds| {
-                let mut found = pending.diff.range::<[u8], _>(bounds);
-                match range.direction {
-                    Direction::Ascending => found.next(),
-                    Direction::Descending => found.next_back(),
-                }
-            });
-            let below = self.table_next(range, after.as_deref())?;
-            let Some((key, (value, _))) = own else {
-                return Ok(below);
-            };
-            if let Some(b) = below
-                && range.precedes(&b.0, key)
-            {
-                return Ok(Some(b));
-            }
-            match value {
-                Some(v) => return Ok(Some((key.clone(), v.clone()))),
-                None => after = Some(key.clone()),
-            }
-        }
+        let own = |after: Option<&[u8]>| {
+            let written = range.first_in(&pending.diff, after);
+            Ok(written.map(|(k, (v, _))| (k.clone(), v.clone())))
+        };
+        merge_next(range, after, own, below)
     }
 
     fn blob(&self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
@@ -1044,22 +1020,10 @@ impl Base for Committed {
 impl Committed {
     /// The table's first key of `range` after `after`, with its value.
     fn table_next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, String> {
-        let Some(bounds) = range.remaining(after) else {
-            return Ok(None);
-        };
-        let mut entries = self
-            .table
-            .range::<&[u8]>(bounds)
+        let first = entries(&self.table, range, after)
+            .and_then(|mut e| e.next().transpose())
             .map_err(|e| e.to_string())?;
-        let next = if range.direction == Direction::Descending {
-            entries.next_back()
-        } else {
-            entries.next()
-        };
-        let Some(entry) = next else { return Ok(None) };
-        let (k, v) = entry.map_err(|e| e.to_string())?;
-        let (_, value) = Stored::split(v.value()).map_err(|e| e.to_string())?;
-        Ok(Some((k.value().to_vec(), value.to_vec())))
+        Ok(first.map(|(k, v, _)| (k, v)))
     }
 }
 

@@ -168,3 +168,38 @@ pub fn corpus_dir() -> Option<PathBuf> {
     let _ = std::io::stderr().write_all(message.as_bytes());
     None
 }
+
+/// The id of test account `n`, as the project's benchmarks and workloads name accounts.
+pub fn account(n: u64) -> [u8; 32] {
+    let mut a = [0u8; 32];
+    a[..8].copy_from_slice(&n.to_le_bytes());
+    a[31] = 0xac;
+    a
+}
+
+/// A transaction calling `entry` of `contract` as `caller` with `input`, with 200,000,000 gas,
+/// declaring nothing.
+pub fn tx(
+    contract: synor_core::block::Address,
+    entry: &str,
+    caller: [u8; 32],
+    input: Vec<u8>,
+) -> synor_core::block::Transaction {
+    synor_core::block::Transaction {
+        contract,
+        entry: entry.into(),
+        caller,
+        input,
+        gas: 200_000_000,
+        access: None,
+    }
+}
+
+/// The input of the key/value test contract's writes (`tests/contracts/wat/kv.wat`: `set`,
+/// `set_then_fail`, `set_and_scan`): the key's length, the key, the value.
+pub fn kv_set_input(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut input = vec![key.len() as u8];
+    input.extend_from_slice(key);
+    input.extend_from_slice(value);
+    input
+}

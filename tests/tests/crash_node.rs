@@ -63,7 +63,7 @@ use synor_core::tier::TierPolicy;
 use synor_host_std::STORE_FILE;
 use synor_host_std::node::{Node, NodeConfig};
 use synor_host_std::testing::{CrashDb, Loss};
-use synor_tests::{contract, next, upgrade};
+use synor_tests::{account, contract, next, tx, upgrade};
 
 /// The least number of kill points that must land inside block commits.
 const MIN_KILLS: usize = 200;
@@ -84,13 +84,6 @@ fn config() -> NodeConfig {
         tier_policy: TierPolicy::NEVER,
         ..NodeConfig::default()
     }
-}
-
-fn account(n: u64) -> [u8; 32] {
-    let mut a = [0u8; 32];
-    a[..8].copy_from_slice(&n.to_le_bytes());
-    a[31] = 0xac;
-    a
 }
 
 fn wasm(name: &str) -> Vec<u8> {
@@ -129,17 +122,6 @@ fn contracts() -> Contracts {
         token,
         registry,
         kv,
-    }
-}
-
-fn tx(contract: Address, entry: &str, caller: [u8; 32], input: Vec<u8>) -> Transaction {
-    Transaction {
-        contract,
-        entry: entry.into(),
-        caller,
-        input,
-        gas: 200_000_000,
-        access: None,
     }
 }
 

@@ -10,19 +10,13 @@ use synor_core::block::{Address, Mode, Transaction};
 use synor_core::sched::AccessSet;
 use synor_host_std::node::{Node, NodeConfig, NodeError};
 use synor_host_wasmtime::open_node;
+use synor_tests::{account, kv_set_input, tx};
 
 fn contract(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("contracts/wasm")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn account(n: u64) -> [u8; 32] {
-    let mut a = [0u8; 32];
-    a[..8].copy_from_slice(&n.to_le_bytes());
-    a[31] = 0xac;
-    a
 }
 
 fn node(dir: &Path, mode: Mode) -> Node {
@@ -41,17 +35,6 @@ fn node_with(dir: &Path, mode: Mode, pipeline: bool) -> Node {
         },
     )
     .unwrap()
-}
-
-fn tx(contract: Address, entry: &str, caller: [u8; 32], input: Vec<u8>) -> Transaction {
-    Transaction {
-        contract,
-        entry: entry.into(),
-        caller,
-        input,
-        gas: 200_000_000,
-        access: None,
-    }
 }
 
 fn transfer(token: Address, from: u64, to: u64, amount: u64) -> Transaction {
@@ -419,10 +402,7 @@ fn kv_wasm() -> Vec<u8> {
 }
 
 fn set(kv: Address, key: &[u8], value: &[u8]) -> Transaction {
-    let mut input = vec![key.len() as u8];
-    input.extend_from_slice(key);
-    input.extend_from_slice(value);
-    tx(kv, "set", account(1), input)
+    tx(kv, "set", account(1), kv_set_input(key, value))
 }
 
 fn kv_call(kv: Address, entry: &str, input: &[u8]) -> Transaction {
@@ -534,12 +514,6 @@ fn nested_calls_undo_only_their_own_effects() {
     let code = n.deploy(&kv_wasm()).unwrap();
     let a = n.instantiate(&code, account(0)).unwrap();
     let b = n.instantiate(&code, account(0)).unwrap();
-    let set_input = |k: &[u8], v: &[u8]| {
-        let mut i = vec![k.len() as u8];
-        i.extend_from_slice(k);
-        i.extend_from_slice(v);
-        i
-    };
     // Nine calls deep: A calls itself until the depth limit refuses.
     let mut deep = call_input(b, "scan", b"");
     for _ in 0..9 {
@@ -547,8 +521,8 @@ fn nested_calls_undo_only_their_own_effects() {
     }
     let out = n
         .execute_block(&[
-            call_via(a, b, "set", &set_input(b"x", b"1")),
-            call_via(a, b, "set_then_fail", &set_input(b"y", b"2")),
+            call_via(a, b, "set", &kv_set_input(b"x", b"1")),
+            call_via(a, b, "set_then_fail", &kv_set_input(b"y", b"2")),
             call_via(a, synor_core::Digest::of(b"nobody"), "set", b""),
             call_via(a, b, "scan", b""),
             kv_call(a, "call", &deep),
@@ -613,13 +587,7 @@ fn kv_key(k: u8) -> Vec<u8> {
 }
 
 fn kv_tx(a: Address, b: Address, op: &KvOp) -> Transaction {
-    let set_input = |k: u8, v: u8| {
-        let key = kv_key(k);
-        let mut i = vec![key.len() as u8];
-        i.extend_from_slice(&key);
-        i.push(v);
-        i
-    };
+    let set_input = |k: u8, v: u8| kv_set_input(&kv_key(k), &[v]);
     match *op {
         KvOp::Set(k, v) => kv_call(a, "set", &set_input(k, v)),
         KvOp::Del(k) => kv_call(a, "del", &kv_key(k)),

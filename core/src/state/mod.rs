@@ -205,6 +205,23 @@ impl Range {
         };
         nonempty.then_some((start, end))
     }
+
+    /// The first entry of `map` in the range after `after` (from the range's start for
+    /// `None`), in the range's direction.
+    pub fn first_in<'m, K, V>(
+        &self,
+        map: &'m BTreeMap<K, V>,
+        after: Option<&[u8]>,
+    ) -> Option<(&'m K, &'m V)>
+    where
+        K: core::borrow::Borrow<[u8]> + Ord,
+    {
+        let mut within = map.range::<[u8], _>(self.remaining(after)?);
+        match self.direction {
+            Direction::Ascending => within.next(),
+            Direction::Descending => within.next_back(),
+        }
+    }
 }
 
 /// A key range in byte order, borrowed ([`Range::remaining`]).
@@ -449,10 +466,39 @@ fn first<'m, V>(
     range: &Range,
     after: Option<&[u8]>,
 ) -> Option<(&'m Vec<u8>, &'m V)> {
-    let mut within = map.range::<[u8], _>(range.remaining(after)?);
-    match range.direction {
-        Direction::Ascending => within.next(),
-        Direction::Descending => within.next_back(),
+    range.first_in(map, after)
+}
+
+/// One step of a scan over writes laid over a state: the first key of `range` after `after`
+/// (from the range's start for `None`) that `own` wrote or `below` holds, in the range's
+/// direction. `own(after)` gives the first write after a key (`None` value: removed), `below`
+/// the first key of the state; a write shadows the state's entry at its key, a removal hides
+/// it. Each turn past a removal asks both again: at most as many turns as removals passed.
+///
+/// # Errors
+/// The first error of `own` or `below`.
+pub fn merge_next<V, E>(
+    range: &Range,
+    after: Option<&[u8]>,
+    mut own: impl FnMut(Option<&[u8]>) -> Result<Option<(Vec<u8>, Option<V>)>, E>,
+    mut below: impl FnMut(Option<&[u8]>) -> Result<Option<(Vec<u8>, V)>, E>,
+) -> Result<Option<(Vec<u8>, V)>, E> {
+    let mut after: Option<Vec<u8>> = after.map(<[u8]>::to_vec);
+    loop {
+        let written = own(after.as_deref())?;
+        let held = below(after.as_deref())?;
+        let Some((key, value)) = written else {
+            return Ok(held);
+        };
+        if let Some(held) = held
+            && range.precedes(&held.0, &key)
+        {
+            return Ok(Some(held));
+        }
+        match value {
+            Some(value) => return Ok(Some((key, value))),
+            None => after = Some(key),
+        }
     }
 }
 

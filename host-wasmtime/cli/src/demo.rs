@@ -13,13 +13,10 @@ use synor_host_std::node::{Node, NodeConfig};
 
 use crate::bench::progress;
 use crate::corpus::CorpusFile;
-use crate::workload::{Rng, account};
+use crate::workload::{Rng, account, call, transfer_input};
 
 /// Error of the demonstration.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// Gas of each demonstration transaction.
-const GAS: u64 = 50_000_000;
 
 /// The shape of the demonstration.
 #[derive(Debug, Clone)]
@@ -114,21 +111,13 @@ fn check(outcome: &synor_host_std::BlockOutcome) -> Result<(), Error> {
     }
 }
 
-fn call(contract: Address, entry: &str, caller: [u8; 32], input: Vec<u8>) -> Transaction {
-    Transaction {
-        contract,
-        entry: entry.into(),
-        caller,
-        input,
-        gas: GAS,
-        access: None,
-    }
-}
-
 fn transfer(token: Address, from: u64, to: u64, amount: u64) -> Transaction {
-    let mut input = account(to).to_vec();
-    input.extend_from_slice(&amount.to_le_bytes());
-    call(token, "transfer", account(from), input)
+    call(
+        token,
+        "transfer",
+        account(from),
+        transfer_input(account(to), amount),
+    )
 }
 
 /// A block of `size` transactions: 91 % token transfers between random accounts, 3 % compute

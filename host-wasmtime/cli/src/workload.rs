@@ -93,6 +93,28 @@ pub struct CallSpec {
     pub input: Vec<u8>,
 }
 
+/// Gas of each transaction of the node's workloads (the demonstration, `bench node`).
+pub const TX_GAS: u64 = 50_000_000;
+
+/// A transaction calling `entry` of `contract` as `caller` with `input`, declaring nothing.
+pub fn call(contract: Address, entry: &str, caller: [u8; 32], input: Vec<u8>) -> Transaction {
+    Transaction {
+        contract,
+        entry: entry.into(),
+        caller,
+        input,
+        gas: TX_GAS,
+        access: None,
+    }
+}
+
+/// The input of the token contract's `transfer`: the recipient and the amount.
+pub fn transfer_input(to: [u8; 32], amount: u64) -> Vec<u8> {
+    let mut input = to.to_vec();
+    input.extend_from_slice(&amount.to_le_bytes());
+    input
+}
+
 /// The id of test account `n`.
 pub fn account(n: u64) -> [u8; 32] {
     let mut a = [0u8; 32];

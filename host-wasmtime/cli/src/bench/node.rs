@@ -22,12 +22,9 @@ use synor_host_wasmtime::engine::engines;
 
 use super::{median, pair, progress, quartiles};
 use crate::corpus::CorpusFile;
-use crate::workload::{Rng, account};
+use crate::workload::{Rng, account, call, transfer_input};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// Gas of each transaction.
-const GAS: u64 = 50_000_000;
 
 /// Tokens each account holds after genesis.
 const FUNDING: u64 = 1_000_000;
@@ -196,23 +193,6 @@ struct Deployed {
     kv: Vec<Address>,
     /// Every contract's module, by address: what the in-memory side executes.
     modules: Arc<HashMap<Address, Arc<Instrumented>>>,
-}
-
-fn call(contract: Address, entry: &str, caller: [u8; 32], input: Vec<u8>) -> Transaction {
-    Transaction {
-        contract,
-        entry: entry.into(),
-        caller,
-        input,
-        gas: GAS,
-        access: None,
-    }
-}
-
-fn transfer_input(to: [u8; 32], amount: u64) -> Vec<u8> {
-    let mut input = to.to_vec();
-    input.extend_from_slice(&amount.to_le_bytes());
-    input
 }
 
 /// A document's name as the registry's input starts with it.
