@@ -568,21 +568,7 @@ impl Node {
     pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<BlockOutcome, NodeError> {
         self.commits.check()?;
         let started = std::time::Instant::now();
-        self.load_contracts()?;
-        let state = Arc::new(self.block_state()?);
-        let txs: Arc<[Transaction]> = txs.into();
-        let done = block::execute_block(
-            &self.blocks,
-            &self.exec,
-            &(self.contracts.clone() as Arc<dyn Contracts>),
-            &state,
-            &txs,
-            self.config.mode,
-        )
-        .map_err(NodeError::Engine)?;
-        if let Some(fault) = state.fault() {
-            return Err(NodeError::Fault(fault));
-        }
+        let (state, done) = self.run(txs.into(), self.config.mode)?;
         let height = self.height + 1;
         let executed = std::time::Instant::now();
         // The receipts' digest and encoding on one thread, the diff and its digest on this one.
@@ -686,30 +672,38 @@ impl Node {
         if !self.contracts.contains_key(contract) {
             return Err(NodeError::UnknownContract(*contract));
         }
-        let state = Arc::new(self.block_state()?);
-        let txs: Arc<[Transaction]> = vec![Transaction {
+        let tx = Transaction {
             contract: *contract,
             entry: entry.into(),
             caller,
             input,
             gas,
             access: None,
-        }]
-        .into();
-        let done = block::execute_block(
-            &self.blocks,
-            &self.exec,
-            &(self.contracts.clone() as Arc<dyn Contracts>),
-            &state,
-            &txs,
-            Mode::Sequential,
-        )
-        .map_err(NodeError::Engine)?;
+        };
+        let (state, done) = self.run(vec![tx].into(), Mode::Sequential)?;
+        self.keep(state);
+        Ok(done.receipts.into_iter().next().unwrap_or_default())
+    }
+
+    /// Executes `txs` in `mode` over the committed state (every contract loaded first);
+    /// returns the block's state and what execution gave.
+    ///
+    /// # Errors
+    /// An engine or the storage failed: the block is void.
+    fn run(
+        &mut self,
+        txs: Arc<[Transaction]>,
+        mode: Mode,
+    ) -> Result<(Arc<BlockState>, block::Execution), NodeError> {
+        self.load_contracts()?;
+        let state = Arc::new(self.block_state()?);
+        let contracts = self.contracts.clone() as Arc<dyn Contracts>;
+        let done = block::execute_block(&self.blocks, &self.exec, &contracts, &state, &txs, mode)
+            .map_err(NodeError::Engine)?;
         if let Some(fault) = state.fault() {
             return Err(NodeError::Fault(fault));
         }
-        self.keep(state);
-        Ok(done.receipts.into_iter().next().unwrap_or_default())
+        Ok((state, done))
     }
 
     /// The committed value of `key` (namespaced by contract address) and its version.

@@ -336,6 +336,11 @@ fn blobs_are_committed_through_the_code_store() {
     let mut n = node(dir.path(), Mode::Optimistic { threads: 2 });
     let d = deploy_all(&mut n);
     let stored_before = n.with_store(|s| s.ids().len());
+    let update = Op::Update {
+        name: 1,
+        len: 3000,
+        seed: 2,
+    };
     // A blob is readable from the block after the one that stored it: an update in the same
     // block finds nothing to update.
     let out = n
@@ -348,14 +353,7 @@ fn blobs_are_committed_through_the_code_store() {
                     seed: 1,
                 },
             ),
-            to_tx(
-                &d,
-                &Op::Update {
-                    name: 1,
-                    len: 3000,
-                    seed: 2,
-                },
-            ),
+            to_tx(&d, &update),
         ])
         .unwrap();
     assert_eq!(out.receipts[0].trap, None);
@@ -364,16 +362,7 @@ fn blobs_are_committed_through_the_code_store() {
         Some("host_error: blob_update of a missing blob")
     );
     assert_eq!(out.blobs_stored, 1);
-    let out = n
-        .execute_block(&[to_tx(
-            &d,
-            &Op::Update {
-                name: 1,
-                len: 3000,
-                seed: 2,
-            },
-        )])
-        .unwrap();
+    let out = n.execute_block(&[to_tx(&d, &update)]).unwrap();
     assert_eq!(out.receipts[0].trap, None);
     assert_eq!(out.blobs_stored, 1);
     // Stored as an update: the new version refers to the previous one.
