@@ -26,6 +26,7 @@
 //! | `storage_prev` | as `storage_next` | the same, descending (from the last key when `after_len` is -1) | as `storage_next` |
 //! | `call` | `(contract, entry, entry_len, input, input_len, gas) -> i64` | calls `entry` of the contract at address `contract` (32 bytes) with `input`, forwarding at most the `u64` at `gas` (little-endian); the callee sees this contract as its caller and this call's writes; returns the length of its return data, or -1 if it failed (its writes, events and blobs are then undone, this call goes on) | `contract_call` + `copy_word` per word of entry and input + the gas the callee used |
 //! | `call_result` | `(dst, offset, len)` | copies bytes `offset..offset+len` of the last `call`'s return data | `copy_word` per word |
+//! | `instantiate` | `(code, address_out) -> i32` | instantiates a new contract of the deployed code `code` (32 bytes), created by this contract, and writes its address (32 bytes); returns 0, or -1 if no code `code` is deployed. This transaction may call the new contract at once, anyone from the next block on; undone if this call fails | `contract_instantiate` |
 //! | `abort` | `(message, len)` | traps with `aborted` and the message | — |
 //!
 //! A word is 32 bytes, a part of one counting as one. In schedule v1 a 32-byte key with a
@@ -112,6 +113,8 @@ pub enum Shape {
     Args1I64,
     /// `(i32, i32)`
     Args2,
+    /// `(i32, i32) -> i32`
+    Args2I32,
     /// `(i32, i32, i32)`
     Args3,
     /// `(i32, i32, i32, i32)`
@@ -130,7 +133,7 @@ impl Shape {
         match self {
             Shape::Args0I32 => 0,
             Shape::Args1 | Shape::Args1I64 => 1,
-            Shape::Args2 => 2,
+            Shape::Args2 | Shape::Args2I32 => 2,
             Shape::Args3 => 3,
             Shape::Args4 | Shape::Args4I32 | Shape::Args4I64 => 4,
             Shape::Args6I64 => 6,
@@ -140,7 +143,7 @@ impl Shape {
     /// The result's type, if it has one.
     pub fn result(self) -> Option<Ty> {
         match self {
-            Shape::Args0I32 | Shape::Args4I32 => Some(Ty::I32),
+            Shape::Args0I32 | Shape::Args2I32 | Shape::Args4I32 => Some(Ty::I32),
             Shape::Args1I64 | Shape::Args4I64 | Shape::Args6I64 => Some(Ty::I64),
             Shape::Args1 | Shape::Args2 | Shape::Args3 | Shape::Args4 => None,
         }
@@ -174,6 +177,9 @@ macro_rules! define_typed_import {
             ),
             Shape::Args2 => $crate::define_typed_import!(
                 @wrap $linker, import, $caller, $error, $host_call, (a, b) -> (), unit
+            ),
+            Shape::Args2I32 => $crate::define_typed_import!(
+                @wrap $linker, import, $caller, $error, $host_call, (a, b) -> i32, Import::raw_i32
             ),
             Shape::Args3 => $crate::define_typed_import!(
                 @wrap $linker, import, $caller, $error, $host_call, (a, b, c) -> (), unit
@@ -231,11 +237,12 @@ pub enum Import {
     StoragePrev,
     Call,
     CallResult,
+    Instantiate,
 }
 
 impl Import {
     /// Every import, in dispatch order.
-    pub const ALL: [Import; 17] = [
+    pub const ALL: [Import; 18] = [
         Import::InputLen,
         Import::InputRead,
         Import::ReturnData,
@@ -253,6 +260,7 @@ impl Import {
         Import::StoragePrev,
         Import::Call,
         Import::CallResult,
+        Import::Instantiate,
     ];
 
     /// The import's name in module `synor`.
@@ -275,6 +283,7 @@ impl Import {
             Import::StoragePrev => "storage_prev",
             Import::Call => "call",
             Import::CallResult => "call_result",
+            Import::Instantiate => "instantiate",
         }
     }
 
@@ -288,6 +297,7 @@ impl Import {
             Import::InputRead | Import::BlobStore | Import::CallResult => Shape::Args3,
             Import::StorageWrite | Import::EmitEvent | Import::BlobUpdate => Shape::Args4,
             Import::BlobRead => Shape::Args4I32,
+            Import::Instantiate => Shape::Args2I32,
             Import::StorageRead => Shape::Args4I64,
             Import::StorageNext | Import::StoragePrev | Import::Call => Shape::Args6I64,
         }
@@ -566,6 +576,21 @@ pub trait Calls {
     /// A fault of the host (an engine failed): the whole transaction ends with it, and the
     /// host must not commit the block.
     fn call(&self, ctx: &mut CallContext, entry: &str) -> Result<SubCall, Trap>;
+
+    /// Whether code `code` is deployed: what `instantiate` may instantiate.
+    fn has_code(&self, code: &CodeId) -> bool;
+}
+
+/// A contract a call instantiated (`instantiate`), to be committed with the block if the
+/// transaction succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewContract {
+    /// Its address ([`created_address`](crate::block::created_address)).
+    pub address: CodeId,
+    /// Its code.
+    pub code: CodeId,
+    /// The contract that instantiated it.
+    pub creator: CodeId,
 }
 
 /// What a nested call did.
@@ -707,6 +732,11 @@ pub struct CallContext {
     pub depth: u32,
     /// The last `call`'s return data.
     pub call_result: Vec<u8>,
+    /// Contracts instantiated so far.
+    pub new_contracts: Vec<NewContract>,
+    /// The block height and the transaction's index in it: what the addresses of new
+    /// contracts are made of, besides their code and creator.
+    pub position: (u64, u32),
 }
 
 impl Default for CallContext {
@@ -758,6 +788,8 @@ impl CallContext {
             calls: None,
             depth: 0,
             call_result: Vec::new(),
+            new_contracts: Vec::new(),
+            position: (0, 0),
         }
     }
 
@@ -1023,6 +1055,25 @@ impl CallContext {
                 Ok(Some(entry.len() as u64))
             }
             Import::Call => self.call(args, mem),
+            Import::Instantiate => {
+                let (code, out) = (arg(0), arg(1));
+                self.charge(s.contract_instantiate)?;
+                let code = Self::id_at(mem, code)?;
+                let deployed = self.calls.as_ref().is_some_and(|c| c.has_code(&code));
+                if !deployed {
+                    return Ok(Some(u64::MAX));
+                }
+                let ordinal = self.new_contracts.len() as u32;
+                let address =
+                    crate::block::created_address(&code, &self.contract, self.position, ordinal);
+                write(mem, out, address.as_bytes())?;
+                self.new_contracts.push(NewContract {
+                    address,
+                    code,
+                    creator: self.contract,
+                });
+                Ok(Some(0))
+            }
             Import::CallResult => {
                 let (dst, offset, len) = (arg(0), arg(1), arg(2));
                 self.charge(cost(0, s.copy_word, words(len)))?;
@@ -1078,13 +1129,20 @@ impl CallContext {
         let checkpoint = child.writes.checkpoint();
         child.events = core::mem::take(&mut self.events);
         child.new_blobs = core::mem::take(&mut self.new_blobs);
-        let mark = (child.events.len(), child.new_blobs.len());
+        child.new_contracts = core::mem::take(&mut self.new_contracts);
+        child.position = self.position;
+        let mark = (
+            child.events.len(),
+            child.new_blobs.len(),
+            child.new_contracts.len(),
+        );
         let result = calls.call(&mut child, &entry);
         self.state = core::mem::replace(&mut child.state, Box::new(Empty));
         self.blobs = core::mem::replace(&mut child.blobs, Box::new(Empty));
         self.writes = core::mem::take(&mut child.writes);
         self.events = core::mem::take(&mut child.events);
         self.new_blobs = core::mem::take(&mut child.new_blobs);
+        self.new_contracts = core::mem::take(&mut child.new_contracts);
         // Rebuilt at the next lookup.
         self.new_blob_index.clear();
         let sub = result?;
@@ -1099,6 +1157,7 @@ impl CallContext {
         if sub.failed {
             self.events.truncate(mark.0);
             self.new_blobs.truncate(mark.1);
+            self.new_contracts.truncate(mark.2);
             return Ok(Some(u64::MAX));
         }
         self.call_result = core::mem::take(&mut child.return_data);

@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::abi::{Event, Trap};
+use crate::abi::{Event, NewContract, Trap};
 use crate::digest::Digest;
 use crate::instrument::Instrumented;
 use crate::sched::{AccessIndex, AccessSet, AccessSetError};
@@ -30,10 +30,38 @@ pub fn contract_address(code: &Digest, creator: &[u8; 32], nonce: u64) -> Addres
     Digest(*h.finalize().as_bytes())
 }
 
+/// The address of the `ordinal`-th contract that the contract `creator` instantiated (the
+/// `instantiate` import) in the transaction at `position` (block height, index in the block),
+/// of code `code`: the same on every node and in every scheduling mode, and never the address
+/// of another instantiation (nor of one by [`contract_address`]).
+pub fn created_address(
+    code: &Digest,
+    creator: &Address,
+    position: (u64, u32),
+    ordinal: u32,
+) -> Address {
+    let mut h = blake3::Hasher::new();
+    h.update(b"synor/created-address/v1");
+    h.update(code.as_bytes());
+    h.update(creator.as_bytes());
+    h.update(&position.0.to_le_bytes());
+    h.update(&position.1.to_le_bytes());
+    h.update(&ordinal.to_le_bytes());
+    Digest(*h.finalize().as_bytes())
+}
+
 /// The contracts a block may call: the instrumented module at each address.
 pub trait Contracts: Send + Sync {
     /// The module of the contract at `address`, if there is one.
     fn module(&self, address: &Address) -> Option<&Arc<Instrumented>>;
+
+    /// The module of the deployed code `code`, if there is one: what a contract instantiated
+    /// during the block runs (the transaction that instantiated it may call it at once). The
+    /// default has none: contracts cannot instantiate contracts.
+    fn code(&self, code: &Digest) -> Option<Arc<Instrumented>> {
+        let _ = code;
+        None
+    }
 }
 
 impl Contracts for BTreeMap<Address, Arc<Instrumented>> {
@@ -88,6 +116,8 @@ pub struct Receipt {
     pub return_data: Vec<u8>,
     /// Events (none when it failed).
     pub events: Vec<Event>,
+    /// Contracts it instantiated, in order (none when it failed): callable from the next block.
+    pub created: Vec<NewContract>,
 }
 
 impl Receipt {
@@ -221,6 +251,12 @@ pub fn receipts_digest(receipts: &[Receipt]) -> Digest {
             field(&mut h, &e.topic);
             field(&mut h, &e.data);
         }
+        h.update(&(r.created.len() as u64).to_le_bytes());
+        for c in &r.created {
+            h.update(c.address.as_bytes());
+            h.update(c.code.as_bytes());
+            h.update(c.creator.as_bytes());
+        }
     }
     Digest(*h.finalize().as_bytes())
 }
@@ -239,6 +275,18 @@ mod tests {
         assert_ne!(a, contract_address(&code, &[2; 32], 0));
         assert_ne!(a, contract_address(&Digest::of(b"other"), &[1; 32], 0));
         assert_eq!(a, contract_address(&code, &[1; 32], 0));
+        let creator = Digest::of(b"creator");
+        let b = created_address(&code, &creator, (1, 2), 0);
+        for other in [
+            created_address(&code, &creator, (1, 2), 1),
+            created_address(&code, &creator, (1, 3), 0),
+            created_address(&code, &creator, (2, 2), 0),
+            created_address(&code, &Digest::of(b"other"), (1, 2), 0),
+            created_address(&Digest::of(b"other"), &creator, (1, 2), 0),
+        ] {
+            assert_ne!(b, other);
+        }
+        assert_eq!(b, created_address(&code, &creator, (1, 2), 0));
     }
 
     #[test]
@@ -251,6 +299,7 @@ mod tests {
                 topic: b"t".to_vec(),
                 data: b"d".to_vec(),
             }],
+            created: Vec::new(),
         };
         let d = receipts_digest(core::slice::from_ref(&base));
         let mut moved = base.clone();
@@ -262,7 +311,13 @@ mod tests {
         trapped.trap = Some(String::new());
         let mut gas = base.clone();
         gas.gas_used = 6;
-        for other in [moved, trapped, gas] {
+        let mut created = base.clone();
+        created.created.push(NewContract {
+            address: Digest::of(b"a"),
+            code: Digest::of(b"c"),
+            creator: Digest::of(b"k"),
+        });
+        for other in [moved, trapped, gas, created] {
             assert_ne!(d, receipts_digest(&[other]));
         }
         assert_ne!(d, receipts_digest(&[base.clone(), base.clone()]));

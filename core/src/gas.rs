@@ -120,6 +120,8 @@ pub struct GasSchedule {
     /// A call to another contract (`call`), besides what the callee itself uses: loading the
     /// callee and setting up its context.
     pub contract_call: u64,
+    /// Instantiating a contract (`instantiate`): its record, committed with the block.
+    pub contract_instantiate: u64,
 }
 
 impl GasSchedule {
@@ -149,6 +151,7 @@ impl GasSchedule {
         blob_read_word: 3,
         blob_hash_word: 12,
         contract_call: 2_600,
+        contract_instantiate: 32_000,
     };
 
     /// Words of 32 bytes needed for `bytes` bytes.
@@ -159,7 +162,7 @@ impl GasSchedule {
     /// Every figure (all fields but the version), by name, with the least value it may have: 1
     /// for the costs of work that grows with the data or repeats (per instruction, word, byte,
     /// page or element), 0 for the fixed parts of host calls.
-    fn fields(&self) -> [(&'static str, u64, u64); 23] {
+    fn fields(&self) -> [(&'static str, u64, u64); 24] {
         // Destructured in full, so that a new field cannot be left out.
         let GasSchedule {
             version: _,
@@ -186,6 +189,7 @@ impl GasSchedule {
             blob_read_word,
             blob_hash_word,
             contract_call,
+            contract_instantiate,
         } = *self;
         [
             ("base", base, 1),
@@ -211,6 +215,7 @@ impl GasSchedule {
             ("blob_read_word", blob_read_word, 1),
             ("blob_hash_word", blob_hash_word, 1),
             ("contract_call", contract_call, 0),
+            ("contract_instantiate", contract_instantiate, 0),
         ]
     }
 

@@ -567,6 +567,8 @@ type SpeculativeReads = Rc<RefCell<ReadSet>>;
 #[repr(align(128))]
 struct Shared {
     state: Arc<BlockState>,
+    /// The block's height.
+    height: u64,
     txs: Arc<[Transaction]>,
     /// Per transaction, its access set as scheduling found it.
     declared: Arc<[Declared]>,
@@ -590,9 +592,22 @@ impl Calls for Nested {
             gas_used: 0,
             failed: true,
         };
-        let Some(module) = self.contracts.module(&ctx.contract) else {
-            return Ok(failed);
+        // A contract of the block's state, else one this transaction instantiated.
+        let created = || {
+            let new = ctx
+                .new_contracts
+                .iter()
+                .find(|c| c.address == ctx.contract)?;
+            self.contracts.code(&new.code)
         };
+        let module = match self.contracts.module(&ctx.contract) {
+            Some(m) => m.clone(),
+            None => match created() {
+                Some(m) => m,
+                None => return Ok(failed),
+            },
+        };
+        let module = &module;
         if !callable(module, entry) {
             return Ok(failed);
         }
@@ -608,6 +623,10 @@ impl Calls for Nested {
             // A fault of the node: the block is void.
             Err(e) => Err(self.state.failed(format!("engine: {e}"))),
         }
+    }
+
+    fn has_code(&self, code: &CodeId) -> bool {
+        self.contracts.code(code).is_some()
     }
 }
 
@@ -777,6 +796,7 @@ fn execute_one(
         Box::new(view(None, None)),
     );
     ctx.calls = Some(shared.calls.clone() as Arc<dyn Calls>);
+    ctx.position = (shared.height, tx as u32);
     let (outcome, _) = session.call(module, &mut ctx, &Call::new(&t.entry, &[]))?;
     if outcome.trap.is_some() {
         // A failed call returns nothing and its effects are discarded.
@@ -784,6 +804,7 @@ fn execute_one(
         ctx.events.clear();
         ctx.writes.clear();
         ctx.new_blobs.clear();
+        ctx.new_contracts.clear();
     }
     Ok(Effects {
         receipt: Receipt {
@@ -791,6 +812,7 @@ fn execute_one(
             trap: outcome.trap.map(|t| t.to_string()),
             return_data: std::mem::take(&mut ctx.return_data),
             events: std::mem::take(&mut ctx.events),
+            created: std::mem::take(&mut ctx.new_contracts),
         },
         writes: std::mem::take(&mut ctx.writes).into_writes().collect(),
         blobs: std::mem::take(&mut ctx.new_blobs),
@@ -801,21 +823,22 @@ fn execute_one(
     })
 }
 
-/// Executes `txs` against `state` in `mode`; returns one receipt per transaction. The state
-/// and receipts are those of sequential execution in block order, whatever the mode. A
+/// Executes `txs` as the block at `height` against `state` in `mode`; returns one receipt per
+/// transaction. The state and receipts are those of sequential execution in block order, whatever the mode. A
 /// transaction whose access set is over its bounds is not run: its receipt says why
 /// ([`AccessSetError`](synor_core::sched::AccessSetError)), with no gas used; so is one
 /// calling an address with no contract or an entry its contract does not export.
 ///
 /// # Errors
 /// An engine failed (a fault of the node, never of the block: see
-/// [`EngineError`]); the state is then partly updated and must be discarded. A block of 2^32 transactions or more is refused
-/// before anything runs.
+/// [`EngineError`]); the state is then partly updated and must be discarded. A block of 2^32
+/// transactions or more is refused before anything runs.
 pub fn execute_block(
     blocks: &BlockExecutor,
     exec: &Arc<TieredExecutor>,
     contracts: &Arc<dyn Contracts>,
     state: &Arc<BlockState>,
+    height: u64,
     txs: &Arc<[Transaction]>,
     mode: Mode,
 ) -> Result<Execution, EngineError> {
@@ -847,6 +870,7 @@ pub fn execute_block(
             .map(|_| {
                 Arc::new(Shared {
                     state: state.clone(),
+                    height,
                     txs: txs.clone(),
                     declared: declared.clone(),
                     window: window.clone(),

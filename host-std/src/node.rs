@@ -4,12 +4,15 @@
 //!   code id is the blake3 of its bytes, and bytes the instrumenter rejects are never stored.
 //! - [`Node::instantiate`] gives a contract of that code an address of its own
 //!   ([`contract_address`]); many contracts may share one code, each with its own state.
+//!   Contracts instantiate contracts too (the `instantiate` import): those are committed with
+//!   the block, callable by the transaction that made them at once and by anyone from the next
+//!   block on.
 //! - [`Node::execute_block`] executes transactions addressed to contracts (in the configured
 //!   [`Mode`], always with the result of sequential execution) over the committed state, then
 //!   commits, in one redb write transaction: the state diff (each value with the
 //!   [`Version`](crate::block::Writer) that wrote it), the receipts, the blobs stored during the
-//!   block (through the code store, as updates of their previous versions where given), and
-//!   the height. A crash leaves the previous block or the new one, never a mix.
+//!   block (through the code store, as updates of their previous versions where given), the
+//!   contracts instantiated in it, and the height. A crash leaves the previous block or the new one, never a mix.
 //! - [`Node::query`] runs a call on the committed state and keeps nothing.
 //!
 //! The state, the code store and the node's records share one redb database
@@ -26,7 +29,7 @@ use redb::{
     TableDefinition,
 };
 use synor_core::StoreError;
-use synor_core::abi::Event;
+use synor_core::abi::{Event, NewContract};
 use synor_core::block::{
     Address, Contracts, Mode, Receipt, Transaction, contract_address, receipts_digest, state_digest,
 };
@@ -47,6 +50,8 @@ use crate::{STORE_FILE, ZstdCompressor};
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 /// Contracts: address → code id (32) ++ creator (32) ++ height (8, little-endian).
 const CONTRACTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("contracts");
+/// Deployed code: code id → nothing (the code store holds the bytes, beside blobs).
+const CODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("codes");
 /// Receipts of each block, encoded ([`encode_receipts`]).
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 /// Each block's digests: receipts (32) ++ state diff (32).
@@ -254,6 +259,26 @@ impl ContractInfo {
 
 type Store = CodeStore<RedbKv, ZstdCompressor>;
 
+/// The modules a block may run: every contract's by address, every deployed code's by id
+/// (contracts share them; a contract instantiated during a block runs its code's).
+#[derive(Default, Clone)]
+struct Loaded {
+    contracts: HashMap<Address, Arc<Instrumented>>,
+    codes: HashMap<CodeId, Arc<Instrumented>>,
+    /// Whether every contract and code in the database is loaded.
+    complete: bool,
+}
+
+impl Contracts for Loaded {
+    fn module(&self, address: &Address) -> Option<&Arc<Instrumented>> {
+        self.contracts.get(address)
+    }
+
+    fn code(&self, code: &Digest) -> Option<Arc<Instrumented>> {
+        self.codes.get(code).cloned()
+    }
+}
+
 /// A node on a data directory. See the [module documentation](self).
 pub struct Node {
     dir: PathBuf,
@@ -261,10 +286,9 @@ pub struct Node {
     store: Arc<RwLock<Store>>,
     exec: Arc<TieredExecutor>,
     blocks: BlockExecutor,
-    /// Every contract's module, by address (loaded before the first block after opening).
-    contracts: Arc<HashMap<Address, Arc<Instrumented>>>,
-    /// Instrumented modules by code id (contracts share them).
-    modules: HashMap<CodeId, Arc<Instrumented>>,
+    /// Every contract's and every deployed code's module (loaded before the first block
+    /// after opening).
+    loaded: Arc<Loaded>,
     /// Hot committed state, in front of the state table.
     cache: Arc<StateCache>,
     /// The last block's state, kept for its allocations.
@@ -330,6 +354,7 @@ impl Node {
         let txn = kv::begin_write(&db)?;
         txn.open_table(STATE)?;
         txn.open_table(CONTRACTS)?;
+        txn.open_table(CODES)?;
         txn.open_table(RECEIPTS)?;
         txn.open_table(BLOCKS)?;
         txn.open_table(META)?;
@@ -352,8 +377,7 @@ impl Node {
             store: Arc::new(RwLock::new(store)),
             exec,
             blocks: BlockExecutor::new(),
-            contracts: Arc::default(),
-            modules: HashMap::new(),
+            loaded: Arc::default(),
             cache: Arc::new(StateCache::new(config.state_cache_bytes)),
             spare: None,
             pending: None,
@@ -423,15 +447,35 @@ impl Node {
     pub fn deploy(&mut self, wasm: &[u8]) -> Result<CodeId, NodeError> {
         self.sync()?;
         let id = CodeId::of(wasm);
-        if self.store_read().contains(&id) {
+        if self.deployed(&id)? {
             return Ok(id);
         }
         let module = instrument::instrument(wasm, &GasSchedule::V1, &self.config.limits)
             .map_err(NodeError::Rejected)?;
+        // The bytes first, then the record that they are code: a crash between leaves bytes
+        // that a second deployment records.
         let stored = self.store_write().put(wasm).map_err(NodeError::Store)?;
         debug_assert_eq!(stored.id, id);
-        self.modules.insert(id, Arc::new(module));
+        let txn = kv::begin_write(&self.db)?;
+        txn.open_table(CODES)?
+            .insert(id.as_bytes().as_slice(), [].as_slice())?;
+        txn.commit()?;
+        Arc::make_mut(&mut self.loaded)
+            .codes
+            .insert(id, Arc::new(module));
         Ok(id)
+    }
+
+    /// Whether code `id` is deployed.
+    fn deployed(&self, id: &CodeId) -> Result<bool, NodeError> {
+        if self.loaded.codes.contains_key(id) {
+            return Ok(true);
+        }
+        let read = self.db.begin_read()?;
+        Ok(read
+            .open_table(CODES)?
+            .get(id.as_bytes().as_slice())?
+            .is_some())
     }
 
     /// Instantiates a contract of the deployed code `code`, created by `creator`: returns its
@@ -456,7 +500,9 @@ impl Node {
         txn.commit()?;
         self.nonce += 1;
         let module = self.module(code)?;
-        Arc::make_mut(&mut self.contracts).insert(address, module);
+        Arc::make_mut(&mut self.loaded)
+            .contracts
+            .insert(address, module);
         Ok(address)
     }
 
@@ -483,8 +529,7 @@ impl Node {
         self.read_contracts()
     }
 
-    /// Every contract, read without waiting for a block's commit (only `instantiate` writes
-    /// them, durably before it returns).
+    /// Every contract committed so far (a block's commit in flight may add more).
     fn read_contracts(&self) -> Result<Vec<ContractInfo>, NodeError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(CONTRACTS)?;
@@ -501,7 +546,7 @@ impl Node {
 
     /// The instrumented module of code `id`, instrumented once per node.
     fn module(&mut self, id: &CodeId) -> Result<Arc<Instrumented>, NodeError> {
-        if let Some(m) = self.modules.get(id) {
+        if let Some(m) = self.loaded.codes.get(id) {
             return Ok(m.clone());
         }
         let wasm = match self.store_read().get(id) {
@@ -514,22 +559,45 @@ impl Node {
         let module = instrument::instrument(&wasm, &GasSchedule::V1, &self.config.limits)
             .map_err(NodeError::Rejected)?;
         let module = Arc::new(module);
-        self.modules.insert(*id, module.clone());
+        Arc::make_mut(&mut self.loaded)
+            .codes
+            .insert(*id, module.clone());
         Ok(module)
     }
 
-    /// Loads the module of every contract not loaded yet (after opening: any contract may be
-    /// called, by a transaction or by another contract).
+    /// Loads the module of every contract and deployed code not loaded yet (after opening:
+    /// any contract may be called, and any code instantiated, by a transaction or by another
+    /// contract). Waits for the commit in flight, whose contracts it reads.
     fn load_contracts(&mut self) -> Result<(), NodeError> {
-        if self.contracts.len() as u64 >= self.nonce {
+        if self.loaded.complete {
             return Ok(());
         }
+        self.sync()?;
+        let codes: Vec<CodeId> = {
+            let read = self.db.begin_read()?;
+            let table = read.open_table(CODES)?;
+            let mut ids = Vec::new();
+            for entry in table.iter()? {
+                let key = entry?.0;
+                let id: [u8; 32] = key.value().try_into().map_err(|_| {
+                    NodeError::Corrupt(format!("a code id of {} bytes", key.value().len()))
+                })?;
+                ids.push(Digest(id));
+            }
+            ids
+        };
+        for id in codes {
+            self.module(&id)?;
+        }
         for info in self.read_contracts()? {
-            if !self.contracts.contains_key(&info.address) {
+            if !self.loaded.contracts.contains_key(&info.address) {
                 let module = self.module(&info.code)?;
-                Arc::make_mut(&mut self.contracts).insert(info.address, module);
+                Arc::make_mut(&mut self.loaded)
+                    .contracts
+                    .insert(info.address, module);
             }
         }
+        Arc::make_mut(&mut self.loaded).complete = true;
         Ok(())
     }
 
@@ -570,6 +638,15 @@ impl Node {
         let started = std::time::Instant::now();
         let (state, done) = self.run(txs.into(), self.config.mode)?;
         let height = self.height + 1;
+        let created: Vec<ContractInfo> = (done.receipts.iter())
+            .flat_map(|r| &r.created)
+            .map(|c| ContractInfo {
+                address: c.address,
+                code: c.code,
+                creator: *c.creator.as_bytes(),
+                height,
+            })
+            .collect();
         let executed = std::time::Instant::now();
         // The receipts' digest and encoding on one thread, the diff and its digest on this one.
         let ((receipts_digest, receipts_bytes), diff) = std::thread::scope(|s| {
@@ -611,6 +688,7 @@ impl Node {
             diff: diff.clone(),
             blobs: blobs.clone(),
             receipts: receipts_bytes,
+            contracts: created.clone(),
             digests: [outcome.receipts_digest, outcome.diff_digest],
         };
         if self.config.pipeline {
@@ -633,6 +711,12 @@ impl Node {
                 (k.as_slice(), v.as_deref().map(|v| (v, version)))
             }));
         self.keep(state);
+        for info in created {
+            let module = self.module(&info.code)?;
+            Arc::make_mut(&mut self.loaded)
+                .contracts
+                .insert(info.address, module);
+        }
         Ok(outcome)
     }
 
@@ -669,7 +753,7 @@ impl Node {
     ) -> Result<Receipt, NodeError> {
         self.sync()?;
         self.load_contracts()?;
-        if !self.contracts.contains_key(contract) {
+        if !self.loaded.contracts.contains_key(contract) {
             return Err(NodeError::UnknownContract(*contract));
         }
         let tx = Transaction {
@@ -697,8 +781,9 @@ impl Node {
     ) -> Result<(Arc<BlockState>, block::Execution), NodeError> {
         self.load_contracts()?;
         let state = Arc::new(self.block_state()?);
-        let contracts = self.contracts.clone() as Arc<dyn Contracts>;
-        let done = block::execute_block(&self.blocks, &self.exec, &contracts, &state, &txs, mode)
+        let contracts = self.loaded.clone() as Arc<dyn Contracts>;
+        let (blocks, exec, height) = (&self.blocks, &self.exec, self.height + 1);
+        let done = block::execute_block(blocks, exec, &contracts, &state, height, &txs, mode)
             .map_err(NodeError::Engine)?;
         if let Some(fault) = state.fault() {
             return Err(NodeError::Fault(fault));
@@ -866,6 +951,7 @@ struct CommitJob {
     diff: Arc<Diff>,
     blobs: Vec<synor_core::abi::NewBlob>,
     receipts: Vec<u8>,
+    contracts: Vec<ContractInfo>,
     digests: [Digest; 2],
 }
 
@@ -923,6 +1009,12 @@ impl CommitJob {
                         table.remove(key.as_slice())?;
                     }
                 }
+            }
+        }
+        if !self.contracts.is_empty() {
+            let mut table = txn.open_table(CONTRACTS)?;
+            for info in &self.contracts {
+                table.insert(info.address.as_bytes().as_slice(), info.encode().as_slice())?;
             }
         }
         txn.open_table(RECEIPTS)?
@@ -1021,8 +1113,9 @@ impl Committed {
     }
 }
 
-/// Encodes receipts: for each, gas (8), trap (flag, length-prefixed text), return data and
-/// events (count, then topic and data), every length 4 bytes little-endian.
+/// Encodes receipts: for each, gas (8), trap (flag, length-prefixed text), return data,
+/// events (count, then topic and data) and contracts created (count, then address, code and
+/// creator, 32 bytes each), every length and count 4 bytes little-endian.
 fn encode_receipts(receipts: &[Receipt]) -> Vec<u8> {
     let mut out = Vec::new();
     let bytes = |out: &mut Vec<u8>, b: &[u8]| {
@@ -1045,6 +1138,12 @@ fn encode_receipts(receipts: &[Receipt]) -> Vec<u8> {
             bytes(&mut out, &e.topic);
             bytes(&mut out, &e.data);
         }
+        out.extend_from_slice(&(r.created.len() as u32).to_le_bytes());
+        for c in &r.created {
+            for id in [c.address, c.code, c.creator] {
+                out.extend_from_slice(id.as_bytes());
+            }
+        }
     }
     out
 }
@@ -1066,8 +1165,8 @@ fn decode_receipts(mut input: &[u8]) -> Result<Vec<Receipt>, NodeError> {
         Ok(take(input, n).ok_or_else(damaged)?.to_vec())
     };
     let count = u32_of(&mut input)?;
-    // Each receipt takes at least 17 bytes: a damaged count cannot make this allocate.
-    let mut out = Vec::with_capacity(count.min(input.len() / 17));
+    // Each receipt takes at least 21 bytes: a damaged count cannot make this allocate.
+    let mut out = Vec::with_capacity(count.min(input.len() / 21));
     for _ in 0..count {
         let gas = take(&mut input, 8).ok_or_else(damaged)?;
         let gas_used = u64::from_le_bytes(gas.try_into().map_err(|_| damaged())?);
@@ -1084,11 +1183,25 @@ fn decode_receipts(mut input: &[u8]) -> Result<Vec<Receipt>, NodeError> {
                 data: bytes_of(&mut input)?,
             });
         }
+        let created = u32_of(&mut input)?;
+        let mut contracts = Vec::with_capacity(created.min(input.len() / 96));
+        for _ in 0..created {
+            let mut id = || -> Result<Digest, NodeError> {
+                let b = take(&mut input, 32).ok_or_else(damaged)?;
+                Ok(Digest(b.try_into().map_err(|_| damaged())?))
+            };
+            contracts.push(NewContract {
+                address: id()?,
+                code: id()?,
+                creator: id()?,
+            });
+        }
         out.push(Receipt {
             gas_used,
             trap,
             return_data,
             events: list,
+            created: contracts,
         });
     }
     Ok(out)
@@ -1106,6 +1219,7 @@ mod tests {
                 trap: Some("aborted: no".into()),
                 return_data: Vec::new(),
                 events: Vec::new(),
+                created: Vec::new(),
             },
             Receipt {
                 gas_used: 9,
@@ -1114,6 +1228,11 @@ mod tests {
                 events: vec![Event {
                     topic: b"t".to_vec(),
                     data: b"data".to_vec(),
+                }],
+                created: vec![NewContract {
+                    address: Digest::of(b"a"),
+                    code: Digest::of(b"c"),
+                    creator: Digest::of(b"k"),
                 }],
             },
         ];

@@ -44,6 +44,7 @@ fn run(
         exec,
         &workload::contracts(d),
         &state,
+        1,
         &txs,
         mode,
     )
@@ -224,6 +225,7 @@ fn optimistic_counts_executions_and_validations() {
         &exec,
         &workload::contracts(&d),
         &state,
+        1,
         &txs,
         Mode::Optimistic { threads: 2 },
     )
@@ -244,6 +246,7 @@ fn optimistic_counts_executions_and_validations() {
         &exec,
         &workload::contracts(&d),
         &state,
+        1,
         &undeclared(txs),
         Mode::Optimistic { threads: 2 },
     )
@@ -330,6 +333,7 @@ fn blob_contract_blocks_equal_sequential_in_every_mode() {
                     &exec,
                     &workload::contracts(&d),
                     &state,
+                    1,
                     txs,
                     mode,
                 )

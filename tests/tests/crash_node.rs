@@ -8,13 +8,14 @@
 //! The workload deploys the token, the registry (whose `register` and `update` store blobs
 //! that the block commits through the code store, an update as a delta of a blob of an earlier
 //! block) and the key/value contract (`kv.wat`), instantiates them, and executes `BLOCKS`:
-//! token transfers, key/value writes and removals, blob registrations and updates.
+//! token transfers, key/value writes and removals, blob registrations and updates, and
+//! key/value contracts instantiated by the key/value contract (committed with the block).
 //!
 //! A dry run executes each block on a node over `synor_host_std::testing::CrashDb` (redb on a
 //! backend that counts the writes, length changes and syncs made while armed), reopened on the
 //! previous block's snapshot (taken with the database closed), and records the reference after
 //! each block: height, state digest, every committed key with its value and version, the
-//! block's receipts and digests, and the code store's records. It then counts the backend
+//! block's receipts and digests, the contracts, and the code store's records. It then counts the backend
 //! operations of each block's commit as a child runs it (a block writes only in its commit).
 //!
 //! A writer is this test binary run again as a child process (`crash_node_child`). For block
@@ -30,7 +31,7 @@
 //!
 //! The parent reopens the node normally (`synor_host_wasmtime::open_node`) and checks that it
 //! is at height `k - 1` or `k`, and at that height: the state digest and every key, value and
-//! version are the reference's; every block up to it has the reference's receipts and digests,
+//! version are the reference's, and so are the contracts; every block up to it has the reference's receipts and digests,
 //! and none above it is recorded; the code store verifies deeply (every count recounted, every
 //! record decoded against its digest) and holds exactly the reference's records. Then the node
 //! executes the lost block if it was lost, and the next block, and both give the reference's
@@ -61,7 +62,7 @@ use synor_core::digest::{CodeId, Digest};
 use synor_core::state::{Range, Version};
 use synor_core::tier::TierPolicy;
 use synor_host_std::STORE_FILE;
-use synor_host_std::node::{Node, NodeConfig};
+use synor_host_std::node::{ContractInfo, Node, NodeConfig};
 use synor_host_std::testing::{CrashDb, Loss};
 use synor_tests::{account, contract, next, tx, upgrade};
 
@@ -131,7 +132,7 @@ fn kv_key(k: u64) -> Vec<u8> {
 
 /// The workload's blocks, the same in every process: every transaction succeeds, every block
 /// after the first transfers tokens, writes keys, removes keys written by earlier blocks,
-/// registers blobs and updates blobs registered by earlier blocks.
+/// registers blobs, updates blobs registered by earlier blocks and instantiates contracts.
 fn blocks() -> Vec<Vec<Transaction>> {
     let c = contracts();
     let mut s = 0x0B10_C4ED_u64;
@@ -145,7 +146,7 @@ fn blocks() -> Vec<Vec<Transaction>> {
         let mut txs = Vec::new();
         let mut new_blobs: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut updated: Vec<u64> = Vec::new();
-        let mut first_kinds = 0..6u64;
+        let mut first_kinds = 0..7u64;
         if b == 0 {
             txs.push(tx(
                 c.token,
@@ -158,7 +159,7 @@ fn blocks() -> Vec<Vec<Transaction>> {
         while txs.len() < size {
             let r = next(&mut s);
             // Each block tries every kind once first (some cannot run yet in the first).
-            let kind = first_kinds.next().unwrap_or(r % 6);
+            let kind = first_kinds.next().unwrap_or(r % 7);
             let named = |name: u64, data: &[u8]| {
                 let mut input = format!("doc{name}").into_bytes();
                 input.insert(0, input.len() as u8);
@@ -196,6 +197,17 @@ fn blocks() -> Vec<Vec<Transaction>> {
                     }
                     let k = live_keys.remove((r >> 8) as usize % live_keys.len());
                     txs.push(tx(c.kv, "del", account(1), kv_key(k)));
+                }
+                6 => {
+                    // A contract of the key/value code, made by the key/value contract, which
+                    // writes a key in it at once.
+                    let mut input = CodeId::of(&kv_wasm()).as_bytes().to_vec();
+                    input.push(3);
+                    input.extend_from_slice(b"set");
+                    input.push(1);
+                    input.extend_from_slice(b"k");
+                    input.extend_from_slice(&r.to_le_bytes());
+                    txs.push(tx(c.kv, "make", account(1), input));
                 }
                 4 => {
                     let data = contract(r, 1500 + ((r >> 32) % 5000) as usize);
@@ -239,6 +251,7 @@ type Block = (Vec<Receipt>, Digest, Digest);
 struct Reference {
     digest: Digest,
     entries: Entries,
+    contracts: Vec<ContractInfo>,
     ids: Vec<CodeId>,
 }
 
@@ -252,6 +265,7 @@ impl Reference {
             entries: node
                 .scan(&every, usize::MAX)
                 .map_err(|e| format!("scan: {e}"))?,
+            contracts: node.contracts().map_err(|e| format!("contracts: {e}"))?,
             ids: node.with_store(|s| s.ids()),
         })
     }
@@ -536,6 +550,13 @@ fn check_height(node: &Node, h: usize, dry: &DryRun) -> Result<(), String> {
             "height {h}: {} entries ({differ} not the reference's), expected {}",
             observed.entries.len(),
             reference.entries.len()
+        ));
+    }
+    if observed.contracts != reference.contracts {
+        return Err(format!(
+            "height {h}: {} contracts, expected {}",
+            observed.contracts.len(),
+            reference.contracts.len()
         ));
     }
     for j in 1..=dry.blocks.len() {

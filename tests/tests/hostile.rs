@@ -292,6 +292,7 @@ fn oversized_access_set() -> String {
         &exec,
         &workload::contracts(&deployments),
         &state,
+        1,
         &txs,
         Mode::Sequential,
     )

@@ -549,6 +549,93 @@ fn nested_calls_undo_only_their_own_effects() {
     assert!(out.receipts[0].gas_used > out.receipts[2].gas_used);
 }
 
+/// The input of `make`: instantiate `code`, then call `entry` with `input` on the new contract.
+fn make_input(code: &synor_core::Digest, entry: &str, input: &[u8]) -> Vec<u8> {
+    call_input(*code, entry, input)
+}
+
+/// Contracts instantiate contracts inside a block: the transaction calls its new contract at
+/// once, everyone else from the next block on; a failed transaction or a failed nested call
+/// instantiates nothing; new contracts are committed with the block and survive a restart;
+/// every mode gives the same receipts and addresses.
+#[test]
+fn contracts_instantiate_contracts_in_blocks() {
+    let mut reference = None;
+    for mode in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = node(dir.path(), mode);
+        let code = n.deploy(&kv_wasm()).unwrap();
+        let a = n.instantiate(&code, account(0)).unwrap();
+        let b = n.instantiate(&code, account(0)).unwrap();
+        let made = make_input(&code, "set", &kv_set_input(b"x", b"1"));
+        // The address `make` will give (transaction 0 of block 1, a's first).
+        let c = synor_core::block::created_address(&code, &a, (1, 0), 0);
+        let out = n
+            .execute_block(&[
+                kv_call(a, "make", &made),
+                kv_call(c, "scan", b""),
+                kv_call(a, "make_then_fail", &made),
+                call_via(b, a, "make_then_fail", &made),
+                kv_call(
+                    a,
+                    "make",
+                    &make_input(&synor_core::Digest::of(b"none"), "", b""),
+                ),
+                kv_call(a, "make", &make_input(&code, "", b"")),
+            ])
+            .unwrap();
+        let r = &out.receipts;
+        assert_eq!(r[0].trap, None, "{mode:?}");
+        assert_eq!(r[0].return_data[..32], *c.as_bytes());
+        // The new contract's `set` ran: result 0, nothing returned.
+        assert_eq!(r[0].return_data[32..], 0i64.to_le_bytes());
+        assert_eq!(r[0].created.len(), 1);
+        assert_eq!((r[0].created[0].address, r[0].created[0].code), (c, code));
+        assert_eq!(r[0].created[0].creator, a);
+        assert!(
+            r[1].trap.as_deref().unwrap().starts_with("no_contract"),
+            "{:?}",
+            r[1]
+        );
+        assert!(r[2].trap.is_some() && r[2].created.is_empty());
+        assert_eq!(r[3].trap, None);
+        assert_eq!(r[3].return_data[..8], (-1i64).to_le_bytes());
+        assert!(r[3].created.is_empty());
+        assert!(
+            r[4].trap.as_deref().unwrap().contains("no such code"),
+            "{:?}",
+            r[4]
+        );
+        assert_eq!(r[5].created.len(), 1);
+        let d = r[5].created[0].address;
+        assert_ne!(d, c);
+        let info = n.contract(&c).unwrap().unwrap();
+        assert_eq!(
+            (info.code, info.creator, info.height),
+            (code, *a.as_bytes(), 1)
+        );
+        // From the next block on, anyone calls it; its state is its own.
+        let scan = n.execute_block(&[kv_call(c, "scan", b"")]).unwrap();
+        assert_eq!(keys(&scan.receipts[0].return_data), ["x"]);
+        drop(n);
+        let mut n = node(dir.path(), mode);
+        assert_eq!(n.contracts().unwrap().len(), 4);
+        let after = n
+            .execute_block(&[
+                kv_call(d, "set", &kv_set_input(b"y", b"2")),
+                kv_call(c, "scan", b""),
+            ])
+            .unwrap();
+        assert!(after.receipts.iter().all(|r| r.trap.is_none()), "{after:?}");
+        assert_eq!(keys(&after.receipts[1].return_data), ["x"]);
+        let digests = (out.receipts_digest, out.diff_digest, after.receipts_digest);
+        match &reference {
+            None => reference = Some(digests),
+            Some(r) => assert_eq!(r, &digests, "{mode:?}"),
+        }
+    }
+}
+
 /// One transaction of [`random_scans_and_calls_equal_sequential_in_every_mode`].
 #[derive(Debug, Clone)]
 enum KvOp {
@@ -558,6 +645,8 @@ enum KvOp {
     SetAndScan(u8),
     Call(u8, u8),
     CallFailing(u8),
+    Make(u8),
+    MakeFailing(u8),
 }
 
 fn kv_op() -> impl Strategy<Value = KvOp> {
@@ -568,6 +657,8 @@ fn kv_op() -> impl Strategy<Value = KvOp> {
         1 => (0u8..40).prop_map(KvOp::SetAndScan),
         1 => (0u8..40, any::<u8>()).prop_map(|(k, v)| KvOp::Call(k, v)),
         1 => (0u8..40).prop_map(KvOp::CallFailing),
+        1 => (0u8..40).prop_map(KvOp::Make),
+        1 => (0u8..40).prop_map(KvOp::MakeFailing),
     ]
 }
 
@@ -575,8 +666,9 @@ fn kv_key(k: u8) -> Vec<u8> {
     vec![b'k', b'0' + k / 10, b'0' + k % 10]
 }
 
-fn kv_tx(a: Address, b: Address, op: &KvOp) -> Transaction {
+fn kv_tx(code: &synor_core::Digest, a: Address, b: Address, op: &KvOp) -> Transaction {
     let set_input = |k: u8, v: u8| kv_set_input(&kv_key(k), &[v]);
+    let make = |k: u8| make_input(code, "set_and_scan", &set_input(k, 2));
     match *op {
         KvOp::Set(k, v) => kv_call(a, "set", &set_input(k, v)),
         KvOp::Del(k) => kv_call(a, "del", &kv_key(k)),
@@ -584,6 +676,8 @@ fn kv_tx(a: Address, b: Address, op: &KvOp) -> Transaction {
         KvOp::SetAndScan(k) => kv_call(a, "set_and_scan", &set_input(k, 1)),
         KvOp::Call(k, v) => call_via(b, a, "set", &set_input(k, v)),
         KvOp::CallFailing(k) => call_via(b, a, "set_then_fail", &set_input(k, 9)),
+        KvOp::Make(k) => call_via(b, a, "make", &make(k)),
+        KvOp::MakeFailing(k) => call_via(b, a, "make_then_fail", &make(k)),
     }
 }
 
@@ -596,7 +690,7 @@ fn run_kv(blocks: &[Vec<KvOp>], mode: Mode) -> Vec<(synor_core::Digest, synor_co
     blocks
         .iter()
         .map(|ops| {
-            let txs: Vec<_> = ops.iter().map(|op| kv_tx(a, b, op)).collect();
+            let txs: Vec<_> = ops.iter().map(|op| kv_tx(&code, a, b, op)).collect();
             let out = n.execute_block(&txs).unwrap();
             (out.receipts_digest, out.diff_digest)
         })
@@ -607,7 +701,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
     /// Random blocks of writes, removals, scans (over ranges earlier transactions insert into
-    /// and remove from), nested calls and failing nested calls: every mode gives the
+    /// and remove from), nested calls and failing nested calls, contracts instantiating
+    /// contracts (and failing after): every mode gives the
     /// sequential receipts and state diffs. Blocks are long enough for optimistic windows on
     /// every thread.
     #[test]

@@ -798,6 +798,10 @@ fn receipt_json(r: &synor_core::block::Receipt) -> serde_json::Value {
             "topic": String::from_utf8_lossy(&e.topic),
             "data": hex(&e.data),
         })).collect::<Vec<_>>(),
+        "created": r.created.iter().map(|c| serde_json::json!({
+            "address": c.address.to_string(),
+            "code": c.code.to_string(),
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -7,6 +7,10 @@
 ;;   call           [address 32][entry length u8][entry][input]
 ;;                  returns [result i64][the callee's return data]
 ;;   set_and_scan   [key length u8][key][value]   writes, then scans everything: sees its write
+;;   make           [code 32][entry length u8][entry][input]   instantiates a contract of `code`,
+;;                  then, unless the entry is empty, calls it on the new contract
+;;                  returns [address 32], then as `call` if it called
+;;   make_then_fail as `make`, then aborts
 (module
   (import "synor" "input_len" (func $input_len (result i32)))
   (import "synor" "input_read" (func $input_read (param i32 i32 i32)))
@@ -18,10 +22,12 @@
   (import "synor" "call" (func $call (param i32 i32 i32 i32 i32 i32) (result i64)))
   (import "synor" "call_result" (func $call_result (param i32 i32 i32)))
   (import "synor" "abort" (func $abort (param i32 i32)))
+  (import "synor" "instantiate" (func $instantiate (param i32 i32) (result i32)))
   (memory (export "memory") 2)
   ;; 0: input; 16384: `after` key; 20480: scan output entry; 32768: result; 65000: gas limit
   (data (i32.const 65000) "\00\e1\f5\05\00\00\00\00")
   (data (i32.const 65100) "failed on purpose")
+  (data (i32.const 65200) "no such code")
 
   (func $read_input (result i32)
     (local $n i32)
@@ -68,16 +74,33 @@
   (func (export "set_and_scan")
     (call $set (call $read_input))
     (call $scan (i32.const 0) (i32.const 0)))
-  (func (export "call")
-    (local $n i32) (local $elen i32) (local $r i64) (local $len i32)
-    (local.set $n (call $read_input))
+  ;; Calls the contract at memory[0..32] as the input of length $n lays out (`call`); writes
+  ;; [result i64][return data] at $out and returns its length.
+  (func $call_at (param $n i32) (param $out i32) (result i32)
+    (local $elen i32) (local $r i64) (local $len i32)
     (local.set $elen (i32.load8_u (i32.const 32)))
     (local.set $r (call $call (i32.const 0) (i32.const 33) (local.get $elen)
       (i32.add (i32.const 33) (local.get $elen))
       (i32.sub (local.get $n) (i32.add (i32.const 33) (local.get $elen)))
       (i32.const 65000)))
-    (i64.store (i32.const 32768) (local.get $r))
+    (i64.store (local.get $out) (local.get $r))
     (local.set $len (select (i32.wrap_i64 (local.get $r)) (i32.const 0)
       (i64.ge_s (local.get $r) (i64.const 0))))
-    (call $call_result (i32.const 32776) (i32.const 0) (local.get $len))
-    (call $return (i32.const 32768) (i32.add (i32.const 8) (local.get $len)))))
+    (call $call_result (i32.add (local.get $out) (i32.const 8)) (i32.const 0) (local.get $len))
+    (i32.add (i32.const 8) (local.get $len)))
+  (func (export "call")
+    (call $return (i32.const 32768) (call $call_at (call $read_input) (i32.const 32768))))
+  ;; Instantiates the code at memory[0..32], its address replacing the code there.
+  (func $make
+    (local $n i32) (local $len i32)
+    (local.set $n (call $read_input))
+    (if (i32.ne (call $instantiate (i32.const 0) (i32.const 0)) (i32.const 0))
+      (then (call $abort (i32.const 65200) (i32.const 12))))
+    (memory.copy (i32.const 32768) (i32.const 0) (i32.const 32))
+    (if (i32.load8_u (i32.const 32))
+      (then (local.set $len (call $call_at (local.get $n) (i32.const 32800)))))
+    (call $return (i32.const 32768) (i32.add (i32.const 32) (local.get $len))))
+  (func (export "make") (call $make))
+  (func (export "make_then_fail")
+    (call $make)
+    (call $abort (i32.const 65100) (i32.const 17))))

@@ -355,17 +355,21 @@ struct InMemory {
     contracts: Arc<dyn Contracts>,
     state: Arc<BlockState>,
     mode: Mode,
+    /// The last block's height (the node's, block for block).
+    height: std::sync::atomic::AtomicU64,
 }
 
 impl InMemory {
     /// Executes `txs`; returns the wall time and the receipts.
     fn execute(&self, txs: &Arc<[Transaction]>) -> Result<(Duration, Vec<Receipt>), Error> {
         let t = Instant::now();
+        let height = 1 + (self.height).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let done = block::execute_block(
             &self.blocks,
             &self.exec,
             &self.contracts,
             &self.state,
+            height,
             txs,
             self.mode,
         )?;
@@ -424,6 +428,7 @@ pub fn run(files: &[CorpusFile], o: &Options) -> Result<Report, Error> {
         contracts: d.modules.clone(),
         state: Arc::new(BlockState::new([])),
         mode,
+        height: Default::default(),
     };
     let mut rng = Rng::new(o.seed);
     let setup = genesis(&d, o.accounts);

@@ -203,6 +203,7 @@ fn copies_at_once(
                 exec,
                 d,
                 state,
+                1,
                 txs,
                 Mode::Sequential,
             ));
@@ -245,17 +246,17 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
             // right before its run left it in the building core's cache, a head start for
             // sequential execution on that core that parallel workers elsewhere do not get.
             let fresh = || Arc::new(BlockState::new(genesis.snapshot()));
-            let execute_on = |state: Arc<BlockState>,
-                              mode: Mode|
-             -> Result<(f64, block::Execution), Error> {
-                let txs = match mode {
-                    Mode::Optimistic { .. } => &undeclared,
-                    _ => &txs,
+            let execute_on =
+                |state: Arc<BlockState>, mode: Mode| -> Result<(f64, block::Execution), Error> {
+                    let txs = match mode {
+                        Mode::Optimistic { .. } => &undeclared,
+                        _ => &txs,
+                    };
+                    let t = Instant::now();
+                    let outcome =
+                        block::execute_block(&blocks, &exec, &contracts, &state, 1, txs, mode)?;
+                    Ok((t.elapsed().as_secs_f64(), outcome))
                 };
-                let t = Instant::now();
-                let outcome = block::execute_block(&blocks, &exec, &contracts, &state, txs, mode)?;
-                Ok((t.elapsed().as_secs_f64(), outcome))
-            };
             let execute = |mode: Mode| execute_on(fresh(), mode);
             // The reference result; also compiles the contract before anything is timed.
             let (_, reference) = execute(Mode::Sequential)?;
@@ -273,6 +274,7 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
                                 &exec,
                                 &contracts,
                                 &state,
+                                1,
                                 &one,
                                 Mode::Sequential,
                             );
