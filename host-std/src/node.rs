@@ -43,6 +43,7 @@ use synor_core::tier::{Engine, EngineError, TierPolicy, TieringStats};
 use crate::block::{self, Base, BlockExecutor, BlockState, Writer};
 use crate::cache::{CacheStats, CachedEntry, StateCache};
 use crate::kv::{self, RedbKv};
+use crate::pool;
 use crate::tiered::{self, TieredExecutor};
 use crate::{STORE_FILE, ZstdCompressor};
 
@@ -621,7 +622,8 @@ impl Node {
     }
 
     /// Executes `txs` as block `height() + 1` and commits it (see the
-    /// [module documentation](self)).
+    /// [module documentation](self)). Takes the transactions as an `Arc<[Transaction]>` (a
+    /// `Vec` or an array moves into one; a slice is cloned): the workers share them.
     ///
     /// With [`NodeConfig::pipeline`] (the default), the commit is written on a thread of its
     /// own while the caller goes on: the next block executes meanwhile (reading this one's
@@ -633,7 +635,10 @@ impl Node {
     /// Faults of the node (its storage or engines), never of a transaction: then nothing of
     /// the block is committed and the node stays at the previous height. A pipelined commit
     /// that fails is reported by the next operation, and the node must then be opened again.
-    pub fn execute_block(&mut self, txs: &[Transaction]) -> Result<BlockOutcome, NodeError> {
+    pub fn execute_block(
+        &mut self,
+        txs: impl Into<Arc<[Transaction]>>,
+    ) -> Result<BlockOutcome, NodeError> {
         self.commits.check()?;
         let started = std::time::Instant::now();
         let (state, done) = self.run(txs.into(), self.config.mode)?;
@@ -648,22 +653,26 @@ impl Node {
             })
             .collect();
         let executed = std::time::Instant::now();
-        // The receipts' digest and encoding on one thread, the diff and its digest on this one.
-        let ((receipts_digest, receipts_bytes), diff) = std::thread::scope(|s| {
+        // The receipts' digest and encoding on one thread; the diff, then its digest on another
+        // thread while this one brings the cache up to date (before the next block reads, a
+        // key cached before this block must hold its new value).
+        let diff = state.diff();
+        let ((receipts_digest, receipts_bytes), diff_digest) = std::thread::scope(|s| {
             let receipts = s.spawn(|| {
                 (
                     receipts_digest(&done.receipts),
                     encode_receipts(&done.receipts),
                 )
             });
-            let diff = state.diff();
-            let digest = diff_digest(diff.iter().map(|(k, (v, _))| (k, v.as_ref())));
-            let receipts = receipts
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (receipts, (Arc::new(diff), digest))
+            let digest = s.spawn(|| diff_digest(diff.iter().map(|(k, (v, _))| (k, v.as_ref()))));
+            self.cache
+                .apply_versioned(diff.iter().map(|(k, (v, writer))| {
+                    let version = writer.version(height);
+                    (k.as_slice(), v.as_deref().map(|v| (v, version)))
+                }));
+            (pool::joined(receipts), pool::joined(digest))
         });
-        let (diff, diff_digest) = diff;
+        let diff = Arc::new(diff);
         let blobs = state.new_blobs();
         let mut outcome = BlockOutcome {
             height,
@@ -704,12 +713,6 @@ impl Node {
         }
         outcome.commit_time = executed.elapsed();
         self.height = height;
-        // Before the next block reads: a key cached before this block holds its new value.
-        self.cache
-            .apply_versioned(diff.iter().map(|(k, (v, writer))| {
-                let version = writer.version(height);
-                (k.as_slice(), v.as_deref().map(|v| (v, version)))
-            }));
         self.keep(state);
         for info in created {
             let module = self.module(&info.code)?;

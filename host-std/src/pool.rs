@@ -288,6 +288,11 @@ fn halt_on_panic(work: impl FnOnce(), halt: impl FnOnce()) {
     }
 }
 
+/// The result of the scoped thread `t`; its panic, if it panicked, goes on in the caller.
+pub(crate) fn joined<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

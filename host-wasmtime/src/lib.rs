@@ -89,7 +89,7 @@ pub fn node_engines(
 ///     gas: 1_000_000,
 ///     access: None,
 /// };
-/// let block = node.execute_block(&[bump.clone(), bump])?;
+/// let block = node.execute_block([bump.clone(), bump])?;
 /// assert_eq!(block.height, 1);
 /// assert_eq!(block.receipts[1].return_data, 2u64.to_le_bytes());
 /// let digest = node.state_digest()?;

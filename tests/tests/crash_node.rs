@@ -304,7 +304,7 @@ impl DryRun {
             std::fs::copy(work.path().join(STORE_FILE), &snapshot).expect("snapshot");
             let (mut node, _) = open_crash(work.path(), Loss::Process);
             let out = node
-                .execute_block(txs)
+                .execute_block(txs.as_slice())
                 .unwrap_or_else(|e| panic!("dry run, block {}: {e}", i + 1));
             assert_eq!(out.height, i as u64 + 1);
             for (t, r) in out.receipts.iter().enumerate() {
@@ -331,7 +331,7 @@ impl DryRun {
             let (mut node, crash) = writer(k, work.path(), blocks, Loss::Process);
             crash.arm(true);
             let out = node
-                .execute_block(&blocks[k - 1])
+                .execute_block(blocks[k - 1].as_slice())
                 .and_then(|o| node.sync().map(|()| o));
             crash.arm(false);
             let out = out.unwrap_or_else(|e| panic!("dry run, block {k}: {e}"));
@@ -376,7 +376,7 @@ fn first_block(k: usize) -> usize {
 fn writer(k: usize, dir: &Path, blocks: &[Vec<Transaction>], loss: Loss) -> (Node, CrashDb) {
     let (mut node, crash) = open_crash(dir, loss);
     for j in first_block(k)..k {
-        node.execute_block(&blocks[j - 1])
+        node.execute_block(blocks[j - 1].as_slice())
             .and_then(|_| node.sync())
             .unwrap_or_else(|e| panic!("block {j}: {e}"));
     }
@@ -445,7 +445,9 @@ fn crash_node_child() {
     crash.kill_after(at);
     say(&format!("begin {k}"));
     // Commits are pipelined: the block is durable once `sync` returns.
-    let out = node.execute_block(&blocks[k - 1]).and_then(|_| node.sync());
+    let out = node
+        .execute_block(blocks[k - 1].as_slice())
+        .and_then(|_| node.sync());
     crash.arm(false);
     out.unwrap_or_else(|e| panic!("block {k}: {e}"));
     // The parent reports a writer that finishes the block.

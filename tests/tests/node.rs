@@ -68,7 +68,7 @@ fn contracts_sharing_a_code_keep_their_own_state() {
     let b = node.instantiate(&code, account(0)).unwrap();
     assert_ne!(a, b);
     let out = node
-        .execute_block(&[
+        .execute_block([
             tx(a, "init", account(1), 1000u64.to_le_bytes().to_vec()),
             tx(b, "init", account(2), 50u64.to_le_bytes().to_vec()),
             transfer(a, 1, 3, 300),
@@ -117,7 +117,7 @@ fn bad_modules_are_not_stored_and_bad_transactions_get_receipts() {
     let code = node.deploy(&contract("token_v1.wasm")).unwrap();
     let token = node.instantiate(&code, account(0)).unwrap();
     let out = node
-        .execute_block(&[
+        .execute_block([
             tx(unknown, "init", account(1), Vec::new()),
             tx(token, "no_such_entry", account(1), Vec::new()),
             tx(token, "init", account(1), 10u64.to_le_bytes().to_vec()),
@@ -207,8 +207,8 @@ fn deploy_all(node: &mut Node) -> Deployed {
         1_000_000u64.to_le_bytes().to_vec(),
     )];
     let funded: Vec<_> = (1..6).map(|n| transfer(d.token, 0, n, 100_000)).collect();
-    node.execute_block(&genesis).unwrap();
-    node.execute_block(&funded).unwrap();
+    node.execute_block(genesis.as_slice()).unwrap();
+    node.execute_block(funded.as_slice()).unwrap();
     d
 }
 
@@ -288,7 +288,7 @@ fn run_with(blocks: &[Vec<Op>], mode: Mode, restart_after: Option<usize>, pipeli
     let mut digests = Vec::new();
     for (i, ops) in blocks.iter().enumerate() {
         let txs: Vec<_> = ops.iter().map(|op| to_tx(&d, op)).collect();
-        let out = n.execute_block(&txs).unwrap();
+        let out = n.execute_block(txs.as_slice()).unwrap();
         digests.push((out.receipts_digest, out.diff_digest));
         if restart_after == Some(i) {
             let height = n.height();
@@ -344,7 +344,7 @@ fn blobs_are_committed_through_the_code_store() {
     // A blob is readable from the block after the one that stored it: an update in the same
     // block finds nothing to update.
     let out = n
-        .execute_block(&[
+        .execute_block([
             to_tx(
                 &d,
                 &Op::Register {
@@ -362,7 +362,7 @@ fn blobs_are_committed_through_the_code_store() {
         Some("host_error: blob_update of a missing blob")
     );
     assert_eq!(out.blobs_stored, 1);
-    let out = n.execute_block(&[to_tx(&d, &update)]).unwrap();
+    let out = n.execute_block([to_tx(&d, &update)]).unwrap();
     assert_eq!(out.receipts[0].trap, None);
     assert_eq!(out.blobs_stored, 1);
     // Stored as an update: the new version refers to the previous one.
@@ -375,7 +375,7 @@ fn blobs_are_committed_through_the_code_store() {
     drop(n);
     let mut n = node(dir.path(), Mode::Sequential);
     let out = n
-        .execute_block(&[to_tx(&d, &Op::Read { name: 1, at: 100 })])
+        .execute_block([to_tx(&d, &Op::Read { name: 1, at: 100 })])
         .unwrap();
     assert_eq!(out.receipts[0].trap, None);
     assert_eq!(out.receipts[0].return_data.len(), 64);
@@ -444,14 +444,14 @@ fn scans_merge_committed_state_the_block_and_the_call() {
             .iter()
             .map(|k| set(kv, k.as_bytes(), b"v"))
             .collect();
-        n.execute_block(&genesis).unwrap();
+        n.execute_block(genesis.as_slice()).unwrap();
         let mut declared = kv_call(kv, "scan", b"a");
         declared.access = Some(AccessSet {
             reads: vec![kv.as_bytes().to_vec()],
             writes: Vec::new(),
         });
         let out = n
-            .execute_block(&[
+            .execute_block([
                 set(kv, b"a15", b"w"),
                 kv_call(kv, "del", b"a2"),
                 kv_call(kv, "scan", b"a"),
@@ -509,7 +509,7 @@ fn nested_calls_undo_only_their_own_effects() {
         deep = call_input(a, "call", &deep);
     }
     let out = n
-        .execute_block(&[
+        .execute_block([
             call_via(a, b, "set", &kv_set_input(b"x", b"1")),
             call_via(a, b, "set_then_fail", &kv_set_input(b"y", b"2")),
             call_via(a, synor_core::Digest::of(b"nobody"), "set", b""),
@@ -571,7 +571,7 @@ fn contracts_instantiate_contracts_in_blocks() {
         // The address `make` will give (transaction 0 of block 1, a's first).
         let c = synor_core::block::created_address(&code, &a, (1, 0), 0);
         let out = n
-            .execute_block(&[
+            .execute_block([
                 kv_call(a, "make", &made),
                 kv_call(c, "scan", b""),
                 kv_call(a, "make_then_fail", &made),
@@ -615,13 +615,13 @@ fn contracts_instantiate_contracts_in_blocks() {
             (code, *a.as_bytes(), 1)
         );
         // From the next block on, anyone calls it; its state is its own.
-        let scan = n.execute_block(&[kv_call(c, "scan", b"")]).unwrap();
+        let scan = n.execute_block([kv_call(c, "scan", b"")]).unwrap();
         assert_eq!(keys(&scan.receipts[0].return_data), ["x"]);
         drop(n);
         let mut n = node(dir.path(), mode);
         assert_eq!(n.contracts().unwrap().len(), 4);
         let after = n
-            .execute_block(&[
+            .execute_block([
                 kv_call(d, "set", &kv_set_input(b"y", b"2")),
                 kv_call(c, "scan", b""),
             ])
@@ -691,7 +691,7 @@ fn run_kv(blocks: &[Vec<KvOp>], mode: Mode) -> Vec<(synor_core::Digest, synor_co
         .iter()
         .map(|ops| {
             let txs: Vec<_> = ops.iter().map(|op| kv_tx(&code, a, b, op)).collect();
-            let out = n.execute_block(&txs).unwrap();
+            let out = n.execute_block(txs.as_slice()).unwrap();
             (out.receipts_digest, out.diff_digest)
         })
         .collect()

@@ -96,11 +96,11 @@ pub fn setup(node: &mut Node, files: &[CorpusFile], accounts: u64) -> Result<Con
     };
     let supply = (accounts + 1) * 1_000_000;
     let init = |t| call(t, "init", account(0), supply.to_le_bytes().to_vec());
-    check(&node.execute_block(&[init(c.tokens[0]), init(c.tokens[1])])?)?;
+    check(&node.execute_block([init(c.tokens[0]), init(c.tokens[1])])?)?;
     let fund: Vec<Transaction> = (1..=accounts)
         .flat_map(|n| c.tokens.map(|t| transfer(t, 0, n, 1_000_000)))
         .collect();
-    check(&node.execute_block(&fund)?)?;
+    check(&node.execute_block(fund.as_slice())?)?;
     Ok(c)
 }
 
@@ -247,7 +247,7 @@ fn drive(
     let mut failed = 0;
     for txs in blocks {
         let t = Instant::now();
-        let out = node.execute_block(txs)?;
+        let out = node.execute_block(txs.as_slice())?;
         took += t.elapsed();
 
         failed += out.receipts.iter().filter(|r| r.trap.is_some()).count();

@@ -845,7 +845,7 @@ fn node_command(data: &Path, command: Command) -> Result<(), Error> {
                 gas: args.gas,
                 access: None,
             };
-            let out = node.execute_block(&[tx])?;
+            let out = node.execute_block([tx])?;
             let mut value = receipt_json(&out.receipts[0]);
             value["height"] = out.height.into();
             println!("{value}");
@@ -882,7 +882,7 @@ fn node_command(data: &Path, command: Command) -> Result<(), Error> {
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
             let mut node = open_node(data, false)?;
-            let out = node.execute_block(&txs)?;
+            let out = node.execute_block(txs.as_slice())?;
             let value = serde_json::json!({
                 "height": out.height,
                 "receipts_digest": out.receipts_digest.to_string(),

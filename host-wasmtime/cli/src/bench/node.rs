@@ -383,9 +383,9 @@ struct NodeBlock {
     outcome: BlockOutcome,
 }
 
-fn run_node(node: &mut Node, txs: &[Transaction]) -> Result<NodeBlock, Error> {
+fn run_node(node: &mut Node, txs: &Arc<[Transaction]>) -> Result<NodeBlock, Error> {
     let t = Instant::now();
-    let outcome = node.execute_block(txs)?;
+    let outcome = node.execute_block(txs.clone())?;
     Ok(NodeBlock {
         wall: t.elapsed(),
         outcome,
@@ -441,7 +441,7 @@ pub fn run(files: &[CorpusFile], o: &Options) -> Result<Report, Error> {
     // which would leave one of them in the processor's caches) after genesis and at the end.
     let mut receipts_identical = true;
     for txs in &setup {
-        let out = node.execute_block(txs)?;
+        let out = node.execute_block(txs.as_slice())?;
         if let Some(trap) = out.receipts.iter().find_map(|r| r.trap.as_ref()) {
             return Err(format!("a genesis transaction failed: {trap}").into());
         }
