@@ -43,6 +43,8 @@ use crate::tiered::{Session, TieredExecutor};
 pub struct Execution {
     /// One receipt per transaction.
     pub receipts: Vec<Receipt>,
+    /// Transactions whose result computed before the block stood ([`PreExecuted`]).
+    pub reused: usize,
     /// Contract executions (more than the transactions when optimistic execution re-ran some).
     pub executions: usize,
     /// Validations of optimistic executions.
@@ -137,6 +139,21 @@ pub trait Base: Send + Sync {
     /// # Errors
     /// The backend failed (the message says how).
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+
+    /// The committed value of `key` with the version that wrote it: what a transaction
+    /// executed before its block ([`pre_execute`]) read, checked again when the block comes.
+    ///
+    /// # Errors
+    /// As [`Base::get`].
+    fn get_versioned(&self, key: &[u8]) -> Result<Option<(Vec<u8>, state::Version)>, String>;
+
+    /// The version of `key`'s committed value (`None`: there is none).
+    ///
+    /// # Errors
+    /// As [`Base::get`].
+    fn version(&self, key: &[u8]) -> Result<Option<state::Version>, String> {
+        Ok(self.get_versioned(key)?.map(|(_, v)| v))
+    }
 
     /// The first committed key of `range` after `after` (from the range's start when `None`),
     /// in the range's direction, and its value.
@@ -424,6 +441,37 @@ impl BlockState {
         self.read(key).ok().flatten()
     }
 
+    /// Whether a transaction of the blocks executed on this state wrote or removed `key`.
+    pub fn written(&self, key: &[u8]) -> bool {
+        self.with(key, |s| s.is_some())
+    }
+
+    /// The value of `key` with its committed version, for a key no block executed on this
+    /// state wrote (`None` for one it did, or without a base: versions are the base's).
+    fn read_committed(&self, key: &[u8]) -> Result<Option<(Vec<u8>, state::Version)>, Trap> {
+        match &self.base {
+            Some(base) if !self.written(key) => base.get_versioned(key).map_err(|e| self.failed(e)),
+            _ => Err(Trap::Host(
+                "a pre-executed read of a key the block wrote".into(),
+            )),
+        }
+    }
+
+    /// Whether `key` still has the committed version `version` (`None`: absent).
+    ///
+    /// # Errors
+    /// The base failed.
+    pub fn committed_version_is(
+        &self,
+        key: &[u8],
+        version: Option<state::Version>,
+    ) -> Result<bool, String> {
+        match &self.base {
+            Some(base) => Ok(base.version(key)? == version),
+            None => Ok(version.is_none()),
+        }
+    }
+
     /// The first key of `range` after `after` (from its start when `None`), in its direction,
     /// with its value, and the execution of this block that wrote it (`None`: the base's):
     /// the block's writes merged with the base's keys, removals hiding them.
@@ -599,6 +647,9 @@ struct Nested {
     exec: Arc<TieredExecutor>,
     contracts: Arc<dyn Contracts>,
     state: Arc<BlockState>,
+    /// A call found no contract at its address since this was last cleared (a pre-executed
+    /// result that did cannot stand: the contract may exist when its block comes).
+    missed: AtomicBool,
 }
 
 impl Calls for Nested {
@@ -619,7 +670,10 @@ impl Calls for Nested {
             Some(m) => m.clone(),
             None => match created() {
                 Some(m) => m,
-                None => return Ok(failed),
+                None => {
+                    self.missed.store(true, Ordering::Relaxed);
+                    return Ok(failed);
+                }
             },
         };
         let module = &module;
@@ -683,7 +737,21 @@ struct View {
     speculative: Option<SpeculativeReads>,
     /// An optimistic execution's scan steps.
     scans: Option<Scans>,
+    /// A pre-execution's reads, with their committed versions.
+    recording: Option<Recording>,
 }
+
+/// What a pre-execution read: every key, and every key a scan found, with the committed
+/// version it had (`None`: absent); and whether it touched what versions cannot vouch for
+/// (a missing blob, which a later block may store).
+#[derive(Default)]
+struct Recorded {
+    reads: Vec<(Vec<u8>, Option<state::Version>)>,
+    unrepeatable: bool,
+}
+
+/// A pre-execution's record, shared by its views and the function that keeps it.
+type Recording = Rc<RefCell<Recorded>>;
 
 impl View {
     fn check(&self, key: &[u8], write: bool) -> Result<(), Trap> {
@@ -694,6 +762,12 @@ impl View {
 impl State for View {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         self.check(key, false)?;
+        if let Some(recording) = &self.recording {
+            let found = self.shared.state.read_committed(key)?;
+            let version = found.as_ref().map(|(_, v)| *v);
+            recording.borrow_mut().reads.push((key.to_vec(), version));
+            return Ok(found.map(|(v, _)| v));
+        }
         let (Some(reads), Some(window)) = (&self.speculative, &self.shared.window) else {
             return self.shared.state.read(key);
         };
@@ -721,6 +795,14 @@ impl State for View {
         // Scans read the block's committed writes, not the window's: an optimistic execution
         // keeps each step, and runs again if a step finds something else at its validation.
         let found = self.shared.state.next(range, after)?;
+        if let (Some(recording), Some((key, value, _))) = (&self.recording, &found) {
+            // The found key's version, read apart from the scan: the value must agree, or a
+            // commit came between them and the record could vouch for a value not seen.
+            let now = self.shared.state.read_committed(key)?;
+            let mut recorded = recording.borrow_mut();
+            recorded.unrepeatable |= now.as_ref().map(|(v, _)| v) != Some(value);
+            recorded.reads.push((key.clone(), now.map(|(_, v)| v)));
+        }
         if let Some(scans) = &self.scans {
             scans.borrow_mut().push(ScanStep {
                 range: range.clone(),
@@ -734,7 +816,11 @@ impl State for View {
 
 impl Blobs for View {
     fn blob(&mut self, id: &CodeId) -> Result<Option<Arc<[u8]>>, String> {
-        self.shared.state.blob(id)
+        let blob = self.shared.state.blob(id)?;
+        if let (Some(recording), None) = (&self.recording, &blob) {
+            recording.borrow_mut().unrepeatable = true;
+        }
+        Ok(blob)
     }
 }
 
@@ -771,6 +857,7 @@ fn execute_one(
     shared: &Arc<Shared>,
     tx: usize,
     speculative: Option<&SpeculativeReads>,
+    recording: Option<&Recording>,
 ) -> Result<Effects, EngineError> {
     let t = &shared.txs[tx];
     let refused = |why: String| Effects {
@@ -794,13 +881,14 @@ fn execute_one(
             t.contract, t.entry
         )));
     }
-    let scans: Option<Scans> = speculative.map(|_| Rc::default());
+    let scans: Option<Scans> = (speculative.is_some() || recording.is_some()).then(Rc::default);
     // The blobs' view reads the block state directly: only the state's view needs the reads.
     let view = |speculative: Option<&SpeculativeReads>, scans: Option<Scans>| View {
         shared: shared.clone(),
         tx,
         speculative: speculative.cloned(),
         scans,
+        recording: recording.cloned(),
     };
     let mut ctx = CallContext::new(
         t.contract,
@@ -838,6 +926,143 @@ fn execute_one(
     })
 }
 
+/// A transaction executed before its block (speculation) on the committed state: its receipt,
+/// writes, blobs and scan steps, and every key it read (or found by a scan) with the committed
+/// version it had. It stands for an execution in a block while each of those keys still has
+/// that version and no earlier transaction of the block wrote one of them; otherwise the
+/// transaction executes. Validity is a comparison of versions, never of values.
+#[derive(Debug, Clone)]
+pub struct PreExecuted {
+    receipt: Receipt,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    blobs: NewBlobs,
+    scans: Vec<ScanStep>,
+    reads: Vec<(Vec<u8>, Option<state::Version>)>,
+}
+
+impl PreExecuted {
+    /// The receipt it would give.
+    pub fn receipt(&self) -> &Receipt {
+        &self.receipt
+    }
+
+    /// Bytes it holds (keys, values, receipt, blobs, scan steps), for a memory bound.
+    pub fn bytes(&self) -> usize {
+        let pairs = |v: &[(Vec<u8>, Option<Vec<u8>>)]| {
+            v.iter()
+                .map(|(k, v)| 48 + k.len() + v.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+        };
+        let receipt = 64
+            + self.receipt.return_data.len()
+            + self.receipt.trap.as_ref().map_or(0, String::len)
+            + (self.receipt.events.iter())
+                .map(|e| 48 + e.topic.len() + e.data.len())
+                .sum::<usize>();
+        let scans = (self.scans.iter())
+            .map(|s| {
+                96 + s.after.as_ref().map_or(0, Vec::len)
+                    + s.found.as_ref().map_or(0, |f| f.0.len())
+            })
+            .sum::<usize>();
+        std::mem::size_of::<Self>()
+            + receipt
+            + pairs(&self.writes)
+            + self.reads.iter().map(|(k, _)| 48 + k.len()).sum::<usize>()
+            + self.blobs.iter().map(|b| 96 + b.bytes.len()).sum::<usize>()
+            + scans
+    }
+
+    /// Whether every key it read still has the committed version it saw in `state`'s base,
+    /// and its scans find what they found (the commits since it ran changed none of it);
+    /// `state` holds no block's writes yet.
+    ///
+    /// # Errors
+    /// The base failed.
+    pub fn still_committed(&self, state: &BlockState) -> Result<bool, String> {
+        for (key, version) in &self.reads {
+            if !state.committed_version_is(key, *version)? {
+                return Ok(false);
+            }
+        }
+        Ok(self.scans.iter().all(|s| s.holds(state)))
+    }
+
+    /// Whether it stands in `state` as it is now (sequential and declared modes: the writes of
+    /// every earlier transaction of the block and none of a later one it conflicts with): no
+    /// key it read was written in the block, and its scans find what they found.
+    fn stands(&self, state: &BlockState) -> bool {
+        self.reads.iter().all(|(k, _)| !state.written(k))
+            && self.scans.iter().all(|s| s.holds(state))
+    }
+}
+
+/// Executes `tx` on `state` (the committed state, through a base, with no block's writes) as
+/// a transaction of the block at `height` would, keeping what [`PreExecuted`] needs to stand
+/// for it later, and applying nothing. `None` when the result could not stand for an
+/// execution in a block: the transaction was not run (refused), instantiated contracts (their
+/// addresses depend on its place in its block), or met what versions cannot vouch for (a
+/// missing blob or contract, which a later block may create).
+///
+/// # Errors
+/// An engine failed.
+pub fn pre_execute(
+    exec: &Arc<TieredExecutor>,
+    contracts: &Arc<dyn Contracts>,
+    state: &Arc<BlockState>,
+    height: u64,
+    tx: Transaction,
+) -> Result<Option<PreExecuted>, EngineError> {
+    let txs: Arc<[Transaction]> = Arc::from([tx]);
+    let declared: Arc<[Declared]> = txs
+        .iter()
+        .map(|t| Declared::of(t.access.as_ref()))
+        .collect();
+    let nested = Arc::new(Nested {
+        exec: exec.clone(),
+        contracts: contracts.clone(),
+        state: state.clone(),
+        missed: AtomicBool::new(false),
+    });
+    let shared = Arc::new(Shared {
+        state: state.clone(),
+        height,
+        txs,
+        declared,
+        window: None,
+        calls: nested.clone(),
+    });
+    let recording = Recording::default();
+    let mut session = exec.session();
+    let effects = execute_one(
+        &mut session,
+        &**contracts,
+        &shared,
+        0,
+        None,
+        Some(&recording),
+    )?;
+    let recorded = Rc::into_inner(recording)
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    let ran = effects.receipt.gas_used > 0 || recorded.reads.len() + effects.writes.len() > 0;
+    if !ran
+        || recorded.unrepeatable
+        || nested.missed.load(Ordering::Relaxed)
+        || !effects.receipt.created.is_empty()
+        || state.fault().is_some()
+    {
+        return Ok(None);
+    }
+    Ok(Some(PreExecuted {
+        receipt: effects.receipt,
+        writes: effects.writes.into_iter().collect(),
+        blobs: effects.blobs,
+        scans: effects.scans,
+        reads: recorded.reads,
+    }))
+}
+
 /// Executes `txs` as the block at `height` against `state` in `mode`; returns one receipt per
 /// transaction. The state and receipts are those of sequential execution in block order, whatever the mode. A
 /// transaction whose access set is over its bounds is not run: its receipt says why
@@ -857,6 +1082,32 @@ pub fn execute_block(
     txs: &Arc<[Transaction]>,
     mode: Mode,
 ) -> Result<Execution, EngineError> {
+    execute_block_reusing(blocks, exec, contracts, state, height, txs, mode, &[])
+}
+
+/// As [`execute_block`], with results computed before the block (`reuse[i]` for transaction
+/// `i`, whose every read must still have the committed version it saw:
+/// [`PreExecuted::still_committed`]). A result stands for the transaction's execution if no
+/// earlier transaction of the block wrote what it read; otherwise the transaction executes.
+/// In the optimistic mode a result is the transaction's first incarnation, validated like any
+/// other; in the declared mode it takes its place in the dependency graph. The receipts and
+/// state are the same as without them.
+///
+/// # Errors
+/// As [`execute_block`].
+#[allow(clippy::too_many_arguments)]
+pub fn execute_block_reusing(
+    blocks: &BlockExecutor,
+    exec: &Arc<TieredExecutor>,
+    contracts: &Arc<dyn Contracts>,
+    state: &Arc<BlockState>,
+    height: u64,
+    txs: &Arc<[Transaction]>,
+    mode: Mode,
+    reuse: &[Option<Arc<PreExecuted>>],
+) -> Result<Execution, EngineError> {
+    let reused = std::sync::atomic::AtomicUsize::new(0);
+    let pre = |tx: usize| reuse.get(tx).and_then(Option::as_ref);
     if u32::try_from(txs.len()).is_err() {
         return Err(EngineError::Engine(format!(
             "a block of {} transactions: at most 2^32 - 1",
@@ -893,6 +1144,7 @@ pub fn execute_block(
                         exec: exec.clone(),
                         contracts: contracts.clone(),
                         state: state.clone(),
+                        missed: AtomicBool::new(false),
                     }),
                 })
             })
@@ -905,19 +1157,28 @@ pub fn execute_block(
     // Executes `tx` and applies its writes at once (sequential and declared modes).
     let apply = |worker: usize, tx: u32| {
         let tx = tx as usize;
+        let writer = Writer {
+            tx: tx as u32,
+            incarnation: 0,
+        };
+        if let Some(pre) = pre(tx).filter(|p| p.stands(state)) {
+            for (k, v) in &pre.writes {
+                state.put(k.as_slice(), v.clone(), writer);
+            }
+            keep(tx, Ok(pre.receipt.clone()), pre.blobs.clone());
+            reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let effects = execute_one(
             &mut sessions[worker].get(),
             &**contracts,
             &direct[worker],
             tx,
             None,
+            None,
         );
         match effects {
             Ok(e) => {
-                let writer = Writer {
-                    tx: tx as u32,
-                    incarnation: 0,
-                };
                 for (k, v) in e.writes {
                     state.put(k, v, writer);
                 }
@@ -962,14 +1223,46 @@ pub fn execute_block(
                 let window = Arc::new(window);
                 let views = shared(Some(window.clone()));
                 let execute = |worker: usize, v: Version| -> Executed<_, _, _> {
-                    let reads = Rc::new(RefCell::new(window.reads(v.tx)));
                     let tx = range.start + v.tx as usize;
+                    // A result computed before the block is the first incarnation, if no
+                    // earlier transaction wrote what it read (in this window, or in an earlier
+                    // one: those writes are in the block state); validated like any other.
+                    if let Some(pre) = pre(tx).filter(|_| v.incarnation == 0) {
+                        let mut reads = window.reads(v.tx);
+                        let mut base =
+                            |k: &[u8]| !state.written(k) && window.read_base(&mut reads, k);
+                        // A result taken when every earlier transaction had committed is not
+                        // validated again: its scans are checked here.
+                        if pre.reads.iter().all(|(k, _)| base(k))
+                            && pre.scans.iter().all(|s| s.holds(state))
+                        {
+                            reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let writer = Writer {
+                                tx: tx as u32,
+                                incarnation: 0,
+                            };
+                            let writes = (pre.writes.iter())
+                                .map(|(k, v)| (WindowKey::from_slice(k), (v.clone(), writer)));
+                            let output = (
+                                Ok(pre.receipt.clone()),
+                                pre.blobs.clone(),
+                                pre.scans.clone(),
+                            );
+                            return Executed {
+                                reads,
+                                writes: writes.collect(),
+                                output,
+                            };
+                        }
+                    }
+                    let reads = Rc::new(RefCell::new(window.reads(v.tx)));
                     let effects = execute_one(
                         &mut sessions[worker].get(),
                         &**contracts,
                         &views[worker],
                         tx,
                         Some(&reads),
+                        None,
                     );
                     let reads = Rc::into_inner(reads)
                         .expect("the call's views are dropped")
@@ -1049,9 +1342,11 @@ pub fn execute_block(
                 .unwrap_or_else(|| Err(EngineError::Engine("transaction not run".into())))
         })
         .collect::<Result<_, _>>()?;
+    let reused = reused.into_inner();
     Ok(Execution {
         receipts,
-        executions,
+        reused,
+        executions: executions - reused,
         validations,
     })
 }

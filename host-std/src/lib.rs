@@ -43,6 +43,7 @@ pub mod cold;
 pub mod kv;
 pub mod node;
 pub mod pool;
+pub mod speculation;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{
     Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -44,6 +44,7 @@ use crate::block::{self, Base, BlockExecutor, BlockState, Writer};
 use crate::cache::{CacheStats, CachedEntry, StateCache};
 use crate::kv::{self, RedbKv};
 use crate::pool;
+use crate::speculation::{Pool, PoolStats, Snapshot};
 use crate::tiered::{self, TieredExecutor};
 use crate::{STORE_FILE, ZstdCompressor};
 
@@ -124,6 +125,9 @@ pub struct NodeConfig {
     /// Commit each block on a thread of its own while the next one executes (see
     /// [`Node::execute_block`]).
     pub pipeline: bool,
+    /// Bytes of pending transactions and their pre-executed results ([`Node::submit`]); 0
+    /// turns speculation off.
+    pub speculation_bytes: usize,
 }
 
 impl Default for NodeConfig {
@@ -138,6 +142,7 @@ impl Default for NodeConfig {
             store: StoreConfig::default(),
             state_cache_bytes: 64 << 20,
             pipeline: true,
+            speculation_bytes: 64 << 20,
         }
     }
 }
@@ -208,6 +213,8 @@ pub struct BlockOutcome {
     pub keys_written: usize,
     /// Blobs the block stored.
     pub blobs_stored: usize,
+    /// Transactions whose pre-executed result stood for their execution ([`Node::submit`]).
+    pub reused: usize,
     /// Time spent executing the block (wall clock; differs between runs).
     pub execute_time: std::time::Duration,
     /// Time spent committing it (wall clock; differs between runs).
@@ -298,6 +305,10 @@ pub struct Node {
     pending: Option<Arc<Pending>>,
     /// The pipelined commit.
     commits: Commits,
+    /// Pending transactions, pre-executed between blocks.
+    pool: Arc<Pool>,
+    /// What pre-execution runs against: the latest block, and the contracts.
+    tip: Arc<Mutex<Tip>>,
     height: u64,
     nonce: u64,
     config: NodeConfig,
@@ -305,9 +316,19 @@ pub struct Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        // The block in flight is written before the node goes.
+        // Pre-execution lets go of the database, and the block in flight is written, before
+        // the node goes.
+        self.pool.close();
         let _ = self.commits.wait();
     }
+}
+
+/// The latest block as pre-execution sees it.
+#[derive(Clone)]
+struct Tip {
+    height: u64,
+    pending: Option<Arc<Pending>>,
+    contracts: Arc<Loaded>,
 }
 
 impl fmt::Debug for Node {
@@ -372,10 +393,39 @@ impl Node {
             tiered::Mode::Tiered(config.tier_policy),
             config.code_cache_bytes,
         ));
+        let store = Arc::new(RwLock::new(store));
+        let tip = Arc::new(Mutex::new(Tip {
+            height,
+            pending: None,
+            contracts: Arc::default(),
+        }));
+        let snapshots = {
+            let (db, store, tip) = (db.clone(), store.clone(), tip.clone());
+            move || -> Result<Snapshot, String> {
+                let tip = tip.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let read = db.begin_read().map_err(|e| e.to_string())?;
+                let base = Committed {
+                    table: read.open_table(STATE).map_err(|e| e.to_string())?,
+                    store: store.clone(),
+                    cache: None,
+                    pending: tip.pending,
+                };
+                Ok(Snapshot {
+                    state: Arc::new(BlockState::over(Arc::new(base))),
+                    height: tip.height,
+                    contracts: tip.contracts,
+                })
+            }
+        };
+        let pool = Arc::new(Pool::new(
+            config.speculation_bytes,
+            exec.clone(),
+            Box::new(snapshots),
+        ));
         Ok(Self {
             dir: dir.to_path_buf(),
             db,
-            store: Arc::new(RwLock::new(store)),
+            store,
             exec,
             blocks: BlockExecutor::new(),
             loaded: Arc::default(),
@@ -383,6 +433,8 @@ impl Node {
             spare: None,
             pending: None,
             commits: Commits::default(),
+            pool,
+            tip,
             height,
             nonce,
             config,
@@ -464,6 +516,7 @@ impl Node {
         Arc::make_mut(&mut self.loaded)
             .codes
             .insert(id, Arc::new(module));
+        self.publish_tip();
         Ok(id)
     }
 
@@ -504,6 +557,7 @@ impl Node {
         Arc::make_mut(&mut self.loaded)
             .contracts
             .insert(address, module);
+        self.publish_tip();
         Ok(address)
     }
 
@@ -569,9 +623,10 @@ impl Node {
     /// Loads the module of every contract and deployed code not loaded yet (after opening:
     /// any contract may be called, and any code instantiated, by a transaction or by another
     /// contract). Waits for the commit in flight, whose contracts it reads.
-    fn load_contracts(&mut self) -> Result<(), NodeError> {
+    /// Returns whether it loaded any.
+    fn load_contracts(&mut self) -> Result<bool, NodeError> {
         if self.loaded.complete {
-            return Ok(());
+            return Ok(false);
         }
         self.sync()?;
         let codes: Vec<CodeId> = {
@@ -599,7 +654,7 @@ impl Node {
             }
         }
         Arc::make_mut(&mut self.loaded).complete = true;
-        Ok(())
+        Ok(true)
     }
 
     /// A block over the committed state.
@@ -609,7 +664,7 @@ impl Node {
         let base = Arc::new(Committed {
             table: read.open_table(STATE)?,
             store: self.store.clone(),
-            cache: self.cache.clone(),
+            cache: Some(self.cache.clone()),
             pending: self.pending.clone(),
         });
         Ok(match self.spare.take() {
@@ -640,8 +695,10 @@ impl Node {
         txs: impl Into<Arc<[Transaction]>>,
     ) -> Result<BlockOutcome, NodeError> {
         self.commits.check()?;
+        // Pre-execution stops after the transaction it is running; the block does not wait.
+        self.pool.interrupt();
         let started = std::time::Instant::now();
-        let (state, done) = self.run(txs.into(), self.config.mode)?;
+        let (state, done) = self.run(txs.into(), self.config.mode, true)?;
         let height = self.height + 1;
         let created: Vec<ContractInfo> = (done.receipts.iter())
             .flat_map(|r| &r.created)
@@ -681,6 +738,7 @@ impl Node {
             keys_written: diff.len(),
             blobs_stored: blobs.len(),
             receipts: done.receipts,
+            reused: done.reused,
             executions: done.executions,
             validations: done.validations,
             execute_time: executed - started,
@@ -720,7 +778,38 @@ impl Node {
                 .contracts
                 .insert(info.address, module);
         }
+        self.publish_tip();
+        self.pool.resume();
         Ok(outcome)
+    }
+
+    /// Tells pre-execution the latest block and contracts.
+    fn publish_tip(&self) {
+        *self.tip.lock().unwrap_or_else(|e| e.into_inner()) = Tip {
+            height: self.height,
+            pending: self.pending.clone(),
+            contracts: self.loaded.clone(),
+        };
+    }
+
+    /// Adds `tx` to the pending pool: between blocks, a background thread pre-executes
+    /// pending transactions against the latest committed state, in the order they came, and a
+    /// block that includes one uses its result if everything it read still has the version it
+    /// saw and no earlier transaction of the block wrote it (see [`crate::speculation`]).
+    /// Results change how long a block takes, never what it does. The pool holds at most
+    /// [`NodeConfig::speculation_bytes`]: past it, the oldest transactions go first.
+    pub fn submit(&self, tx: Transaction) {
+        self.pool.submit(tx);
+    }
+
+    /// What the pending pool holds.
+    pub fn pool(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Waits until pre-execution has run every pending transaction it can.
+    pub fn wait_speculation(&self) {
+        self.pool.wait_idle();
     }
 
     /// Waits until every block executed so far is durable.
@@ -767,7 +856,7 @@ impl Node {
             gas,
             access: None,
         };
-        let (state, done) = self.run(vec![tx].into(), Mode::Sequential)?;
+        let (state, done) = self.run(vec![tx].into(), Mode::Sequential, false)?;
         self.keep(state);
         Ok(done.receipts.into_iter().next().unwrap_or_default())
     }
@@ -781,13 +870,22 @@ impl Node {
         &mut self,
         txs: Arc<[Transaction]>,
         mode: Mode,
+        speculated: bool,
     ) -> Result<(Arc<BlockState>, block::Execution), NodeError> {
-        self.load_contracts()?;
+        if self.load_contracts()? {
+            self.publish_tip();
+        }
         let state = Arc::new(self.block_state()?);
+        let reuse = match speculated {
+            true => self.pool.take(&txs, &state).map_err(NodeError::Fault)?,
+            false => Vec::new(),
+        };
         let contracts = self.loaded.clone() as Arc<dyn Contracts>;
         let (blocks, exec, height) = (&self.blocks, &self.exec, self.height + 1);
-        let done = block::execute_block(blocks, exec, &contracts, &state, height, &txs, mode)
-            .map_err(NodeError::Engine)?;
+        let done = block::execute_block_reusing(
+            blocks, exec, &contracts, &state, height, &txs, mode, &reuse,
+        )
+        .map_err(NodeError::Engine)?;
         if let Some(fault) = state.fault() {
             return Err(NodeError::Fault(fault));
         }
@@ -1058,16 +1156,17 @@ fn entries<'t>(
 struct Committed {
     table: ReadOnlyTable<&'static [u8], &'static [u8]>,
     store: Arc<RwLock<Store>>,
-    cache: Arc<StateCache>,
+    /// The hot-state cache; none for a snapshot of one height (pre-execution), which the
+    /// node's updates of the cache must not reach.
+    cache: Option<Arc<StateCache>>,
     /// The block before, if its commit is still being written: it shadows the table.
     pending: Option<Arc<Pending>>,
 }
 
-impl Base for Committed {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        // The cache holds the pending block's writes (the node applies them before the next
-        // block starts): the pending block is asked only when the cache does not know a key.
-        let entry = self.cache.get_or_load(key, || {
+impl Committed {
+    /// The committed entry of `key`, through the cache if there is one.
+    fn entry(&self, key: &[u8]) -> Result<CachedEntry, String> {
+        let load = || {
             if let Some((value, version)) = self.pending.as_ref().and_then(|p| p.get(key)) {
                 return Ok(value.map_or(CachedEntry::Absent, |v| CachedEntry::present(v, version)));
             }
@@ -1076,8 +1175,31 @@ impl Base for Committed {
             };
             let (version, value) = Stored::split(v.value()).map_err(|e| e.to_string())?;
             Ok::<_, String>(CachedEntry::present(value, version))
-        })?;
-        Ok(entry.value().map(<[u8]>::to_vec))
+        };
+        // The cache holds the pending block's writes (the node applies them before the next
+        // block starts): the pending block is asked only when the cache does not know a key.
+        match &self.cache {
+            Some(cache) => cache.get_or_load(key, load),
+            None => load(),
+        }
+    }
+}
+
+impl Base for Committed {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.entry(key)?.value().map(<[u8]>::to_vec))
+    }
+
+    fn get_versioned(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Version)>, String> {
+        let entry = self.entry(key)?;
+        Ok(entry
+            .value()
+            .zip(entry.version())
+            .map(|(v, version)| (v.to_vec(), version)))
+    }
+
+    fn version(&self, key: &[u8]) -> Result<Option<Version>, String> {
+        Ok(self.entry(key)?.version())
     }
 
     fn next(&self, range: &Range, after: Option<&[u8]>) -> Result<Option<KeyValue>, String> {

@@ -715,3 +715,181 @@ proptest! {
         }
     }
 }
+
+/// Speculation: results pre-executed between blocks stand for their executions only while
+/// what they read is unchanged. A result invalidated by an earlier transaction of the block,
+/// or by a block committed after it ran, is not used; the receipts and state are those of a
+/// node that pre-executed nothing.
+#[test]
+fn speculation_reuses_what_still_stands() {
+    let run = |speculate: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = node(dir.path(), Mode::Optimistic { threads: 2 });
+        let code = n.deploy(&kv_wasm()).unwrap();
+        let a = n.instantiate(&code, account(0)).unwrap();
+        n.execute_block([set(a, b"k1", b"1"), set(a, b"k2", b"2")])
+            .unwrap();
+        let later = [
+            kv_call(a, "scan", b"k"),
+            set(a, b"k3", b"3"),
+            kv_call(a, "scan", b"z"),
+            set(a, b"k4", b"4"),
+        ];
+        if speculate {
+            for t in &later {
+                n.submit(t.clone());
+            }
+            n.wait_speculation();
+            assert_eq!(n.pool().results, 4, "{:?}", n.pool());
+        }
+        // A block between pre-execution and the block: it writes z, into the range the second
+        // scan read.
+        let between = n.execute_block([set(a, b"z", b"0")]).unwrap();
+        assert_eq!(between.reused, 0);
+        if speculate {
+            n.wait_speculation();
+        }
+        // k0 inserted into the range the first scan read: it runs again; the two writes stand;
+        // the second scan was pre-executed again after the block between, and stands.
+        let mut block = vec![set(a, b"k0", b"0")];
+        block.extend(later);
+        let out = n.execute_block(block).unwrap();
+        assert_eq!(keys(&out.receipts[1].return_data), ["k0", "k1", "k2"]);
+        assert_eq!(keys(&out.receipts[3].return_data), ["z"]);
+        let all = n.execute_block([kv_call(a, "scan", b"")]).unwrap();
+        (
+            out.reused,
+            out.receipts_digest,
+            out.diff_digest,
+            all.receipts,
+        )
+    };
+    let (none, receipts, diff, state) = run(false);
+    assert_eq!(none, 0);
+    let (reused, spec_receipts, spec_diff, spec_state) = run(true);
+    assert_eq!(
+        reused, 3,
+        "the writes of k3 and k4 and the second scan, pre-executed again"
+    );
+    assert_eq!((spec_receipts, spec_diff), (receipts, diff));
+    assert_eq!(spec_state, state);
+}
+
+/// One block of [`speculation_never_changes_results`]: its transactions, which of them were
+/// submitted (pre-executed) before it, and whether a block of other transactions was committed
+/// between the pre-execution and it.
+#[derive(Debug, Clone)]
+struct SpecBlock {
+    ops: Vec<(KvOp, bool)>,
+    between: Option<Vec<KvOp>>,
+}
+
+fn spec_block() -> impl Strategy<Value = SpecBlock> {
+    (
+        prop::collection::vec((kv_op(), any::<bool>()), 20..120),
+        prop::option::of(prop::collection::vec(kv_op(), 1..20)),
+    )
+        .prop_map(|(ops, between)| SpecBlock { ops, between })
+}
+
+/// Runs `blocks` on a new node in `mode`, submitting the transactions marked for
+/// pre-execution when `speculate`; returns each block's digests and the final state's, and how
+/// many results were reused.
+fn run_spec(
+    blocks: &[SpecBlock],
+    mode: Mode,
+    speculate: bool,
+) -> (Vec<[synor_core::Digest; 2]>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = node(dir.path(), mode);
+    let code = n.deploy(&kv_wasm()).unwrap();
+    let a = n.instantiate(&code, account(0)).unwrap();
+    let b = n.instantiate(&code, account(0)).unwrap();
+    let mut digests = Vec::new();
+    let mut reused = 0;
+    for block in blocks {
+        let txs: Vec<_> = block
+            .ops
+            .iter()
+            .map(|(op, _)| kv_tx(&code, a, b, op))
+            .collect();
+        if speculate {
+            for (t, (_, submitted)) in txs.iter().zip(&block.ops) {
+                if *submitted {
+                    n.submit(t.clone());
+                }
+            }
+            n.wait_speculation();
+        }
+        if let Some(between) = &block.between {
+            let txs: Vec<_> = between.iter().map(|op| kv_tx(&code, a, b, op)).collect();
+            let out = n.execute_block(txs).unwrap();
+            digests.push([out.receipts_digest, out.diff_digest]);
+        }
+        let out = n.execute_block(txs).unwrap();
+        reused += out.reused;
+        digests.push([out.receipts_digest, out.diff_digest]);
+    }
+    digests.push([n.state_digest().unwrap(); 2]);
+    (digests, reused)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    /// Random blocks with random pre-executed subsets, invalidated by earlier transactions of
+    /// the block (writes, removals, keys inserted into scanned ranges) and by blocks committed
+    /// between pre-execution and the block, in every mode: the receipts (gas included), state
+    /// diffs and final state are those of a node that pre-executed nothing.
+    #[test]
+    fn speculation_never_changes_results(
+        blocks in prop::collection::vec(spec_block(), 1..4),
+        mode in prop::sample::select(MODES.to_vec()),
+    ) {
+        let (reference, _) = run_spec(&blocks, Mode::Sequential, false);
+        let (speculated, reused) = run_spec(&blocks, mode, true);
+        prop_assert_eq!(&speculated, &reference, "{:?}, {} reused", mode, reused);
+    }
+}
+
+/// A flood of pending transactions: the pool stays within its byte budget, dropping the oldest,
+/// and what it keeps still runs correctly.
+#[test]
+fn the_pool_stays_within_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 64 << 10;
+    let mut n = open_node(
+        dir.path(),
+        NodeConfig {
+            speculation_bytes: budget,
+            ..NodeConfig::default()
+        },
+    )
+    .unwrap();
+    let code = n.deploy(&kv_wasm()).unwrap();
+    let a = n.instantiate(&code, account(0)).unwrap();
+    n.execute_block([set(a, b"k", b"v")]).unwrap();
+    let flood: Vec<_> = (0..5_000u32)
+        .map(|i| set(a, format!("key{i}").as_bytes(), &[7; 40]))
+        .collect();
+    for (i, t) in flood.iter().enumerate() {
+        n.submit(t.clone());
+        if i % 500 == 0 {
+            let stats = n.pool();
+            assert!(stats.bytes <= budget, "{stats:?}");
+        }
+    }
+    n.wait_speculation();
+    let stats = n.pool();
+    assert!(stats.bytes <= budget, "{stats:?}");
+    assert!(
+        stats.dropped > 0 && stats.pending < flood.len(),
+        "{stats:?}"
+    );
+    assert!(stats.results > 0, "{stats:?}");
+    // The newest transactions are the ones kept: a block of them reuses their results.
+    let kept = flood[flood.len() - stats.results.min(50)..].to_vec();
+    let out = n.execute_block(kept.clone()).unwrap();
+    assert_eq!(out.reused, kept.len());
+    assert!(out.receipts.iter().all(|r| r.trap.is_none()));
+}

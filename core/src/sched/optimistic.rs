@@ -553,6 +553,32 @@ where
         Read::Value(value.unwrap_or_else(base))
     }
 
+    /// Records that the execution whose reads are `reads` found `key` in the base state, as a
+    /// result computed before the block did (speculation: every read of a pre-executed
+    /// transaction came from the committed state), without reading it. False if an earlier
+    /// transaction of the block wrote the key, or is re-executing a write of it: the result
+    /// cannot stand, and the transaction must execute (with a new read set). A result whose
+    /// every read is recorded is validated like any execution.
+    pub fn read_base<Q>(&self, reads: &mut ReadSet, key: &Q) -> bool
+    where
+        K: Borrow<Q> + From<Q::Owned>,
+        Q: Hash + Eq + ?Sized + ToOwned,
+    {
+        // Committed versions keep their place in the memory: even a settled execution finds an
+        // earlier transaction's write here.
+        let tx = reads.tx;
+        let (id, origin) = self.with_versions(key, |id, versions| {
+            (id, versions.origin(tx).map(|(o, _)| o))
+        });
+        if origin != Ok(Origin::Base) {
+            return false;
+        }
+        if !reads.settled && reads.find(id).is_none() {
+            reads.push(id, Origin::Base);
+        }
+        true
+    }
+
     /// Runs `f` on the id and versions of `key`, under its shard's lock (creating them if
     /// needed).
     fn with_versions<Q, R>(&self, key: &Q, f: impl FnOnce(KeyId, &mut Versions<V>) -> R) -> R
