@@ -240,6 +240,34 @@ enum BenchCommand {
     /// A node (redb state, hot-state cache, commit) against in-memory block execution on the
     /// same blocks; restart, cache against LRU, journal checkpoints.
     Node(BenchNodeArgs),
+    /// Block latency with speculation (pending transactions pre-executed between blocks)
+    /// against without, over shares pre-executed and invalidated.
+    Spec(BenchSpecArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchSpecArgs {
+    /// Token transfers per block.
+    #[arg(long, default_value_t = 1_000)]
+    transfers: usize,
+    /// Compute-heavy calls (SHA-256 hash chains) per block.
+    #[arg(long, default_value_t = 500)]
+    compute: usize,
+    /// SHA-256 rounds of a compute call (drawn between half and all of it).
+    #[arg(long, default_value_t = 400)]
+    rounds: u32,
+    /// Blocks per cell of the grid.
+    #[arg(long, default_value_t = 5)]
+    blocks: usize,
+    /// Worker threads, on both nodes.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Workload seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -671,6 +699,26 @@ fn bench_node(args: BenchNodeArgs) -> Result<(), Error> {
     Ok(())
 }
 
+fn bench_spec(args: BenchSpecArgs) -> Result<(), Error> {
+    let (contracts, _) = corpus::embedded();
+    let options = bench::spec::Options {
+        transfers: args.transfers,
+        compute: args.compute,
+        rounds: args.rounds,
+        blocks: args.blocks,
+        threads: args.threads,
+        seed: args.seed,
+        progress: !args.json,
+    };
+    let report = bench::spec::run(&contracts, &options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", bench::spec::table(&report));
+    }
+    Ok(())
+}
+
 fn bench_tiers(args: BenchTiersArgs) -> Result<(), Error> {
     let programs = match &args.programs {
         Some(dir) => corpus::load_dir(dir)?,
@@ -955,6 +1003,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Tiers(args))) => bench_tiers(args),
         Some(Command::Bench(BenchCommand::Sched(args))) => bench_sched(args),
         Some(Command::Bench(BenchCommand::Node(args))) => bench_node(args),
+        Some(Command::Bench(BenchCommand::Spec(args))) => bench_spec(args),
         Some(Command::Demo { json }) => demo(json),
         None => demo(false),
         Some(command) => node_command(&cli.data, command),

@@ -3,6 +3,7 @@
 
 pub mod node;
 pub mod sched;
+pub mod spec;
 pub mod store;
 pub mod tiers;
 

@@ -186,9 +186,9 @@ pub struct Report {
 
 /// The contracts of the workload (the same addresses on both sides).
 #[derive(Debug, Clone)]
-struct Deployed {
-    token: Address,
-    compute: Address,
+pub(super) struct Deployed {
+    pub(super) token: Address,
+    pub(super) compute: Address,
     registry: Address,
     kv: Vec<Address>,
     /// Every contract's module, by address: what the in-memory side executes.
@@ -209,7 +209,11 @@ fn document_data(len: usize, seed: u64) -> impl Iterator<Item = u8> {
 }
 
 /// Deploys and instantiates the contracts on `node`.
-fn deploy(node: &mut Node, files: &[CorpusFile], kv_contracts: u64) -> Result<Deployed, Error> {
+pub(super) fn deploy(
+    node: &mut Node,
+    files: &[CorpusFile],
+    kv_contracts: u64,
+) -> Result<Deployed, Error> {
     let file = |name: &str| -> Result<Vec<u8>, Error> {
         files
             .iter()
@@ -244,7 +248,7 @@ fn deploy(node: &mut Node, files: &[CorpusFile], kv_contracts: u64) -> Result<De
 
 /// The genesis blocks: the token's supply minted to account 0 and the documents registered,
 /// then every account and every `kv` contract funded.
-fn genesis(d: &Deployed, accounts: u64) -> Vec<Vec<Transaction>> {
+pub(super) fn genesis(d: &Deployed, accounts: u64) -> Vec<Vec<Transaction>> {
     let holders = accounts + d.kv.len() as u64 + 1;
     let mut first = vec![call(
         d.token,
