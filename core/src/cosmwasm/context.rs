@@ -493,7 +493,13 @@ impl CwContext {
                     };
                 };
                 let (key, value) = found;
-                let key = &key[self.contract.as_bytes().len()..];
+                // The key as the contract names it, without its namespace (a state that
+                // returned a key outside the range it was asked for is a host fault).
+                let Some(key) = key.get(self.contract.as_bytes().len()..) else {
+                    return Err(Trap::Host(
+                        "the state returned a key outside the scan".into(),
+                    ));
+                };
                 let data = match import {
                     CwImport::DbNext => encode_sections(&[key, &value]),
                     CwImport::DbNextKey => key.to_vec(),

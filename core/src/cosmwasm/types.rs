@@ -193,20 +193,38 @@ pub enum ContractResult<T> {
 /// A failure of the chain (not of a contract) to answer a query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum SystemError {
     /// The request could not be parsed.
-    InvalidRequest { error: String, request: Binary },
+    InvalidRequest {
+        /// Why.
+        error: String,
+        /// The request.
+        request: Binary,
+    },
     /// The response could not be parsed.
-    InvalidResponse { error: String, response: Binary },
+    InvalidResponse {
+        /// Why.
+        error: String,
+        /// The response.
+        response: Binary,
+    },
     /// The contract queried does not exist.
-    NoSuchContract { addr: String },
+    NoSuchContract {
+        /// Its address.
+        addr: String,
+    },
     /// The code queried does not exist.
-    NoSuchCode { code_id: u64 },
+    NoSuchCode {
+        /// Its id.
+        code_id: u64,
+    },
     /// Something else went wrong.
     Unknown {},
     /// The chain does not serve this kind of query.
-    UnsupportedRequest { kind: String },
+    UnsupportedRequest {
+        /// The kind of query.
+        kind: String,
+    },
 }
 
 /// `{"ok": T}` or `{"error": SystemError}`: the outer result of `query_chain`.
@@ -299,44 +317,65 @@ pub enum BankMsg {
 /// A message to a contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum WasmMsg {
     /// Runs `execute` of a contract.
     Execute {
+        /// The contract.
         contract_addr: String,
+        /// Its `execute` message (JSON).
         msg: Binary,
+        /// Native tokens sent along.
         funds: Vec<Coin>,
     },
     /// Instantiates a contract from stored code.
     Instantiate {
+        /// Who may migrate it.
         admin: Option<String>,
+        /// The stored code.
         code_id: u64,
+        /// Its `instantiate` message (JSON).
         msg: Binary,
+        /// Native tokens sent along.
         funds: Vec<Coin>,
+        /// A human-readable label.
         label: String,
     },
     /// Instantiates a contract at an address derived from `salt`.
     Instantiate2 {
+        /// Who may migrate it.
         admin: Option<String>,
+        /// The stored code.
         code_id: u64,
+        /// A human-readable label.
         label: String,
+        /// Its `instantiate` message (JSON).
         msg: Binary,
+        /// Native tokens sent along.
         funds: Vec<Coin>,
+        /// What the address is derived from (with the code's checksum and the creator).
         salt: Binary,
     },
     /// Migrates a contract to new code.
     Migrate {
+        /// The contract.
         contract_addr: String,
+        /// The code to migrate to.
         new_code_id: u64,
+        /// Its `migrate` message (JSON).
         msg: Binary,
     },
     /// Sets a contract's admin.
     UpdateAdmin {
+        /// The contract.
         contract_addr: String,
+        /// The new admin.
         admin: String,
     },
     /// Removes a contract's admin.
-    ClearAdmin { contract_addr: String },
+    ClearAdmin {
+        /// The contract.
+        contract_addr: String,
+    },
     /// Another wasm message, by name. Cannot be serialized.
     #[serde(skip_serializing)]
     Unsupported(String),
@@ -372,10 +411,14 @@ pub enum QueryRequest {
 /// A bank query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum BankQuery {
     /// The balance of `address` in `denom`; answered with `{"amount": Coin}`.
-    Balance { address: String, denom: String },
+    Balance {
+        /// The account.
+        address: String,
+        /// The denomination.
+        denom: String,
+    },
     /// Another bank query, by name. Cannot be serialized.
     #[serde(skip_serializing)]
     Unsupported(String),
@@ -384,12 +427,21 @@ pub enum BankQuery {
 /// A wasm query.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
 pub enum WasmQuery {
     /// Runs `query` of a contract with `msg`; answered with its result.
-    Smart { contract_addr: String, msg: Binary },
+    Smart {
+        /// The contract.
+        contract_addr: String,
+        /// Its `query` message (JSON).
+        msg: Binary,
+    },
     /// Reads a key of a contract's storage; answered with the value (empty if absent).
-    Raw { contract_addr: String, key: Binary },
+    Raw {
+        /// The contract.
+        contract_addr: String,
+        /// The key, as the contract names it.
+        key: Binary,
+    },
     /// Another wasm query, by name. Cannot be serialized.
     #[serde(skip_serializing)]
     Unsupported(String),
