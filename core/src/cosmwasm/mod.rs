@@ -61,7 +61,8 @@ mod tests;
 pub use addr::{Api, Bech32Api};
 pub use check::{CheckError, CheckLimits, Entry, Interface, check, check_with};
 pub use context::{
-    CwContext, CwGas, CwInstance, Guest, MAX_ITERATORS, NoChain, Pending, Querier, Step, call_entry,
+    CwContext, CwGas, CwInstance, Guest, MAX_ABORT_KEPT, MAX_DEBUG_KEPT, MAX_ITERATORS, NoChain,
+    Pending, Querier, Step, call_entry,
 };
 
 use crate::abi::Ty;

@@ -698,3 +698,20 @@ fn replies_and_queries_are_cosmwasm_std_json() {
         r#"{"error":{"no_such_contract":{"addr":"x"}}}"#
     );
 }
+
+proptest! {
+    /// The module check on a real build with bytes flipped, cut or appended never panics.
+    #[test]
+    fn check_never_panics_on_damaged_modules(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+        cut in any::<usize>(),
+    ) {
+        let mut wasm = module(r#"(import "env" "db_read" (func (param i32) (result i32)))"#, V8);
+        for (at, byte) in flips {
+            let i = at % wasm.len();
+            wasm[i] = byte;
+        }
+        wasm.truncate(cut % (wasm.len() + 1));
+        let _ = check(&wasm);
+    }
+}
