@@ -467,3 +467,116 @@ fn cw20_send_reaches_cw4_stake_through_its_receive_message() {
         r#"{"balance":"300"}"#
     );
 }
+
+/// cw3-fixed-multisig: a proposal carrying messages passes by vote, and its `execute`
+/// returns them as the response's messages; the host runs the wasm one on cw20-base as the
+/// multisig. Listing proposals backwards uses a descending iterator.
+#[test]
+fn cw3_multisig_executes_a_passed_proposal_as_messages() {
+    let mut chain = Chain::new();
+    let token = chain.deploy(&vendored("cw20-base-2.0.0.wasm"), "token");
+    let multisig = chain.deploy(&vendored("cw3-fixed-multisig-2.0.0.wasm"), "multisig");
+    let (alice, bob, carol) = (chain.addr("alice"), chain.addr("bob"), chain.addr("carol"));
+    let init = format!(
+        r#"{{"name":"Synor Token","symbol":"SYN","decimals":6,"initial_balances":[{{"address":"{multisig}","amount":"1000"}}],"mint":null,"marketing":null}}"#
+    );
+    chain
+        .call(&token, Entry::Instantiate, Some(&alice), init.as_bytes())
+        .unwrap();
+    let init = format!(
+        r#"{{"voters":[{{"addr":"{alice}","weight":1}},{{"addr":"{bob}","weight":1}}],"threshold":{{"absolute_count":{{"weight":2}}}},"max_voting_period":{{"time":3600}}}}"#
+    );
+    let (out, _) = chain
+        .call(&multisig, Entry::Instantiate, Some(&alice), init.as_bytes())
+        .unwrap();
+    assert!(
+        matches!(parse_response(&out).unwrap(), ContractResult::Ok(_)),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // {"transfer":{"recipient":carol,"amount":"400"}} for the token, and a bank send.
+    let transfer = format!(r#"{{"transfer":{{"recipient":"{carol}","amount":"400"}}}}"#);
+    let transfer_b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&transfer)
+    };
+    let propose = format!(
+        r#"{{"propose":{{"title":"pay carol","description":"","msgs":[{{"wasm":{{"execute":{{"contract_addr":"{token}","msg":"{transfer_b64}","funds":[]}}}}}},{{"bank":{{"send":{{"to_address":"{carol}","amount":[{{"denom":"earth","amount":"7"}}]}}}}}}],"latest":null}}}}"#
+    );
+    let r = chain.execute(&multisig, &alice, &propose);
+    let ContractResult::Ok(r) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (attr(&r, "action"), attr(&r, "status")),
+        (Some("propose"), Some("Open"))
+    );
+    // Not passed yet: executing fails.
+    let r = chain.execute(&multisig, &alice, r#"{"execute":{"proposal_id":1}}"#);
+    assert!(matches!(&r, ContractResult::Err(_)), "{r:?}");
+    let r = chain.execute(
+        &multisig,
+        &bob,
+        r#"{"vote":{"proposal_id":1,"vote":"yes"}}"#,
+    );
+    let ContractResult::Ok(r) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(attr(&r, "status"), Some("Passed"));
+    // A second proposal, so that listing backwards has two to order.
+    let r = chain.execute(
+        &multisig,
+        &bob,
+        r#"{"propose":{"title":"nothing","description":"","msgs":[],"latest":null}}"#,
+    );
+    assert!(matches!(&r, ContractResult::Ok(_)), "{r:?}");
+    let listed = chain.query(
+        &multisig,
+        r#"{"reverse_proposals":{"start_before":null,"limit":null}}"#,
+    );
+    let (second, first) = (
+        listed.find(r#""id":2"#).unwrap(),
+        listed.find(r#""id":1"#).unwrap(),
+    );
+    assert!(second < first, "{listed}");
+    // Execute: the proposal's messages come back, in order, never replied to.
+    let r = chain.execute(&multisig, &carol, r#"{"execute":{"proposal_id":1}}"#);
+    let ContractResult::Ok(r) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(r.messages.len(), 2);
+    assert!(
+        r.messages
+            .iter()
+            .all(|m| m.reply_on == ReplyOn::Never && m.msg.unsupported().is_none())
+    );
+    let CosmosMsg::Bank(BankMsg::Send { to_address, amount }) = &r.messages[1].msg else {
+        panic!()
+    };
+    assert_eq!((to_address, amount[0].amount), (&carol, Uint128(7)));
+    let CosmosMsg::Wasm(WasmMsg::Execute {
+        contract_addr, msg, ..
+    }) = &r.messages[0].msg
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (contract_addr, msg.0.as_slice()),
+        (&token, transfer.as_bytes())
+    );
+    // The host runs it as the multisig.
+    let msg = String::from_utf8(msg.0.clone()).unwrap();
+    let r = chain.execute(&token, &multisig, &msg);
+    assert!(matches!(&r, ContractResult::Ok(_)), "{r:?}");
+    assert_eq!(
+        chain.query(&token, &format!(r#"{{"balance":{{"address":"{carol}"}}}}"#)),
+        r#"{"balance":"400"}"#
+    );
+    assert_eq!(
+        chain.query(
+            &token,
+            &format!(r#"{{"balance":{{"address":"{multisig}"}}}}"#)
+        ),
+        r#"{"balance":"600"}"#
+    );
+}
