@@ -262,6 +262,14 @@ pub struct CwContext {
     iterators: Vec<Iter>,
 }
 
+impl Default for CwContext {
+    /// A context with no gas over no state ([`Empty`]): what a host may keep in an engine's
+    /// store between calls.
+    fn default() -> Self {
+        Self::new(crate::digest::Digest([0; 32]), 0, Box::new(Empty))
+    }
+}
+
 impl CwContext {
     /// A context for one call of `contract` with `gas` to spend over `state`; addresses are
     /// bech32 with prefix `cosmwasm` and nothing can be queried ([`NoChain`]) until the host

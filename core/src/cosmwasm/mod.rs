@@ -47,6 +47,11 @@
 //!   merged view after the last key returned); cosmwasm-vm's `MockStorage` snapshots at
 //!   `db_scan`, wasmd's store leaves it undefined.
 //! - Writing or removing an empty key traps (wasmd's store refuses empty keys).
+//! - A call opens at most [`MAX_ITERATORS`] iterators (cosmwasm-vm bounds them by gas only).
+//! - `debug` messages are dropped unless [`CwContext::keep_debug`] is set, and then kept up to
+//!   [`MAX_DEBUG_KEPT`] bytes; an `abort` message is kept up to [`MAX_ABORT_KEPT`] bytes.
+//! - Only the `interface_version_8` imports and checks of cosmwasm-vm 3.0 are served; IBC
+//!   entry points are listed ([`Interface::ibc`]) but not driven by this layer.
 
 mod addr;
 mod check;
