@@ -9,6 +9,7 @@
 //! | code store | [`store`] | content-addressed bytecode and data blobs: zstd with trained dictionaries, content-defined chunking, upgrade deltas, bounded decoding |
 //! | blocks | [`block`] | transactions addressed to contracts, receipts, access checks, digests |
 //! | contract ABI | [`abi`], [`gas`] | imports, their semantics and costs: one implementation for every tier |
+//! | CosmWasm | [`cosmwasm`] | CosmWasm contracts (`interface_version_8`): module checks, the `env` imports' semantics and costs, regions, the JSON of calls and results |
 //! | instrumentation | [`instrument`] | validation under a deterministic feature set; gas, stack-depth and memory limits injected into the module |
 //! | tiers | [`tier`] | the [`tier::Engine`] boundary and the promotion policy ([`tier::Tiering`]) |
 //! | scheduling | [`sched`] | access sets, the dependency DAG of a block, the lock-free claim/finish protocol, Sealevel batches, simulation; optimistic (Block-STM) execution with multi-version memory in [`sched::optimistic`] |
@@ -56,6 +57,7 @@ extern crate std;
 
 pub mod abi;
 pub mod block;
+pub mod cosmwasm;
 pub mod digest;
 pub mod error;
 pub mod gas;
