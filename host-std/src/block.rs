@@ -30,7 +30,9 @@ use synor_core::abi::{Blobs, CallContext, Calls, NewBlob, State, SubCall, Trap};
 pub use synor_core::block::{Address, Contracts, Declared, Mode, Receipt, Transaction};
 use synor_core::digest::{CodeId, Digest};
 use synor_core::instrument::Instrumented;
-use synor_core::sched::optimistic::{Executed, Optimistic, Read, ReadSet, Version};
+use synor_core::sched::optimistic::{
+    Executed, Optimistic, Origin, Read, ReadSet, Version, Version as OptimisticVersion,
+};
 use synor_core::sched::{AccessSet, Dag};
 use synor_core::state::{self, KeyValue, Range, merge_next};
 use synor_core::tier::{Call, EngineError};
@@ -446,15 +448,35 @@ impl BlockState {
         self.with(key, |s| s.is_some())
     }
 
-    /// The value of `key` with its committed version, for a key no block executed on this
-    /// state wrote (`None` for one it did, or without a base: versions are the base's).
-    fn read_committed(&self, key: &[u8]) -> Result<Option<(Vec<u8>, state::Version)>, Trap> {
-        match &self.base {
-            Some(base) if !self.written(key) => base.get_versioned(key).map_err(|e| self.failed(e)),
-            _ => Err(Trap::Host(
-                "a pre-executed read of a key the block wrote".into(),
-            )),
+    /// The execution that last wrote or removed `key` on this state, if one did.
+    pub fn writer_of(&self, key: &[u8]) -> Option<Writer> {
+        self.with(key, |s| s.map(|s| s.writer))
+    }
+
+    /// A state over the same base, with none of this one's writes or blobs.
+    pub fn fork(&self) -> Self {
+        Self::empty(self.base.clone())
+    }
+
+    /// The value of `key` as a pre-execution records it: written on this state (by the
+    /// execution `Err(writer)`), or committed (`Ok(version)`, `None`: absent).
+    #[allow(clippy::type_complexity)]
+    fn read_recorded(
+        &self,
+        key: &[u8],
+    ) -> Result<(Option<Vec<u8>>, Result<Option<state::Version>, Writer>), Trap> {
+        let held = self.with(key, |s| {
+            s.map(|s| (s.value.as_ref().map(|v| v.to_vec()), s.writer))
+        });
+        if let Some((value, writer)) = held {
+            return Ok((value, Err(writer)));
         }
+        let Some(base) = &self.base else {
+            return Ok((None, Ok(None)));
+        };
+        let found = base.get_versioned(key).map_err(|e| self.failed(e))?;
+        let version = found.as_ref().map(|(_, v)| *v);
+        Ok((found.map(|(v, _)| v), Ok(version)))
     }
 
     /// Whether `key` still has the committed version `version` (`None`: absent).
@@ -747,6 +769,9 @@ struct View {
 #[derive(Default)]
 struct Recorded {
     reads: Vec<(Vec<u8>, Option<state::Version>)>,
+    /// Keys read from the transactions it was pre-executed on top of: the key, and which of
+    /// them wrote it.
+    chained: Vec<(Vec<u8>, u32)>,
     unrepeatable: bool,
 }
 
@@ -763,10 +788,13 @@ impl State for View {
     fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
         self.check(key, false)?;
         if let Some(recording) = &self.recording {
-            let found = self.shared.state.read_committed(key)?;
-            let version = found.as_ref().map(|(_, v)| *v);
-            recording.borrow_mut().reads.push((key.to_vec(), version));
-            return Ok(found.map(|(v, _)| v));
+            let (value, source) = self.shared.state.read_recorded(key)?;
+            let mut recorded = recording.borrow_mut();
+            match source {
+                Ok(version) => recorded.reads.push((key.to_vec(), version)),
+                Err(writer) => recorded.chained.push((key.to_vec(), writer.tx)),
+            }
+            return Ok(value);
         }
         let (Some(reads), Some(window)) = (&self.speculative, &self.shared.window) else {
             return self.shared.state.read(key);
@@ -795,13 +823,18 @@ impl State for View {
         // Scans read the block's committed writes, not the window's: an optimistic execution
         // keeps each step, and runs again if a step finds something else at its validation.
         let found = self.shared.state.next(range, after)?;
-        if let (Some(recording), Some((key, value, _))) = (&self.recording, &found) {
+        if let (Some(recording), Some((key, value, writer))) = (&self.recording, &found) {
             // The found key's version, read apart from the scan: the value must agree, or a
-            // commit came between them and the record could vouch for a value not seen.
-            let now = self.shared.state.read_committed(key)?;
+            // commit came between them and the record could vouch for a value not seen. A key
+            // that an earlier pending transaction wrote is not vouched for by a scan step.
+            let (now, source) = self.shared.state.read_recorded(key)?;
             let mut recorded = recording.borrow_mut();
-            recorded.unrepeatable |= now.as_ref().map(|(v, _)| v) != Some(value);
-            recorded.reads.push((key.clone(), now.map(|(_, v)| v)));
+            match source {
+                Ok(version) if writer.is_none() && now.as_ref() == Some(value) => {
+                    recorded.reads.push((key.clone(), version));
+                }
+                _ => recorded.unrepeatable = true,
+            }
         }
         if let Some(scans) = &self.scans {
             scans.borrow_mut().push(ScanStep {
@@ -938,6 +971,26 @@ pub struct PreExecuted {
     blobs: NewBlobs,
     scans: Vec<ScanStep>,
     reads: Vec<(Vec<u8>, Option<state::Version>)>,
+    /// Keys read from the results it was pre-executed on top of (`parents`), and which of
+    /// them wrote each.
+    chained: Vec<(Vec<u8>, u32)>,
+    /// The serial numbers of the results it was pre-executed on top of (the same sender's
+    /// earlier pending transactions), oldest first.
+    parents: Vec<u64>,
+    /// A number that tells this result apart from every other of its pool (set by the pool).
+    pub(crate) serial: u64,
+}
+
+/// A pre-executed result offered to a block ([`execute_block_reusing`]) for one of its
+/// transactions, with the block positions of the transactions whose results it was
+/// pre-executed on top of (each before it).
+#[derive(Debug, Clone)]
+pub struct Reused {
+    /// The result.
+    pub result: Arc<PreExecuted>,
+    /// Per parent of the result ([`PreExecuted::parents`]), its transaction's place in the
+    /// block.
+    pub parents: Vec<usize>,
 }
 
 impl PreExecuted {
@@ -969,6 +1022,12 @@ impl PreExecuted {
             + receipt
             + pairs(&self.writes)
             + self.reads.iter().map(|(k, _)| 48 + k.len()).sum::<usize>()
+            + self
+                .chained
+                .iter()
+                .map(|(k, _)| 32 + k.len())
+                .sum::<usize>()
+            + 8 * self.parents.len()
             + self.blobs.iter().map(|b| 96 + b.bytes.len()).sum::<usize>()
             + scans
     }
@@ -988,18 +1047,44 @@ impl PreExecuted {
         Ok(self.scans.iter().all(|s| s.holds(state)))
     }
 
-    /// Whether it stands in `state` as it is now (sequential and declared modes: the writes of
-    /// every earlier transaction of the block and none of a later one it conflicts with): no
-    /// key it read was written in the block, and its scans find what they found.
-    fn stands(&self, state: &BlockState) -> bool {
-        self.reads.iter().all(|(k, _)| !state.written(k))
-            && self.scans.iter().all(|s| s.holds(state))
+    /// The serial numbers of the results it was pre-executed on top of (the same sender's
+    /// earlier pending transactions), oldest first: it stands only in a block that reuses each
+    /// of them.
+    pub fn parents(&self) -> &[u64] {
+        &self.parents
+    }
+
+    /// Its serial number in its pool.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 }
 
-/// Executes `tx` on `state` (the committed state, through a base, with no block's writes) as
-/// a transaction of the block at `height` would, keeping what [`PreExecuted`] needs to stand
-/// for it later, and applying nothing. `None` when the result could not stand for an
+impl Reused {
+    /// Whether it stands in `state` as it is now (sequential and declared modes: the writes of
+    /// every earlier transaction of the block and none of a later one it conflicts with): no
+    /// key it read from the committed state was written in the block, each key it read from a
+    /// parent was last written by that parent's reused result (`used`), and its scans find
+    /// what they found.
+    fn stands(&self, state: &BlockState, used: &[AtomicBool]) -> bool {
+        let r = &self.result;
+        r.reads.iter().all(|(k, _)| !state.written(k))
+            && r.chained.iter().all(|(k, p)| {
+                let j = self.parents[*p as usize];
+                let writer = Writer {
+                    tx: j as u32,
+                    incarnation: 0,
+                };
+                state.writer_of(k) == Some(writer) && used[j].load(Ordering::Acquire)
+            })
+            && r.scans.iter().all(|s| s.holds(state))
+    }
+}
+
+/// Executes `tx` on `state` (the committed state, through a base, with no block's writes) and
+/// on top of the writes of `parents` (results of the same sender's earlier transactions,
+/// oldest first) as a transaction of the block at `height` would, keeping what
+/// [`PreExecuted`] needs to stand for it later, and applying nothing. `None` when the result could not stand for an
 /// execution in a block: the transaction was not run (refused), instantiated contracts (their
 /// addresses depend on its place in its block), or met what versions cannot vouch for (a
 /// missing blob or contract, which a later block may create).
@@ -1012,7 +1097,25 @@ pub fn pre_execute(
     state: &Arc<BlockState>,
     height: u64,
     tx: Transaction,
+    parents: &[Arc<PreExecuted>],
 ) -> Result<Option<PreExecuted>, EngineError> {
+    // On top of the parents' writes: a state of its own, over the same committed state.
+    let state = &match parents.is_empty() {
+        true => state.clone(),
+        false => {
+            let own = state.fork();
+            for (p, parent) in parents.iter().enumerate() {
+                let writer = Writer {
+                    tx: p as u32,
+                    incarnation: 0,
+                };
+                for (k, v) in &parent.writes {
+                    own.put(k.as_slice(), v.clone(), writer);
+                }
+            }
+            Arc::new(own)
+        }
+    };
     let txs: Arc<[Transaction]> = Arc::from([tx]);
     let declared: Arc<[Declared]> = txs
         .iter()
@@ -1045,7 +1148,8 @@ pub fn pre_execute(
     let recorded = Rc::into_inner(recording)
         .map(RefCell::into_inner)
         .unwrap_or_default();
-    let ran = effects.receipt.gas_used > 0 || recorded.reads.len() + effects.writes.len() > 0;
+    let ran = effects.receipt.gas_used > 0
+        || recorded.reads.len() + recorded.chained.len() + effects.writes.len() > 0;
     if !ran
         || recorded.unrepeatable
         || nested.missed.load(Ordering::Relaxed)
@@ -1060,6 +1164,9 @@ pub fn pre_execute(
         blobs: effects.blobs,
         scans: effects.scans,
         reads: recorded.reads,
+        chained: recorded.chained,
+        parents: parents.iter().map(|p| p.serial).collect(),
+        serial: 0,
     }))
 }
 
@@ -1086,9 +1193,11 @@ pub fn execute_block(
 }
 
 /// As [`execute_block`], with results computed before the block (`reuse[i]` for transaction
-/// `i`, whose every read must still have the committed version it saw:
+/// `i`, whose every read from the committed state must still have the version it saw:
 /// [`PreExecuted::still_committed`]). A result stands for the transaction's execution if no
-/// earlier transaction of the block wrote what it read; otherwise the transaction executes.
+/// earlier transaction of the block wrote what it read from the committed state, and what it
+/// read from its parents' results was last written by those results, reused in this block;
+/// otherwise the transaction executes.
 /// In the optimistic mode a result is the transaction's first incarnation, validated like any
 /// other; in the declared mode it takes its place in the dependency graph. The receipts and
 /// state are the same as without them.
@@ -1104,10 +1213,13 @@ pub fn execute_block_reusing(
     height: u64,
     txs: &Arc<[Transaction]>,
     mode: Mode,
-    reuse: &[Option<Arc<PreExecuted>>],
+    reuse: &[Option<Reused>],
 ) -> Result<Execution, EngineError> {
     let reused = std::sync::atomic::AtomicUsize::new(0);
     let pre = |tx: usize| reuse.get(tx).and_then(Option::as_ref);
+    // Per transaction, whether its execution is its reused result (set before its writes are
+    // visible to any other transaction).
+    let used: Vec<AtomicBool> = (0..reuse.len()).map(|_| AtomicBool::new(false)).collect();
     if u32::try_from(txs.len()).is_err() {
         return Err(EngineError::Engine(format!(
             "a block of {} transactions: at most 2^32 - 1",
@@ -1161,7 +1273,9 @@ pub fn execute_block_reusing(
             tx: tx as u32,
             incarnation: 0,
         };
-        if let Some(pre) = pre(tx).filter(|p| p.stands(state)) {
+        if let Some(reuse) = pre(tx).filter(|p| p.stands(state, &used)) {
+            let pre = &reuse.result;
+            used[tx].store(true, Ordering::Release);
             for (k, v) in &pre.writes {
                 state.put(k.as_slice(), v.clone(), writer);
             }
@@ -1227,15 +1341,42 @@ pub fn execute_block_reusing(
                     // A result computed before the block is the first incarnation, if no
                     // earlier transaction wrote what it read (in this window, or in an earlier
                     // one: those writes are in the block state); validated like any other.
-                    if let Some(pre) = pre(tx).filter(|_| v.incarnation == 0) {
+                    if let Some(reuse) = pre(tx).filter(|_| v.incarnation == 0) {
+                        let pre = &reuse.result;
                         let mut reads = window.reads(v.tx);
-                        let mut base =
-                            |k: &[u8]| !state.written(k) && window.read_base(&mut reads, k);
+                        let mut base = |k: &[u8]| {
+                            !state.written(k) && window.read_as(&mut reads, k, Origin::Base)
+                        };
+                        let committed = pre.reads.iter().all(|(k, _)| base(k));
+                        // A parent's write: its reused result, the last write before this
+                        // transaction, in this window or (in the block state) an earlier one.
+                        let mut from_parent = |k: &[u8], j: usize| {
+                            if !used[j].load(Ordering::Acquire) {
+                                return false;
+                            }
+                            let local = j.checked_sub(range.start).map(|j| OptimisticVersion {
+                                tx: j as u32,
+                                incarnation: 0,
+                            });
+                            match local {
+                                Some(v) => window.read_as(&mut reads, k, Origin::Written(v)),
+                                None => {
+                                    let writer = Writer {
+                                        tx: j as u32,
+                                        incarnation: 0,
+                                    };
+                                    state.writer_of(k) == Some(writer)
+                                        && window.read_as(&mut reads, k, Origin::Base)
+                                }
+                            }
+                        };
+                        let chained = committed
+                            && (pre.chained.iter())
+                                .all(|(k, p)| from_parent(k, reuse.parents[*p as usize]));
                         // A result taken when every earlier transaction had committed is not
                         // validated again: its scans are checked here.
-                        if pre.reads.iter().all(|(k, _)| base(k))
-                            && pre.scans.iter().all(|s| s.holds(state))
-                        {
+                        if chained && pre.scans.iter().all(|s| s.holds(state)) {
+                            used[tx].store(true, Ordering::Release);
                             reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let writer = Writer {
                                 tx: tx as u32,

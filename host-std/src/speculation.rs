@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use synor_core::block::{Contracts, Transaction};
 use synor_core::digest::Digest;
 
-use crate::block::{self, BlockState, PreExecuted};
+use crate::block::{self, BlockState, PreExecuted, Reused};
 use crate::tiered::TieredExecutor;
 
 /// The identity of a transaction in the pool: the blake3 of every field.
@@ -50,6 +50,10 @@ pub fn transaction_id(tx: &Transaction) -> Digest {
     }
     Digest(*h.finalize().as_bytes())
 }
+
+/// Results a transaction is pre-executed on top of at most: the same sender's latest pending
+/// ones (a longer chain of one sender's transactions still runs, each on its last 16).
+const MAX_PARENTS: usize = 16;
 
 /// Bytes a pending transaction holds, for the pool's budget.
 fn transaction_bytes(tx: &Transaction) -> usize {
@@ -95,6 +99,10 @@ struct Entries {
     dropped: u64,
     /// Transactions not run yet.
     untried: usize,
+    /// The serial numbers of the results held.
+    serials: std::collections::HashSet<u64>,
+    /// The last serial number given.
+    serial: u64,
     /// Whether results are to be checked against a new committed state.
     stale: bool,
     /// Whether the background thread is running.
@@ -108,6 +116,7 @@ impl Entries {
         self.untried -= usize::from(!entry.tried);
         if let Some(r) = &entry.result {
             self.result_bytes -= r.bytes();
+            self.serials.remove(&r.serial());
         }
         Some(entry)
     }
@@ -123,6 +132,12 @@ impl Entries {
         self.untried = self.untried + usize::from(entry.tried) - usize::from(tried);
         entry.tried = tried;
         entry.bytes = entry.bytes - old + new;
+        if let Some(r) = &entry.result {
+            self.serials.remove(&r.serial());
+        }
+        if let Some(r) = &result {
+            self.serials.insert(r.serial());
+        }
         entry.result = result;
         self.bytes = self.bytes - old + new;
         self.result_bytes = self.result_bytes - old + new;
@@ -158,8 +173,10 @@ impl Entries {
         }
     }
 
-    /// The oldest transaction not run yet.
-    fn next_untried(&mut self) -> Option<(Digest, Arc<Transaction>)> {
+    /// The oldest transaction not run yet, with the results of the same sender's earlier
+    /// pending transactions (oldest first), which it is to run on top of.
+    #[allow(clippy::type_complexity)]
+    fn next_untried(&mut self) -> Option<(Digest, Arc<Transaction>, Vec<Arc<PreExecuted>>)> {
         // Ids of transactions that left the pool stay in `order` until they reach its front.
         while self
             .order
@@ -168,11 +185,22 @@ impl Entries {
         {
             self.order.pop_front();
         }
-        let id = self
-            .order
-            .iter()
-            .find(|id| self.by_id.get(id).is_some_and(|e| !e.tried))?;
-        Some((*id, self.by_id[id].tx.clone()))
+        let at = (self.order.iter()).position(|id| self.by_id.get(id).is_some_and(|e| !e.tried))?;
+        let id = self.order[at];
+        let tx = self.by_id[&id].tx.clone();
+        let mut parents: Vec<_> = (self.order.range(..at).rev())
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|e| e.tx.caller == tx.caller)
+            .filter_map(|e| e.result.clone())
+            .take(MAX_PARENTS)
+            .collect();
+        parents.reverse();
+        Some((id, tx, parents))
+    }
+
+    /// Whether every parent of `result` is still the result of a pending transaction.
+    fn parents_current(&self, result: &PreExecuted) -> bool {
+        result.parents().iter().all(|p| self.serials.contains(p))
     }
 }
 
@@ -297,7 +325,7 @@ impl Pool {
                 if self.generation.load(Ordering::Acquire) != generation {
                     continue 'snapshot;
                 }
-                let (id, tx) = {
+                let (id, tx, parents) = {
                     let mut entries = self.entries();
                     match entries.next_untried() {
                         Some(next) => next,
@@ -316,6 +344,7 @@ impl Pool {
                     &snapshot.state,
                     snapshot.height + 1,
                     Transaction::clone(&tx),
+                    &parents,
                 );
                 let mut entries = self.entries();
                 // A block came meanwhile: the result may already be stale, and the block may
@@ -324,7 +353,9 @@ impl Pool {
                     continue 'snapshot;
                 }
                 match result {
-                    Ok(Some(result)) => {
+                    Ok(Some(mut result)) => {
+                        entries.serial += 1;
+                        result.serial = entries.serial;
                         entries.set_result(&id, Some(Arc::new(result)));
                         entries.shrink(self.budget);
                     }
@@ -348,7 +379,8 @@ impl Pool {
             if self.generation.load(Ordering::Acquire) != generation {
                 return false;
             }
-            if !result.still_committed(state).unwrap_or(false) {
+            let parents = self.entries().parents_current(&result);
+            if !parents || !result.still_committed(state).unwrap_or(false) {
                 self.entries().set_result(&id, None);
             }
         }
@@ -362,7 +394,8 @@ impl Pool {
     }
 
     /// The result for each of `txs` that still stands against `state`'s committed state (every
-    /// key it read has the version it saw), and takes `txs` out of the pool.
+    /// key it read has the version it saw) and whose parents are the results offered to
+    /// transactions before it in `txs`; takes `txs` out of the pool.
     ///
     /// # Errors
     /// The committed state could not be read.
@@ -370,7 +403,7 @@ impl Pool {
         &self,
         txs: &[Transaction],
         state: &BlockState,
-    ) -> Result<Vec<Option<Arc<PreExecuted>>>, String> {
+    ) -> Result<Vec<Option<Reused>>, String> {
         let mut entries = self.entries();
         if entries.by_id.is_empty() {
             return Ok(Vec::new());
@@ -381,12 +414,23 @@ impl Pool {
         let Entries { order, by_id, .. } = &mut *entries;
         order.retain(|id| by_id.contains_key(id));
         drop(entries);
+        // Each offered result, by address, at its place in the block.
+        let mut offered: HashMap<u64, usize> = HashMap::new();
         let mut out = Vec::with_capacity(txs.len());
-        for taken in taken {
-            out.push(match taken {
-                Some(r) if r.still_committed(state)? => Some(r),
+        for (i, taken) in taken.into_iter().enumerate() {
+            let reused = match taken {
+                Some(r) if r.still_committed(state)? => {
+                    let parents: Option<Vec<usize>> = (r.parents().iter())
+                        .map(|p| offered.get(p).copied())
+                        .collect();
+                    parents.map(|parents| Reused { result: r, parents })
+                }
                 _ => None,
-            });
+            };
+            if let Some(r) = &reused {
+                offered.insert(r.result.serial(), i);
+            }
+            out.push(reused);
         }
         Ok(out)
     }

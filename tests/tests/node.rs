@@ -780,14 +780,30 @@ fn speculation_reuses_what_still_stands() {
 /// between the pre-execution and it.
 #[derive(Debug, Clone)]
 struct SpecBlock {
-    ops: Vec<(KvOp, bool)>,
-    between: Option<Vec<KvOp>>,
+    ops: Vec<(SpecOp, bool)>,
+    between: Option<Vec<SpecOp>>,
+}
+
+/// A transaction of [`speculation_never_changes_results`]: the key/value contract's, or a
+/// token transfer among four senders (a sender's later transfers read the balance its earlier
+/// ones wrote: they are pre-executed on top of them).
+#[derive(Debug, Clone)]
+enum SpecOp {
+    Kv(KvOp),
+    Transfer(u8, u8, u16),
+}
+
+fn spec_op() -> impl Strategy<Value = SpecOp> {
+    prop_oneof![
+        3 => kv_op().prop_map(SpecOp::Kv),
+        2 => (1u8..5, 1u8..5, 0u16..400).prop_map(|(f, t, a)| SpecOp::Transfer(f, t, a)),
+    ]
 }
 
 fn spec_block() -> impl Strategy<Value = SpecBlock> {
     (
-        prop::collection::vec((kv_op(), any::<bool>()), 20..120),
-        prop::option::of(prop::collection::vec(kv_op(), 1..20)),
+        prop::collection::vec((spec_op(), any::<bool>()), 20..120),
+        prop::option::of(prop::collection::vec(spec_op(), 1..20)),
     )
         .prop_map(|(ops, between)| SpecBlock { ops, between })
 }
@@ -805,14 +821,26 @@ fn run_spec(
     let code = n.deploy(&kv_wasm()).unwrap();
     let a = n.instantiate(&code, account(0)).unwrap();
     let b = n.instantiate(&code, account(0)).unwrap();
+    let token_code = n.deploy(&contract("token_v1.wasm")).unwrap();
+    let token = n.instantiate(&token_code, account(0)).unwrap();
+    let mut genesis = vec![tx(
+        token,
+        "init",
+        account(1),
+        4_000u64.to_le_bytes().to_vec(),
+    )];
+    genesis.extend((2..5).map(|to| transfer(token, 1, to, 1_000)));
+    n.execute_block(genesis).unwrap();
+    let to_tx = |op: &SpecOp| match op {
+        SpecOp::Kv(op) => kv_tx(&code, a, b, op),
+        SpecOp::Transfer(from, to, amount) => {
+            transfer(token, u64::from(*from), u64::from(*to), u64::from(*amount))
+        }
+    };
     let mut digests = Vec::new();
     let mut reused = 0;
     for block in blocks {
-        let txs: Vec<_> = block
-            .ops
-            .iter()
-            .map(|(op, _)| kv_tx(&code, a, b, op))
-            .collect();
+        let txs: Vec<_> = block.ops.iter().map(|(op, _)| to_tx(op)).collect();
         if speculate {
             for (t, (_, submitted)) in txs.iter().zip(&block.ops) {
                 if *submitted {
@@ -822,7 +850,7 @@ fn run_spec(
             n.wait_speculation();
         }
         if let Some(between) = &block.between {
-            let txs: Vec<_> = between.iter().map(|op| kv_tx(&code, a, b, op)).collect();
+            let txs: Vec<_> = between.iter().map(to_tx).collect();
             let out = n.execute_block(txs).unwrap();
             digests.push([out.receipts_digest, out.diff_digest]);
         }
@@ -838,9 +866,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
 
     /// Random blocks with random pre-executed subsets, invalidated by earlier transactions of
-    /// the block (writes, removals, keys inserted into scanned ranges) and by blocks committed
-    /// between pre-execution and the block, in every mode: the receipts (gas included), state
-    /// diffs and final state are those of a node that pre-executed nothing.
+    /// the block (writes, removals, keys inserted into scanned ranges, transfers touching a
+    /// sender's balance, a sender's earlier transfer left out of the pre-executed ones) and by
+    /// blocks committed between pre-execution and the block, in every mode: the receipts (gas
+    /// and failed overdrafts included), state diffs and final state are those of a node that
+    /// pre-executed nothing.
     #[test]
     fn speculation_never_changes_results(
         blocks in prop::collection::vec(spec_block(), 1..4),
@@ -869,8 +899,12 @@ fn the_pool_stays_within_its_budget() {
     let code = n.deploy(&kv_wasm()).unwrap();
     let a = n.instantiate(&code, account(0)).unwrap();
     n.execute_block([set(a, b"k", b"v")]).unwrap();
-    let flood: Vec<_> = (0..5_000u32)
-        .map(|i| set(a, format!("key{i}").as_bytes(), &[7; 40]))
+    // From distinct senders: each pre-executed on the committed state alone.
+    let flood: Vec<_> = (0..5_000u64)
+        .map(|i| {
+            let input = kv_set_input(format!("key{i}").as_bytes(), &[7; 40]);
+            tx(a, "set", account(100 + i), input)
+        })
         .collect();
     for (i, t) in flood.iter().enumerate() {
         n.submit(t.clone());
@@ -892,4 +926,60 @@ fn the_pool_stays_within_its_budget() {
     let out = n.execute_block(kept.clone()).unwrap();
     assert_eq!(out.reused, kept.len());
     assert!(out.receipts.iter().all(|r| r.trap.is_none()));
+}
+
+/// A sender's pending transactions are pre-executed each on top of the ones before it: a
+/// block that includes them in that order reuses all of them; one that leaves out a
+/// transaction in the middle reuses none of those after it; the receipts and state are those
+/// of a node that pre-executed nothing.
+#[test]
+fn a_senders_transactions_are_pre_executed_on_top_of_each_other() {
+    let run = |mode: Mode, speculate: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = node(dir.path(), mode);
+        let code = n.deploy(&contract("token_v1.wasm")).unwrap();
+        let token = n.instantiate(&code, account(0)).unwrap();
+        n.execute_block([tx(
+            token,
+            "init",
+            account(1),
+            1_000u64.to_le_bytes().to_vec(),
+        )])
+        .unwrap();
+        let chain: Vec<_> = (2..8).map(|to| transfer(token, 1, to, 100)).collect();
+        let mut reused = Vec::new();
+        let mut digests = Vec::new();
+        // All six in order, then the first three with the second left out.
+        for block in [
+            chain[..3].to_vec(),
+            vec![chain[3].clone(), chain[5].clone()],
+        ] {
+            if speculate {
+                let submitted = if block.len() == 3 {
+                    &chain[..3]
+                } else {
+                    &chain[3..]
+                };
+                for t in submitted {
+                    n.submit(t.clone());
+                }
+                n.wait_speculation();
+            }
+            let out = n.execute_block(block).unwrap();
+            assert!(out.receipts.iter().all(|r| r.trap.is_none()), "{out:?}");
+            reused.push(out.reused);
+            digests.push((out.receipts_digest, out.diff_digest));
+        }
+        (reused, digests, balance(&mut n, token, 1))
+    };
+    for mode in MODES {
+        let (none, reference, left) = run(mode, false);
+        assert_eq!(none, [0, 0]);
+        assert_eq!(left, 1_000 - 500);
+        let (reused, digests, left) = run(mode, true);
+        // The first block reuses its three; in the second, the transfer after the one left
+        // out read a balance that one wrote first.
+        assert_eq!(reused, [3, 1], "{mode:?}");
+        assert_eq!((digests, left), (reference, 500), "{mode:?}");
+    }
 }

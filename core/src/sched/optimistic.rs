@@ -553,13 +553,14 @@ where
         Read::Value(value.unwrap_or_else(base))
     }
 
-    /// Records that the execution whose reads are `reads` found `key` in the base state, as a
-    /// result computed before the block did (speculation: every read of a pre-executed
-    /// transaction came from the committed state), without reading it. False if an earlier
-    /// transaction of the block wrote the key, or is re-executing a write of it: the result
-    /// cannot stand, and the transaction must execute (with a new read set). A result whose
-    /// every read is recorded is validated like any execution.
-    pub fn read_base<Q>(&self, reads: &mut ReadSet, key: &Q) -> bool
+    /// Records that the execution whose reads are `reads` found `key` where `origin` says (the
+    /// base state, or a write of an earlier transaction's execution), without reading it: for
+    /// a result computed before the block (speculation), whose reads came from the committed
+    /// state or from transactions pre-executed before it. False if a read of `key` now finds
+    /// another origin, or an estimate: the result cannot stand, and the transaction must
+    /// execute (with a new read set). A result whose every read is recorded is validated like
+    /// any execution.
+    pub fn read_as<Q>(&self, reads: &mut ReadSet, key: &Q, origin: Origin) -> bool
     where
         K: Borrow<Q> + From<Q::Owned>,
         Q: Hash + Eq + ?Sized + ToOwned,
@@ -567,14 +568,14 @@ where
         // Committed versions keep their place in the memory: even a settled execution finds an
         // earlier transaction's write here.
         let tx = reads.tx;
-        let (id, origin) = self.with_versions(key, |id, versions| {
+        let (id, found) = self.with_versions(key, |id, versions| {
             (id, versions.origin(tx).map(|(o, _)| o))
         });
-        if origin != Ok(Origin::Base) {
+        if found != Ok(origin) {
             return false;
         }
         if !reads.settled && reads.find(id).is_none() {
-            reads.push(id, Origin::Base);
+            reads.push(id, origin);
         }
         true
     }
