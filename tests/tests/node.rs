@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use synor_core::block::{Address, Mode, Transaction};
 use synor_core::sched::AccessSet;
+use synor_core::tier::TierPolicy;
 use synor_host_std::node::{Node, NodeConfig, NodeError};
 use synor_host_wasmtime::open_node;
 use synor_tests::{account, kv_set_input, tx};
@@ -808,16 +809,29 @@ fn spec_block() -> impl Strategy<Value = SpecBlock> {
         .prop_map(|(ops, between)| SpecBlock { ops, between })
 }
 
-/// Runs `blocks` on a new node in `mode`, submitting the transactions marked for
-/// pre-execution when `speculate`; returns each block's digests and the final state's, and how
-/// many results were reused.
+/// Promotes every contract to the hot tier at once (compiled in the background: blocks run
+/// on a mix of tiers meanwhile).
+const EAGER: TierPolicy = TierPolicy {
+    gas_per_byte: [0, 0],
+    min_calls: [0, 1],
+};
+
+/// Runs `blocks` on a new node in `mode` with `tier_policy`, submitting the transactions
+/// marked for pre-execution when `speculate`; returns each block's digests and the final
+/// state's, and how many results were reused.
 fn run_spec(
     blocks: &[SpecBlock],
     mode: Mode,
+    tier_policy: TierPolicy,
     speculate: bool,
 ) -> (Vec<[synor_core::Digest; 2]>, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut n = node(dir.path(), mode);
+    let config = NodeConfig {
+        mode,
+        tier_policy,
+        ..NodeConfig::default()
+    };
+    let mut n = open_node(dir.path(), config).unwrap();
     let code = n.deploy(&kv_wasm()).unwrap();
     let a = n.instantiate(&code, account(0)).unwrap();
     let b = n.instantiate(&code, account(0)).unwrap();
@@ -870,15 +884,17 @@ proptest! {
     /// sender's balance, a sender's earlier transfer left out of the pre-executed ones) and by
     /// blocks committed between pre-execution and the block, in every mode: the receipts (gas
     /// and failed overdrafts included), state diffs and final state are those of a node that
-    /// pre-executed nothing.
+    /// pre-executed nothing, running on the cold tier alone, while the speculating one runs on
+    /// the cold tier, promotes by the default policy, or promotes at once.
     #[test]
     fn speculation_never_changes_results(
         blocks in prop::collection::vec(spec_block(), 1..4),
         mode in prop::sample::select(MODES.to_vec()),
+        policy in prop::sample::select(vec![TierPolicy::NEVER, TierPolicy::DEFAULT, EAGER]),
     ) {
-        let (reference, _) = run_spec(&blocks, Mode::Sequential, false);
-        let (speculated, reused) = run_spec(&blocks, mode, true);
-        prop_assert_eq!(&speculated, &reference, "{:?}, {} reused", mode, reused);
+        let (reference, _) = run_spec(&blocks, Mode::Sequential, TierPolicy::NEVER, false);
+        let (speculated, reused) = run_spec(&blocks, mode, policy, true);
+        prop_assert_eq!(&speculated, &reference, "{:?}, {:?}, {} reused", mode, policy, reused);
     }
 }
 
