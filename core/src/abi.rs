@@ -694,6 +694,43 @@ pub fn changed_bytes(previous: &[u8], new: &[u8]) -> u64 {
         .sum()
 }
 
+/// `key` in the namespace of `contract`: the key the state sees.
+pub(crate) fn namespaced(contract: &CodeId, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(32 + key.len());
+    k.extend_from_slice(contract.as_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The value of `full` (a namespaced key) as a call sees it: as the call wrote it (`writes`),
+/// else from `state`.
+pub(crate) fn read_through(
+    writes: &Journal,
+    state: &mut dyn State,
+    full: &[u8],
+) -> Result<Option<Vec<u8>>, Trap> {
+    match writes.get(full) {
+        Lookup::Value(v) => Ok(Some(v.to_vec())),
+        Lookup::Removed => Ok(None),
+        Lookup::Untouched => state.read(full),
+    }
+}
+
+/// The first key of `range` after `after` visible to a call: its own writes over the state's
+/// keys, its removals hiding them.
+pub(crate) fn next_through(
+    writes: &Journal,
+    state: &mut dyn State,
+    range: &Range,
+    after: Option<&[u8]>,
+) -> Result<Option<KeyValue>, Trap> {
+    let own = |after: Option<&[u8]>| {
+        let written = writes.next(range, after);
+        Ok(written.map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))))
+    };
+    merge_next(range, after, own, |after| state.next(range, after))
+}
+
 /// Everything a call may ask of the node, with the gas it costs: the one implementation of ABI
 /// v1 that every tier uses.
 ///
@@ -800,12 +837,7 @@ impl CallContext {
         range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<KeyValue>, Trap> {
-        let (writes, state) = (&self.writes, &mut self.state);
-        let own = |after: Option<&[u8]>| {
-            let written = writes.next(range, after);
-            Ok(written.map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))))
-        };
-        merge_next(range, after, own, |after| state.next(range, after))
+        next_through(&self.writes, &mut *self.state, range, after)
     }
 
     /// Gas used out of `limit`, the gas the call started with.
@@ -824,19 +856,12 @@ impl CallContext {
 
     /// `key` in the contract's namespace.
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(32 + key.len());
-        k.extend_from_slice(self.contract.as_bytes());
-        k.extend_from_slice(key);
-        k
+        namespaced(&self.contract, key)
     }
 
     /// The value of `full` (a namespaced key): as this call wrote it, else from the state.
     fn read_state(&mut self, full: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
-        match self.writes.get(full) {
-            Lookup::Value(v) => Ok(Some(v.to_vec())),
-            Lookup::Removed => Ok(None),
-            Lookup::Untouched => self.state.read(full),
-        }
+        read_through(&self.writes, &mut *self.state, full)
     }
 
     /// Where the new blob `id` is in `new_blobs`, if this call stored it.

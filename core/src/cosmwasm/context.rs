@@ -14,10 +14,10 @@ use super::{
     MAX_HUMAN_ADDRESS_BYTES, MAX_KEY_BYTES, MAX_QUERY_BYTES, MAX_RESULT_BYTES, MAX_VALUE_BYTES,
     crypto,
 };
-use crate::abi::{Empty, Memory, State, Trap};
+use crate::abi::{Empty, Memory, State, Trap, namespaced, next_through, read_through};
 use crate::digest::CodeId;
 use crate::gas::GasSchedule;
-use crate::state::{Journal, KeyValue, Lookup, Range, merge_next};
+use crate::state::{Journal, KeyValue, Range};
 
 /// The most iterators one call may open (`db_scan`): each holds up to three keys of at most
 /// [`MAX_KEY_BYTES`], so this bounds their memory (cosmwasm-vm leaves the bound to gas).
@@ -318,19 +318,12 @@ impl CwContext {
 
     /// `key` in the contract's namespace.
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(32 + key.len());
-        k.extend_from_slice(self.contract.as_bytes());
-        k.extend_from_slice(key);
-        k
+        namespaced(&self.contract, key)
     }
 
     /// The value of `full` (a namespaced key): as this call wrote it, else from the state.
     fn read_state(&mut self, full: &[u8]) -> Result<Option<Vec<u8>>, Trap> {
-        match self.writes.get(full) {
-            Lookup::Value(v) => Ok(Some(v.to_vec())),
-            Lookup::Removed => Ok(None),
-            Lookup::Untouched => self.state.read(full),
-        }
+        read_through(&self.writes, &mut *self.state, full)
     }
 
     /// The first key of `range` after `after` visible to this call: its own writes over the
@@ -340,12 +333,7 @@ impl CwContext {
         range: &Range,
         after: Option<&[u8]>,
     ) -> Result<Option<KeyValue>, Trap> {
-        let (writes, state) = (&self.writes, &mut self.state);
-        let own = |after: Option<&[u8]>| {
-            let written = writes.next(range, after);
-            Ok(written.map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))))
-        };
-        merge_next(range, after, own, |after| state.next(range, after))
+        next_through(&self.writes, &mut *self.state, range, after)
     }
 
     /// Bytes for a region the contract allocates, with the copy into it paid now.
