@@ -62,8 +62,16 @@ enum Command {
     /// Execute and commit a block of transactions given as JSON; prints the outcome as JSON.
     Block {
         /// A JSON array of transactions: `{"contract": ADDRESS, "entry": NAME, "sender": HEX,
-        /// "input": HEX, "gas": N}` (sender, input and gas optional).
+        /// "input": HEX, "gas": N, "access": {"reads": [HEX], "writes": [HEX]}}` (sender,
+        /// input, gas and access optional; access keys are full state keys, the contract's
+        /// address first).
         file: PathBuf,
+        /// How to execute it (every mode gives the same result).
+        #[arg(long, value_enum, default_value_t = ModeArg::Optimistic)]
+        mode: ModeArg,
+        /// Worker threads of the parallel modes (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Read the committed state.
     #[command(subcommand)]
@@ -865,6 +873,41 @@ struct TxJson {
     input: String,
     #[serde(default = "default_gas")]
     gas: u64,
+    #[serde(default)]
+    access: Option<AccessJson>,
+}
+
+/// The keys a transaction of a block file declares (hex, full state keys).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessJson {
+    #[serde(default)]
+    reads: Vec<String>,
+    #[serde(default)]
+    writes: Vec<String>,
+}
+
+/// A block's execution mode on the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModeArg {
+    /// One transaction after the other.
+    Sequential,
+    /// By declared access sets (a transaction declaring nothing runs alone).
+    Declared,
+    /// Optimistically (Block-STM), validated by versions.
+    Optimistic,
+}
+
+impl ModeArg {
+    fn mode(self, threads: Option<usize>) -> synor_core::block::Mode {
+        let threads =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        match self {
+            ModeArg::Sequential => synor_core::block::Mode::Sequential,
+            ModeArg::Declared => synor_core::block::Mode::Declared { threads },
+            ModeArg::Optimistic => synor_core::block::Mode::Optimistic { threads },
+        }
+    }
 }
 
 fn default_gas() -> u64 {
@@ -909,7 +952,11 @@ fn node_command(data: &Path, command: Command) -> Result<(), Error> {
             )?;
             println!("{}", receipt_json(&receipt));
         }
-        Command::Block { file } => {
+        Command::Block {
+            file,
+            mode,
+            threads,
+        } => {
             let text =
                 std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let parsed: Vec<TxJson> = serde_json::from_str(&text)
@@ -919,20 +966,34 @@ fn node_command(data: &Path, command: Command) -> Result<(), Error> {
                 .enumerate()
                 .map(|(i, t)| {
                     let at = |e: Error| -> Error { format!("transaction {i}: {e}").into() };
+                    let keys = |keys: &[String], what: &str| -> Result<Vec<Vec<u8>>, Error> {
+                        keys.iter().map(|k| hex_bytes(k, what)).collect()
+                    };
+                    let access = match &t.access {
+                        None => None,
+                        Some(a) => Some(synor_core::sched::AccessSet {
+                            reads: keys(&a.reads, "read key").map_err(at)?,
+                            writes: keys(&a.writes, "written key").map_err(at)?,
+                        }),
+                    };
                     Ok(synor_core::block::Transaction {
                         contract: address_of(&t.contract).map_err(at)?,
                         entry: t.entry,
                         caller: account_of(t.sender.as_deref()).map_err(at)?,
                         input: hex_bytes(&t.input, "input").map_err(at)?,
                         gas: t.gas,
-                        access: None,
+                        access,
                     })
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
             let mut node = open_node(data, false)?;
-            let out = node.execute_block(txs.as_slice())?;
+            let mode = mode.mode(threads);
+            node.set_mode(mode);
+            let out = node.execute_block(txs)?;
             let value = serde_json::json!({
                 "height": out.height,
+                "mode": format!("{mode:?}"),
+                "executions": out.executions,
                 "receipts_digest": out.receipts_digest.to_string(),
                 "state_diff_digest": out.diff_digest.to_string(),
                 "receipts": out.receipts.iter().map(receipt_json).collect::<Vec<_>>(),
