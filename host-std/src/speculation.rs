@@ -369,12 +369,18 @@ impl Pool {
     }
 
     /// Drops the results that the commits since they ran made stale (a key they read has
-    /// another version in `state`), so that they run again; one result at a time, never
-    /// holding the pool while reading the state. False if a block came meanwhile.
+    /// another version in `state`, or a result they ran on top of is gone), so that they run
+    /// again; one result at a time, never holding the pool while reading the state. False if
+    /// a block came meanwhile.
     fn refresh(&self, state: &BlockState, generation: u64) -> bool {
-        let held: Vec<(Digest, Arc<PreExecuted>)> = (self.entries().by_id.iter())
-            .filter_map(|(id, e)| Some((*id, e.result.clone()?)))
-            .collect();
+        // In submission order: a parent is checked (and dropped) before the results computed
+        // on top of it, which then go too.
+        let held: Vec<(Digest, Arc<PreExecuted>)> = {
+            let entries = self.entries();
+            (entries.order.iter())
+                .filter_map(|id| Some((*id, entries.by_id.get(id)?.result.clone()?)))
+                .collect()
+        };
         for (id, result) in held {
             if self.generation.load(Ordering::Acquire) != generation {
                 return false;
