@@ -265,7 +265,7 @@ struct BenchSpecArgs {
     #[arg(long, default_value_t = 400)]
     rounds: u32,
     /// Blocks per cell of the grid.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 9)]
     blocks: usize,
     /// Worker threads, on both nodes.
     #[arg(long, default_value_t = 2)]
