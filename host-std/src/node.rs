@@ -159,6 +159,10 @@ pub enum NodeError {
     Store(StoreError),
     /// The module was rejected at deployment (it is not stored).
     Rejected(InstrumentError),
+    /// A CosmWasm module (it exports an `interface_version_*` or an older marker) was
+    /// rejected at deployment: what CosmWasm's check found (an interface version other than 8,
+    /// an unknown import, ...), or that this node does not run CosmWasm contracts yet.
+    RejectedCosmWasm(String),
     /// No code with this id was deployed.
     UnknownCode(CodeId),
     /// No contract at this address.
@@ -177,6 +181,7 @@ impl fmt::Display for NodeError {
             NodeError::Database(e) => write!(f, "database: {e}"),
             NodeError::Store(e) => write!(f, "code store: {e}"),
             NodeError::Rejected(e) => write!(f, "module rejected: {e}"),
+            NodeError::RejectedCosmWasm(e) => write!(f, "CosmWasm module rejected: {e}"),
             NodeError::UnknownCode(id) => write!(f, "no code {id} was deployed"),
             NodeError::UnknownContract(a) => write!(f, "no contract at {a}"),
             NodeError::Engine(e) => write!(f, "engine: {e}"),
@@ -503,6 +508,7 @@ impl Node {
         if self.deployed(&id)? {
             return Ok(id);
         }
+        cosmwasm_check(wasm)?;
         let module = instrument::instrument(wasm, &GasSchedule::V1, &self.config.limits)
             .map_err(NodeError::Rejected)?;
         // The bytes first, then the record that they are code: a crash between leaves bytes
@@ -1127,6 +1133,22 @@ impl CommitJob {
         txn.open_table(META)?.insert("height", self.height)?;
         txn.commit()?;
         Ok(())
+    }
+}
+
+/// Refuses a CosmWasm module (one with an `interface_version_*` export, or an older marker)
+/// with what CosmWasm's own check says of it; the engines do not run the CosmWasm interface
+/// yet, so a module that passes is refused too, saying so. Any other module is left to the
+/// instrumenter.
+fn cosmwasm_check(wasm: &[u8]) -> Result<(), NodeError> {
+    use synor_core::cosmwasm::{self, CheckError};
+    match cosmwasm::check(wasm) {
+        Err(CheckError::NoInterfaceVersion { legacy: None } | CheckError::Invalid(_)) => Ok(()),
+        Err(e) => Err(NodeError::RejectedCosmWasm(e.to_string())),
+        Ok(_) => Err(NodeError::RejectedCosmWasm(format!(
+            "{}: this node does not run CosmWasm contracts yet",
+            cosmwasm::INTERFACE_VERSION
+        ))),
     }
 }
 

@@ -999,3 +999,43 @@ fn a_senders_transactions_are_pre_executed_on_top_of_each_other() {
         assert_eq!((digests, left), (reference, 500), "{mode:?}");
     }
 }
+
+/// CosmWasm modules are checked at deployment as CosmWasm checks them: an older interface
+/// version is refused naming it, an unknown import naming it; nothing refused is stored.
+#[test]
+fn cosmwasm_modules_are_refused_at_deployment_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = node(dir.path(), Mode::Sequential);
+    let refused = |n: &mut Node, wasm: &[u8]| -> String {
+        let err = n.deploy(wasm).unwrap_err();
+        assert!(matches!(err, NodeError::RejectedCosmWasm(_)), "{err}");
+        let id = synor_core::digest::CodeId::of(wasm);
+        assert!(
+            !n.with_store(|s| s.contains(&id)),
+            "a refused module was stored"
+        );
+        err.to_string()
+    };
+    let unknown = wat::parse_str(
+        r#"(module
+            (import "env" "read_everything" (func (param i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "interface_version_8"))
+            (func (export "allocate") (param i32) (result i32) (i32.const 0))
+            (func (export "deallocate") (param i32)))"#,
+    )
+    .unwrap();
+    assert!(refused(&mut n, &unknown).contains("env.read_everything"));
+    let cw20 = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contracts/cosmwasm/cw20-base-2.0.0.wasm"),
+    )
+    .unwrap();
+    assert!(refused(&mut n, &cw20).contains("interface_version_8"));
+    if let Some(corpus) = synor_tests::corpus_dir() {
+        let old = corpus.join("wasmd/benchmarks__cw20_base@2021-10-08_de84b07e.wasm");
+        let message = refused(&mut n, &std::fs::read(&old).unwrap());
+        assert!(message.contains("interface_version_"), "{message}");
+    }
+    // synor's own contracts are not CosmWasm's to judge.
+    n.deploy(&kv_wasm()).unwrap();
+}
