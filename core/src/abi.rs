@@ -694,6 +694,21 @@ pub fn changed_bytes(previous: &[u8], new: &[u8]) -> u64 {
         .sum()
 }
 
+/// Gas used out of `limit` (what a call started with) when `gas_left` is left.
+pub(crate) fn gas_used(gas_left: i64, limit: u64) -> u64 {
+    limit.saturating_sub(u64::try_from(gas_left).unwrap_or(0))
+}
+
+/// Takes `gas` from `gas_left` (saturating); out of gas when that goes below zero.
+pub(crate) fn charge(gas_left: &mut i64, gas: u64) -> Result<(), Trap> {
+    let gas = i64::try_from(gas).unwrap_or(i64::MAX);
+    *gas_left = gas_left.saturating_sub(gas);
+    if *gas_left < 0 {
+        return Err(Trap::OutOfGas);
+    }
+    Ok(())
+}
+
 /// `key` in the namespace of `contract`: the key the state sees.
 pub(crate) fn namespaced(contract: &CodeId, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(32 + key.len());
@@ -842,16 +857,11 @@ impl CallContext {
 
     /// Gas used out of `limit`, the gas the call started with.
     pub fn gas_used(&self, limit: u64) -> u64 {
-        limit.saturating_sub(u64::try_from(self.gas_left).unwrap_or(0))
+        gas_used(self.gas_left, limit)
     }
 
     fn charge(&mut self, gas: u64) -> Result<(), Trap> {
-        let gas = i64::try_from(gas).unwrap_or(i64::MAX);
-        self.gas_left = self.gas_left.saturating_sub(gas);
-        if self.gas_left < 0 {
-            return Err(Trap::OutOfGas);
-        }
-        Ok(())
+        charge(&mut self.gas_left, gas)
     }
 
     /// `key` in the contract's namespace.

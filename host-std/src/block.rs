@@ -23,7 +23,7 @@ use hashbrown::HashMap;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Calls, NewBlob, State, SubCall, Trap};
@@ -88,6 +88,15 @@ impl Writer {
             block,
             tx: self.tx,
             incarnation: self.incarnation,
+        }
+    }
+
+    /// The first execution (incarnation 0) of the transaction at `tx` in the block: the one a
+    /// pre-executed result stands for.
+    pub fn first(tx: usize) -> Self {
+        Writer {
+            tx: tx as u32,
+            incarnation: 0,
         }
     }
 
@@ -1071,11 +1080,7 @@ impl Reused {
         r.reads.iter().all(|(k, _)| !state.written(k))
             && r.chained.iter().all(|(k, p)| {
                 let j = self.parents[*p as usize];
-                let writer = Writer {
-                    tx: j as u32,
-                    incarnation: 0,
-                };
-                state.writer_of(k) == Some(writer) && used[j].load(Ordering::Acquire)
+                state.writer_of(k) == Some(Writer::first(j)) && used[j].load(Ordering::Acquire)
             })
             && r.scans.iter().all(|s| s.holds(state))
     }
@@ -1105,10 +1110,7 @@ pub fn pre_execute(
         false => {
             let own = state.fork();
             for (p, parent) in parents.iter().enumerate() {
-                let writer = Writer {
-                    tx: p as u32,
-                    incarnation: 0,
-                };
+                let writer = Writer::first(p);
                 for (k, v) in &parent.writes {
                     own.put(k.as_slice(), v.clone(), writer);
                 }
@@ -1215,7 +1217,7 @@ pub fn execute_block_reusing(
     mode: Mode,
     reuse: &[Option<Reused>],
 ) -> Result<Execution, EngineError> {
-    let reused = std::sync::atomic::AtomicUsize::new(0);
+    let reused = AtomicUsize::new(0);
     let pre = |tx: usize| reuse.get(tx).and_then(Option::as_ref);
     // Per transaction, whether its execution is its reused result (set before its writes are
     // visible to any other transaction).
@@ -1269,10 +1271,7 @@ pub fn execute_block_reusing(
     // Executes `tx` and applies its writes at once (sequential and declared modes).
     let apply = |worker: usize, tx: u32| {
         let tx = tx as usize;
-        let writer = Writer {
-            tx: tx as u32,
-            incarnation: 0,
-        };
+        let writer = Writer::first(tx);
         if let Some(reuse) = pre(tx).filter(|p| p.stands(state, &used)) {
             let pre = &reuse.result;
             used[tx].store(true, Ordering::Release);
@@ -1280,7 +1279,7 @@ pub fn execute_block_reusing(
                 state.put(k.as_slice(), v.clone(), writer);
             }
             keep(tx, Ok(pre.receipt.clone()), pre.blobs.clone());
-            reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            reused.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let effects = execute_one(
@@ -1361,11 +1360,7 @@ pub fn execute_block_reusing(
                             match local {
                                 Some(v) => window.read_as(&mut reads, k, Origin::Written(v)),
                                 None => {
-                                    let writer = Writer {
-                                        tx: j as u32,
-                                        incarnation: 0,
-                                    };
-                                    state.writer_of(k) == Some(writer)
+                                    state.writer_of(k) == Some(Writer::first(j))
                                         && window.read_as(&mut reads, k, Origin::Base)
                                 }
                             }
@@ -1377,11 +1372,8 @@ pub fn execute_block_reusing(
                         // validated again: its scans are checked here.
                         if chained && pre.scans.iter().all(|s| s.holds(state)) {
                             used[tx].store(true, Ordering::Release);
-                            reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let writer = Writer {
-                                tx: tx as u32,
-                                incarnation: 0,
-                            };
+                            reused.fetch_add(1, Ordering::Relaxed);
+                            let writer = Writer::first(tx);
                             let writes = (pre.writes.iter())
                                 .map(|(k, v)| (WindowKey::from_slice(k), (v.clone(), writer)));
                             let output = (

@@ -14,7 +14,7 @@ use super::{
     MAX_HUMAN_ADDRESS_BYTES, MAX_KEY_BYTES, MAX_QUERY_BYTES, MAX_RESULT_BYTES, MAX_VALUE_BYTES,
     crypto,
 };
-use crate::abi::{Empty, Memory, State, Trap, namespaced, next_through, read_through};
+use crate::abi::{self, Empty, Memory, State, Trap, namespaced, next_through, read_through};
 use crate::digest::CodeId;
 use crate::gas::GasSchedule;
 use crate::state::{Journal, KeyValue, Range};
@@ -293,7 +293,7 @@ impl CwContext {
 
     /// Gas used out of `limit`, the gas the call started with.
     pub fn gas_used(&self, limit: u64) -> u64 {
-        limit.saturating_sub(u64::try_from(self.gas_left).unwrap_or(0))
+        abi::gas_used(self.gas_left, limit)
     }
 
     /// Takes the state back (e.g. to commit `writes` to it), leaving [`Empty`].
@@ -302,12 +302,7 @@ impl CwContext {
     }
 
     fn charge(&mut self, gas: u64) -> Result<(), Trap> {
-        let gas = i64::try_from(gas).unwrap_or(i64::MAX);
-        self.gas_left = self.gas_left.saturating_sub(gas);
-        if self.gas_left < 0 {
-            return Err(Trap::OutOfGas);
-        }
-        Ok(())
+        abi::charge(&mut self.gas_left, gas)
     }
 
     /// `copy_word` per 32-byte word of `bytes`.

@@ -191,40 +191,35 @@ pub fn encode_sections(sections: &[&[u8]]) -> alloc::vec::Vec<u8> {
     out
 }
 
+/// The last section of `data` and what comes before it; `None` when its length points before
+/// the start or fewer than 4 bytes are left.
+fn last_section(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (body, len) = data.split_last_chunk::<4>()?;
+    let start = body.len().checked_sub(u32::from_be_bytes(*len) as usize)?;
+    Some((&body[..start], &body[start..]))
+}
+
 /// How many sections [`decode_sections`] would find in `data`, without allocating; `None`
 /// when `data` is not a sequence of sections (a length points before the start, or bytes
 /// are left outside any section).
 pub fn count_sections(data: &[u8]) -> Option<usize> {
-    let mut rest = data.len();
-    let mut n = 0usize;
-    while rest >= 4 {
-        let l = u32::from_be_bytes([
-            data[rest - 4],
-            data[rest - 3],
-            data[rest - 2],
-            data[rest - 1],
-        ]);
-        rest = (rest - 4).checked_sub(l as usize)?;
+    let (mut rest, mut n) = (data, 0usize);
+    while !rest.is_empty() {
+        rest = last_section(rest)?.0;
         n += 1;
     }
-    (rest == 0).then_some(n)
+    Some(n)
 }
 
 /// The sections of `data` (see [`encode_sections`]), first to last; `None` as for
 /// [`count_sections`].
 pub fn decode_sections(data: &[u8]) -> Option<alloc::vec::Vec<&[u8]>> {
     let mut out = alloc::vec::Vec::with_capacity(count_sections(data)?);
-    let mut rest = data.len();
-    while rest >= 4 {
-        let l = u32::from_be_bytes([
-            data[rest - 4],
-            data[rest - 3],
-            data[rest - 2],
-            data[rest - 1],
-        ]);
-        let start = (rest - 4).checked_sub(l as usize)?;
-        out.push(&data[start..rest - 4]);
-        rest = start;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (before, section) = last_section(rest)?;
+        out.push(section);
+        rest = before;
     }
     out.reverse();
     Some(out)
