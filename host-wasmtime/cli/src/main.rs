@@ -264,8 +264,8 @@ struct BenchSpecArgs {
     /// SHA-256 rounds of a compute call (drawn between half and all of it).
     #[arg(long, default_value_t = 400)]
     rounds: u32,
-    /// Blocks per cell of the grid.
-    #[arg(long, default_value_t = 9)]
+    /// Blocks per cell of the grid (even: each node goes first equally often).
+    #[arg(long, default_value_t = 10)]
     blocks: usize,
     /// Worker threads, on both nodes.
     #[arg(long, default_value_t = 2)]

@@ -51,7 +51,7 @@ impl Default for Options {
             transfers: 1_000,
             compute: 500,
             rounds: 400,
-            blocks: 9,
+            blocks: 10,
             threads: 2,
             seed: 7,
             progress: true,
