@@ -227,6 +227,9 @@ pub enum InstrumentError {
     Unsupported(&'static str),
     /// The gas schedule is outside its bounds ([`GasSchedule::validate`]).
     Schedule(crate::gas::ScheduleError),
+    /// A CosmWasm contract (it has an `interface_version_*` export or an older marker) that
+    /// CosmWasm's checks refuse: an old interface version, an unknown import, ...
+    CosmWasm(crate::cosmwasm::CheckError),
 }
 
 impl fmt::Display for InstrumentError {
@@ -259,6 +262,7 @@ impl fmt::Display for InstrumentError {
             }
             InstrumentError::Unsupported(what) => write!(f, "unsupported: {what}"),
             InstrumentError::Schedule(e) => e.fmt(f),
+            InstrumentError::CosmWasm(e) => write!(f, "CosmWasm contract refused: {e}"),
         }
     }
 }
@@ -315,8 +319,11 @@ pub struct Instrumented {
     pub fingerprint: Digest,
     /// The exported functions.
     pub exports: Vec<ExportedFunction>,
-    /// The ABI imports used, in import order.
+    /// The ABI imports used, in import order (none for a CosmWasm contract).
     pub imports: Vec<Import>,
+    /// A CosmWasm contract's interface (entry points, `env` imports, capabilities), as
+    /// [`cosmwasm::check`](crate::cosmwasm::check) found it; `None` for synor's ABI.
+    pub cosmwasm: Option<crate::cosmwasm::Interface>,
     /// Whether the module exports a linear memory named `memory`.
     pub exports_memory: bool,
     /// Gas every call pays before its instance is created, for the work instantiation does:
@@ -458,7 +465,8 @@ pub fn instrument(
         wasm.len() as u64,
         limits.max_module_bytes as u64,
     )?;
-    let info = analyse(wasm, limits)?;
+    let cosmwasm = crate::cosmwasm::detect(wasm).map_err(InstrumentError::CosmWasm)?;
+    let info = analyse(wasm, limits, cosmwasm.is_some())?;
     let bytes = rewrite(wasm, &info, schedule, limits)?;
     // The output must be valid too: a check against instrumenter bugs, not user input.
     Validator::new_with_features(FEATURES)
@@ -501,11 +509,12 @@ pub fn instrument(
         fingerprint: Digest(*fingerprint.finalize().as_bytes()),
         exports,
         imports: info.imports,
+        cosmwasm,
         exports_memory: info.exports_memory,
     })
 }
 
-fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
+fn analyse(wasm: &[u8], limits: &Limits, cosmwasm: bool) -> Result<Info, InstrumentError> {
     let mut info = Info::default();
     let mut validator = Validator::new_with_features(FEATURES);
     let mut allocs = FuncValidatorAllocations::default();
@@ -533,6 +542,13 @@ fn analyse(wasm: &[u8], limits: &Limits) -> Result<Info, InstrumentError> {
                     let TypeRef::Func(ty) = import.ty else {
                         return Err(err("only functions may be imported"));
                     };
+                    if cosmwasm {
+                        // `cosmwasm::check` accepted it: an `env` import of [`CwImport`]
+                        // with its exact signature.
+                        info.func_types.push(ty);
+                        info.imported_funcs += 1;
+                        continue;
+                    }
                     if import.module != IMPORT_MODULE {
                         return Err(err("unknown import module (ABI v1 offers `synor`)"));
                     }

@@ -34,6 +34,7 @@ use core::fmt;
 use hashbrown::HashMap;
 
 use crate::abi::{CallContext, Trap};
+use crate::cosmwasm::{CwContext, Entry};
 use crate::digest::{CodeId, Digest};
 use crate::instrument::{InstrumentError, Instrumented};
 use crate::lru::Lru;
@@ -118,6 +119,16 @@ pub fn settle(
     results: &mut Vec<Value>,
     trap: &mut Option<Trap>,
 ) -> u64 {
+    let used = settle_gas(limit, &mut ctx.gas_left, trap);
+    if trap.is_some() {
+        results.clear();
+    }
+    used
+}
+
+/// [`settle`] for any context: `gas_left` is what the call left; sets `trap` to `out_of_gas`
+/// when the call ran out, and returns the gas used.
+pub fn settle_gas(limit: u64, gas_left: &mut i64, trap: &mut Option<Trap>) -> u64 {
     let fault = matches!(
         trap,
         Some(
@@ -130,16 +141,15 @@ pub fn settle(
                 | Trap::BadConversionToInteger
         )
     );
-    let out_of_gas = !fault && ctx.gas_left < 0;
+    let out_of_gas = !fault && *gas_left < 0;
     if out_of_gas {
         *trap = Some(Trap::OutOfGas);
-        results.clear();
     }
     if fault || out_of_gas {
-        ctx.gas_left = 0;
+        *gas_left = 0;
         return limit;
     }
-    ctx.gas_used(limit)
+    crate::abi::gas_used(*gas_left, limit)
 }
 
 impl fmt::Display for Value {
@@ -450,18 +460,89 @@ pub fn start(
     call: &Call<'_>,
 ) -> Result<Start, EngineError> {
     check_call(module, call)?;
-    let limit = u64::try_from(ctx.gas_left).unwrap_or(0);
+    Ok(charge_instantiation(module, &mut ctx.gas_left))
+}
+
+/// Charges `module`'s instantiation to `gas_left`: the call runs with `limit`, or is over
+/// (`out_of_gas`, charged the whole limit) before any instance is made.
+fn charge_instantiation(module: &Instrumented, gas_left: &mut i64) -> Start {
+    let limit = u64::try_from(*gas_left).unwrap_or(0);
     let Some(left) = limit.checked_sub(module.instantiation_gas) else {
-        ctx.gas_left = 0;
-        return Ok(Start::Done(Outcome {
+        *gas_left = 0;
+        return Start::Done(Outcome {
             results: Vec::new(),
             trap: Some(Trap::OutOfGas),
             gas_used: limit,
             memory_hash: None,
-        }));
+        });
     };
-    ctx.gas_left = i64::try_from(left).unwrap_or(i64::MAX);
-    Ok(Start::Run { limit })
+    *gas_left = i64::try_from(left).unwrap_or(i64::MAX);
+    Start::Run { limit }
+}
+
+/// What a call of a CosmWasm entry point did ([`Compiled::call_cosmwasm`]); with the writes
+/// journaled in the [`CwContext`], identical on every tier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CwOutcome {
+    /// The JSON the entry point returned (a `ContractResult`), or why the call stopped.
+    pub result: Result<Vec<u8>, Trap>,
+    /// Gas used, out of the gas the context started with.
+    pub gas_used: u64,
+}
+
+/// Begins a call of CosmWasm entry point `entry` of `module` with `args` arguments: checks
+/// that the module is a CosmWasm contract exporting it with that many parameters, and
+/// charges the instantiation to `ctx` as [`start`] does. Every engine calls this first.
+///
+/// # Errors
+/// Not a CosmWasm contract, no such entry point, or another number of arguments.
+pub fn start_cosmwasm(
+    module: &Instrumented,
+    ctx: &mut CwContext,
+    entry: Entry,
+    args: usize,
+) -> Result<Result<u64, CwOutcome>, EngineError> {
+    let Some(interface) = &module.cosmwasm else {
+        return Err(EngineError::NoSuchExport(alloc::format!(
+            "{} (not a CosmWasm contract)",
+            entry.name()
+        )));
+    };
+    match interface.params(entry) {
+        None => return Err(EngineError::NoSuchExport(entry.name().into())),
+        Some(n) if n != args => {
+            return Err(EngineError::Arguments {
+                entry: entry.name().into(),
+                reason: alloc::format!("expected {n} regions, got {args}"),
+            });
+        }
+        Some(_) => {}
+    }
+    Ok(match charge_instantiation(module, &mut ctx.gas_left) {
+        Start::Run { limit } => Ok(limit),
+        Start::Done(outcome) => Err(CwOutcome {
+            result: Err(Trap::OutOfGas),
+            gas_used: outcome.gas_used,
+        }),
+    })
+}
+
+/// Ends a CosmWasm call that started with `limit` ([`start_cosmwasm`]) and gave `result`:
+/// settles its gas as [`settle`] does.
+pub fn settle_cosmwasm(
+    limit: u64,
+    ctx: &mut CwContext,
+    result: Result<Vec<u8>, Trap>,
+) -> CwOutcome {
+    let mut trap = result.as_ref().err().cloned();
+    let gas_used = settle_gas(limit, &mut ctx.gas_left, &mut trap);
+    CwOutcome {
+        result: match trap {
+            Some(t) => Err(t),
+            None => result,
+        },
+        gas_used,
+    }
 }
 
 /// A module compiled by one engine, ready to call any number of times from any thread.
@@ -480,6 +561,21 @@ pub trait Compiled: Send + Sync {
     /// The call could not be made (no such export, wrong arguments); traps are not errors but
     /// part of the [`Outcome`].
     fn call(&self, ctx: &mut CallContext, call: &Call<'_>) -> Result<Outcome, EngineError>;
+
+    /// Calls CosmWasm entry point `entry` of a CosmWasm contract in a fresh instance, with
+    /// `args` (the JSON arguments, each placed in a region the contract allocates:
+    /// [`cosmwasm::call_entry`](crate::cosmwasm::call_entry)), its `env` imports served by
+    /// [`CwContext::dispatch`] and `allocate`: gas comes from and goes back to
+    /// `ctx.gas_left`.
+    ///
+    /// # Errors
+    /// The call could not be made ([`start_cosmwasm`]); traps are part of the outcome.
+    fn call_cosmwasm(
+        &self,
+        ctx: &mut CwContext,
+        entry: Entry,
+        args: &[&[u8]],
+    ) -> Result<CwOutcome, EngineError>;
 }
 
 /// An engine that compiles instrumented modules for one tier.
@@ -753,6 +849,14 @@ mod tests {
             self.1
         }
         fn call(&self, _: &mut CallContext, _: &Call<'_>) -> Result<Outcome, EngineError> {
+            unreachable!("the policy never calls modules")
+        }
+        fn call_cosmwasm(
+            &self,
+            _: &mut CwContext,
+            _: Entry,
+            _: &[&[u8]],
+        ) -> Result<CwOutcome, EngineError> {
             unreachable!("the policy never calls modules")
         }
     }

@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use synor_core::abi::{Blobs, CallContext, Calls, NewBlob, State, SubCall, Trap};
 pub use synor_core::block::{Address, Contracts, Declared, Mode, Receipt, Transaction};
+use synor_core::cosmwasm::tx::{self as cw_tx, Chain as CwHostChain, CwChain};
+use synor_core::cosmwasm::{CwContext, Entry as CwEntry};
 use synor_core::digest::{CodeId, Digest};
 use synor_core::instrument::Instrumented;
 use synor_core::sched::optimistic::{
@@ -35,6 +37,7 @@ use synor_core::sched::optimistic::{
 };
 use synor_core::sched::{AccessSet, Dag};
 use synor_core::state::{self, KeyValue, Range, merge_next};
+use synor_core::tier::CwOutcome;
 use synor_core::tier::{Call, EngineError};
 
 use crate::pool;
@@ -631,6 +634,8 @@ const MAX_SPARE_WINDOWS: usize = 4;
 pub struct BlockExecutor {
     workers: pool::Workers,
     spare: Mutex<Vec<Window>>,
+    /// The chain CosmWasm contracts see.
+    cosmwasm: Arc<CwChain>,
 }
 
 impl std::fmt::Debug for BlockExecutor {
@@ -647,9 +652,23 @@ impl BlockExecutor {
         Self::default()
     }
 
+    /// An executor whose CosmWasm contracts see `chain` (chain id, address prefix, block
+    /// times, gas).
+    pub fn with_cosmwasm(chain: CwChain) -> Self {
+        Self {
+            cosmwasm: Arc::new(chain),
+            ..Self::default()
+        }
+    }
+
     /// The worker threads.
     pub fn workers(&self) -> &pool::Workers {
         &self.workers
+    }
+
+    /// The chain CosmWasm contracts see.
+    pub fn cosmwasm(&self) -> &CwChain {
+        &self.cosmwasm
     }
 }
 
@@ -678,6 +697,8 @@ struct Nested {
     exec: Arc<TieredExecutor>,
     contracts: Arc<dyn Contracts>,
     state: Arc<BlockState>,
+    /// The chain CosmWasm contracts see.
+    cosmwasm: Arc<CwChain>,
     /// A call found no contract at its address since this was last cleared (a pre-executed
     /// result that did cannot stand: the contract may exist when its block comes).
     missed: AtomicBool,
@@ -911,6 +932,9 @@ fn execute_one(
     if let Declared::Refused(e) = &shared.declared[tx] {
         return Ok(refused(e.to_string()));
     }
+    if is_cosmwasm(contracts, t) {
+        return execute_cosmwasm(session, shared, tx, speculative, recording);
+    }
     let Some(module) = contracts.module(&t.contract) else {
         return Ok(refused(format!(
             "no_contract: no contract at {}",
@@ -966,6 +990,200 @@ fn execute_one(
             scans.map_or_else(Vec::new, |s| s.take())
         },
     })
+}
+
+/// Calls `query` of the CosmWasm contract at `contract` with `msg` over `state` (which it
+/// does not change), at `height`, with `gas` to spend ([`cw_tx::query`]).
+///
+/// # Errors
+/// An engine failed.
+#[allow(clippy::too_many_arguments)]
+pub fn query_cosmwasm(
+    exec: &Arc<TieredExecutor>,
+    contracts: &Arc<dyn Contracts>,
+    cosmwasm: &Arc<CwChain>,
+    state: &Arc<BlockState>,
+    height: u64,
+    contract: &Address,
+    msg: &[u8],
+    gas: u64,
+) -> Result<cw_tx::QueryOutcome, EngineError> {
+    let txs: Arc<[Transaction]> = Arc::from([Transaction {
+        contract: *contract,
+        entry: "query".into(),
+        caller: [0; 32],
+        input: Vec::new(),
+        gas,
+        access: None,
+    }]);
+    let shared = Arc::new(Shared {
+        state: state.clone(),
+        height,
+        declared: txs
+            .iter()
+            .map(|t| Declared::of(t.access.as_ref()))
+            .collect(),
+        txs,
+        window: None,
+        calls: Arc::new(Nested {
+            exec: exec.clone(),
+            contracts: contracts.clone(),
+            state: state.clone(),
+            cosmwasm: cosmwasm.clone(),
+            missed: AtomicBool::new(false),
+        }),
+    });
+    let views = {
+        let shared = shared.clone();
+        Rc::new(move || -> Box<dyn State> {
+            Box::new(View {
+                shared: shared.clone(),
+                tx: 0,
+                speculative: None,
+                scans: None,
+                recording: None,
+            })
+        }) as Views
+    };
+    let mut chain = BlockChain {
+        nested: shared.calls.clone(),
+        views: views.clone(),
+    };
+    cw_tx::query(&mut chain, cosmwasm, views(), contract, msg, gas, height)
+}
+
+/// Whether `t` is a CosmWasm transaction: to the bank, to a CosmWasm contract, or
+/// `instantiate` of CosmWasm code.
+fn is_cosmwasm(contracts: &dyn Contracts, t: &Transaction) -> bool {
+    if t.contract == cw_tx::BANK {
+        return true;
+    }
+    match contracts.module(&t.contract) {
+        Some(m) => m.cosmwasm.is_some(),
+        None => {
+            t.entry == "instantiate"
+                && contracts
+                    .code(&t.contract)
+                    .is_some_and(|m| m.cosmwasm.is_some())
+        }
+    }
+}
+
+/// Executes CosmWasm transaction `tx` of the block ([`cw_tx::execute`]) through the same
+/// views of the block state as any transaction.
+fn execute_cosmwasm(
+    session: &mut Session<'_>,
+    shared: &Arc<Shared>,
+    tx: usize,
+    speculative: Option<&SpeculativeReads>,
+    recording: Option<&Recording>,
+) -> Result<Effects, EngineError> {
+    let scans: Option<Scans> = (speculative.is_some() || recording.is_some()).then(Rc::default);
+    let views = {
+        let (shared, speculative, scans, recording) = (
+            shared.clone(),
+            speculative.cloned(),
+            scans.clone(),
+            recording.cloned(),
+        );
+        Rc::new(move || -> Box<dyn State> {
+            Box::new(View {
+                shared: shared.clone(),
+                tx,
+                speculative: speculative.clone(),
+                scans: scans.clone(),
+                recording: recording.clone(),
+            })
+        }) as Views
+    };
+    let forked = BlockChain {
+        nested: shared.calls.clone(),
+        views: views.clone(),
+    };
+    let mut chain = WorkerChain { session, forked };
+    let t = &shared.txs[tx];
+    let done = cw_tx::execute(
+        &mut chain,
+        &shared.calls.cosmwasm,
+        views(),
+        t,
+        (shared.height, tx as u32),
+    )?;
+    Ok(Effects {
+        receipt: done.receipt,
+        writes: done.writes.into_writes().collect(),
+        blobs: Vec::new(),
+        scans: scans.map_or_else(Vec::new, |s| s.take()),
+    })
+}
+
+/// Makes views of one transaction's state.
+type Views = Rc<dyn Fn() -> Box<dyn State>>;
+
+/// The block as a CosmWasm transaction's queries see it: each call in a session of its own.
+#[derive(Clone)]
+struct BlockChain {
+    nested: Arc<Nested>,
+    views: Views,
+}
+
+impl CwHostChain for BlockChain {
+    fn module(&self, address: &Address) -> Option<Arc<Instrumented>> {
+        let found = self.nested.contracts.module(address).cloned();
+        if found.is_none() {
+            self.nested.missed.store(true, Ordering::Relaxed);
+        }
+        found
+    }
+
+    fn code(&self, code: &CodeId) -> Option<Arc<Instrumented>> {
+        self.nested.contracts.code(code)
+    }
+
+    fn call(
+        &mut self,
+        module: &Arc<Instrumented>,
+        ctx: &mut CwContext,
+        entry: CwEntry,
+        args: &[&[u8]],
+    ) -> Result<CwOutcome, EngineError> {
+        let mut session = self.nested.exec.session();
+        Ok(session.call_cosmwasm(module, ctx, entry, args)?.0)
+    }
+
+    fn fork(&self) -> (Box<dyn State>, Box<dyn CwHostChain>) {
+        ((self.views)(), Box::new(self.clone()))
+    }
+}
+
+/// The block as a CosmWasm transaction sees it: calls in the worker's session.
+struct WorkerChain<'s, 'a> {
+    session: &'s mut Session<'a>,
+    forked: BlockChain,
+}
+
+impl CwHostChain for WorkerChain<'_, '_> {
+    fn module(&self, address: &Address) -> Option<Arc<Instrumented>> {
+        self.forked.module(address)
+    }
+
+    fn code(&self, code: &CodeId) -> Option<Arc<Instrumented>> {
+        self.forked.code(code)
+    }
+
+    fn call(
+        &mut self,
+        module: &Arc<Instrumented>,
+        ctx: &mut CwContext,
+        entry: CwEntry,
+        args: &[&[u8]],
+    ) -> Result<CwOutcome, EngineError> {
+        Ok(self.session.call_cosmwasm(module, ctx, entry, args)?.0)
+    }
+
+    fn fork(&self) -> (Box<dyn State>, Box<dyn CwHostChain>) {
+        self.forked.fork()
+    }
 }
 
 /// A transaction executed before its block (speculation) on the committed state: its receipt,
@@ -1099,6 +1317,7 @@ impl Reused {
 pub fn pre_execute(
     exec: &Arc<TieredExecutor>,
     contracts: &Arc<dyn Contracts>,
+    cosmwasm: &Arc<CwChain>,
     state: &Arc<BlockState>,
     height: u64,
     tx: Transaction,
@@ -1127,6 +1346,7 @@ pub fn pre_execute(
         exec: exec.clone(),
         contracts: contracts.clone(),
         state: state.clone(),
+        cosmwasm: cosmwasm.clone(),
         missed: AtomicBool::new(false),
     });
     let shared = Arc::new(Shared {
@@ -1258,6 +1478,7 @@ pub fn execute_block_reusing(
                         exec: exec.clone(),
                         contracts: contracts.clone(),
                         state: state.clone(),
+                        cosmwasm: blocks.cosmwasm.clone(),
                         missed: AtomicBool::new(false),
                     }),
                 })

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use synor_core::Digest;
 use synor_core::abi::{CallContext, Import, Trap};
+use synor_core::cosmwasm::{self, CwContext, CwImport, CwInstance, Entry, Guest, Step};
 use synor_core::instrument::{self, Instrumented, Limits};
-use synor_core::tier::{self, Call, Compiled, EngineError, Outcome, Tier, Value};
+use synor_core::tier::{self, Call, Compiled, CwOutcome, EngineError, Outcome, Tier, Value};
 use wasmi::{Caller, Config, Linker, Module, Store, Val};
 
 /// What a wasmi store holds during one call.
@@ -38,6 +39,7 @@ impl wasmi::errors::HostError for HostTrap {}
 pub struct WasmiEngine {
     engine: wasmi::Engine,
     linker: Arc<Linker<Host>>,
+    cw_linker: Arc<Linker<CwHost>>,
 }
 
 impl std::fmt::Debug for WasmiEngine {
@@ -72,9 +74,12 @@ impl WasmiEngine {
         let engine = wasmi::Engine::new(&config);
         let mut linker = Linker::new(&engine);
         define_imports(&mut linker);
+        let mut cw_linker = Linker::new(&engine);
+        define_cw_imports(&mut cw_linker);
         Self {
             engine,
             linker: Arc::new(linker),
+            cw_linker: Arc::new(cw_linker),
         }
     }
 }
@@ -96,6 +101,7 @@ impl tier::Engine for WasmiEngine {
         Ok(Arc::new(WasmiModule {
             module: compiled,
             linker: self.linker.clone(),
+            cw_linker: self.cw_linker.clone(),
             engine: self.engine.clone(),
             source: module.clone(),
         }))
@@ -110,6 +116,7 @@ impl tier::Engine for WasmiEngine {
 pub struct WasmiModule {
     module: Module,
     linker: Arc<Linker<Host>>,
+    cw_linker: Arc<Linker<CwHost>>,
     engine: wasmi::Engine,
     source: Arc<Instrumented>,
 }
@@ -172,6 +179,247 @@ impl Compiled for WasmiModule {
             gas_used,
             memory_hash,
         })
+    }
+
+    fn call_cosmwasm(
+        &self,
+        ctx: &mut CwContext,
+        entry: Entry,
+        args: &[&[u8]],
+    ) -> Result<CwOutcome, EngineError> {
+        let limit = match tier::start_cosmwasm(&self.source, ctx, entry, args.len())? {
+            Ok(limit) => limit,
+            Err(outcome) => return Ok(outcome),
+        };
+        let host = CwHost {
+            ctx: std::mem::take(ctx),
+            gas: None,
+            trap: None,
+            memory: None,
+        };
+        let mut store = Store::new(&self.engine, host);
+        let result = match self
+            .cw_linker
+            .instantiate_and_start(&mut store, &self.module)
+        {
+            Ok(instance) => {
+                let mut running = CwRunning {
+                    store: &mut store,
+                    instance,
+                    fault: None,
+                };
+                running.bind()?;
+                let mut gas_left = running.store.data().ctx.gas_left;
+                let result = cosmwasm::call_entry(&mut running, entry, args, &mut gas_left);
+                if let Some(fault) = running.fault.take() {
+                    *ctx = std::mem::take(&mut store.data_mut().ctx);
+                    return Err(fault);
+                }
+                store.data_mut().ctx.gas_left = gas_left;
+                result
+            }
+            Err(e) => {
+                *ctx = std::mem::take(&mut store.data_mut().ctx);
+                return Err(EngineError::Engine(format!("wasmi: {e}")));
+            }
+        };
+        *ctx = std::mem::take(&mut store.data_mut().ctx);
+        Ok(tier::settle_cosmwasm(limit, ctx, result))
+    }
+}
+
+/// What a wasmi store holds during one CosmWasm call.
+struct CwHost {
+    ctx: CwContext,
+    gas: Option<wasmi::Global>,
+    trap: Option<wasmi::Global>,
+    memory: Option<wasmi::Memory>,
+}
+
+/// A CosmWasm instance as [`cosmwasm::call_entry`] drives it. Gas moves between the caller's
+/// count and the module's counter around each export call; a failure of wasmi itself is kept
+/// in `fault` (the node's fault, never a trap).
+struct CwRunning<'s> {
+    store: &'s mut Store<CwHost>,
+    instance: wasmi::Instance,
+    fault: Option<EngineError>,
+}
+
+impl CwRunning<'_> {
+    /// Finds the instrumenter's globals and the memory.
+    fn bind(&mut self) -> Result<(), EngineError> {
+        let get = |name| self.instance.get_global(&*self.store, name);
+        let (gas, trap) = (get(instrument::GAS_GLOBAL), get(instrument::TRAP_GLOBAL));
+        let memory = self.instance.get_memory(&*self.store, "memory");
+        if gas.is_none() || memory.is_none() {
+            return Err(EngineError::Engine(
+                "wasmi: a CosmWasm contract without gas counter or memory".into(),
+            ));
+        }
+        let data = self.store.data_mut();
+        (data.gas, data.trap, data.memory) = (gas, trap, memory);
+        Ok(())
+    }
+
+    /// Calls export `name` with `args`, its gas taken from and given back to `gas_left`.
+    fn invoke(
+        &mut self,
+        name: &str,
+        args: &[u32],
+        gas_left: &mut i64,
+    ) -> Result<Option<u32>, Trap> {
+        let Some(func) = self.instance.get_func(&*self.store, name) else {
+            return Err(Trap::Host(format!(
+                "the contract exports no function {name}"
+            )));
+        };
+        let gas = self.store.data().gas;
+        set_gas(&mut *self.store, gas, *gas_left);
+        let args: Vec<Val> = args.iter().map(|a| Val::I32(*a as i32)).collect();
+        let mut out: Vec<Val> = func
+            .ty(&*self.store)
+            .results()
+            .iter()
+            .map(|t| Val::default_for_ty(*t))
+            .collect();
+        let result = func.call(&mut *self.store, &args, &mut out);
+        *gas_left = get_gas(&*self.store, gas).unwrap_or(*gas_left);
+        match result {
+            Ok(()) => Ok(out.first().and_then(Val::i32).map(|v| v as u32)),
+            Err(e) => {
+                let reason = match self.store.data().trap.map(|g| g.get(&*self.store)) {
+                    Some(Val::I32(r)) => r,
+                    _ => 0,
+                };
+                match trap_of(&e, reason) {
+                    Ok(trap) => Err(trap),
+                    Err(fault) => {
+                        self.fault = Some(fault);
+                        Err(Trap::Host("engine failure".into()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn set_gas<T>(store: impl wasmi::AsContextMut<Data = T>, gas: Option<wasmi::Global>, left: i64) {
+    let mut store = store;
+    if let Some(g) = gas {
+        // The gas counter is a mutable i64 global of the instrumenter's: this cannot fail.
+        let _ = g.set(&mut store, Val::I64(left));
+    }
+}
+
+fn get_gas<T>(store: impl wasmi::AsContext<Data = T>, gas: Option<wasmi::Global>) -> Option<i64> {
+    match gas?.get(&store) {
+        Val::I64(left) => Some(left),
+        _ => None,
+    }
+}
+
+impl Guest for CwRunning<'_> {
+    fn memory(&mut self) -> &mut [u8] {
+        match self.store.data().memory {
+            Some(m) => m.data_mut(&mut *self.store),
+            None => &mut [],
+        }
+    }
+
+    fn allocate(&mut self, size: u32, gas_left: &mut i64) -> Result<u32, Trap> {
+        self.invoke("allocate", &[size], gas_left)?
+            .ok_or_else(|| Trap::Host("allocate returned nothing".into()))
+    }
+}
+
+impl CwInstance for CwRunning<'_> {
+    fn call_export(&mut self, name: &str, args: &[u32], gas_left: &mut i64) -> Result<u32, Trap> {
+        self.invoke(name, args, gas_left)?
+            .ok_or_else(|| Trap::Host(format!("{name} returned nothing")))
+    }
+
+    fn deallocate(&mut self, ptr: u32, gas_left: &mut i64) -> Result<(), Trap> {
+        self.invoke("deallocate", &[ptr], gas_left).map(|_| ())
+    }
+}
+
+/// Performs CosmWasm import `import` for a wasmi host function: [`CwContext::dispatch`],
+/// then, if it asks, the contract's `allocate` and [`CwContext::finish`], with the gas
+/// moved between the module's counter and the context around each step.
+fn cw_host_call(
+    caller: &mut Caller<'_, CwHost>,
+    import: CwImport,
+    args: &[u64],
+) -> Result<Option<u64>, wasmi::Error> {
+    let (gas, memory) = (caller.data().gas, caller.data().memory);
+    if let Some(left) = get_gas(&*caller, gas) {
+        caller.data_mut().ctx.gas_left = left;
+    }
+    let Some(memory) = memory else {
+        return Err(wasmi::Error::host(HostTrap(Trap::Host("no memory".into()))));
+    };
+    let step = {
+        let (bytes, host) = memory.data_and_store_mut(&mut *caller);
+        let mut view: &mut [u8] = bytes;
+        host.ctx.dispatch(import, args, &mut view)
+    };
+    let result = match step {
+        Ok(Step::Done(result)) => Ok(result),
+        Ok(Step::Allocate(pending)) => {
+            let left = caller.data().ctx.gas_left;
+            set_gas(&mut *caller, gas, left);
+            let allocate = caller
+                .get_export("allocate")
+                .and_then(wasmi::Extern::into_func)
+                .ok_or_else(|| wasmi::Error::host(HostTrap(Trap::Host("no allocate".into()))))?;
+            let mut out = [Val::I32(0)];
+            // A trap in `allocate` is the contract's: it ends the call as it is.
+            allocate.call(&mut *caller, &[Val::I32(pending.len() as i32)], &mut out)?;
+            if let Some(left) = get_gas(&*caller, gas) {
+                caller.data_mut().ctx.gas_left = left;
+            }
+            let ptr = out[0].i32().unwrap_or(0) as u32;
+            let (bytes, host) = memory.data_and_store_mut(&mut *caller);
+            let mut view: &mut [u8] = bytes;
+            host.ctx.finish(pending, ptr, &mut view)
+        }
+        Err(t) => Err(t),
+    };
+    let left = caller.data().ctx.gas_left;
+    set_gas(&mut *caller, gas, left);
+    result.map_err(|t| wasmi::Error::host(HostTrap(t)))
+}
+
+/// Defines every CosmWasm import of module `env`.
+fn define_cw_imports(linker: &mut Linker<CwHost>) {
+    let ty = |t: &synor_core::abi::Ty| match t {
+        synor_core::abi::Ty::I32 => wasmi::ValType::I32,
+        synor_core::abi::Ty::I64 => wasmi::ValType::I64,
+    };
+    for import in CwImport::ALL {
+        let params: Vec<_> = import.params().iter().map(ty).collect();
+        let results: Vec<_> = import.results().iter().map(ty).collect();
+        let defined = linker.func_new(
+            cosmwasm::IMPORT_MODULE,
+            import.name(),
+            wasmi::FuncType::new(params, results),
+            move |mut caller, params, results| {
+                let mut args = [0u64; 4];
+                for (a, v) in args.iter_mut().zip(params) {
+                    *a = u64::from(v.i32().unwrap_or(0) as u32);
+                }
+                let value = cw_host_call(&mut caller, import, &args[..params.len()])?;
+                if let (Some(slot), Some(v)) = (results.first_mut(), value) {
+                    *slot = match import.result() {
+                        Some(synor_core::abi::Ty::I64) => Val::I64(v as i64),
+                        _ => Val::I32(v as u32 as i32),
+                    };
+                }
+                Ok(())
+            },
+        );
+        // Names are unique in the import table.
+        let _ = defined;
     }
 }
 

@@ -33,6 +33,7 @@ use synor_core::abi::{Event, NewContract};
 use synor_core::block::{
     Address, Contracts, Mode, Receipt, Transaction, contract_address, receipts_digest, state_digest,
 };
+use synor_core::cosmwasm::tx::{CwChain, QueryOutcome};
 use synor_core::digest::{CodeId, Digest};
 use synor_core::gas::GasSchedule;
 use synor_core::instrument::{self, InstrumentError, Instrumented, Limits};
@@ -128,6 +129,8 @@ pub struct NodeConfig {
     /// Bytes of pending transactions and their pre-executed results ([`Node::submit`]); 0
     /// turns speculation off.
     pub speculation_bytes: usize,
+    /// The chain CosmWasm contracts see: chain id, address prefix, block times, gas.
+    pub cosmwasm: CwChain,
 }
 
 impl Default for NodeConfig {
@@ -143,6 +146,7 @@ impl Default for NodeConfig {
             state_cache_bytes: 64 << 20,
             pipeline: true,
             speculation_bytes: 64 << 20,
+            cosmwasm: CwChain::default(),
         }
     }
 }
@@ -161,7 +165,7 @@ pub enum NodeError {
     Rejected(InstrumentError),
     /// A CosmWasm module (it exports an `interface_version_*` or an older marker) was
     /// rejected at deployment: what CosmWasm's check found (an interface version other than 8,
-    /// an unknown import, ...), or that this node does not run CosmWasm contracts yet.
+    /// an unknown import, ...).
     RejectedCosmWasm(String),
     /// No code with this id was deployed.
     UnknownCode(CodeId),
@@ -406,6 +410,7 @@ impl Node {
         }));
         let snapshots = {
             let (db, store, tip) = (db.clone(), store.clone(), tip.clone());
+            let cosmwasm = Arc::new(config.cosmwasm.clone());
             move || -> Result<Snapshot, String> {
                 let tip = tip.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let read = db.begin_read().map_err(|e| e.to_string())?;
@@ -419,6 +424,7 @@ impl Node {
                     state: Arc::new(BlockState::over(Arc::new(base))),
                     height: tip.height,
                     contracts: tip.contracts,
+                    cosmwasm: cosmwasm.clone(),
                 })
             }
         };
@@ -432,7 +438,7 @@ impl Node {
             db,
             store,
             exec,
-            blocks: BlockExecutor::new(),
+            blocks: BlockExecutor::with_cosmwasm(config.cosmwasm.clone()),
             loaded: Arc::default(),
             cache: Arc::new(StateCache::new(config.state_cache_bytes)),
             spare: None,
@@ -508,9 +514,12 @@ impl Node {
         if self.deployed(&id)? {
             return Ok(id);
         }
-        cosmwasm_check(wasm)?;
-        let module = instrument::instrument(wasm, &GasSchedule::V1, &self.config.limits)
-            .map_err(NodeError::Rejected)?;
+        let module = instrument::instrument(wasm, &GasSchedule::V1, &self.config.limits).map_err(
+            |e| match e {
+                InstrumentError::CosmWasm(e) => NodeError::RejectedCosmWasm(e.to_string()),
+                e => NodeError::Rejected(e),
+            },
+        )?;
         // The bytes first, then the record that they are code: a crash between leaves bytes
         // that a second deployment records.
         let stored = self.store_write().put(wasm).map_err(NodeError::Store)?;
@@ -867,6 +876,45 @@ impl Node {
         Ok(done.receipts.into_iter().next().unwrap_or_default())
     }
 
+    /// Calls `query` of the CosmWasm contract at `contract` with `msg` (JSON) on the committed
+    /// state, with `gas` to spend: its answer (JSON), or the contract's error, and the gas
+    /// used.
+    ///
+    /// # Errors
+    /// [`NodeError::UnknownContract`]; faults of the node.
+    pub fn query_cosmwasm(
+        &mut self,
+        contract: &Address,
+        msg: &[u8],
+        gas: u64,
+    ) -> Result<QueryOutcome, NodeError> {
+        self.sync()?;
+        if self.load_contracts()? {
+            self.publish_tip();
+        }
+        if !self.loaded.contracts.contains_key(contract) {
+            return Err(NodeError::UnknownContract(*contract));
+        }
+        let state = Arc::new(self.block_state()?);
+        let contracts = self.loaded.clone() as Arc<dyn Contracts>;
+        let outcome = block::query_cosmwasm(
+            &self.exec,
+            &contracts,
+            &Arc::new(self.config.cosmwasm.clone()),
+            &state,
+            self.height,
+            contract,
+            msg,
+            gas,
+        )
+        .map_err(NodeError::Engine)?;
+        if let Some(fault) = state.fault() {
+            return Err(NodeError::Fault(fault));
+        }
+        self.keep(state);
+        Ok(outcome)
+    }
+
     /// Executes `txs` in `mode` over the committed state (every contract loaded first);
     /// returns the block's state and what execution gave.
     ///
@@ -1133,22 +1181,6 @@ impl CommitJob {
         txn.open_table(META)?.insert("height", self.height)?;
         txn.commit()?;
         Ok(())
-    }
-}
-
-/// Refuses a CosmWasm module (one with an `interface_version_*` export, or an older marker)
-/// with what CosmWasm's own check says of it; the engines do not run the CosmWasm interface
-/// yet, so a module that passes is refused too, saying so. Any other module is left to the
-/// instrumenter.
-fn cosmwasm_check(wasm: &[u8]) -> Result<(), NodeError> {
-    use synor_core::cosmwasm::{self, CheckError};
-    match cosmwasm::check(wasm) {
-        Err(CheckError::NoInterfaceVersion { legacy: None } | CheckError::Invalid(_)) => Ok(()),
-        Err(e) => Err(NodeError::RejectedCosmWasm(e.to_string())),
-        Ok(_) => Err(NodeError::RejectedCosmWasm(format!(
-            "{}: this node does not run CosmWasm contracts yet",
-            cosmwasm::INTERFACE_VERSION
-        ))),
     }
 }
 

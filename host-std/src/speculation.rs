@@ -212,6 +212,8 @@ pub struct Snapshot {
     pub height: u64,
     /// The contracts a pre-executed transaction may call.
     pub contracts: Arc<dyn Contracts>,
+    /// The chain CosmWasm contracts see.
+    pub cosmwasm: Arc<synor_core::cosmwasm::tx::CwChain>,
 }
 
 /// Makes a [`Snapshot`] of the latest committed state; the node's part.
@@ -341,6 +343,7 @@ impl Pool {
                 let result = block::pre_execute(
                     &self.exec,
                     &snapshot.contracts,
+                    &snapshot.cosmwasm,
                     &snapshot.state,
                     snapshot.height + 1,
                     Transaction::clone(&tx),

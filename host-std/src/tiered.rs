@@ -16,10 +16,12 @@ use std::thread::JoinHandle;
 
 use synor_core::Digest;
 use synor_core::abi::CallContext;
+use synor_core::cosmwasm::{CwContext, Entry as CwEntry};
 use synor_core::digest::CodeId;
 use synor_core::instrument::Instrumented;
 use synor_core::tier::{
-    Call, Compiled, Engine, EngineError, Outcome, Tier, TierPolicy, Tiering, TieringStats,
+    Call, Compiled, CwOutcome, Engine, EngineError, Outcome, Tier, TierPolicy, Tiering,
+    TieringStats,
 };
 
 /// Default budget of compiled code held in memory.
@@ -259,13 +261,12 @@ impl Held {
     /// Runs `call` on the held module, or cold when its engine cannot take the call now (e.g.
     /// its instance pool is full), which gives the same result. Returns the outcome and the
     /// tier that ran it.
-    fn run(
+    fn run<O>(
         &mut self,
         exec: &TieredExecutor,
-        ctx: &mut CallContext,
-        call: &Call<'_>,
-    ) -> Result<(Outcome, Tier), EngineError> {
-        match self.compiled.call(ctx, call) {
+        mut call: impl FnMut(&dyn Compiled) -> Result<O, EngineError>,
+    ) -> Result<(O, Tier), EngineError> {
+        match call(&*self.compiled) {
             Err(EngineError::Unavailable(_)) if self.compiled.tier() != Tier::Cold => {
                 let cold = match &self.cold {
                     Some(cold) => cold,
@@ -273,7 +274,7 @@ impl Held {
                         .cold
                         .insert(exec.engines[Tier::Cold as usize].compile(&self.module)?),
                 };
-                Ok((cold.call(ctx, call)?, Tier::Cold))
+                Ok((call(&**cold)?, Tier::Cold))
             }
             other => Ok((other?, self.compiled.tier())),
         }
@@ -309,6 +310,36 @@ impl Session<'_> {
         ctx: &mut CallContext,
         call: &Call<'_>,
     ) -> Result<(Outcome, Tier), EngineError> {
+        self.serve(module, |o: &Outcome| o.gas_used, |m| m.call(ctx, call))
+    }
+
+    /// Calls CosmWasm entry point `entry` of `module` with `args` on the best tier held, as
+    /// [`call`](Self::call) does an export ([`Compiled::call_cosmwasm`]).
+    ///
+    /// # Errors
+    /// See [`Compiled::call_cosmwasm`].
+    pub fn call_cosmwasm(
+        &mut self,
+        module: &Arc<Instrumented>,
+        ctx: &mut CwContext,
+        entry: CwEntry,
+        args: &[&[u8]],
+    ) -> Result<(CwOutcome, Tier), EngineError> {
+        self.serve(
+            module,
+            |o: &CwOutcome| o.gas_used,
+            |m| m.call_cosmwasm(ctx, entry, args),
+        )
+    }
+
+    /// Runs `call` on the module held for `module` (chosen anew when the tier manager
+    /// installed something since), and counts it with the gas `gas` reads off its outcome.
+    fn serve<O>(
+        &mut self,
+        module: &Arc<Instrumented>,
+        gas: impl Fn(&O) -> u64,
+        call: impl FnMut(&dyn Compiled) -> Result<O, EngineError>,
+    ) -> Result<(O, Tier), EngineError> {
         let installs = self.exec.shared.installs.load(Ordering::Acquire);
         if installs != self.installs {
             self.installs = installs;
@@ -342,16 +373,17 @@ impl Session<'_> {
                 gas: 0,
             }),
         };
-        let (outcome, tier) = held.run(self.exec, ctx, call)?;
+        let (outcome, tier) = held.run(self.exec, call)?;
+        let used = gas(&outcome);
         if tier == held.compiled.tier() {
             held.calls += 1;
-            held.gas = held.gas.saturating_add(outcome.gas_used);
+            held.gas = held.gas.saturating_add(used);
             if held.calls >= SESSION_BATCH {
                 held.report(self.exec);
             }
         } else {
             // Ran cold in place of the held module: counted at once, as itself.
-            self.exec.count(module, tier, 1, outcome.gas_used);
+            self.exec.count(module, tier, 1, used);
         }
         Ok((outcome, tier))
     }

@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use synor_core::Digest;
 use synor_core::abi::{CallContext, Import, Trap};
+use synor_core::cosmwasm::{self, CwContext, CwImport, CwInstance, Entry, Guest, Step};
 use synor_core::instrument::{self, INSTRUMENTER_VERSION, Instrumented, Limits};
-use synor_core::tier::{self, ArtifactCache, Call, Compiled, EngineError, Outcome, Tier, Value};
+use synor_core::tier::{
+    self, ArtifactCache, Call, Compiled, CwOutcome, EngineError, Outcome, Tier, Value,
+};
 use synor_host_std::FsArtifactCache;
 use thread_local::ThreadLocal;
 use wasmtime::{Caller, Config, InstancePre, Linker, Module, OptLevel, Store, Strategy, Val};
@@ -69,6 +72,8 @@ impl std::error::Error for Unavailable {}
 struct Lane {
     engine: wasmtime::Engine,
     linker: Linker<Host>,
+    /// The CosmWasm imports.
+    cw_linker: Linker<CwHost>,
 }
 
 /// Lanes per engine: one per core, at most [`MAX_LANES`]. Calls running at once on different
@@ -382,7 +387,13 @@ impl WasmtimeEngine {
                     .map_err(|e| EngineError::Engine(format!("wasmtime ({tier}): {e}")))?;
                 let mut linker = Linker::new(&engine);
                 define_imports(&mut linker)?;
-                Ok(Lane { engine, linker })
+                let mut cw_linker = Linker::new(&engine);
+                define_cw_imports(&mut cw_linker)?;
+                Ok(Lane {
+                    engine,
+                    linker,
+                    cw_linker,
+                })
             })
             .collect::<Result<Vec<_>, EngineError>>()?;
         let mut key = Blake3Hasher(blake3::Hasher::new());
@@ -460,15 +471,18 @@ impl WasmtimeEngine {
                 modules.push(unsafe { Module::deserialize(&lane.engine, bytes) }.map_err(failed)?);
             }
         }
-        let pres = self
-            .lanes
-            .iter()
-            .zip(&modules)
-            .map(|(lane, m)| lane.linker.instantiate_pre(m).map_err(failed))
-            .collect::<Result<Vec<_>, _>>()?;
+        // A CosmWasm contract links the `env` imports, any other module synor's ABI.
+        let (mut pres, mut cw_pres) = (Vec::new(), Vec::new());
+        for (lane, m) in self.lanes.iter().zip(&modules) {
+            match source.cosmwasm {
+                Some(_) => cw_pres.push(lane.cw_linker.instantiate_pre(m).map_err(failed)?),
+                None => pres.push(lane.linker.instantiate_pre(m).map_err(failed)?),
+            }
+        }
         Ok(Arc::new(WasmtimeModule {
             tier: self.tier,
             pres,
+            cw_pres,
             code_bytes,
             source: source.clone(),
             instrumented: self.instrumented,
@@ -539,8 +553,10 @@ impl tier::Engine for WasmtimeEngine {
 /// A module compiled by wasmtime, ready to instantiate on every lane of its engine.
 pub struct WasmtimeModule {
     tier: Tier,
-    /// One per lane.
+    /// One per lane (none for a CosmWasm contract).
     pres: Vec<InstancePre<Host>>,
+    /// One per lane for a CosmWasm contract (else none).
+    cw_pres: Vec<InstancePre<CwHost>>,
     code_bytes: usize,
     source: Arc<Instrumented>,
     instrumented: bool,
@@ -573,6 +589,13 @@ impl Compiled for WasmtimeModule {
             ctx: std::mem::take(ctx),
             ..Host::default()
         };
+        if self.pres.is_empty() {
+            *ctx = host.ctx;
+            return Err(EngineError::NoSuchExport(format!(
+                "{} (a CosmWasm contract is called through its entry points)",
+                call.entry
+            )));
+        }
         let lane = LaneClaim::new(&self.lane_state, self.pres.len());
         let pre = &self.pres[lane.lane];
         let mut kept = self.kept.take(pre.module().engine(), host);
@@ -629,6 +652,266 @@ impl Compiled for WasmtimeModule {
             memory_hash,
         })
     }
+
+    fn call_cosmwasm(
+        &self,
+        ctx: &mut CwContext,
+        entry: Entry,
+        args: &[&[u8]],
+    ) -> Result<CwOutcome, EngineError> {
+        let limit = match tier::start_cosmwasm(&self.source, ctx, entry, args.len())? {
+            Ok(limit) => limit,
+            Err(outcome) => return Ok(outcome),
+        };
+        if self.cw_pres.is_empty() {
+            return Err(EngineError::Engine(format!(
+                "wasmtime ({}): a CosmWasm contract compiled without its imports",
+                self.tier
+            )));
+        }
+        let lane = LaneClaim::new(&self.lane_state, self.cw_pres.len());
+        let pre = &self.cw_pres[lane.lane];
+        let host = CwHost {
+            ctx: std::mem::take(ctx),
+            gas: None,
+            trap: None,
+            memory: None,
+        };
+        let mut store = Store::new(pre.module().engine(), host);
+        let instance = match with_stack(|| pre.instantiate(&mut store)) {
+            Ok(instance) => instance,
+            Err(e) => {
+                *ctx = std::mem::take(&mut store.data_mut().ctx);
+                ctx.gas_left = i64::try_from(limit).unwrap_or(i64::MAX);
+                if e.downcast_ref::<wasmtime::Trap>().is_some() {
+                    return Err(self.fault(format!("instantiation trapped: {e:#}")));
+                }
+                // A full instance pool: nothing ran, the call can run on another tier.
+                return Err(EngineError::Unavailable(format!("{e:#}")));
+            }
+        };
+        let mut running = CwRunning {
+            store: &mut store,
+            instance,
+            tier: self.tier,
+            fault: None,
+        };
+        if let Err(e) = running.bind() {
+            *ctx = std::mem::take(&mut store.data_mut().ctx);
+            return Err(e);
+        }
+        let mut gas_left = running.store.data().ctx.gas_left;
+        let result = with_stack(|| cosmwasm::call_entry(&mut running, entry, args, &mut gas_left));
+        let fault = running.fault.take();
+        *ctx = std::mem::take(&mut store.data_mut().ctx);
+        if let Some(fault) = fault {
+            return Err(fault);
+        }
+        ctx.gas_left = gas_left;
+        Ok(tier::settle_cosmwasm(limit, ctx, result))
+    }
+}
+
+impl WasmtimeModule {
+    /// A fault of this module's engine.
+    fn fault(&self, why: String) -> EngineError {
+        EngineError::Engine(format!("wasmtime ({}): {why}", self.tier))
+    }
+}
+
+/// What a wasmtime store holds during one CosmWasm call.
+pub(crate) struct CwHost {
+    ctx: CwContext,
+    gas: Option<wasmtime::Global>,
+    trap: Option<wasmtime::Global>,
+    memory: Option<wasmtime::Memory>,
+}
+
+/// A CosmWasm instance as [`cosmwasm::call_entry`] drives it (see the cold tier's twin).
+struct CwRunning<'s> {
+    store: &'s mut Store<CwHost>,
+    instance: wasmtime::Instance,
+    tier: Tier,
+    fault: Option<EngineError>,
+}
+
+impl CwRunning<'_> {
+    /// Finds the instrumenter's globals and the memory.
+    fn bind(&mut self) -> Result<(), EngineError> {
+        let gas = self
+            .instance
+            .get_global(&mut *self.store, instrument::GAS_GLOBAL);
+        let trap = self
+            .instance
+            .get_global(&mut *self.store, instrument::TRAP_GLOBAL);
+        let memory = self.instance.get_memory(&mut *self.store, "memory");
+        if gas.is_none() || memory.is_none() {
+            return Err(EngineError::Engine(format!(
+                "wasmtime ({}): a CosmWasm contract without gas counter or memory",
+                self.tier
+            )));
+        }
+        let data = self.store.data_mut();
+        (data.gas, data.trap, data.memory) = (gas, trap, memory);
+        Ok(())
+    }
+
+    /// Calls export `name` with `args`, its gas taken from and given back to `gas_left`.
+    fn invoke(
+        &mut self,
+        name: &str,
+        args: &[u32],
+        gas_left: &mut i64,
+    ) -> Result<Option<u32>, Trap> {
+        let Some(func) = self.instance.get_func(&mut *self.store, name) else {
+            return Err(Trap::Host(format!(
+                "the contract exports no function {name}"
+            )));
+        };
+        let gas = self.store.data().gas;
+        set_gas(&mut *self.store, gas, *gas_left);
+        let args: Vec<Val> = args.iter().map(|a| Val::I32(*a as i32)).collect();
+        let mut out = vec![Val::I32(0); func.ty(&*self.store).results().len()];
+        let result = func.call(&mut *self.store, &args, &mut out);
+        *gas_left = get_gas(&mut *self.store, gas).unwrap_or(*gas_left);
+        match result {
+            Ok(()) => Ok(out.first().and_then(Val::i32).map(|v| v as u32)),
+            Err(e) => {
+                let reason = match self.store.data().trap.map(|g| g.get(&mut *self.store)) {
+                    Some(Val::I32(r)) => r,
+                    _ => 0,
+                };
+                match trap_of(&e, reason, self.tier) {
+                    Ok(trap) => Err(trap),
+                    Err(fault) => {
+                        self.fault = Some(fault);
+                        Err(Trap::Host("engine failure".into()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn set_gas(mut store: impl wasmtime::AsContextMut, gas: Option<wasmtime::Global>, left: i64) {
+    if let Some(g) = gas {
+        // The gas counter is a mutable i64 global of the instrumenter's: this cannot fail.
+        let _ = g.set(&mut store, Val::I64(left));
+    }
+}
+
+fn get_gas(mut store: impl wasmtime::AsContextMut, gas: Option<wasmtime::Global>) -> Option<i64> {
+    match gas?.get(&mut store) {
+        Val::I64(left) => Some(left),
+        _ => None,
+    }
+}
+
+impl Guest for CwRunning<'_> {
+    fn memory(&mut self) -> &mut [u8] {
+        match self.store.data().memory {
+            Some(m) => m.data_mut(&mut *self.store),
+            None => &mut [],
+        }
+    }
+
+    fn allocate(&mut self, size: u32, gas_left: &mut i64) -> Result<u32, Trap> {
+        self.invoke("allocate", &[size], gas_left)?
+            .ok_or_else(|| Trap::Host("allocate returned nothing".into()))
+    }
+}
+
+impl CwInstance for CwRunning<'_> {
+    fn call_export(&mut self, name: &str, args: &[u32], gas_left: &mut i64) -> Result<u32, Trap> {
+        self.invoke(name, args, gas_left)?
+            .ok_or_else(|| Trap::Host(format!("{name} returned nothing")))
+    }
+
+    fn deallocate(&mut self, ptr: u32, gas_left: &mut i64) -> Result<(), Trap> {
+        self.invoke("deallocate", &[ptr], gas_left).map(|_| ())
+    }
+}
+
+/// Performs CosmWasm import `import` for a wasmtime host function: [`CwContext::dispatch`],
+/// then, if it asks, the contract's `allocate` and [`CwContext::finish`], with the gas moved
+/// between the module's counter and the context around each step.
+fn cw_host_call(
+    caller: &mut Caller<'_, CwHost>,
+    import: CwImport,
+    args: &[u64],
+) -> wasmtime::Result<Option<u64>> {
+    let (gas, memory) = (caller.data().gas, caller.data().memory);
+    if let Some(left) = get_gas(&mut *caller, gas) {
+        caller.data_mut().ctx.gas_left = left;
+    }
+    let Some(memory) = memory else {
+        return Err(wasmtime::Error::new(Trap::Host("no memory".into())));
+    };
+    let step = {
+        let (bytes, host) = memory.data_and_store_mut(&mut *caller);
+        let mut view: &mut [u8] = bytes;
+        host.ctx.dispatch(import, args, &mut view)
+    };
+    let result = match step {
+        Ok(Step::Done(result)) => Ok(result),
+        Ok(Step::Allocate(pending)) => {
+            let left = caller.data().ctx.gas_left;
+            set_gas(&mut *caller, gas, left);
+            let allocate = caller
+                .get_export("allocate")
+                .and_then(wasmtime::Extern::into_func)
+                .ok_or_else(|| wasmtime::Error::new(Trap::Host("no allocate".into())))?;
+            let mut out = [Val::I32(0)];
+            // A trap in `allocate` is the contract's: it ends the call as it is.
+            allocate.call(&mut *caller, &[Val::I32(pending.len() as i32)], &mut out)?;
+            if let Some(left) = get_gas(&mut *caller, gas) {
+                caller.data_mut().ctx.gas_left = left;
+            }
+            let ptr = out[0].i32().unwrap_or(0) as u32;
+            let (bytes, host) = memory.data_and_store_mut(&mut *caller);
+            let mut view: &mut [u8] = bytes;
+            host.ctx.finish(pending, ptr, &mut view)
+        }
+        Err(t) => Err(t),
+    };
+    let left = caller.data().ctx.gas_left;
+    set_gas(&mut *caller, gas, left);
+    result.map_err(wasmtime::Error::new)
+}
+
+/// Defines every CosmWasm import of module `env`.
+fn define_cw_imports(linker: &mut Linker<CwHost>) -> Result<(), EngineError> {
+    let ty = |t: &synor_core::abi::Ty| match t {
+        synor_core::abi::Ty::I32 => wasmtime::ValType::I32,
+        synor_core::abi::Ty::I64 => wasmtime::ValType::I64,
+    };
+    for import in CwImport::ALL {
+        let params: Vec<_> = import.params().iter().map(ty).collect();
+        let results: Vec<_> = import.results().iter().map(ty).collect();
+        let func_ty = wasmtime::FuncType::new(linker.engine(), params, results);
+        linker
+            .func_new(
+                cosmwasm::IMPORT_MODULE,
+                import.name(),
+                func_ty,
+                move |mut caller, params, results| {
+                    let mut args = [0u64; 4];
+                    for (a, v) in args.iter_mut().zip(params) {
+                        *a = u64::from(v.i32().unwrap_or(0) as u32);
+                    }
+                    let value = cw_host_call(&mut caller, import, &args[..params.len()])?;
+                    if let (Some(slot), Some(v)) = (results.first_mut(), value) {
+                        *slot = match import.result() {
+                            Some(synor_core::abi::Ty::I64) => Val::I64(v as i64),
+                            _ => Val::I32(v as u32 as i32),
+                        };
+                    }
+                    Ok(())
+                },
+            )
+            .map_err(|e| EngineError::Engine(format!("linker: {e:#}")))?;
+    }
+    Ok(())
 }
 
 /// Why the engine could not take a call (a full instance pool), if that is what `result` is.

@@ -85,12 +85,18 @@ impl Default for CwGas {
 pub trait Querier {
     /// The answer to `request` (JSON of a cosmwasm-std `QueryRequest`, at most
     /// [`MAX_QUERY_BYTES`]) with at most `gas_limit` gas, and the gas it used (charged to the
-    /// call). The answer is what the contract receives: a request the chain cannot parse or
+    /// call). `pending` holds the writes the calling transaction made so far (namespaced), which
+    /// a query of another contract sees as a chain's store would. The answer is what the contract receives: a request the chain cannot parse or
     /// serve is a [`SystemError`] in it, not a trap.
     ///
     /// # Errors
     /// A fault that must end the call (the host failed).
-    fn query(&mut self, request: &[u8], gas_limit: u64) -> Result<(QuerierResult, u64), Trap>;
+    fn query(
+        &mut self,
+        request: &[u8],
+        gas_limit: u64,
+        pending: &Journal,
+    ) -> Result<(QuerierResult, u64), Trap>;
 }
 
 /// A chain with nothing to query: every request is answered with a [`SystemError`] naming
@@ -99,7 +105,12 @@ pub trait Querier {
 pub struct NoChain;
 
 impl Querier for NoChain {
-    fn query(&mut self, request: &[u8], _gas_limit: u64) -> Result<(QuerierResult, u64), Trap> {
+    fn query(
+        &mut self,
+        request: &[u8],
+        _gas_limit: u64,
+        _pending: &Journal,
+    ) -> Result<(QuerierResult, u64), Trap> {
         let error = match serde_json::from_slice::<QueryRequest>(request) {
             Ok(q) => SystemError::UnsupportedRequest {
                 kind: q.unsupported().unwrap_or_else(|| kind_of(&q)),
@@ -613,7 +624,7 @@ impl CwContext {
                 let request = self.input(mem, arg(0), MAX_QUERY_BYTES, "query request")?;
                 self.charge(self.gas.query)?;
                 let limit = u64::try_from(self.gas_left).unwrap_or(0);
-                let (answer, used) = self.querier.query(request, limit)?;
+                let (answer, used) = self.querier.query(request, limit, &self.writes)?;
                 self.charge(used.min(limit))?;
                 if used > limit {
                     return Err(Trap::OutOfGas);

@@ -58,6 +58,7 @@ mod check;
 mod context;
 pub mod crypto;
 pub mod region;
+pub mod tx;
 pub mod types;
 
 #[cfg(test)]
@@ -96,6 +97,42 @@ pub const MAX_CANONICAL_ADDRESS_BYTES: u32 = 64;
 pub const MAX_RESULT_BYTES: u32 = 64 << 20;
 /// The longest result JSON that is parsed: 256 KiB, as cosmwasm-vm.
 pub const MAX_RESULT_JSON_BYTES: usize = 256 << 10;
+
+/// Whether `wasm` is a CosmWasm contract, and if so its interface: `Ok(None)` for a module
+/// with no CosmWasm marker export (`interface_version_*` or an older `cosmwasm_vm_version_*`)
+/// or one no parser accepts (the instrumenter then says what is wrong), `Ok(Some(..))` for a
+/// contract that passes [`check`].
+///
+/// # Errors
+/// A module with a marker that [`check`] refuses: an older interface version (named), an
+/// unknown import (named), a broken limit.
+pub fn detect(wasm: &[u8]) -> Result<Option<Interface>, CheckError> {
+    match check(wasm) {
+        Ok(interface) => Ok(Some(interface)),
+        Err(CheckError::NoInterfaceVersion { legacy: None }) => Ok(None),
+        // Invalid under CosmWasm's feature set: a contract's error if it carries a marker
+        // (e.g. bulk memory, which cosmwasm-vm refuses too), else the instrumenter's to name.
+        Err(e @ CheckError::Invalid(_)) => match has_marker(wasm) {
+            true => Err(e),
+            false => Ok(None),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `wasm` parses far enough to show a CosmWasm marker export.
+fn has_marker(wasm: &[u8]) -> bool {
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        let Ok(payload) = payload else { return false };
+        if let wasmparser::Payload::ExportSection(reader) = payload {
+            return reader.into_iter().flatten().any(|e| {
+                e.name.starts_with("interface_version_")
+                    || e.name.starts_with("cosmwasm_vm_version_")
+            });
+        }
+    }
+    false
+}
 
 /// One import of module `env` that cosmwasm-vm 2.x/3.x provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

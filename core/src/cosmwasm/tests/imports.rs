@@ -747,7 +747,12 @@ fn region_set_length(g: &mut TestGuest, ptr: u32, length: u32) {
 struct Mirror;
 
 impl Querier for Mirror {
-    fn query(&mut self, request: &[u8], gas_limit: u64) -> Result<(QuerierResult, u64), Trap> {
+    fn query(
+        &mut self,
+        request: &[u8],
+        gas_limit: u64,
+        _pending: &crate::state::Journal,
+    ) -> Result<(QuerierResult, u64), Trap> {
         assert!(gas_limit > 0);
         let mut data = request.to_vec();
         data.reverse();
