@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use synor_core::block::{Address, Mode, Receipt, Transaction};
+use synor_host_std::node::BlockOutcome;
 use synor_core::cosmwasm::tx::{CwChain, CwInput};
 use synor_core::tier::TierPolicy;
-use synor_host_std::node::{Node, NodeConfig};
+use synor_host_std::node::{Node, NodeConfig, NodeError};
 use synor_host_wasmtime::open_node;
 
 const GAS: u64 = 10_000_000_000;
@@ -54,10 +55,6 @@ fn cw_tx(contract: Address, entry: &str, sender: &str, msg: &Value) -> Transacti
     }
 }
 
-fn block(node: &mut Node, txs: Vec<Transaction>) -> Vec<Receipt> {
-    node.execute_block(txs).unwrap().receipts
-}
-
 fn query(node: &mut Node, contract: &Address, msg: &Value) -> Value {
     let out = node
         .query_cosmwasm(contract, msg.to_string().as_bytes(), GAS)
@@ -75,25 +72,374 @@ fn balance(node: &mut Node, token: &Address, who: &str) -> u128 {
     v["balance"].as_str().unwrap().parse().unwrap()
 }
 
-#[test]
-fn cw20_instantiates_transfers_and_answers_queries() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = open(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
-    let code = node.deploy(&contract("cw20-base-2.0.0.wasm")).unwrap();
-    let init = json!({
+/// A node with cw20-base, cw4-stake and cw3-fixed-multisig deployed, and names for accounts.
+struct Chain {
+    node: Node,
+    cw20: Address,
+    stake: Address,
+    multisig: Address,
+}
+
+impl Chain {
+    fn new(dir: &Path, mode: Mode, tier_policy: TierPolicy) -> Self {
+        let mut node = open(dir, mode, tier_policy);
+        let cw20 = node.deploy(&contract("cw20-base-2.0.0.wasm")).unwrap();
+        let stake = node.deploy(&contract("cw4-stake-2.0.0.wasm")).unwrap();
+        let multisig = node.deploy(&contract("cw3-fixed-multisig-2.0.0.wasm")).unwrap();
+        Self {
+            node,
+            cw20,
+            stake,
+            multisig,
+        }
+    }
+
+    fn block(&mut self, txs: Vec<Transaction>) -> BlockOutcome {
+        self.node.execute_block(txs).unwrap()
+    }
+
+    /// Runs one transaction in a block of its own; its receipt, and the keys the block wrote.
+    fn one(&mut self, tx: Transaction) -> (Receipt, usize) {
+        let out = self.block(vec![tx]);
+        (out.receipts[0].clone(), out.keys_written)
+    }
+
+    fn ok(&mut self, tx: Transaction) -> Receipt {
+        let (r, _) = self.one(tx);
+        assert_eq!(r.trap, None, "{r:?}");
+        r
+    }
+
+    /// A transaction that fails with an error containing `what`, writing nothing.
+    fn fails(&mut self, tx: Transaction, what: &str) {
+        let (r, written) = self.one(tx);
+        let trap = r.trap.clone().unwrap_or_default();
+        assert!(trap.contains(what), "expected {what:?}: {r:?}");
+        assert!(trap.starts_with("contract_error: "), "{trap}");
+        assert_eq!(written, 0, "a failed transaction wrote");
+        assert!(r.events.is_empty() && r.return_data.is_empty(), "{r:?}");
+    }
+
+    fn query(&mut self, contract: &Address, msg: &Value) -> Value {
+        query(&mut self.node, contract, msg)
+    }
+
+    fn balance(&mut self, token: &Address, who: &str) -> u128 {
+        balance(&mut self.node, token, who)
+    }
+
+    fn native(&mut self, who: &[u8], denom: &str) -> u128 {
+        let key = synor_core::cosmwasm::tx::balance_key(denom, who);
+        let value = self.node.get(&key).unwrap().map(|(v, _)| v);
+        synor_core::cosmwasm::tx::balance_value(value.as_deref()).unwrap()
+    }
+}
+
+fn attr<'r>(r: &'r Receipt, key: &str) -> Option<String> {
+    r.events.iter().find_map(|e| {
+        let attributes: Vec<Value> = serde_json::from_slice(&e.data).ok()?;
+        attributes
+            .iter()
+            .find(|a| a["key"] == key)
+            .map(|a| a["value"].as_str().unwrap_or_default().to_string())
+    })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            match i <= chunk.len() {
+                true => out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char),
+                false => out.push('='),
+            }
+        }
+    }
+    out
+}
+
+fn token_init(minter: &str, balances: &[(&str, u128)]) -> Value {
+    let balances: Vec<Value> = balances
+        .iter()
+        .map(|(who, n)| json!({"address": human(&account(who)), "amount": n.to_string()}))
+        .collect();
+    json!({
         "name": "Synor Token", "symbol": "SYN", "decimals": 6,
-        "initial_balances": [
-            {"address": human(&account("alice")), "amount": "1000"},
-            {"address": human(&account("bob")), "amount": "50"},
-        ],
-        "mint": {"minter": human(&account("alice"))},
+        "initial_balances": balances,
+        "mint": {"minter": human(&account(minter))},
+    })
+}
+
+/// cw20-base on the node gives what CosmWasm's semantics give: balances and total supply
+/// after transfers, mints and burns; allowances; paginated account lists; errors for an
+/// overdraft, an unauthorized mint and a spend over the allowance, with nothing written.
+#[test]
+fn cw20_base_behaves_as_cosmwasm_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
+    let init = token_init("alice", &[("alice", 1000), ("bob", 50)]);
+    let r = c.ok(cw_tx(c.cw20, "instantiate", "alice", &init));
+    let token = r.created[0].address;
+    assert_eq!(r.return_data, token.as_bytes());
+    let info = c.query(&token, &json!({"token_info": {}}));
+    assert_eq!(
+        info,
+        json!({"name": "Synor Token", "symbol": "SYN", "decimals": 6, "total_supply": "1050"})
+    );
+
+    let to = |who: &str| human(&account(who));
+    let r = c.ok(cw_tx(token, "execute", "alice", &json!({"transfer": {"recipient": to("bob"), "amount": "300"}})));
+    assert_eq!(attr(&r, "action").as_deref(), Some("transfer"));
+    assert_eq!(attr(&r, "_contract_address"), Some(human(token.as_bytes())));
+    assert_eq!((c.balance(&token, "alice"), c.balance(&token, "bob")), (700, 350));
+
+    // An overdraft is the contract's error, and nothing is written.
+    c.fails(
+        cw_tx(token, "execute", "bob", &json!({"transfer": {"recipient": to("alice"), "amount": "351"}})),
+        "Cannot Sub",
+    );
+    assert_eq!((c.balance(&token, "alice"), c.balance(&token, "bob")), (700, 350));
+
+    // Minting: the minter may, anyone else is unauthorized.
+    c.ok(cw_tx(token, "execute", "alice", &json!({"mint": {"recipient": to("carol"), "amount": "500"}})));
+    c.fails(
+        cw_tx(token, "execute", "bob", &json!({"mint": {"recipient": to("bob"), "amount": "1"}})),
+        "Unauthorized",
+    );
+    c.ok(cw_tx(token, "execute", "bob", &json!({"burn": {"amount": "50"}})));
+    assert_eq!(c.balance(&token, "carol"), 500);
+    assert_eq!(c.balance(&token, "bob"), 300);
+    let supply = c.query(&token, &json!({"token_info": {}}))["total_supply"].clone();
+    assert_eq!(supply, json!("1500"));
+
+    // Allowances.
+    c.ok(cw_tx(token, "execute", "alice", &json!({"increase_allowance": {"spender": to("bob"), "amount": "200"}})));
+    let allowance = json!({"allowance": {"owner": to("alice"), "spender": to("bob")}});
+    assert_eq!(c.query(&token, &allowance), json!({"allowance": "200", "expires": {"never": {}}}));
+    c.ok(cw_tx(token, "execute", "bob", &json!({"transfer_from": {"owner": to("alice"), "recipient": to("carol"), "amount": "150"}})));
+    assert_eq!((c.balance(&token, "alice"), c.balance(&token, "carol")), (550, 650));
+    assert_eq!(c.query(&token, &allowance)["allowance"], json!("50"));
+    c.fails(
+        cw_tx(token, "execute", "bob", &json!({"transfer_from": {"owner": to("alice"), "recipient": to("bob"), "amount": "51"}})),
+        "Cannot Sub",
+    );
+    c.fails(
+        cw_tx(token, "execute", "carol", &json!({"transfer_from": {"owner": to("alice"), "recipient": to("carol"), "amount": "1"}})),
+        "No allowance",
+    );
+
+    // Paginated account lists: range scans in key order, page after page.
+    for i in 0..7 {
+        c.ok(cw_tx(token, "execute", "alice", &json!({"transfer": {"recipient": to(&format!("user{i}")), "amount": "1"}})));
+    }
+    let mut listed = Vec::new();
+    let mut start_after = Value::Null;
+    loop {
+        let page = c.query(&token, &json!({"all_accounts": {"start_after": start_after, "limit": 3}}));
+        let accounts = page["accounts"].as_array().unwrap().clone();
+        if accounts.is_empty() {
+            break;
+        }
+        assert!(accounts.len() <= 3);
+        start_after = accounts.last().unwrap().clone();
+        listed.extend(accounts.into_iter().map(|a| a.as_str().unwrap().to_string()));
+    }
+    let mut expected: Vec<String> = ["alice", "bob", "carol"].iter().map(|w| to(w)).collect();
+    expected.extend((0..7).map(|i| to(&format!("user{i}"))));
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+/// `send` hands tokens to a contract and calls its `receive` (a message of the token's
+/// response): cw4-stake bonds them.
+#[test]
+fn cw20_send_calls_the_receiving_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
+    let token = c.ok(cw_tx(c.cw20, "instantiate", "alice", &token_init("alice", &[("alice", 5000)]))).created[0].address;
+    let stake_init = json!({
+        "denom": {"cw20": human(token.as_bytes())}, "tokens_per_weight": "10",
+        "min_bond": "10", "unbonding_period": {"height": 5}, "admin": null,
     });
-    let r = block(&mut node, vec![cw_tx(code, "instantiate", "alice", &init)]);
-    assert_eq!(r[0].trap, None, "{r:?}");
-    let token = r[0].created[0].address;
-    let transfer = json!({"transfer": {"recipient": human(&account("bob")), "amount": "300"}});
-    let r = block(&mut node, vec![cw_tx(token, "execute", "alice", &transfer)]);
-    assert_eq!(r[0].trap, None, "{r:?}");
-    assert_eq!(balance(&mut node, &token, "alice"), 700);
-    assert_eq!(balance(&mut node, &token, "bob"), 350);
+    let stake = c.ok(cw_tx(c.stake, "instantiate", "admin", &stake_init)).created[0].address;
+    let bond = base64(br#"{"bond":{}}"#);
+    let send = json!({"send": {"contract": human(stake.as_bytes()), "amount": "300", "msg": bond}});
+    let r = c.ok(cw_tx(token, "execute", "alice", &send));
+    assert_eq!(attr(&r, "action").as_deref(), Some("send"));
+    let staked = c.query(&stake, &json!({"staked": {"address": human(&account("alice"))}}));
+    assert_eq!(staked["stake"], json!("300"));
+    let member = c.query(&stake, &json!({"member": {"addr": human(&account("alice"))}}));
+    assert_eq!(member, json!({"weight": 30}));
+    assert_eq!(c.balance(&token, "alice"), 4700);
+    let stake_balance = query(&mut c.node, &token, &json!({"balance": {"address": human(stake.as_bytes())}}));
+    assert_eq!(stake_balance, json!({"balance": "300"}));
+    // A receiver that fails fails the send: nothing moves.
+    let junk = base64(br#"{"no_such_message":{}}"#);
+    let send = json!({"send": {"contract": human(stake.as_bytes()), "amount": "5", "msg": junk}});
+    let (r, written) = c.one(cw_tx(token, "execute", "alice", &send));
+    assert!(r.trap.is_some() && written == 0, "{r:?}");
+    assert_eq!(c.balance(&token, "alice"), 4700);
+}
+
+/// A multisig's passed proposal runs its messages: a cw20 transfer (`WasmMsg::Execute`) and
+/// a native token transfer (`BankMsg::Send`) from the multisig's own balance, which funds
+/// sent with a bank transaction filled.
+#[test]
+fn proposals_run_wasm_and_bank_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
+    let to = |who: &str| human(&account(who));
+    let coins = |n: u128| vec![synor_core::cosmwasm::types::Coin {
+        denom: "earth".into(),
+        amount: synor_core::cosmwasm::types::Uint128(n),
+    }];
+    // Block 1: genesis balances.
+    let genesis = CwInput { msg: json!({"accounts": [to("alice")]}).to_string().into_bytes(), funds: coins(100) };
+    let genesis = synor_core::cosmwasm::tx::bank_transaction(account("alice"), "genesis", &genesis, GAS).unwrap();
+    c.ok(genesis.clone());
+    assert_eq!(c.native(&account("alice"), "earth"), 100);
+    // Genesis only in block 1.
+    let (r, _) = c.one(genesis);
+    assert!(r.trap.unwrap().contains("only in block 1"));
+    let init = json!({
+        "voters": [{"addr": to("alice"), "weight": 1}, {"addr": to("bob"), "weight": 1}],
+        "threshold": {"absolute_count": {"weight": 2}},
+        "max_voting_period": {"time": 3600},
+    });
+    let multisig = c.ok(cw_tx(c.multisig, "instantiate", "alice", &init)).created[0].address;
+    let token = c.ok(cw_tx(c.cw20, "instantiate", "alice", &json!({
+        "name": "Synor Token", "symbol": "SYN", "decimals": 6,
+        "initial_balances": [{"address": human(multisig.as_bytes()), "amount": "1000"}],
+        "mint": null,
+    }))).created[0].address;
+    // Native funds to the multisig: a bank send; more than alice has fails.
+    let send = |n| {
+        let input = CwInput { msg: json!({"to": human(multisig.as_bytes())}).to_string().into_bytes(), funds: coins(n) };
+        synor_core::cosmwasm::tx::bank_transaction(account("alice"), "send", &input, GAS).unwrap()
+    };
+    c.fails(send(101), "insufficient funds");
+    c.ok(send(60));
+    assert_eq!(c.native(&account("alice"), "earth"), 40);
+    assert_eq!(c.native(multisig.as_bytes(), "earth"), 60);
+
+    let transfer = base64(json!({"transfer": {"recipient": to("carol"), "amount": "400"}}).to_string().as_bytes());
+    let propose = json!({"propose": {"title": "pay carol", "description": "", "msgs": [
+        {"wasm": {"execute": {"contract_addr": human(token.as_bytes()), "msg": transfer, "funds": []}}},
+        {"bank": {"send": {"to_address": to("carol"), "amount": [{"denom": "earth", "amount": "7"}]}}},
+    ], "latest": null}});
+    let r = c.ok(cw_tx(multisig, "execute", "alice", &propose));
+    assert_eq!(attr(&r, "status").as_deref(), Some("Open"));
+    c.fails(cw_tx(multisig, "execute", "alice", &json!({"execute": {"proposal_id": 1}})), "");
+    c.ok(cw_tx(multisig, "execute", "bob", &json!({"vote": {"proposal_id": 1, "vote": "yes"}})));
+    c.ok(cw_tx(multisig, "execute", "carol", &json!({"execute": {"proposal_id": 1}})));
+    assert_eq!(c.balance(&token, "carol"), 400);
+    assert_eq!(c.native(&account("carol"), "earth"), 7);
+    assert_eq!(c.native(multisig.as_bytes(), "earth"), 53);
+}
+
+/// CosmWasm modules are checked at deployment as CosmWasm checks them: an older interface
+/// version is refused naming it, an unknown import naming it; nothing refused is stored;
+/// `interface_version_8` contracts are accepted.
+#[test]
+fn cosmwasm_modules_are_checked_at_deployment_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = open(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
+    let refused = |n: &mut Node, wasm: &[u8]| -> String {
+        let err = n.deploy(wasm).unwrap_err();
+        assert!(matches!(err, NodeError::RejectedCosmWasm(_)), "{err}");
+        let id = synor_core::digest::CodeId::of(wasm);
+        assert!(
+            !n.with_store(|s| s.contains(&id)),
+            "a refused module was stored"
+        );
+        err.to_string()
+    };
+    let unknown = wat::parse_str(
+        r#"(module
+            (import "env" "read_everything" (func (param i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "interface_version_8"))
+            (func (export "allocate") (param i32) (result i32) (i32.const 0))
+            (func (export "deallocate") (param i32)))"#,
+    )
+    .unwrap();
+    assert!(refused(&mut n, &unknown).contains("env.read_everything"));
+    // Said on stderr when the corpus is missing.
+    if let Some(corpus) = synor_tests::corpus_dir() {
+        let old = corpus.join("wasmd/benchmarks__cw20_base@2021-10-08_de84b07e.wasm");
+        let message = refused(&mut n, &std::fs::read(&old).unwrap());
+        assert!(message.contains("interface_version_7"), "{message}");
+    }
+    for name in ["cw20-base-2.0.0.wasm", "cw4-stake-2.0.0.wasm", "cw3-fixed-multisig-2.0.0.wasm"] {
+        n.deploy(&contract(name)).unwrap();
+    }
+}
+
+/// Submessages run in checkpoints of their own, and `reply` hears how they went: cosmwasm's
+/// `reflect` contract (from the corpus) sends a cw20 transfer that succeeds and one that
+/// fails; the failed one's writes are reverted and the transaction stands; a failure the
+/// contract does not catch fails the whole transaction. Its queries through the chain reach
+/// other contracts (smart and raw) and the bank.
+#[test]
+fn submessages_reply_and_queries_reach_the_chain() {
+    let Some(corpus) = synor_tests::corpus_dir() else {
+        return;
+    };
+    let reflect_code = std::fs::read(corpus.join("wasmd/e2e__reflect_2_2@2024-11-07_447c907e.wasm")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Chain::new(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
+    let reflect_code = c.node.deploy(&reflect_code).unwrap();
+    let to = |who: &str| human(&account(who));
+    let reflect = c.ok(cw_tx(reflect_code, "instantiate", "alice", &json!({}))).created[0].address;
+    let token = c.ok(cw_tx(c.cw20, "instantiate", "alice", &json!({
+        "name": "Synor Token", "symbol": "SYN", "decimals": 6,
+        "initial_balances": [{"address": human(reflect.as_bytes()), "amount": "100"}],
+        "mint": null,
+    }))).created[0].address;
+    let transfer = |n: u32| {
+        let msg = base64(json!({"transfer": {"recipient": to("bob"), "amount": n.to_string()}}).to_string().as_bytes());
+        json!({"wasm": {"execute": {"contract_addr": human(token.as_bytes()), "msg": msg, "funds": []}}})
+    };
+    let sub = |id: u64, msg: Value, reply_on: &str| json!({"id": id, "payload": "", "msg": msg, "gas_limit": null, "reply_on": reply_on});
+    let r = c.ok(cw_tx(reflect, "execute", "alice", &json!({"reflect_sub_msg": {"msgs": [
+        sub(7, transfer(30), "always"),
+        sub(8, transfer(500), "error"),
+    ]}})));
+    assert!(r.events.iter().any(|e| e.topic == b"wasm"), "{r:?}");
+    assert_eq!(c.balance(&token, "bob"), 30);
+    let ok = c.query(&reflect, &json!({"sub_msg_result": {"id": 7}}));
+    let events = ok["result"]["ok"]["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["type"] == "wasm"), "{ok}");
+    let failed = c.query(&reflect, &json!({"sub_msg_result": {"id": 8}}));
+    assert!(failed["result"]["error"].as_str().unwrap().contains("Cannot Sub"), "{failed}");
+    // Not caught: the whole transaction fails, its first transfer too.
+    c.fails(
+        cw_tx(reflect, "execute", "alice", &json!({"reflect_sub_msg": {"msgs": [
+            sub(9, transfer(10), "never"),
+            sub(10, transfer(500), "success"),
+        ]}})),
+        "Cannot Sub",
+    );
+    assert_eq!(c.balance(&token, "bob"), 30);
+    // Unsupported messages are named.
+    c.fails(
+        cw_tx(reflect, "execute", "alice", &json!({"reflect_msg": {"msgs": [
+            {"staking": {"delegate": {"validator": "v", "amount": {"denom": "earth", "amount": "1"}}}}
+        ]}})),
+        "staking",
+    );
+    // Queries through the chain: a smart query of the token, a raw read, a balance.
+    let smart = json!({"wasm": {"smart": {"contract_addr": human(token.as_bytes()), "msg": base64(json!({"balance": {"address": to("bob")}}).to_string().as_bytes())}}});
+    let answer = c.query(&reflect, &json!({"chain": {"request": smart}}));
+    let data = answer["data"].as_str().unwrap();
+    assert_eq!(data, base64(br#"{"balance":"30"}"#));
+    let raw = json!({"raw": {"contract": human(token.as_bytes()), "key": base64(b"token_info")}});
+    let answer = c.query(&reflect, &raw);
+    assert!(answer["data"].as_str().is_some_and(|d| !d.is_empty()), "{answer}");
+    let bank = json!({"bank": {"balance": {"address": to("alice"), "denom": "earth"}}});
+    let answer = c.query(&reflect, &json!({"chain": {"request": bank}}));
+    assert_eq!(answer["data"].as_str().unwrap(), base64(br#"{"amount":{"denom":"earth","amount":"0"}}"#));
 }

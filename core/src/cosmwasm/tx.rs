@@ -529,14 +529,21 @@ impl Querier for NodeQuerier {
                 let state = self.state.as_deref_mut().ok_or_else(no_state)?;
                 let amount = balance_value(abi::read_through(pending, state, &key)?.as_deref())
                     .map_err(Trap::Host)?;
-                let answer = serde_json::json!({
-                    "amount": Coin { denom, amount: Uint128(amount) }
-                });
+                /// cosmwasm-std's `BalanceResponse`.
+                #[derive(serde::Serialize)]
+                struct BalanceResponse {
+                    amount: Coin,
+                }
+                let answer = BalanceResponse {
+                    amount: Coin {
+                        denom,
+                        amount: Uint128(amount),
+                    },
+                };
+                let answer = serde_json::to_vec(&answer)
+                    .map_err(|e| Trap::Host(format!("cannot encode a balance: {e}")))?;
                 let cost = self.config.gas.schedule.storage_read;
-                Ok((
-                    SystemResult::Ok(ContractResult::Ok(Binary(answer.to_string().into_bytes()))),
-                    cost,
-                ))
+                Ok((SystemResult::Ok(ContractResult::Ok(Binary(answer))), cost))
             }
             QueryRequest::Wasm(WasmQuery::Raw { contract_addr, key }) => {
                 let Some(contract) = self.contract(&contract_addr) else {
