@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use synor_core::block::{Address, Mode, Receipt, Transaction};
-use synor_host_std::node::BlockOutcome;
 use synor_core::cosmwasm::tx::{CwChain, CwInput};
 use synor_core::tier::TierPolicy;
+use synor_host_std::node::BlockOutcome;
 use synor_host_std::node::{Node, NodeConfig, NodeError};
 use synor_host_wasmtime::open_node;
 
@@ -85,7 +85,9 @@ impl Chain {
         let mut node = open(dir, mode, tier_policy);
         let cw20 = node.deploy(&contract("cw20-base-2.0.0.wasm")).unwrap();
         let stake = node.deploy(&contract("cw4-stake-2.0.0.wasm")).unwrap();
-        let multisig = node.deploy(&contract("cw3-fixed-multisig-2.0.0.wasm")).unwrap();
+        let multisig = node
+            .deploy(&contract("cw3-fixed-multisig-2.0.0.wasm"))
+            .unwrap();
         Self {
             node,
             cw20,
@@ -149,7 +151,11 @@ fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..4 {
             match i <= chunk.len() {
@@ -191,36 +197,78 @@ fn cw20_base_behaves_as_cosmwasm_says() {
     );
 
     let to = |who: &str| human(&account(who));
-    let r = c.ok(cw_tx(token, "execute", "alice", &json!({"transfer": {"recipient": to("bob"), "amount": "300"}})));
+    let r = c.ok(cw_tx(
+        token,
+        "execute",
+        "alice",
+        &json!({"transfer": {"recipient": to("bob"), "amount": "300"}}),
+    ));
     assert_eq!(attr(&r, "action").as_deref(), Some("transfer"));
     assert_eq!(attr(&r, "_contract_address"), Some(human(token.as_bytes())));
-    assert_eq!((c.balance(&token, "alice"), c.balance(&token, "bob")), (700, 350));
+    assert_eq!(
+        (c.balance(&token, "alice"), c.balance(&token, "bob")),
+        (700, 350)
+    );
 
     // An overdraft is the contract's error, and nothing is written.
     c.fails(
-        cw_tx(token, "execute", "bob", &json!({"transfer": {"recipient": to("alice"), "amount": "351"}})),
+        cw_tx(
+            token,
+            "execute",
+            "bob",
+            &json!({"transfer": {"recipient": to("alice"), "amount": "351"}}),
+        ),
         "Cannot Sub",
     );
-    assert_eq!((c.balance(&token, "alice"), c.balance(&token, "bob")), (700, 350));
+    assert_eq!(
+        (c.balance(&token, "alice"), c.balance(&token, "bob")),
+        (700, 350)
+    );
 
     // Minting: the minter may, anyone else is unauthorized.
-    c.ok(cw_tx(token, "execute", "alice", &json!({"mint": {"recipient": to("carol"), "amount": "500"}})));
+    c.ok(cw_tx(
+        token,
+        "execute",
+        "alice",
+        &json!({"mint": {"recipient": to("carol"), "amount": "500"}}),
+    ));
     c.fails(
-        cw_tx(token, "execute", "bob", &json!({"mint": {"recipient": to("bob"), "amount": "1"}})),
+        cw_tx(
+            token,
+            "execute",
+            "bob",
+            &json!({"mint": {"recipient": to("bob"), "amount": "1"}}),
+        ),
         "Unauthorized",
     );
-    c.ok(cw_tx(token, "execute", "bob", &json!({"burn": {"amount": "50"}})));
+    c.ok(cw_tx(
+        token,
+        "execute",
+        "bob",
+        &json!({"burn": {"amount": "50"}}),
+    ));
     assert_eq!(c.balance(&token, "carol"), 500);
     assert_eq!(c.balance(&token, "bob"), 300);
     let supply = c.query(&token, &json!({"token_info": {}}))["total_supply"].clone();
     assert_eq!(supply, json!("1500"));
 
     // Allowances.
-    c.ok(cw_tx(token, "execute", "alice", &json!({"increase_allowance": {"spender": to("bob"), "amount": "200"}})));
+    c.ok(cw_tx(
+        token,
+        "execute",
+        "alice",
+        &json!({"increase_allowance": {"spender": to("bob"), "amount": "200"}}),
+    ));
     let allowance = json!({"allowance": {"owner": to("alice"), "spender": to("bob")}});
-    assert_eq!(c.query(&token, &allowance), json!({"allowance": "200", "expires": {"never": {}}}));
+    assert_eq!(
+        c.query(&token, &allowance),
+        json!({"allowance": "200", "expires": {"never": {}}})
+    );
     c.ok(cw_tx(token, "execute", "bob", &json!({"transfer_from": {"owner": to("alice"), "recipient": to("carol"), "amount": "150"}})));
-    assert_eq!((c.balance(&token, "alice"), c.balance(&token, "carol")), (550, 650));
+    assert_eq!(
+        (c.balance(&token, "alice"), c.balance(&token, "carol")),
+        (550, 650)
+    );
     assert_eq!(c.query(&token, &allowance)["allowance"], json!("50"));
     c.fails(
         cw_tx(token, "execute", "bob", &json!({"transfer_from": {"owner": to("alice"), "recipient": to("bob"), "amount": "51"}})),
@@ -233,19 +281,31 @@ fn cw20_base_behaves_as_cosmwasm_says() {
 
     // Paginated account lists: range scans in key order, page after page.
     for i in 0..7 {
-        c.ok(cw_tx(token, "execute", "alice", &json!({"transfer": {"recipient": to(&format!("user{i}")), "amount": "1"}})));
+        c.ok(cw_tx(
+            token,
+            "execute",
+            "alice",
+            &json!({"transfer": {"recipient": to(&format!("user{i}")), "amount": "1"}}),
+        ));
     }
     let mut listed = Vec::new();
     let mut start_after = Value::Null;
     loop {
-        let page = c.query(&token, &json!({"all_accounts": {"start_after": start_after, "limit": 3}}));
+        let page = c.query(
+            &token,
+            &json!({"all_accounts": {"start_after": start_after, "limit": 3}}),
+        );
         let accounts = page["accounts"].as_array().unwrap().clone();
         if accounts.is_empty() {
             break;
         }
         assert!(accounts.len() <= 3);
         start_after = accounts.last().unwrap().clone();
-        listed.extend(accounts.into_iter().map(|a| a.as_str().unwrap().to_string()));
+        listed.extend(
+            accounts
+                .into_iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
     }
     let mut expected: Vec<String> = ["alice", "bob", "carol"].iter().map(|w| to(w)).collect();
     expected.extend((0..7).map(|i| to(&format!("user{i}"))));
@@ -259,22 +319,43 @@ fn cw20_base_behaves_as_cosmwasm_says() {
 fn cw20_send_calls_the_receiving_contract() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Chain::new(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
-    let token = c.ok(cw_tx(c.cw20, "instantiate", "alice", &token_init("alice", &[("alice", 5000)]))).created[0].address;
+    let token = c
+        .ok(cw_tx(
+            c.cw20,
+            "instantiate",
+            "alice",
+            &token_init("alice", &[("alice", 5000)]),
+        ))
+        .created[0]
+        .address;
     let stake_init = json!({
         "denom": {"cw20": human(token.as_bytes())}, "tokens_per_weight": "10",
         "min_bond": "10", "unbonding_period": {"height": 5}, "admin": null,
     });
-    let stake = c.ok(cw_tx(c.stake, "instantiate", "admin", &stake_init)).created[0].address;
+    let stake = c
+        .ok(cw_tx(c.stake, "instantiate", "admin", &stake_init))
+        .created[0]
+        .address;
     let bond = base64(br#"{"bond":{}}"#);
     let send = json!({"send": {"contract": human(stake.as_bytes()), "amount": "300", "msg": bond}});
     let r = c.ok(cw_tx(token, "execute", "alice", &send));
     assert_eq!(attr(&r, "action").as_deref(), Some("send"));
-    let staked = c.query(&stake, &json!({"staked": {"address": human(&account("alice"))}}));
+    let staked = c.query(
+        &stake,
+        &json!({"staked": {"address": human(&account("alice"))}}),
+    );
     assert_eq!(staked["stake"], json!("300"));
-    let member = c.query(&stake, &json!({"member": {"addr": human(&account("alice"))}}));
+    let member = c.query(
+        &stake,
+        &json!({"member": {"addr": human(&account("alice"))}}),
+    );
     assert_eq!(member, json!({"weight": 30}));
     assert_eq!(c.balance(&token, "alice"), 4700);
-    let stake_balance = query(&mut c.node, &token, &json!({"balance": {"address": human(stake.as_bytes())}}));
+    let stake_balance = query(
+        &mut c.node,
+        &token,
+        &json!({"balance": {"address": human(stake.as_bytes())}}),
+    );
     assert_eq!(stake_balance, json!({"balance": "300"}));
     // A receiver that fails fails the send: nothing moves.
     let junk = base64(br#"{"no_such_message":{}}"#);
@@ -292,13 +373,20 @@ fn proposals_run_wasm_and_bank_messages() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Chain::new(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
     let to = |who: &str| human(&account(who));
-    let coins = |n: u128| vec![synor_core::cosmwasm::types::Coin {
-        denom: "earth".into(),
-        amount: synor_core::cosmwasm::types::Uint128(n),
-    }];
+    let coins = |n: u128| {
+        vec![synor_core::cosmwasm::types::Coin {
+            denom: "earth".into(),
+            amount: synor_core::cosmwasm::types::Uint128(n),
+        }]
+    };
     // Block 1: genesis balances.
-    let genesis = CwInput { msg: json!({"accounts": [to("alice")]}).to_string().into_bytes(), funds: coins(100) };
-    let genesis = synor_core::cosmwasm::tx::bank_transaction(account("alice"), "genesis", &genesis, GAS).unwrap();
+    let genesis = CwInput {
+        msg: json!({"accounts": [to("alice")]}).to_string().into_bytes(),
+        funds: coins(100),
+    };
+    let genesis =
+        synor_core::cosmwasm::tx::bank_transaction(account("alice"), "genesis", &genesis, GAS)
+            .unwrap();
     c.ok(genesis.clone());
     assert_eq!(c.native(&account("alice"), "earth"), 100);
     // Genesis only in block 1.
@@ -309,15 +397,31 @@ fn proposals_run_wasm_and_bank_messages() {
         "threshold": {"absolute_count": {"weight": 2}},
         "max_voting_period": {"time": 3600},
     });
-    let multisig = c.ok(cw_tx(c.multisig, "instantiate", "alice", &init)).created[0].address;
-    let token = c.ok(cw_tx(c.cw20, "instantiate", "alice", &json!({
-        "name": "Synor Token", "symbol": "SYN", "decimals": 6,
-        "initial_balances": [{"address": human(multisig.as_bytes()), "amount": "1000"}],
-        "mint": null,
-    }))).created[0].address;
+    let multisig = c
+        .ok(cw_tx(c.multisig, "instantiate", "alice", &init))
+        .created[0]
+        .address;
+    let token = c
+        .ok(cw_tx(
+            c.cw20,
+            "instantiate",
+            "alice",
+            &json!({
+                "name": "Synor Token", "symbol": "SYN", "decimals": 6,
+                "initial_balances": [{"address": human(multisig.as_bytes()), "amount": "1000"}],
+                "mint": null,
+            }),
+        ))
+        .created[0]
+        .address;
     // Native funds to the multisig: a bank send; more than alice has fails.
     let send = |n| {
-        let input = CwInput { msg: json!({"to": human(multisig.as_bytes())}).to_string().into_bytes(), funds: coins(n) };
+        let input = CwInput {
+            msg: json!({"to": human(multisig.as_bytes())})
+                .to_string()
+                .into_bytes(),
+            funds: coins(n),
+        };
         synor_core::cosmwasm::tx::bank_transaction(account("alice"), "send", &input, GAS).unwrap()
     };
     c.fails(send(101), "insufficient funds");
@@ -325,16 +429,38 @@ fn proposals_run_wasm_and_bank_messages() {
     assert_eq!(c.native(&account("alice"), "earth"), 40);
     assert_eq!(c.native(multisig.as_bytes(), "earth"), 60);
 
-    let transfer = base64(json!({"transfer": {"recipient": to("carol"), "amount": "400"}}).to_string().as_bytes());
+    let transfer = base64(
+        json!({"transfer": {"recipient": to("carol"), "amount": "400"}})
+            .to_string()
+            .as_bytes(),
+    );
     let propose = json!({"propose": {"title": "pay carol", "description": "", "msgs": [
         {"wasm": {"execute": {"contract_addr": human(token.as_bytes()), "msg": transfer, "funds": []}}},
         {"bank": {"send": {"to_address": to("carol"), "amount": [{"denom": "earth", "amount": "7"}]}}},
     ], "latest": null}});
     let r = c.ok(cw_tx(multisig, "execute", "alice", &propose));
     assert_eq!(attr(&r, "status").as_deref(), Some("Open"));
-    c.fails(cw_tx(multisig, "execute", "alice", &json!({"execute": {"proposal_id": 1}})), "");
-    c.ok(cw_tx(multisig, "execute", "bob", &json!({"vote": {"proposal_id": 1, "vote": "yes"}})));
-    c.ok(cw_tx(multisig, "execute", "carol", &json!({"execute": {"proposal_id": 1}})));
+    c.fails(
+        cw_tx(
+            multisig,
+            "execute",
+            "alice",
+            &json!({"execute": {"proposal_id": 1}}),
+        ),
+        "",
+    );
+    c.ok(cw_tx(
+        multisig,
+        "execute",
+        "bob",
+        &json!({"vote": {"proposal_id": 1, "vote": "yes"}}),
+    ));
+    c.ok(cw_tx(
+        multisig,
+        "execute",
+        "carol",
+        &json!({"execute": {"proposal_id": 1}}),
+    ));
     assert_eq!(c.balance(&token, "carol"), 400);
     assert_eq!(c.native(&account("carol"), "earth"), 7);
     assert_eq!(c.native(multisig.as_bytes(), "earth"), 53);
@@ -373,7 +499,11 @@ fn cosmwasm_modules_are_checked_at_deployment_saying_why() {
         let message = refused(&mut n, &std::fs::read(&old).unwrap());
         assert!(message.contains("interface_version_7"), "{message}");
     }
-    for name in ["cw20-base-2.0.0.wasm", "cw4-stake-2.0.0.wasm", "cw3-fixed-multisig-2.0.0.wasm"] {
+    for name in [
+        "cw20-base-2.0.0.wasm",
+        "cw4-stake-2.0.0.wasm",
+        "cw3-fixed-multisig-2.0.0.wasm",
+    ] {
         n.deploy(&contract(name)).unwrap();
     }
 }
@@ -388,39 +518,71 @@ fn submessages_reply_and_queries_reach_the_chain() {
     let Some(corpus) = synor_tests::corpus_dir() else {
         return;
     };
-    let reflect_code = std::fs::read(corpus.join("wasmd/e2e__reflect_2_2@2024-11-07_447c907e.wasm")).unwrap();
+    let reflect_code =
+        std::fs::read(corpus.join("wasmd/e2e__reflect_2_2@2024-11-07_447c907e.wasm")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut c = Chain::new(dir.path(), Mode::Sequential, TierPolicy::DEFAULT);
     let reflect_code = c.node.deploy(&reflect_code).unwrap();
     let to = |who: &str| human(&account(who));
-    let reflect = c.ok(cw_tx(reflect_code, "instantiate", "alice", &json!({}))).created[0].address;
-    let token = c.ok(cw_tx(c.cw20, "instantiate", "alice", &json!({
-        "name": "Synor Token", "symbol": "SYN", "decimals": 6,
-        "initial_balances": [{"address": human(reflect.as_bytes()), "amount": "100"}],
-        "mint": null,
-    }))).created[0].address;
+    let reflect = c
+        .ok(cw_tx(reflect_code, "instantiate", "alice", &json!({})))
+        .created[0]
+        .address;
+    let token = c
+        .ok(cw_tx(
+            c.cw20,
+            "instantiate",
+            "alice",
+            &json!({
+                "name": "Synor Token", "symbol": "SYN", "decimals": 6,
+                "initial_balances": [{"address": human(reflect.as_bytes()), "amount": "100"}],
+                "mint": null,
+            }),
+        ))
+        .created[0]
+        .address;
     let transfer = |n: u32| {
-        let msg = base64(json!({"transfer": {"recipient": to("bob"), "amount": n.to_string()}}).to_string().as_bytes());
+        let msg = base64(
+            json!({"transfer": {"recipient": to("bob"), "amount": n.to_string()}})
+                .to_string()
+                .as_bytes(),
+        );
         json!({"wasm": {"execute": {"contract_addr": human(token.as_bytes()), "msg": msg, "funds": []}}})
     };
     let sub = |id: u64, msg: Value, reply_on: &str| json!({"id": id, "payload": "", "msg": msg, "gas_limit": null, "reply_on": reply_on});
-    let r = c.ok(cw_tx(reflect, "execute", "alice", &json!({"reflect_sub_msg": {"msgs": [
-        sub(7, transfer(30), "always"),
-        sub(8, transfer(500), "error"),
-    ]}})));
+    let r = c.ok(cw_tx(
+        reflect,
+        "execute",
+        "alice",
+        &json!({"reflect_sub_msg": {"msgs": [
+            sub(7, transfer(30), "always"),
+            sub(8, transfer(500), "error"),
+        ]}}),
+    ));
     assert!(r.events.iter().any(|e| e.topic == b"wasm"), "{r:?}");
     assert_eq!(c.balance(&token, "bob"), 30);
     let ok = c.query(&reflect, &json!({"sub_msg_result": {"id": 7}}));
     let events = ok["result"]["ok"]["events"].as_array().unwrap();
     assert!(events.iter().any(|e| e["type"] == "wasm"), "{ok}");
     let failed = c.query(&reflect, &json!({"sub_msg_result": {"id": 8}}));
-    assert!(failed["result"]["error"].as_str().unwrap().contains("Cannot Sub"), "{failed}");
+    assert!(
+        failed["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot Sub"),
+        "{failed}"
+    );
     // Not caught: the whole transaction fails, its first transfer too.
     c.fails(
-        cw_tx(reflect, "execute", "alice", &json!({"reflect_sub_msg": {"msgs": [
-            sub(9, transfer(10), "never"),
-            sub(10, transfer(500), "success"),
-        ]}})),
+        cw_tx(
+            reflect,
+            "execute",
+            "alice",
+            &json!({"reflect_sub_msg": {"msgs": [
+                sub(9, transfer(10), "never"),
+                sub(10, transfer(500), "success"),
+            ]}}),
+        ),
         "Cannot Sub",
     );
     assert_eq!(c.balance(&token, "bob"), 30);
@@ -438,8 +600,217 @@ fn submessages_reply_and_queries_reach_the_chain() {
     assert_eq!(data, base64(br#"{"balance":"30"}"#));
     let raw = json!({"raw": {"contract": human(token.as_bytes()), "key": base64(b"token_info")}});
     let answer = c.query(&reflect, &raw);
-    assert!(answer["data"].as_str().is_some_and(|d| !d.is_empty()), "{answer}");
+    assert!(
+        answer["data"].as_str().is_some_and(|d| !d.is_empty()),
+        "{answer}"
+    );
     let bank = json!({"bank": {"balance": {"address": to("alice"), "denom": "earth"}}});
     let answer = c.query(&reflect, &json!({"chain": {"request": bank}}));
-    assert_eq!(answer["data"].as_str().unwrap(), base64(br#"{"amount":{"denom":"earth","amount":"0"}}"#));
+    assert_eq!(
+        answer["data"].as_str().unwrap(),
+        base64(br#"{"amount":{"denom":"earth","amount":"0"}}"#)
+    );
+}
+
+/// Every tier gives every CosmWasm call the same outcome: cw20-base's instantiate,
+/// transfers (an overdraft among them), queries and an out-of-gas call, each on wasmi,
+/// Winch and Cranelift, with the same result bytes, gas and writes.
+#[test]
+fn every_tier_gives_a_cosmwasm_call_the_same_outcome() {
+    use std::collections::BTreeMap;
+    use synor_core::cosmwasm::{CwContext, Entry};
+    use synor_core::instrument::{Limits, instrument};
+
+    let wasm = contract("cw20-base-2.0.0.wasm");
+    let limits = Limits::default();
+    let module =
+        std::sync::Arc::new(instrument(&wasm, &synor_core::gas::GasSchedule::V1, &limits).unwrap());
+    let engines = synor_host_wasmtime::engine::engines(&limits, None).unwrap();
+    let compiled: Vec<_> = engines
+        .iter()
+        .map(|e| e.compile(&module).unwrap())
+        .collect();
+    let chain = CwChain::default();
+    let me = synor_core::digest::Digest([9; 32]);
+    let env = serde_json::to_vec(&chain.env(&me, 7, Some(0))).unwrap();
+    let info = |who: &str| {
+        json!({"sender": human(&account(who)), "funds": []})
+            .to_string()
+            .into_bytes()
+    };
+    let init = token_init("alice", &[("alice", 1000)])
+        .to_string()
+        .into_bytes();
+    let transfer = |n: u32| {
+        json!({"transfer": {"recipient": human(&account("bob")), "amount": n.to_string()}})
+            .to_string()
+            .into_bytes()
+    };
+    let calls: Vec<(Entry, Vec<Vec<u8>>, u64)> = vec![
+        (
+            Entry::Instantiate,
+            vec![env.clone(), info("alice"), init],
+            GAS,
+        ),
+        (
+            Entry::Execute,
+            vec![env.clone(), info("alice"), transfer(300)],
+            GAS,
+        ),
+        (
+            Entry::Execute,
+            vec![env.clone(), info("alice"), transfer(800)],
+            GAS,
+        ),
+        (
+            Entry::Query,
+            vec![env.clone(), br#"{"all_accounts":{}}"#.to_vec()],
+            GAS,
+        ),
+        (
+            Entry::Execute,
+            vec![env.clone(), info("alice"), transfer(5)],
+            150_000,
+        ),
+        (
+            Entry::Execute,
+            vec![env.clone(), info("alice"), b"{\"nonsense\"".to_vec()],
+            GAS,
+        ),
+    ];
+    let mut outcomes = Vec::new();
+    for tier in &compiled {
+        let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut seen = Vec::new();
+        for (entry, args, gas) in &calls {
+            let mut ctx = CwContext::new(me, *gas, Box::new(state.clone()));
+            ctx.read_only = *entry == Entry::Query;
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let outcome = tier.call_cosmwasm(&mut ctx, *entry, &args).unwrap();
+            let writes: Vec<_> = std::mem::take(&mut ctx.writes).into_writes().collect();
+            if outcome.result.is_ok() {
+                for (k, v) in &writes {
+                    match v {
+                        Some(v) => state.insert(k.clone(), v.clone()),
+                        None => state.remove(k),
+                    };
+                }
+            }
+            seen.push((outcome, writes));
+        }
+        outcomes.push((tier.tier(), seen));
+    }
+    let (_, cold) = &outcomes[0];
+    assert!(cold[0].0.result.is_ok() && cold[1].0.result.is_ok());
+    let overdraft = String::from_utf8_lossy(cold[2].0.result.as_ref().unwrap()).into_owned();
+    assert!(overdraft.contains("Cannot Sub"), "{overdraft}");
+    assert_eq!(cold[4].0.result, Err(synor_core::abi::Trap::OutOfGas));
+    assert_eq!(cold[4].0.gas_used, 150_000);
+    for (tier, seen) in &outcomes[1..] {
+        assert_eq!(seen, cold, "{tier} differs from the cold tier");
+    }
+}
+
+/// Blocks of CosmWasm transactions (cw20 transfers, overdrafts, mints by the minter and by
+/// others, burns, allowances spent, sends to a staking contract, bank sends) give the same
+/// receipts, state diffs and final state in every mode and whichever tiers run them.
+#[test]
+fn cosmwasm_blocks_agree_in_every_mode_and_on_every_tier() {
+    const EAGER: TierPolicy = TierPolicy {
+        gas_per_byte: [0, 0],
+        min_calls: [0, 1],
+    };
+    let names: Vec<String> = (0..12).map(|i| format!("user{i}")).collect();
+    let run = |mode: Mode,
+               policy: TierPolicy|
+     -> (
+        Vec<(synor_core::Digest, synor_core::Digest)>,
+        synor_core::Digest,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Chain::new(dir.path(), mode, policy);
+        let to = |who: &str| human(&account(who));
+        let balances: Vec<(&str, u128)> = names.iter().map(|n| (n.as_str(), 1_000)).collect();
+        let mut first = vec![cw_tx(
+            c.cw20,
+            "instantiate",
+            "user0",
+            &token_init("user0", &balances),
+        )];
+        let genesis = CwInput {
+            msg: json!({"accounts": names.iter().map(|n| to(n)).collect::<Vec<_>>()})
+                .to_string()
+                .into_bytes(),
+            funds: vec![synor_core::cosmwasm::types::Coin {
+                denom: "earth".into(),
+                amount: synor_core::cosmwasm::types::Uint128(50),
+            }],
+        };
+        first.push(
+            synor_core::cosmwasm::tx::bank_transaction(account("user0"), "genesis", &genesis, GAS)
+                .unwrap(),
+        );
+        let out = c.block(first);
+        let token = out.receipts[0].created[0].address;
+        let mut digests = vec![(out.receipts_digest, out.diff_digest)];
+        let stake_init = json!({
+            "denom": {"cw20": human(token.as_bytes())}, "tokens_per_weight": "10",
+            "min_bond": "10", "unbonding_period": {"height": 5}, "admin": null,
+        });
+        let out = c.block(vec![cw_tx(c.stake, "instantiate", "user0", &stake_init)]);
+        let stake = out.receipts[0].created[0].address;
+        digests.push((out.receipts_digest, out.diff_digest));
+        let mut seed = 7u64;
+        for _ in 0..3 {
+            let mut txs = Vec::new();
+            for _ in 0..40 {
+                let r = synor_tests::next(&mut seed);
+                let (a, b) = (&names[(r % 12) as usize], &names[((r >> 8) % 12) as usize]);
+                let n = (r >> 16) % 400;
+                let msg = match (r >> 32) % 7 {
+                    0 | 1 => json!({"transfer": {"recipient": to(b), "amount": n.to_string()}}),
+                    2 => json!({"mint": {"recipient": to(b), "amount": n.to_string()}}),
+                    3 => json!({"burn": {"amount": (n / 4).to_string()}}),
+                    4 => json!({"increase_allowance": {"spender": to(b), "amount": n.to_string()}}),
+                    5 => {
+                        json!({"transfer_from": {"owner": to(b), "recipient": to(a), "amount": (n / 2).to_string()}})
+                    }
+                    _ => {
+                        json!({"send": {"contract": human(stake.as_bytes()), "amount": (10 + n).to_string(), "msg": base64(br#"{"bond":{}}"#)}})
+                    }
+                };
+                txs.push(match (r >> 40) % 10 {
+                    0 => {
+                        let input = CwInput {
+                            msg: json!({"to": to(b)}).to_string().into_bytes(),
+                            funds: vec![synor_core::cosmwasm::types::Coin {
+                                denom: "earth".into(),
+                                amount: synor_core::cosmwasm::types::Uint128(u128::from(n % 30)),
+                            }],
+                        };
+                        synor_core::cosmwasm::tx::bank_transaction(account(a), "send", &input, GAS)
+                            .unwrap()
+                    }
+                    _ => cw_tx(token, "execute", a, &msg),
+                });
+            }
+            let out = c.block(txs);
+            assert!(out.receipts.iter().any(|r| r.trap.is_none()));
+            assert!(out.receipts.iter().any(|r| r.trap.is_some()));
+            digests.push((out.receipts_digest, out.diff_digest));
+        }
+        c.node.sync().unwrap();
+        (digests, c.node.state_digest().unwrap())
+    };
+    let reference = run(Mode::Sequential, TierPolicy::NEVER);
+    for mode in [
+        Mode::Sequential,
+        Mode::Declared { threads: 2 },
+        Mode::Optimistic { threads: 2 },
+        Mode::Optimistic { threads: 3 },
+    ] {
+        for policy in [TierPolicy::DEFAULT, EAGER] {
+            assert_eq!(run(mode, policy), reference, "{mode:?} {policy:?}");
+        }
+    }
 }
