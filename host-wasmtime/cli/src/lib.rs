@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`bench`](mod@bench) | `synor bench ...`: measurements against peers, reported as ratios |
 //! | [`demo`] | the demonstration `synor` runs without arguments |
+//! | [`cw`] | `synor cw ...`: CosmWasm contracts on a node, JSON in and out |
 //! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
 //! | [`run`] | `synor run`: one call on a chosen tier, printed identically on every tier |
 //! | [`workload`] | deployments of the project's contracts and Zipf-skewed call sequences |
@@ -16,6 +17,7 @@
 
 pub mod bench;
 pub mod corpus;
+pub mod cw;
 pub mod demo;
 pub mod run;
 pub mod workload;

@@ -76,6 +76,9 @@ enum Command {
     /// Read the committed state.
     #[command(subcommand)]
     State(StateCommand),
+    /// CosmWasm contracts: instantiate, execute, query, native tokens (JSON in and out).
+    #[command(subcommand)]
+    Cw(CwCommand),
     /// Run the demonstration (what `synor` without a command does).
     Demo {
         /// One JSON object on stdout.
@@ -91,6 +94,83 @@ enum Command {
     /// Measure synor against its peers (ratios, one run).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum CwCommand {
+    /// Deploy a CosmWasm contract and instantiate it in a block; prints its address and
+    /// response.
+    Instantiate {
+        /// The contract (.wasm).
+        file: PathBuf,
+        #[command(flatten)]
+        call: CwCallArgs,
+    },
+    /// Execute a contract in a block of one transaction; prints its response.
+    Execute {
+        /// The contract's address (bech32 or 64 hex digits).
+        address: String,
+        #[command(flatten)]
+        call: CwCallArgs,
+    },
+    /// Query a contract on the committed state; prints its answer.
+    Query {
+        /// The contract's address (bech32 or 64 hex digits).
+        address: String,
+        /// The query message (JSON).
+        #[arg(long)]
+        msg: String,
+        /// Gas limit.
+        #[arg(long, default_value_t = synor_cli::cw::DEFAULT_GAS)]
+        gas: u64,
+    },
+    /// Send native tokens from the sender to an account, in a block.
+    Send {
+        /// The receiver (an address, 64 hex digits, or a name).
+        to: String,
+        /// The tokens, e.g. `100earth,5moon`.
+        #[arg(long)]
+        funds: String,
+        /// The sender (an address, 64 hex digits, or a name; default: all zeros).
+        #[arg(long)]
+        sender: Option<String>,
+    },
+    /// Credit native tokens to accounts: only in the node's first block.
+    Genesis {
+        /// The accounts (addresses, 64 hex digits, or names).
+        accounts: Vec<String>,
+        /// The tokens each gets, e.g. `1000earth`.
+        #[arg(long)]
+        funds: String,
+    },
+    /// The address of an account (a name, 64 hex digits, or an address).
+    Address {
+        /// The account.
+        account: String,
+    },
+    /// A native balance.
+    Balance {
+        /// The account (an address, 64 hex digits, or a name).
+        account: String,
+        /// The denomination.
+        denom: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct CwCallArgs {
+    /// The message (JSON).
+    #[arg(long)]
+    msg: String,
+    /// The sender (an address, 64 hex digits, or a name; default: all zeros).
+    #[arg(long)]
+    sender: Option<String>,
+    /// Native tokens sent along, e.g. `100earth,5moon`.
+    #[arg(long, default_value = "")]
+    funds: String,
+    /// Gas limit.
+    #[arg(long, default_value_t = synor_cli::cw::DEFAULT_GAS)]
+    gas: u64,
 }
 
 #[derive(clap::Args)]
@@ -914,8 +994,105 @@ fn default_gas() -> u64 {
     100_000_000
 }
 
+fn cw_command(data: &Path, command: CwCommand) -> Result<(), Error> {
+    use synor_cli::cw;
+    let chain = synor_core::cosmwasm::tx::CwChain::default();
+    let sender = |s: &Option<String>| match s {
+        Some(s) => cw::account(&chain, s),
+        None => Ok([0; 32]),
+    };
+    let value = match command {
+        CwCommand::Instantiate { file, call } => {
+            let wasm = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let mut node = open_node(data, true)?;
+            let code = node.deploy(&wasm)?;
+            let tx = cw::transaction(
+                code,
+                "instantiate",
+                sender(&call.sender)?,
+                cw::message(&call.msg)?,
+                cw::coins(&call.funds)?,
+                call.gas,
+            )?;
+            let mut value = cw::run(&mut node, tx)?;
+            value["address"] = value["created"][0].clone();
+            value["code"] = code.to_string().into();
+            value
+        }
+        CwCommand::Execute { address, call } => {
+            let mut node = open_node(data, false)?;
+            let tx = cw::transaction(
+                cw::contract(&chain, &address)?,
+                "execute",
+                sender(&call.sender)?,
+                cw::message(&call.msg)?,
+                cw::coins(&call.funds)?,
+                call.gas,
+            )?;
+            cw::run(&mut node, tx)?
+        }
+        CwCommand::Query { address, msg, gas } => {
+            let mut node = open_node(data, false)?;
+            cw::query(
+                &mut node,
+                &cw::contract(&chain, &address)?,
+                &cw::message(&msg)?,
+                gas,
+            )?
+        }
+        CwCommand::Send {
+            to,
+            funds,
+            sender: from,
+        } => {
+            let mut node = open_node(data, true)?;
+            let to = chain.address(&cw::account(&chain, &to)?);
+            let tx = cw::bank(
+                sender(&from)?,
+                "send",
+                &serde_json::json!({"to": to}),
+                cw::coins(&funds)?,
+                cw::DEFAULT_GAS,
+            )?;
+            cw::run(&mut node, tx)?
+        }
+        CwCommand::Genesis { accounts, funds } => {
+            let mut node = open_node(data, true)?;
+            let accounts = accounts
+                .iter()
+                .map(|a| Ok(chain.address(&cw::account(&chain, a)?)))
+                .collect::<Result<Vec<_>, Error>>()?;
+            let msg = serde_json::json!({"accounts": accounts});
+            cw::run(
+                &mut node,
+                cw::bank(
+                    [0; 32],
+                    "genesis",
+                    &msg,
+                    cw::coins(&funds)?,
+                    cw::DEFAULT_GAS,
+                )?,
+            )?
+        }
+        CwCommand::Address { account } => {
+            serde_json::json!({"address": chain.address(&cw::account(&chain, &account)?)})
+        }
+        CwCommand::Balance { account, denom } => {
+            let node = open_node(data, false)?;
+            let key =
+                synor_core::cosmwasm::tx::balance_key(&denom, &cw::account(&chain, &account)?);
+            let value = node.get(&key)?.map(|(v, _)| v);
+            let amount = synor_core::cosmwasm::tx::balance_value(value.as_deref())?;
+            serde_json::json!({"denom": denom, "amount": amount.to_string()})
+        }
+    };
+    println!("{value}");
+    Ok(())
+}
+
 fn node_command(data: &Path, command: Command) -> Result<(), Error> {
     match command {
+        Command::Cw(c) => cw_command(data, c)?,
         Command::Deploy { file } => {
             let wasm = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let mut node = open_node(data, true)?;
