@@ -24,7 +24,9 @@
 //! The defaults come from `synor bench tiers` on the project's contracts (see
 //! [`TierPolicy::DEFAULT`]). Tiers only go up; a module evicted from the byte-bounded cache
 //! must earn its promotion again from zero, so a contract cannot flap between tiers faster
-//! than it pays back each compilation.
+//! than it pays back each compilation. Promotion goes one tier at a time: a contract past
+//! both thresholds is compiled warm first, and served there while its hot compilation (ten
+//! times longer) runs.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -825,8 +827,17 @@ impl Tiering {
         if c.pending.is_some() {
             return None;
         }
-        let target = self.policy.target(c.calls, c.gas, c.module_bytes);
         let have = c.installed.unwrap_or(Tier::Cold).max(tier);
+        // One tier at a time: a large contract past both thresholds runs on the warm tier
+        // (compiled in a tenth of the time) while the hot tier compiles, not cold.
+        let next = match have {
+            Tier::Cold => Tier::Warm,
+            _ => Tier::Hot,
+        };
+        let target = self
+            .policy
+            .target(c.calls, c.gas, c.module_bytes)
+            .min(next);
         if target <= have {
             return None;
         }
@@ -896,6 +907,15 @@ mod tests {
         assert_eq!(t.cached_bytes(), 150);
         assert_eq!(t.record(&id(1), Tier::Hot, u64::MAX), None);
         assert_eq!(t.stats().promotions, 2);
+    }
+
+    #[test]
+    fn promotes_one_tier_at_a_time() {
+        let mut t = promoting();
+        // Past both thresholds at once: warm first, hot once warm is installed.
+        assert_eq!(t.record_calls(&id(1), Tier::Cold, 10, 1 << 30), Some(Tier::Warm));
+        t.install(id(1), Arc::new(Fake(Tier::Warm, 200)), 1000);
+        assert_eq!(t.record(&id(1), Tier::Warm, 1), Some(Tier::Hot));
     }
 
     #[test]
