@@ -834,10 +834,7 @@ impl Tiering {
             Tier::Cold => Tier::Warm,
             _ => Tier::Hot,
         };
-        let target = self
-            .policy
-            .target(c.calls, c.gas, c.module_bytes)
-            .min(next);
+        let target = self.policy.target(c.calls, c.gas, c.module_bytes).min(next);
         if target <= have {
             return None;
         }
@@ -913,7 +910,10 @@ mod tests {
     fn promotes_one_tier_at_a_time() {
         let mut t = promoting();
         // Past both thresholds at once: warm first, hot once warm is installed.
-        assert_eq!(t.record_calls(&id(1), Tier::Cold, 10, 1 << 30), Some(Tier::Warm));
+        assert_eq!(
+            t.record_calls(&id(1), Tier::Cold, 10, 1 << 30),
+            Some(Tier::Warm)
+        );
         t.install(id(1), Arc::new(Fake(Tier::Warm, 200)), 1000);
         assert_eq!(t.record(&id(1), Tier::Warm, 1), Some(Tier::Hot));
     }

@@ -33,6 +33,10 @@ pub struct Options {
     pub seed: u64,
     /// Show progress on stderr.
     pub progress: bool,
+    /// Accounts holding the CosmWasm token (cw20-base).
+    pub cw_accounts: usize,
+    /// Blocks of cw20 transfers.
+    pub cw_blocks: usize,
 }
 
 impl Default for Options {
@@ -44,6 +48,8 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             seed: 7,
             progress: true,
+            cw_accounts: 500,
+            cw_blocks: 3,
         }
     }
 }
@@ -60,6 +66,11 @@ pub struct Contracts {
     /// Two key/value contracts: the first calls the second.
     pub kv: [Address; 2],
 }
+
+/// cw20-base 2.0.0, a CosmWasm token contract nobody on the team wrote (built from its
+/// crates.io sources; see `tests/contracts/cosmwasm/README.md`).
+pub const CW20_BASE: &[u8] =
+    include_bytes!("../../../tests/contracts/cosmwasm/cw20-base-2.0.0.wasm");
 
 /// The key/value contract of the project's tests (writes, range scans, calls to other
 /// contracts), in WebAssembly's text format.
@@ -221,8 +232,29 @@ pub struct Summary {
     pub digest: String,
     /// State digest after reopening the node from its directory.
     pub digest_after_restart: String,
-    /// Both nodes committed the same receipts and state diffs, block by block.
+    /// Both nodes committed the same receipts and state diffs, block by block (the cw20
+    /// blocks included).
     pub nodes_agree: bool,
+    /// The CosmWasm blocks.
+    pub cosmwasm: CwSummary,
+}
+
+/// What the CosmWasm blocks of the demonstration measured: cw20-base instantiated in a block
+/// with its accounts, then blocks of cw20 transfers, on both nodes.
+#[derive(Debug, Clone, Serialize)]
+pub struct CwSummary {
+    /// Transfers executed and committed per node.
+    pub transfers: usize,
+    /// Throughput of the parallel node, commit included.
+    pub tx_per_s: f64,
+    /// Throughput of the sequential node.
+    pub tx_per_s_sequential: f64,
+    /// Transfers that failed.
+    pub failed: usize,
+    /// Every account's balance, queried from the contract, is what cw20's semantics give.
+    pub balances_match: bool,
+    /// Calls of the token served by the cold, warm and hot tiers on the parallel node.
+    pub tier_calls: [u64; 3],
 }
 
 /// What running the blocks on one node gave.
@@ -283,10 +315,31 @@ pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summar
         .collect();
     // The sequential node's contracts have the same addresses (same codes, creators, order).
     debug_assert_eq!(c.tokens, c_seq.tokens);
-    let bar = progress(2 * blocks.len() as u64, "blocks", options.progress);
+    let bar = progress(
+        2 * (blocks.len() + options.cw_blocks) as u64,
+        "blocks",
+        options.progress,
+    );
     let par = drive(&mut node, &blocks, &bar)?;
-    let seq = drive(&mut seq, &blocks, &bar)?;
+    let seq_run = drive(&mut seq, &blocks, &bar)?;
+    let cw = cosmwasm(&mut node, options)?;
+    let cw_seq = cosmwasm(&mut seq, options)?;
+    let before = node.tiering().calls;
+    let par_cw = drive(&mut node, &cw.blocks, &bar)?;
+    let after = node.tiering().calls;
+    let seq_cw = drive(&mut seq, &cw_seq.blocks, &bar)?;
+    let seq = seq_run;
     bar.finish_and_clear();
+    let balances_match = cw.token == cw_seq.token && balances_match(&mut node, &cw)?;
+    let cw_transfers = cw.transfers.len();
+    let cosmwasm = CwSummary {
+        transfers: cw_transfers,
+        tx_per_s: cw_transfers as f64 / par_cw.took.as_secs_f64().max(1e-9),
+        tx_per_s_sequential: cw_transfers as f64 / seq_cw.took.as_secs_f64().max(1e-9),
+        failed: par_cw.failed,
+        balances_match,
+        tier_calls: [0, 1, 2].map(|t| after[t] - before[t]),
+    };
     let transactions = blocks.iter().map(Vec::len).sum::<usize>();
     let tiering = node.tiering();
     let cache = node.cache_stats();
@@ -321,8 +374,78 @@ pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summar
         store_records,
         digest: digest.to_string(),
         digest_after_restart: digest_after_restart.to_string(),
-        nodes_agree: par.digests == seq.digests,
+        nodes_agree: par.digests == seq.digests && par_cw.digests == seq_cw.digests,
+        cosmwasm,
     })
+}
+
+/// cw20-base on a node: its address, and the transfers of the demonstration.
+struct Cw20 {
+    token: Address,
+    transfers: Vec<crate::bench::e2e::Transfer>,
+    blocks: Vec<Vec<Transaction>>,
+    accounts: usize,
+}
+
+/// Deploys cw20-base on `node` and instantiates it in a block with `options.cw_accounts`
+/// accounts, and makes the blocks of transfers to run.
+fn cosmwasm(node: &mut Node, options: &Options) -> Result<Cw20, Error> {
+    use crate::bench::{e2e, e2e_synor::GAS};
+    let code = node.deploy(CW20_BASE)?;
+    let init = Transaction {
+        contract: code,
+        entry: "instantiate".into(),
+        caller: e2e::account_seed(0),
+        input: e2e::instantiate_msg(options.cw_accounts),
+        gas: GAS,
+        access: None,
+    };
+    let out = node.execute_block([init])?;
+    check(&out)?;
+    let token = out.receipts[0].created[0].address;
+    let per_block = (options.block_size / 4).max(1);
+    let transfers = e2e::transfers(
+        options.cw_blocks * per_block,
+        options.cw_accounts,
+        options.seed,
+    );
+    let blocks = e2e::blocks(&transfers, per_block)
+        .iter()
+        .map(|b| {
+            b.iter()
+                .map(|t| Transaction {
+                    contract: token,
+                    entry: "execute".into(),
+                    caller: e2e::account_seed(t.from),
+                    input: e2e::transfer_msg(t),
+                    gas: GAS,
+                    access: None,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Cw20 {
+        token,
+        transfers,
+        blocks,
+        accounts: options.cw_accounts,
+    })
+}
+
+/// Whether every account's balance, queried from the contract, is what the transfers leave.
+fn balances_match(node: &mut Node, cw: &Cw20) -> Result<bool, Error> {
+    use crate::bench::{e2e, e2e_synor::GAS};
+    let expected = e2e::expected_balances(cw.accounts, &cw.transfers);
+    for (i, want) in expected.iter().enumerate() {
+        let out = node.query_cosmwasm(&cw.token, &e2e::balance_query(i), GAS)?;
+        let answer = out
+            .result
+            .map_err(|e| format!("a cw20 balance query failed: {e}"))?;
+        if e2e::parse_balance(&answer)? != *want {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The summary as a few lines for a terminal.
@@ -338,6 +461,8 @@ pub fn text(s: &Summary) -> String {
          \n  failed transactions                     {:>9}   (overdrafts, names taken: \
          receipts, nothing written)\
          \n  calls per tier                          cold {} / warm {} / hot {}, {} promotions\
+         \n  CosmWasm (cw20-base, not ours)          {:>9.0} tx/s on {} transfers ({:.0} tx/s \
+         sequential); balances as cw20 says: {}\
          \n  hot-state cache hit rate                {:>9.1} %\
          \n  code store                              {} records in {:.0} KiB; zstd -19 alone: \
          {:.0} KiB ({:.2}x smaller)\
@@ -355,6 +480,14 @@ pub fn text(s: &Summary) -> String {
         s.tier_calls[1],
         s.tier_calls[2],
         s.promotions,
+        s.cosmwasm.tx_per_s,
+        s.cosmwasm.transfers,
+        s.cosmwasm.tx_per_s_sequential,
+        if s.cosmwasm.balances_match {
+            "yes"
+        } else {
+            "NO"
+        },
         100.0 * s.cache_hit_rate,
         s.store_records,
         kib(s.store_bytes),

@@ -217,7 +217,11 @@ mod compile_timing {
         let module = std::sync::Arc::new(
             instrument(&wasm, &synor_core::gas::GasSchedule::V1, &Limits::default()).unwrap(),
         );
-        eprintln!("instrument {:?} ({} bytes)", t.elapsed(), module.bytes.len());
+        eprintln!(
+            "instrument {:?} ({} bytes)",
+            t.elapsed(),
+            module.bytes.len()
+        );
         let engines = synor_host_wasmtime::engine::engines(&Limits::default(), None).unwrap();
         for e in &engines {
             let t = std::time::Instant::now();
