@@ -62,6 +62,13 @@ pub trait Contracts: Send + Sync {
         let _ = code;
         None
     }
+
+    /// The deployed code numbered `number` (CosmWasm's `code_id`), if any. The default has
+    /// none.
+    fn code_by_number(&self, number: u64) -> Option<Digest> {
+        let _ = number;
+        None
+    }
 }
 
 impl Contracts for BTreeMap<Address, Arc<Instrumented>> {

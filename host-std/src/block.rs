@@ -1140,6 +1140,10 @@ impl CwHostChain for BlockChain {
         self.nested.contracts.code(code)
     }
 
+    fn code_by_number(&self, number: u64) -> Option<CodeId> {
+        self.nested.contracts.code_by_number(number)
+    }
+
     fn call(
         &mut self,
         module: &Arc<Instrumented>,
@@ -1169,6 +1173,10 @@ impl CwHostChain for WorkerChain<'_, '_> {
 
     fn code(&self, code: &CodeId) -> Option<Arc<Instrumented>> {
         self.forked.code(code)
+    }
+
+    fn code_by_number(&self, number: u64) -> Option<CodeId> {
+        self.forked.code_by_number(number)
     }
 
     fn call(

@@ -282,6 +282,8 @@ type Store = CodeStore<RedbKv, ZstdCompressor>;
 struct Loaded {
     contracts: HashMap<Address, Arc<Instrumented>>,
     codes: HashMap<CodeId, Arc<Instrumented>>,
+    /// Deployed codes by number (CosmWasm's `code_id`: 1, 2, ... in deployment order).
+    numbers: HashMap<u64, CodeId>,
     /// Whether every contract and code in the database is loaded.
     complete: bool,
 }
@@ -293,6 +295,10 @@ impl Contracts for Loaded {
 
     fn code(&self, code: &Digest) -> Option<Arc<Instrumented>> {
         self.codes.get(code).cloned()
+    }
+
+    fn code_by_number(&self, number: u64) -> Option<Digest> {
+        self.numbers.get(&number).copied()
     }
 }
 
@@ -525,14 +531,32 @@ impl Node {
         let stored = self.store_write().put(wasm).map_err(NodeError::Store)?;
         debug_assert_eq!(stored.id, id);
         let txn = kv::begin_write(&self.db)?;
-        txn.open_table(CODES)?
-            .insert(id.as_bytes().as_slice(), [].as_slice())?;
+        let number = {
+            let mut codes = txn.open_table(CODES)?;
+            let number = codes.len()? + 1;
+            codes.insert(id.as_bytes().as_slice(), number.to_le_bytes().as_slice())?;
+            number
+        };
         txn.commit()?;
-        Arc::make_mut(&mut self.loaded)
-            .codes
-            .insert(id, Arc::new(module));
+        let loaded = Arc::make_mut(&mut self.loaded);
+        loaded.codes.insert(id, Arc::new(module));
+        loaded.numbers.insert(number, id);
         self.publish_tip();
         Ok(id)
+    }
+
+    /// The number of deployed code `id` (CosmWasm's `code_id`, what `WasmMsg::Instantiate`
+    /// names): 1, 2, ... in deployment order.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub fn code_number(&self, id: &CodeId) -> Result<Option<u64>, NodeError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(CODES)?;
+        Ok(table
+            .get(id.as_bytes().as_slice())?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(u64::from_le_bytes))
     }
 
     /// Whether code `id` is deployed.
@@ -644,21 +668,28 @@ impl Node {
             return Ok(false);
         }
         self.sync()?;
-        let codes: Vec<CodeId> = {
+        let codes: Vec<(CodeId, Option<u64>)> = {
             let read = self.db.begin_read()?;
             let table = read.open_table(CODES)?;
             let mut ids = Vec::new();
             for entry in table.iter()? {
-                let key = entry?.0;
+                let (key, value) = entry?;
                 let id: [u8; 32] = key.value().try_into().map_err(|_| {
                     NodeError::Corrupt(format!("a code id of {} bytes", key.value().len()))
                 })?;
-                ids.push(Digest(id));
+                // Codes deployed before numbering have none.
+                let number = <[u8; 8]>::try_from(value.value())
+                    .ok()
+                    .map(u64::from_le_bytes);
+                ids.push((Digest(id), number));
             }
             ids
         };
-        for id in codes {
+        for (id, number) in codes {
             self.module(&id)?;
+            if let Some(n) = number {
+                Arc::make_mut(&mut self.loaded).numbers.insert(n, id);
+            }
         }
         for info in self.read_contracts()? {
             if !self.loaded.contracts.contains_key(&info.address) {

@@ -464,6 +464,51 @@ fn proposals_run_wasm_and_bank_messages() {
     assert_eq!(c.balance(&token, "carol"), 400);
     assert_eq!(c.native(&account("carol"), "earth"), 7);
     assert_eq!(c.native(multisig.as_bytes(), "earth"), 53);
+
+    // A proposal that instantiates a contract (`WasmMsg::Instantiate`, by code number).
+    let number = c.node.code_number(&c.cw20).unwrap().unwrap();
+    assert_eq!(number, 1);
+    let child = base64(token_init("dave", &[("dave", 77)]).to_string().as_bytes());
+    let propose = json!({"propose": {"title": "a token", "description": "", "msgs": [
+        {"wasm": {"instantiate": {"admin": null, "code_id": number, "msg": child, "funds": [], "label": "child"}}},
+    ], "latest": null}});
+    c.ok(cw_tx(multisig, "execute", "alice", &propose));
+    c.ok(cw_tx(
+        multisig,
+        "execute",
+        "bob",
+        &json!({"vote": {"proposal_id": 2, "vote": "yes"}}),
+    ));
+    let r = c.ok(cw_tx(
+        multisig,
+        "execute",
+        "bob",
+        &json!({"execute": {"proposal_id": 2}}),
+    ));
+    assert_eq!(r.created.len(), 1, "{r:?}");
+    assert_eq!(r.created[0].creator, multisig);
+    let made = r.created[0].address;
+    assert_eq!(c.balance(&made, "dave"), 77);
+    // An unknown code number fails the proposal's execution, which makes nothing.
+    let propose = json!({"propose": {"title": "no code", "description": "", "msgs": [
+        {"wasm": {"instantiate": {"admin": null, "code_id": 99, "msg": child, "funds": [], "label": "x"}}},
+    ], "latest": null}});
+    c.ok(cw_tx(multisig, "execute", "alice", &propose));
+    c.ok(cw_tx(
+        multisig,
+        "execute",
+        "bob",
+        &json!({"vote": {"proposal_id": 3, "vote": "yes"}}),
+    ));
+    c.fails(
+        cw_tx(
+            multisig,
+            "execute",
+            "bob",
+            &json!({"execute": {"proposal_id": 3}}),
+        ),
+        "no code with id 99",
+    );
 }
 
 /// CosmWasm modules are checked at deployment as CosmWasm checks them: an older interface

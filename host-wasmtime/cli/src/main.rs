@@ -1017,6 +1017,7 @@ fn cw_command(data: &Path, command: CwCommand) -> Result<(), Error> {
             let mut value = cw::run(&mut node, tx)?;
             value["address"] = value["created"][0].clone();
             value["code"] = code.to_string().into();
+            value["code_id"] = node.code_number(&code)?.into();
             value
         }
         CwCommand::Execute { address, call } => {

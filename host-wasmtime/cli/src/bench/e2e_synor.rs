@@ -223,10 +223,56 @@ mod compile_timing {
             module.bytes.len()
         );
         let engines = synor_host_wasmtime::engine::engines(&Limits::default(), None).unwrap();
+        use std::collections::BTreeMap;
+        use synor_core::cosmwasm::{CwContext, Entry};
+        let chain = super::chain();
+        let me = synor_core::digest::Digest([9; 32]);
+        let env = serde_json::to_vec(&chain.env(&me, 7, Some(0))).unwrap();
+        let info = |i: usize| {
+            serde_json::json!({"sender": super::e2e::account(i), "funds": []})
+                .to_string()
+                .into_bytes()
+        };
         for e in &engines {
             let t = std::time::Instant::now();
-            e.compile(&module).unwrap();
+            let compiled = e.compile(&module).unwrap();
             eprintln!("{} {:?}", e.tier(), t.elapsed());
+            let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let mut apply = |ctx: &mut CwContext, state: &mut BTreeMap<Vec<u8>, Vec<u8>>| {
+                for (k, v) in std::mem::take(&mut ctx.writes).into_writes() {
+                    match v {
+                        Some(v) => state.insert(k, v),
+                        None => state.remove(&k),
+                    };
+                }
+            };
+            let mut ctx = CwContext::new(me, super::GAS, Box::new(state.clone()));
+            let init = super::e2e::instantiate_msg(100);
+            compiled
+                .call_cosmwasm(&mut ctx, Entry::Instantiate, &[&env, &info(0), &init])
+                .unwrap();
+            apply(&mut ctx, &mut state);
+            let transfers = super::e2e::transfers(2000, 100, 3);
+            let t = std::time::Instant::now();
+            let mut gas = 0;
+            for tr in &transfers {
+                let mut ctx = CwContext::new(me, super::GAS, Box::new(state.clone()));
+                let out = compiled
+                    .call_cosmwasm(
+                        &mut ctx,
+                        Entry::Execute,
+                        &[&env, &info(tr.from), &super::e2e::transfer_msg(tr)],
+                    )
+                    .unwrap();
+                gas += out.gas_used;
+                assert!(out.result.is_ok());
+                apply(&mut ctx, &mut state);
+            }
+            eprintln!(
+                "  {:.1} us per transfer, {} gas each",
+                t.elapsed().as_secs_f64() * 1e6 / 2000.0,
+                gas / 2000
+            );
         }
     }
 }
