@@ -137,7 +137,7 @@ impl Chain {
     }
 }
 
-fn attr<'r>(r: &'r Receipt, key: &str) -> Option<String> {
+fn attr(r: &Receipt, key: &str) -> Option<String> {
     r.events.iter().find_map(|e| {
         let attributes: Vec<Value> = serde_json::from_slice(&e.data).ok()?;
         attributes
