@@ -581,6 +581,60 @@ pub fn optimistic(data: &[u8]) {
     }
 }
 
+/// CosmWasm's untrusted JSON and inputs: a transaction's input ([`CwInput`]), an entry
+/// point's result (`ContractResult<Response>` with its messages and submessages), a query's
+/// result, a contract's query request and a `reply` argument, each parsed from the input with
+/// its bounds. Each parse gives a value or an error, never a panic; an input that decodes
+/// encodes back to the same value, and a response re-serialized parses to itself.
+///
+/// [`CwInput`]: crate::cosmwasm::tx::CwInput
+pub fn cosmwasm_messages(data: &[u8]) {
+    use crate::cosmwasm::tx::CwInput;
+    use crate::cosmwasm::types::{self, ContractResult, QueryRequest, Reply};
+    let mut input = Input(data);
+    let which = input.u8();
+    let rest = input.rest();
+    match which % 5 {
+        0 => {
+            if let Ok(decoded) = CwInput::decode(rest) {
+                let again = decoded.encode().expect("a decoded input encodes");
+                assert_eq!(CwInput::decode(&again), Ok(decoded));
+            }
+        }
+        1 => {
+            if let Ok(ContractResult::Ok(response)) = types::parse_response(rest) {
+                // Supported messages serialize, and read back the same.
+                if response
+                    .messages
+                    .iter()
+                    .all(|m| m.msg.unsupported().is_none())
+                {
+                    let json = types::to_json(&ContractResult::Ok(response.clone()))
+                        .expect("a supported response serializes");
+                    assert_eq!(
+                        types::parse_response(&json),
+                        Ok(ContractResult::Ok(response))
+                    );
+                }
+            }
+        }
+        2 => {
+            let _ = types::parse_query_result(rest);
+        }
+        3 => {
+            if let Ok(q) = types::parse_bounded::<QueryRequest>(rest) {
+                let _ = q.unsupported();
+            }
+        }
+        _ => {
+            if let Ok(reply) = types::parse_bounded::<Reply>(rest) {
+                let json = types::to_json(&reply).expect("a reply serializes");
+                assert_eq!(types::parse_bounded::<Reply>(&json), Ok(reply));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -728,6 +782,27 @@ mod tests {
             let at = n % flipped.len();
             flipped[at] ^= data.first().copied().unwrap_or(1) | 1;
             instrument(&flipped);
+        }
+    }
+
+    #[test]
+    fn cosmwasm_messages_on_seeded_inputs() {
+        let samples: [&[u8]; 6] = [
+            b"\x01{\"ok\":{\"messages\":[{\"id\":1,\"msg\":{\"bank\":{\"send\":{\"to_address\":\"a\",\"amount\":[{\"denom\":\"x\",\"amount\":\"5\"}]}}},\"gas_limit\":null,\"reply_on\":\"always\"}],\"attributes\":[],\"events\":[],\"data\":null}}",
+            b"\x01{\"error\":\"no\"}",
+            b"\x00\x00\x01\x00\x05earth\x07\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00{}",
+            b"\x03{\"wasm\":{\"smart\":{\"contract_addr\":\"c\",\"msg\":\"e30=\"}}}",
+            b"\x04{\"id\":3,\"payload\":\"\",\"gas_used\":7,\"result\":{\"error\":\"x\"}}",
+            b"\x02{\"ok\":\"e30=\"}",
+        ];
+        for sample in samples {
+            cosmwasm_messages(sample);
+            for cut in 0..sample.len() {
+                cosmwasm_messages(&sample[..cut]);
+            }
+        }
+        for data in inputs(6, 100, 300) {
+            cosmwasm_messages(&data);
         }
     }
 }

@@ -199,10 +199,10 @@ pub struct QueryOutcome {
 
 /// The input of a CosmWasm transaction: the message, and native tokens sent with it.
 ///
-/// Encoded as the message alone when no tokens are sent; otherwise a zero byte (which no
-/// JSON starts with), the number of coins (`u16` little-endian), each coin as its
-/// denomination's length (`u8`), the denomination and its amount (`u128` little-endian),
-/// then the message.
+/// Encoded as the message alone when no tokens are sent (and the message does not start with
+/// a zero byte, as no JSON does); otherwise a zero byte, the number of coins (`u16`
+/// little-endian), each coin as its denomination's length (`u8`), the denomination and its
+/// amount (`u128` little-endian), then the message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CwInput {
     /// The message (JSON).
@@ -225,7 +225,8 @@ impl CwInput {
     /// # Errors
     /// More than [`MAX_COINS`] coins, or a denomination longer than 255 bytes.
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        if self.funds.is_empty() {
+        // A message that starts with a zero byte takes the long form even without tokens.
+        if self.funds.is_empty() && self.msg.first() != Some(&0) {
             return Ok(self.msg.clone());
         }
         let mut out = vec![0u8];
