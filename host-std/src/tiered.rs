@@ -201,6 +201,11 @@ impl TieredExecutor {
         self.shared.tiering().current(&module.code_id)
     }
 
+    /// The tier a call of code `id` would run on now, if it has a module.
+    pub fn tier_of(&self, id: &CodeId) -> Option<Tier> {
+        self.shared.tiering().current(id)
+    }
+
     /// Counts of the tier manager.
     pub fn stats(&self) -> TieringStats {
         self.shared.tiering().stats()
