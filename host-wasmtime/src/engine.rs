@@ -663,6 +663,19 @@ impl Compiled for WasmtimeModule {
             Ok(limit) => limit,
             Err(outcome) => return Ok(outcome),
         };
+        with_stack(|| self.run_cosmwasm(ctx, entry, args, limit))
+    }
+}
+
+impl WasmtimeModule {
+    /// [`Compiled::call_cosmwasm`] once started, with the stack a call needs.
+    fn run_cosmwasm(
+        &self,
+        ctx: &mut CwContext,
+        entry: Entry,
+        args: &[&[u8]],
+        limit: u64,
+    ) -> Result<CwOutcome, EngineError> {
         if self.cw_pres.is_empty() {
             return Err(EngineError::Engine(format!(
                 "wasmtime ({}): a CosmWasm contract compiled without its imports",
@@ -678,7 +691,7 @@ impl Compiled for WasmtimeModule {
             memory: None,
         };
         let mut store = Store::new(pre.module().engine(), host);
-        let instance = match with_stack(|| pre.instantiate(&mut store)) {
+        let instance = match pre.instantiate(&mut store) {
             Ok(instance) => instance,
             Err(e) => {
                 *ctx = std::mem::take(&mut store.data_mut().ctx);
@@ -701,7 +714,7 @@ impl Compiled for WasmtimeModule {
             return Err(e);
         }
         let mut gas_left = running.store.data().ctx.gas_left;
-        let result = with_stack(|| cosmwasm::call_entry(&mut running, entry, args, &mut gas_left));
+        let result = cosmwasm::call_entry(&mut running, entry, args, &mut gas_left);
         let fault = running.fault.take();
         *ctx = std::mem::take(&mut store.data_mut().ctx);
         if let Some(fault) = fault {
@@ -710,9 +723,7 @@ impl Compiled for WasmtimeModule {
         ctx.gas_left = gas_left;
         Ok(tier::settle_cosmwasm(limit, ctx, result))
     }
-}
 
-impl WasmtimeModule {
     /// A fault of this module's engine.
     fn fault(&self, why: String) -> EngineError {
         EngineError::Engine(format!("wasmtime ({}): {why}", self.tier))

@@ -211,8 +211,17 @@ mod tests {
         )
         .unwrap();
         let blocks = e2e::workload(e2e::SEED);
-        for threads in [1, 2] {
-            let run = run(&wasm, e2e::ACCOUNTS, &blocks, threads).unwrap();
+        let threads: Vec<usize> = std::env::var("E2E_THREADS")
+            .map_or_else(|_| vec![1, 2], |t| vec![t.parse().unwrap()]);
+        for threads in threads {
+            // On a thread with a main thread's stack, as the program runs it.
+            let (wasm, blocks) = (wasm.clone(), blocks.clone());
+            let run = std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn(move || run(&wasm, e2e::ACCOUNTS, &blocks, threads).unwrap())
+                .unwrap()
+                .join()
+                .unwrap();
             eprintln!(
                 "threads {threads}: {:.0} tps, deploy {:.1} ms, tier-up {:.0} ms, failed {}, tiers {:?}, blocks {:?}",
                 run.tps(),
