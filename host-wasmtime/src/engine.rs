@@ -271,6 +271,8 @@ pub struct WasmtimeEngine {
     lane_state: Arc<LaneState>,
     /// This engine's kept stores, shared with every module it compiled.
     kept: Arc<KeptStores>,
+    /// Its kept stores of CosmWasm calls.
+    cw_kept: Arc<KeptStores<CwHost>>,
 }
 
 impl std::fmt::Debug for WasmtimeEngine {
@@ -415,6 +417,7 @@ impl WasmtimeEngine {
             instrumented: true,
             lane_state,
             kept: Arc::default(),
+            cw_kept: Arc::default(),
         })
     }
 
@@ -488,6 +491,7 @@ impl WasmtimeEngine {
             instrumented: self.instrumented,
             lane_state: self.lane_state.clone(),
             kept: self.kept.clone(),
+            cw_kept: self.cw_kept.clone(),
         }))
     }
 
@@ -564,6 +568,8 @@ pub struct WasmtimeModule {
     lane_state: Arc<LaneState>,
     /// Its engine's.
     kept: Arc<KeptStores>,
+    /// Its engine's.
+    cw_kept: Arc<KeptStores<CwHost>>,
 }
 
 impl Compiled for WasmtimeModule {
@@ -686,15 +692,21 @@ impl WasmtimeModule {
         let pre = &self.cw_pres[lane.lane];
         let host = CwHost {
             ctx: std::mem::take(ctx),
-            gas: None,
-            trap: None,
-            memory: None,
+            ..CwHost::default()
         };
-        let mut store = Store::new(pre.module().engine(), host);
-        let instance = match pre.instantiate(&mut store) {
+        let mut kept = self.cw_kept.take(pre.module().engine(), host);
+        let mut instance = pre.instantiate(&mut kept.store);
+        if kept.calls > 0 && instance.is_err() {
+            // The pool may be full of this thread's finished instances: free them and try
+            // once more in a store of its own.
+            let host = std::mem::take(kept.store.data_mut());
+            kept = KeptStore::fresh(pre.module().engine(), host);
+            instance = pre.instantiate(&mut kept.store);
+        }
+        let instance = match instance {
             Ok(instance) => instance,
             Err(e) => {
-                *ctx = std::mem::take(&mut store.data_mut().ctx);
+                *ctx = std::mem::take(&mut kept.store.data_mut().ctx);
                 ctx.gas_left = i64::try_from(limit).unwrap_or(i64::MAX);
                 if e.downcast_ref::<wasmtime::Trap>().is_some() {
                     return Err(self.fault(format!("instantiation trapped: {e:#}")));
@@ -704,19 +716,20 @@ impl WasmtimeModule {
             }
         };
         let mut running = CwRunning {
-            store: &mut store,
+            store: &mut kept.store,
             instance,
             tier: self.tier,
             fault: None,
         };
         if let Err(e) = running.bind() {
-            *ctx = std::mem::take(&mut store.data_mut().ctx);
+            *ctx = std::mem::take(&mut kept.store.data_mut().ctx);
             return Err(e);
         }
         let mut gas_left = running.store.data().ctx.gas_left;
         let result = cosmwasm::call_entry(&mut running, entry, args, &mut gas_left);
         let fault = running.fault.take();
-        *ctx = std::mem::take(&mut store.data_mut().ctx);
+        *ctx = std::mem::take(&mut kept.store.data_mut().ctx);
+        self.cw_kept.give_back(kept);
         if let Some(fault) = fault {
             return Err(fault);
         }
@@ -730,7 +743,8 @@ impl WasmtimeModule {
     }
 }
 
-/// What a wasmtime store holds during one CosmWasm call.
+/// What a wasmtime store holds during one CosmWasm call (the default between calls).
+#[derive(Default)]
 pub(crate) struct CwHost {
     ctx: CwContext,
     gas: Option<wasmtime::Global>,
@@ -948,15 +962,33 @@ fn unavailable<T>(result: &wasmtime::Result<T>) -> Option<&str> {
 /// times over.
 const CALLS_PER_STORE: u32 = 8;
 
+/// What a kept store holds: a call's host state, whose default holds nothing of any call.
+trait StoreData: Default + 'static {
+    /// The memory of the instance the last call ran in.
+    fn memory(&self) -> Option<wasmtime::Memory>;
+}
+
+impl StoreData for Host {
+    fn memory(&self) -> Option<wasmtime::Memory> {
+        self.memory
+    }
+}
+
+impl StoreData for CwHost {
+    fn memory(&self) -> Option<wasmtime::Memory> {
+        self.memory
+    }
+}
+
 /// A store, and the calls it has served.
-struct KeptStore {
-    store: Store<Host>,
+struct KeptStore<T: 'static = Host> {
+    store: Store<T>,
     calls: u32,
 }
 
-impl KeptStore {
+impl<T: StoreData> KeptStore<T> {
     /// A store of its own, holding `host`.
-    fn fresh(engine: &wasmtime::Engine, host: Host) -> Self {
+    fn fresh(engine: &wasmtime::Engine, host: T) -> Self {
         Self {
             store: Store::new(engine, host),
             calls: 0,
@@ -965,8 +997,8 @@ impl KeptStore {
 }
 
 /// A kept store between calls, holding no call's context: made only by [`Parked::new`], which
-/// replaces the store's [`Host`] with `Host::default()`.
-struct Parked(KeptStore);
+/// replaces the store's data with its default.
+struct Parked<T: 'static = Host>(KeptStore<T>);
 
 // SAFETY: `Store<T>` is `Send` when `T` is (see `_SEND` below). `Host` is not `Send` only
 // because its context's `state` and `blobs` are boxed trait objects and its `calls` an `Arc`
@@ -976,7 +1008,16 @@ struct Parked(KeptStore);
 // until `KeptStores::take` takes it out of the `Parked` again. So
 // moving a `Parked` to another thread (the engine dropped there, or a later thread given the
 // same `ThreadLocal` slot after this one exited) moves only values of `Send` types.
-unsafe impl Send for Parked {}
+unsafe impl Send for Parked<Host> {}
+
+// SAFETY: as for `Parked<Host>`: `CwHost` is not `Send` only because its context's `state`,
+// `api` and `querier` are boxed trait objects. A `Parked` store's `CwHost` is
+// `CwHost::default()` (`Parked::new`): its context is `CwContext::default()`, whose `state`
+// is `Empty`, `api` a `Bech32Api` (a `String`) and `querier` `NoChain` (a unit struct), all
+// `Send` (`_SEND`); its other fields are a digest, gas figures and counts, a `Journal`,
+// `String`s and an empty list of iterators (ranges and keys: byte vectors), and its handles
+// `None`. So moving a `Parked<CwHost>` moves only values of `Send` types.
+unsafe impl Send for Parked<CwHost> {}
 
 /// What `Parked`'s `Send` rests on, checked when this crate builds.
 const _SEND: () = {
@@ -990,13 +1031,17 @@ const _SEND: () = {
     send::<synor_core::gas::GasSchedule>();
     send::<synor_core::state::Journal>();
     send::<std::collections::BTreeMap<Digest, usize>>();
+    send::<synor_core::cosmwasm::Bech32Api>();
+    send::<synor_core::cosmwasm::NoChain>();
+    send::<synor_core::cosmwasm::CwGas>();
+    send::<String>();
 };
 
-impl Parked {
-    fn new(mut kept: KeptStore) -> Self {
+impl<T: StoreData> Parked<T> {
+    fn new(mut kept: KeptStore<T>) -> Self {
         // Nothing of the call stays behind: its context (views of the block state) and the
         // handles of its instance are dropped.
-        *kept.store.data_mut() = Host::default();
+        *kept.store.data_mut() = T::default();
         Self(kept)
     }
 }
@@ -1006,13 +1051,26 @@ impl Parked {
 /// Kept per engine, not per thread alone: two engines of a tier (two nodes in one process)
 /// called in turn by one thread each keep their own. A store kept by a thread that has exited
 /// is dropped with the engine, or taken over by the next thread given the same slot.
-#[derive(Default)]
-struct KeptStores(ThreadLocal<Cell<Option<Parked>>>);
+struct KeptStores<T: 'static = Host>(ThreadLocal<Cell<Option<Parked<T>>>>)
+where
+    Parked<T>: Send;
 
-impl KeptStores {
+impl<T: 'static> Default for KeptStores<T>
+where
+    Parked<T>: Send,
+{
+    fn default() -> Self {
+        Self(ThreadLocal::new())
+    }
+}
+
+impl<T: StoreData> KeptStores<T>
+where
+    Parked<T>: Send,
+{
     /// The calling thread's kept store if it belongs to `engine` (the call's lane), holding
     /// `host`; otherwise a new one (a store of another lane is dropped here).
-    fn take(&self, engine: &wasmtime::Engine, host: Host) -> KeptStore {
+    fn take(&self, engine: &wasmtime::Engine, host: T) -> KeptStore<T> {
         match self.0.get().and_then(Cell::take) {
             Some(Parked(mut kept)) if wasmtime::Engine::same(kept.store.engine(), engine) => {
                 *kept.store.data_mut() = host;
@@ -1025,12 +1083,12 @@ impl KeptStores {
     /// Keeps `kept` for the calling thread's next call, unless it has served
     /// [`CALLS_PER_STORE`] calls or the last call's memory grew past [`KEEP_RESIDENT`] (then
     /// it is dropped, and its instances go back to the pool).
-    fn give_back(&self, mut kept: KeptStore) {
+    fn give_back(&self, mut kept: KeptStore<T>) {
         kept.calls += 1;
         let memory = kept
             .store
             .data()
-            .memory
+            .memory()
             .map_or(0, |m| m.data_size(&kept.store));
         if kept.calls < CALLS_PER_STORE && memory <= KEEP_RESIDENT {
             self.0.get_or_default().set(Some(Parked::new(kept)));

@@ -107,17 +107,12 @@ pub const MAX_RESULT_JSON_BYTES: usize = 256 << 10;
 /// A module with a marker that [`check`] refuses: an older interface version (named), an
 /// unknown import (named), a broken limit.
 pub fn detect(wasm: &[u8]) -> Result<Option<Interface>, CheckError> {
-    match check(wasm) {
-        Ok(interface) => Ok(Some(interface)),
-        Err(CheckError::NoInterfaceVersion { legacy: None }) => Ok(None),
-        // Invalid under CosmWasm's feature set: a contract's error if it carries a marker
-        // (e.g. bulk memory, which cosmwasm-vm refuses too), else the instrumenter's to name.
-        Err(e @ CheckError::Invalid(_)) => match has_marker(wasm) {
-            true => Err(e),
-            false => Ok(None),
-        },
-        Err(e) => Err(e),
+    // Only a module that carries a marker is CosmWasm's to judge: `check` applies its
+    // rules (one memory, ...) before it looks at the marker.
+    if !has_marker(wasm) {
+        return Ok(None);
     }
+    check(wasm).map(Some)
 }
 
 /// Whether `wasm` parses far enough to show a CosmWasm marker export.

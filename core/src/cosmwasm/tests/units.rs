@@ -715,3 +715,19 @@ proptest! {
         let _ = check(&wasm);
     }
 }
+
+/// Only modules with a CosmWasm marker are CosmWasm's to judge: a module without one is
+/// left to synor's ABI whatever CosmWasm's rules would say of it (here: no memory).
+#[test]
+fn detect_judges_only_modules_with_a_marker() {
+    let plain =
+        wat::parse_str(r#"(module (func (export "one") (result i32) (i32.const 1)))"#).unwrap();
+    assert_eq!(crate::cosmwasm::detect(&plain), Ok(None));
+    let marked = wat::parse_str(
+        r#"(module (func (export "interface_version_8")) (func (export "allocate")))"#,
+    )
+    .unwrap();
+    assert!(crate::cosmwasm::detect(&marked).is_err());
+    let cw20 = vendored("cw20-base-2.0.0.wasm");
+    assert!(crate::cosmwasm::detect(&cw20).unwrap().is_some());
+}

@@ -211,8 +211,8 @@ mod tests {
         )
         .unwrap();
         let blocks = e2e::workload(e2e::SEED);
-        let threads: Vec<usize> = std::env::var("E2E_THREADS")
-            .map_or_else(|_| vec![1, 2], |t| vec![t.parse().unwrap()]);
+        let threads: Vec<usize> =
+            std::env::var("E2E_THREADS").map_or_else(|_| vec![1, 2], |t| vec![t.parse().unwrap()]);
         for threads in threads {
             // On a thread with a main thread's stack, as the program runs it.
             let (wasm, blocks) = (wasm.clone(), blocks.clone());
