@@ -9,6 +9,7 @@
 //! | [`bench`](mod@bench) | `synor bench ...`: measurements against peers, reported as ratios |
 //! | [`demo`] | the demonstration `synor` runs without arguments |
 //! | [`corpus`] | contract sets: a directory of `.wasm` files, its upgrade pairs, or the embedded set |
+//! | [`report`] | `--report DIR`: one self-contained HTML page of a run's figures, with charts |
 //! | [`run`] | `synor run`: one call on a chosen tier, printed identically on every tier |
 //! | [`workload`] | deployments of the project's contracts and Zipf-skewed call sequences |
 
@@ -17,5 +18,6 @@
 pub mod bench;
 pub mod corpus;
 pub mod demo;
+pub mod report;
 pub mod run;
 pub mod workload;
