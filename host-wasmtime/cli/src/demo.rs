@@ -382,7 +382,7 @@ pub fn report(s: &Summary, out: &mut crate::report::Report) -> Result<(), Error>
         &format!(
             "The same blocks on a parallel node (optimistic, {} threads) and on a sequential \
              node, execution and commit (redb) included; {:.2}× overall. Both nodes committed \
-             the same receipts and state diffs: {}.",
+             the same receipts and state diffs: {}. Heights 1 and 2 are the genesis blocks.",
             s.threads,
             s.speedup,
             if s.nodes_agree { "yes" } else { "NO" }
@@ -390,10 +390,12 @@ pub fn report(s: &Summary, out: &mut crate::report::Report) -> Result<(), Error>
         &[
             Series {
                 name: format!("parallel node ({} threads)", s.threads),
+                first: 3,
                 values: s.block_tx_per_s.clone(),
             },
             Series {
                 name: "sequential node".to_string(),
+                first: 3,
                 values: s.block_tx_per_s_sequential.clone(),
             },
         ],
@@ -403,7 +405,7 @@ pub fn report(s: &Summary, out: &mut crate::report::Report) -> Result<(), Error>
         "Calls each tier served in each block, each node tiering its contracts from cold by \
          use (promotions compile on a background thread while blocks run); heights 1 and 2 \
          are the genesis blocks, counted together.",
-        "block height",
+        "block",
         &[
             TierRun {
                 name: "parallel node".to_string(),

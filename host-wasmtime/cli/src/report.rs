@@ -91,7 +91,9 @@ impl Kind {
 pub struct Series {
     /// What ran the blocks (a node, a mode).
     pub name: String,
-    /// Transactions per second of block 1, 2, ...
+    /// The number (height) of the first block.
+    pub first: u64,
+    /// Transactions per second of block `first`, `first + 1`, ...
     pub values: Vec<f64>,
 }
 
@@ -251,7 +253,7 @@ impl Report {
                     .iter()
                     .enumerate()
                     .filter(|(_, v)| v.is_finite() && **v > 0.0)
-                    .map(|(i, v)| ((i + 1) as f64, *v))
+                    .map(|(i, v)| ((s.first + i as u64) as f64, *v))
                     .collect();
                 (s.name.as_str(), points)
             })
@@ -626,11 +628,7 @@ impl Report {
                 grouped(u.synor),
                 of(u.synor),
             ]);
-            t.row(vec![
-                u.peer.clone(),
-                u.peer_bytes.to_string(),
-                String::new(),
-            ]);
+            t.row(vec![u.peer.clone(), grouped(u.peer_bytes), String::new()]);
             tables.push(t);
         }
         self.sections.insert(
@@ -1107,10 +1105,9 @@ fn line_chart(caption: &str, axes: &Axes, lines: &[Line]) -> Result<Chart, Error
     let xs = || lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
     let ys = || lines.iter().flat_map(|l| l.points.iter().map(|p| p.1));
     let (mut x0, mut x1) = span(xs());
-    if axes.x_log2 || axes.x_log10 {
+    // Whole steps: powers on log axes, blocks.
+    if axes.x_log2 || axes.x_log10 || axes.x_integer {
         (x0, x1) = (x0.floor(), x1.ceil().max(x0.floor() + 1.0));
-    } else if axes.x_integer {
-        (x0, x1) = (x0.floor().min(1.0).max(0.0), x1.ceil().max(x0 + 1.0));
     }
     let (y0, y1) = if axes.y_log2 {
         let (lo, hi) = span(ys());
@@ -1190,7 +1187,8 @@ fn line_chart(caption: &str, axes: &Axes, lines: &[Line]) -> Result<Chart, Error
                     .draw_series(LineSeries::new(line.points.clone(), style))
                     .map_err(chart_error)?;
             }
-            if line.markers {
+            // Markers show where the measurements are, until they crowd the line.
+            if line.markers && line.points.len() <= 24 {
                 chart
                     .draw_series(
                         line.points
@@ -1334,7 +1332,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

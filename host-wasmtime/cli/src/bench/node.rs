@@ -630,16 +630,19 @@ pub fn report(r: &Report, out: &mut crate::report::Report) -> Result<(), Error> 
         &format!(
             "The same blocks on a node (redb state, hot-state cache, commit) and executed in \
              memory with no commit, optimistically on {} threads, each pair run next to each \
-             other. Node over in memory: {:.2} (median of the blocks' ratios).",
-            r.threads, r.over_in_memory
+             other, after {} untimed blocks. Node over in memory: {:.2} (median of the blocks' \
+             ratios).",
+            r.threads, r.warmup_blocks, r.over_in_memory
         ),
         &[
             Series {
                 name: "node (execution and commit)".to_string(),
+                first: r.warmup_blocks as u64 + 1,
                 values: r.block_tx_per_s.clone(),
             },
             Series {
                 name: "in memory (no commit)".to_string(),
+                first: r.warmup_blocks as u64 + 1,
                 values: r.in_memory_block_tx_per_s.clone(),
             },
         ],
@@ -651,7 +654,7 @@ pub fn report(r: &Report, out: &mut crate::report::Report) -> Result<(), Error> 
              the node and on the in-memory side, both tiering by the node's policy from cold.",
             r.warmup_blocks
         ),
-        "block",
+        "block after genesis",
         &[
             TierRun {
                 name: "node".to_string(),

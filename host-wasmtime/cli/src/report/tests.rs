@@ -72,10 +72,12 @@ fn full() -> Report {
         &[
             Series {
                 name: "parallel node".into(),
+                first: 3,
                 values: vec![9_000.0, 11_000.0, 12_500.0, 12_000.0],
             },
             Series {
                 name: "sequential node".into(),
+                first: 3,
                 values: vec![6_000.0, 6_400.0, 6_300.0, 6_500.0],
             },
         ],
@@ -200,6 +202,7 @@ fn sections_not_measured_are_left_out() {
         "none",
         &[Series {
             name: "empty".into(),
+            first: 1,
             values: vec![],
         }],
     )
@@ -266,6 +269,7 @@ fn bad_numbers_do_not_break_the_charts() {
         "<script>alert(1)</script>",
         &[Series {
             name: "<b>node</b>".into(),
+            first: 1,
             values: vec![f64::NAN, f64::INFINITY, -1.0, 0.0, 5.0],
         }],
     )
