@@ -819,5 +819,17 @@ mod tests {
         assert_eq!(r.failed_per_block, 0.0);
         assert!(r.executions_per_tx >= 1.0);
         assert!(r.cache_lookups > 0);
+        // What --report charts: each timed block, each block after genesis.
+        assert_eq!(r.block_tx_per_s.len(), 2);
+        assert_eq!(r.in_memory_block_tx_per_s.len(), 2);
+        for side in &r.tiers_by_block {
+            assert_eq!(side.len(), options.warmup + options.blocks);
+            let calls: u64 = side.iter().flat_map(|p| p.calls).sum();
+            assert!(calls >= (144 * side.len()) as u64, "{side:?}");
+        }
+        let mut out = crate::report::Report::new("bench node");
+        super::report(&r, &mut out).unwrap();
+        use crate::report::Kind;
+        assert_eq!(out.kinds(), [Kind::Throughput, Kind::Tiers]);
     }
 }
