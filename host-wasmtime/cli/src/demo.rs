@@ -13,6 +13,7 @@ use synor_host_std::node::{Node, NodeConfig};
 
 use crate::bench::progress;
 use crate::corpus::CorpusFile;
+use crate::report::{Series, StoreBytes, TierPoint, TierRun};
 use crate::workload::{Rng, account, call, transfer_input};
 
 /// Error of the demonstration.
@@ -237,6 +238,16 @@ pub struct Summary {
     pub nodes_agree: bool,
     /// The CosmWasm blocks.
     pub cosmwasm: CwSummary,
+    /// Throughput of each block on the parallel node, for the report (not in the JSON).
+    #[serde(skip)]
+    pub block_tx_per_s: Vec<f64>,
+    /// Throughput of each block on the sequential node, for the report.
+    #[serde(skip)]
+    pub block_tx_per_s_sequential: Vec<f64>,
+    /// Calls per tier and promotions of the genesis blocks (heights 1 and 2, together), then of
+    /// each block by height, on the parallel and the sequential node, for the report.
+    #[serde(skip)]
+    pub tiers_by_block: [Vec<TierPoint>; 2],
 }
 
 /// What the CosmWasm blocks of the demonstration measured: cw20-base instantiated in a block
@@ -255,12 +266,23 @@ pub struct CwSummary {
     pub balances_match: bool,
     /// Calls of the token served by the cold, warm and hot tiers on the parallel node.
     pub tier_calls: [u64; 3],
+    /// Throughput of each cw20 block on the parallel node, for the report.
+    #[serde(skip)]
+    pub block_tx_per_s: Vec<f64>,
+    /// The height of the first cw20 block.
+    #[serde(skip)]
+    pub first_height: u64,
 }
 
 /// What running the blocks on one node gave.
 struct Driven {
     /// Time spent in `execute_block` (execution and commit).
     took: Duration,
+    /// Each block's transactions per second.
+    tx_per_s: Vec<f64>,
+    /// Calls per tier and the promotions so far: of the genesis blocks together, then of each
+    /// block, by height.
+    tiers: Vec<TierPoint>,
     /// Each block's receipts and state diff digests.
     digests: Vec<(Digest, Digest)>,
     /// Transactions that failed.
@@ -277,10 +299,27 @@ fn drive(
 
     let mut digests = Vec::new();
     let mut failed = 0;
-    for txs in blocks {
+    let mut tx_per_s = Vec::new();
+    // The genesis blocks (heights 1 and 2) as one window: the node starts cold.
+    let mut before = node.tiering();
+    let mut tiers = vec![TierPoint {
+        at: 2.0,
+        calls: before.calls,
+        promotions: before.promotions,
+    }];
+    for (i, txs) in blocks.iter().enumerate() {
         let t = Instant::now();
         let out = node.execute_block(txs.as_slice())?;
-        took += t.elapsed();
+        let block = t.elapsed();
+        took += block;
+        tx_per_s.push(txs.len() as f64 / block.as_secs_f64().max(1e-9));
+        let now = node.tiering();
+        tiers.push(TierPoint {
+            at: (i + 3) as f64,
+            calls: std::array::from_fn(|t| now.calls[t].saturating_sub(before.calls[t])),
+            promotions: now.promotions,
+        });
+        before = now;
 
         failed += out.receipts.iter().filter(|r| r.trap.is_some()).count();
         digests.push((out.receipts_digest, out.diff_digest));
@@ -288,6 +327,8 @@ fn drive(
     }
     Ok(Driven {
         took,
+        tx_per_s,
+        tiers,
         digests,
         failed,
     })
@@ -339,6 +380,8 @@ pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summar
         failed: par_cw.failed,
         balances_match,
         tier_calls: [0, 1, 2].map(|t| after[t] - before[t]),
+        first_height: node.height() + 1 - cw.blocks.len() as u64,
+        block_tx_per_s: par_cw.tx_per_s.clone(),
     };
     let transactions = blocks.iter().map(Vec::len).sum::<usize>();
     let tiering = node.tiering();
@@ -376,6 +419,80 @@ pub fn run(dir: &Path, files: &[CorpusFile], options: &Options) -> Result<Summar
         digest_after_restart: digest_after_restart.to_string(),
         nodes_agree: par.digests == seq.digests && par_cw.digests == seq_cw.digests,
         cosmwasm,
+        block_tx_per_s: par.tx_per_s,
+        block_tx_per_s_sequential: seq.tx_per_s,
+        tiers_by_block: [par.tiers, seq.tiers],
+    })
+}
+
+/// Adds what the demonstration measured to `out`: each block's throughput on both nodes, the
+/// tiers that served their calls, and the code store against zstd -19.
+///
+/// # Errors
+/// A chart could not be drawn.
+pub fn report(s: &Summary, out: &mut crate::report::Report) -> Result<(), Error> {
+    out.fact(
+        "workload",
+        format!(
+            "{} blocks of {} transactions: token transfers, compute, documents kept as blobs, \
+             contracts calling contracts",
+            s.blocks,
+            s.transactions / s.blocks.max(1)
+        ),
+    );
+    out.throughput(
+        &format!(
+            "The same blocks on a parallel node (optimistic, {} threads) and on a sequential \
+             node, execution and commit (redb) included; {:.2}× overall. Both nodes committed \
+             the same receipts and state diffs: {}. Heights 1 and 2 are the genesis blocks; \
+             from height {}, blocks of cw20-base transfers (a CosmWasm contract).",
+            s.threads,
+            s.speedup,
+            if s.nodes_agree { "yes" } else { "NO" },
+            s.cosmwasm.first_height,
+        ),
+        &[
+            Series {
+                name: format!("parallel node ({} threads)", s.threads),
+                first: 3,
+                values: s.block_tx_per_s.clone(),
+            },
+            Series {
+                name: "sequential node".to_string(),
+                first: 3,
+                values: s.block_tx_per_s_sequential.clone(),
+            },
+            Series {
+                name: format!("cw20-base transfers, parallel node ({} threads)", s.threads),
+                first: s.cosmwasm.first_height,
+                values: s.cosmwasm.block_tx_per_s.clone(),
+            },
+        ],
+    )?;
+    let [par, seq] = &s.tiers_by_block;
+    out.tiers(
+        "Calls each tier served in each block, each node tiering its contracts from cold by \
+         use (promotions compile on a background thread while blocks run); heights 1 and 2 \
+         are the genesis blocks, counted together.",
+        "block",
+        &[
+            TierRun {
+                name: "parallel node".to_string(),
+                points: par.clone(),
+            },
+            TierRun {
+                name: "sequential node".to_string(),
+                points: seq.clone(),
+            },
+        ],
+    )?;
+    out.store(&StoreBytes {
+        corpus: "the demonstration's code and blobs".to_string(),
+        files: s.store_records as u64,
+        raw: None,
+        synor: s.store_bytes,
+        peers: vec![("zstd -19, each record alone".to_string(), s.zstd19_bytes)],
+        upgrades: None,
     })
 }
 

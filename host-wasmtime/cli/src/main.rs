@@ -22,6 +22,33 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// Where the demonstration writes its report, in the current directory.
+const DEMO_REPORT: &str = "synor-report";
+
+/// Creates the report's directory before a run, so that a run does not end in an error it
+/// could have said at once.
+fn report_dir_ready(dir: Option<&Path>) -> Result<(), Error> {
+    match dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot write the report in {}: {e}", dir.display()).into()),
+        None => Ok(()),
+    }
+}
+
+/// Writes `report`, filled by `fill`, to `dir` when asked to; says where on stderr.
+fn write_report(
+    dir: Option<&Path>,
+    title: &str,
+    fill: impl FnOnce(&mut synor_cli::report::Report) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let Some(dir) = dir else { return Ok(()) };
+    let mut report = synor_cli::report::Report::new(title);
+    fill(&mut report)?;
+    let page = report.write(dir)?;
+    eprintln!("synor: report written to {}", page.display());
+    Ok(())
+}
+
 #[derive(Parser)]
 #[command(
     name = "synor",
@@ -84,6 +111,9 @@ enum Command {
         /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
+        /// Where to write the report with charts (DIR/index.html).
+        #[arg(long, value_name = "DIR", default_value = DEMO_REPORT)]
+        report: PathBuf,
     },
     /// Work with the code store in the data directory.
     #[command(subcommand)]
@@ -372,6 +402,9 @@ struct BenchSchedArgs {
     /// Repetitions of each cell (the medians count).
     #[arg(long, default_value_t = 11)]
     reps: usize,
+    /// Also write a report with charts to DIR/index.html (one self-contained page).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -409,6 +442,9 @@ struct BenchNodeArgs {
     /// Workload seed.
     #[arg(long, default_value_t = 11)]
     seed: u64,
+    /// Also write a report with charts to DIR/index.html (one self-contained page).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -439,6 +475,9 @@ struct BenchTiersArgs {
     /// Size given to a program's `setup` when it takes one (as the corpus programs do).
     #[arg(long, default_value_t = 100)]
     program_size: i64,
+    /// Also write a report with charts to DIR/index.html (one self-contained page).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -452,6 +491,9 @@ struct BenchStoreArgs {
     /// Upgrade pairs: tab-separated `kind old new` lines, paths relative to the corpus.
     #[arg(long)]
     pairs: Option<PathBuf>,
+    /// Also write a report with charts to DIR/index.html (one self-contained page).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -732,6 +774,7 @@ fn artifact_cache(data: &Path) -> Option<synor_host_wasmtime::engine::TrustedArt
 }
 
 fn bench_sched(args: BenchSchedArgs) -> Result<(), Error> {
+    report_dir_ready(args.report.as_deref())?;
     let (contracts, _) = corpus::embedded();
     let token = contracts
         .iter()
@@ -760,10 +803,13 @@ fn bench_sched(args: BenchSchedArgs) -> Result<(), Error> {
     } else {
         print!("{}", bench::sched::table(&report));
     }
-    Ok(())
+    write_report(args.report.as_deref(), "synor bench sched", |out| {
+        bench::sched::report(&report, out)
+    })
 }
 
 fn bench_node(args: BenchNodeArgs) -> Result<(), Error> {
+    report_dir_ready(args.report.as_deref())?;
     let (contracts, _) = corpus::embedded();
     let options = bench::node::Options {
         accounts: args.accounts,
@@ -784,7 +830,9 @@ fn bench_node(args: BenchNodeArgs) -> Result<(), Error> {
     } else {
         print!("{}", bench::node::table(&report));
     }
-    Ok(())
+    write_report(args.report.as_deref(), "synor bench node", |out| {
+        bench::node::report(&report, out)
+    })
 }
 
 fn bench_spec(args: BenchSpecArgs) -> Result<(), Error> {
@@ -808,6 +856,7 @@ fn bench_spec(args: BenchSpecArgs) -> Result<(), Error> {
 }
 
 fn bench_tiers(args: BenchTiersArgs) -> Result<(), Error> {
+    report_dir_ready(args.report.as_deref())?;
     let programs = match &args.programs {
         Some(dir) => corpus::load_dir(dir)?,
         None => corpus::embedded_programs(),
@@ -831,10 +880,13 @@ fn bench_tiers(args: BenchTiersArgs) -> Result<(), Error> {
     } else {
         print!("{}", bench::tiers::table(&report));
     }
-    Ok(())
+    write_report(args.report.as_deref(), "synor bench tiers", |out| {
+        bench::tiers::report(&report, out)
+    })
 }
 
 fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
+    report_dir_ready(args.report.as_deref())?;
     let (name, files, pairs) = match &args.corpus {
         Some(dir) => {
             let files = corpus::load_dir(dir)?;
@@ -872,7 +924,9 @@ fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
     } else {
         print!("{}", bench::store::table(&report));
     }
-    Ok(())
+    write_report(args.report.as_deref(), "synor bench store", |out| {
+        bench::store::report(&report, out)
+    })
 }
 
 fn hex_bytes(s: &str, what: &str) -> Result<Vec<u8>, Error> {
@@ -1221,14 +1275,23 @@ fn node_command(data: &Path, command: Command) -> Result<(), Error> {
     Ok(())
 }
 
-fn demo(json: bool) -> Result<(), Error> {
+fn demo(json: bool, report: &Path) -> Result<(), Error> {
+    report_dir_ready(Some(report))?;
     let dir = tempfile::tempdir()?;
     let (files, _) = corpus::embedded();
     let summary = synor_cli::demo::run(dir.path(), &files, &Default::default())?;
+    let mut page = synor_cli::report::Report::new("synor: the demonstration");
+    synor_cli::demo::report(&summary, &mut page)?;
+    let written = page.write(report)?;
     if json {
         println!("{}", serde_json::to_string(&summary)?);
+        eprintln!("synor: report written to {}", written.display());
     } else {
         print!("{}", synor_cli::demo::text(&summary));
+        println!(
+            "\n  report with charts                      {}",
+            written.display()
+        );
     }
     Ok(())
 }
@@ -1243,8 +1306,8 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Sched(args))) => bench_sched(args),
         Some(Command::Bench(BenchCommand::Node(args))) => bench_node(args),
         Some(Command::Bench(BenchCommand::Spec(args))) => bench_spec(args),
-        Some(Command::Demo { json }) => demo(json),
-        None => demo(false),
+        Some(Command::Demo { json, report }) => demo(json, &report),
+        None => demo(false, Path::new(DEMO_REPORT)),
         Some(command) => node_command(&cli.data, command),
     };
     match result {

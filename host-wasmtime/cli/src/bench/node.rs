@@ -22,6 +22,7 @@ use synor_host_wasmtime::engine::engines;
 
 use super::{median, pair, progress, quartiles};
 use crate::corpus::CorpusFile;
+use crate::report::{Series, TierPoint, TierRun};
 use crate::workload::{Rng, account, call, transfer_input};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -182,6 +183,17 @@ pub struct Report {
     pub revert_ns_per_change: f64,
     /// The same in a journal holding 10³ written keys.
     pub revert_ns_per_change_1k: f64,
+    /// Node throughput of each timed block (execution and commit), for `--report` (not in the
+    /// JSON).
+    #[serde(skip)]
+    pub block_tx_per_s: Vec<f64>,
+    /// In-memory throughput of each timed block, for `--report`.
+    #[serde(skip)]
+    pub in_memory_block_tx_per_s: Vec<f64>,
+    /// Calls per tier and promotions of each block after genesis, warm-up blocks included:
+    /// the node's and the in-memory executor's, for `--report`.
+    #[serde(skip)]
+    pub tiers_by_block: [Vec<TierPoint>; 2],
 }
 
 /// The contracts of the workload (the same addresses on both sides).
@@ -456,6 +468,10 @@ pub fn run(files: &[CorpusFile], o: &Options) -> Result<Report, Error> {
     let mut digests_equal = node.state_digest()? == memory.state.digest();
     let mut timed = Vec::new();
     let (mut hot, mut cache_before) = (false, node.cache_stats());
+    // Tier counters after genesis, and of each block after it.
+    let mut tiering_before = [node.tiering(), memory.exec.stats()];
+    let promotions_before = tiering_before.map(|t| t.promotions);
+    let mut tiers_by_block = [Vec::new(), Vec::new()];
     for (i, txs) in blocks.iter().enumerate() {
         if i == o.warmup {
             node.executor().wait_idle();
@@ -472,6 +488,16 @@ pub fn run(files: &[CorpusFile], o: &Options) -> Result<Report, Error> {
         if i >= o.warmup {
             timed.push((n, mem_time));
         }
+        let tiering = [node.tiering(), memory.exec.stats()];
+        for (side, points) in tiers_by_block.iter_mut().enumerate() {
+            let (now, before) = (&tiering[side], &tiering_before[side]);
+            points.push(TierPoint {
+                at: (i + 1) as f64,
+                calls: std::array::from_fn(|t| now.calls[t].saturating_sub(before.calls[t])),
+                promotions: now.promotions.saturating_sub(promotions_before[side]),
+            });
+        }
+        tiering_before = tiering;
         bar.inc(1);
     }
     // Promotions after the timed blocks began would have run them on slower tiers.
@@ -575,7 +601,71 @@ pub fn run(files: &[CorpusFile], o: &Options) -> Result<Report, Error> {
         checkpoint_ns_1m: checkpoint[1],
         revert_ns_per_change: revert[1],
         revert_ns_per_change_1k: revert[0],
+        block_tx_per_s: timed
+            .iter()
+            .map(|(n, _)| size as f64 / n.wall.as_secs_f64().max(1e-12))
+            .collect(),
+        in_memory_block_tx_per_s: timed
+            .iter()
+            .map(|(_, m)| size as f64 / m.as_secs_f64().max(1e-12))
+            .collect(),
+        tiers_by_block,
     })
+}
+
+/// Adds what the benchmark measured to `out`: the throughput of each timed block on the node
+/// and in memory, and both sides' tiers over every block after genesis.
+///
+/// # Errors
+/// A chart could not be drawn.
+pub fn report(r: &Report, out: &mut crate::report::Report) -> Result<(), Error> {
+    out.fact(
+        "workload",
+        format!(
+            "{} blocks of {} transactions ({} untimed first), {} accounts, {} threads",
+            r.blocks, r.block_size, r.warmup_blocks, r.accounts, r.threads
+        ),
+    );
+    out.throughput(
+        &format!(
+            "The same blocks on a node (redb state, hot-state cache, commit) and executed in \
+             memory with no commit, optimistically on {} threads, each pair run next to each \
+             other, after {} untimed blocks. Node over in memory: {:.2} (median of the blocks' \
+             ratios).",
+            r.threads, r.warmup_blocks, r.over_in_memory
+        ),
+        &[
+            Series {
+                name: "node (execution and commit)".to_string(),
+                first: r.warmup_blocks as u64 + 1,
+                values: r.block_tx_per_s.clone(),
+            },
+            Series {
+                name: "in memory (no commit)".to_string(),
+                first: r.warmup_blocks as u64 + 1,
+                values: r.in_memory_block_tx_per_s.clone(),
+            },
+        ],
+    )?;
+    let [node, memory] = &r.tiers_by_block;
+    out.tiers(
+        &format!(
+            "Calls each tier served in each block after genesis (the first {} untimed), on \
+             the node and on the in-memory side, both tiering by the node's policy from cold.",
+            r.warmup_blocks
+        ),
+        "block after genesis",
+        &[
+            TierRun {
+                name: "node".to_string(),
+                points: node.clone(),
+            },
+            TierRun {
+                name: "in memory".to_string(),
+                points: memory.clone(),
+            },
+        ],
+    )
 }
 
 /// A 68-byte key, as a token balance's (contract address, tag, account).
@@ -729,5 +819,17 @@ mod tests {
         assert_eq!(r.failed_per_block, 0.0);
         assert!(r.executions_per_tx >= 1.0);
         assert!(r.cache_lookups > 0);
+        // What --report charts: each timed block, each block after genesis.
+        assert_eq!(r.block_tx_per_s.len(), 2);
+        assert_eq!(r.in_memory_block_tx_per_s.len(), 2);
+        for side in &r.tiers_by_block {
+            assert_eq!(side.len(), options.warmup + options.blocks);
+            let calls: u64 = side.iter().flat_map(|p| p.calls).sum();
+            assert!(calls >= (144 * side.len()) as u64, "{side:?}");
+        }
+        let mut out = crate::report::Report::new("bench node");
+        super::report(&r, &mut out).unwrap();
+        use crate::report::Kind;
+        assert_eq!(out.kinds(), [Kind::Throughput, Kind::Tiers]);
     }
 }

@@ -449,6 +449,15 @@ pub fn run(token: &[u8], options: &Options) -> Result<Report, Error> {
     Ok(Report { cells })
 }
 
+/// Adds what the benchmark measured to `out`: speedup against threads, measured and
+/// simulated.
+///
+/// # Errors
+/// A chart could not be drawn.
+pub fn report(r: &Report, out: &mut crate::report::Report) -> Result<(), Error> {
+    out.speedup(r)
+}
+
 /// A human-readable table.
 pub fn table(r: &Report) -> String {
     let mut s = format!(

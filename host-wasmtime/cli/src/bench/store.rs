@@ -367,6 +367,35 @@ fn chunk_speed(files: &[CorpusFile], reps: usize) -> f64 {
     (total * passes) as f64 / secs / 1e9
 }
 
+/// Adds what the benchmark measured to `out`: store bytes against the zstd peers.
+///
+/// # Errors
+/// A chart could not be drawn.
+pub fn report(r: &Report, out: &mut crate::report::Report) -> Result<(), BenchError> {
+    out.fact("corpus", &r.corpus);
+    out.fact("store level", &r.level);
+    out.store(&crate::report::StoreBytes {
+        corpus: r.corpus.clone(),
+        files: r.files,
+        raw: Some(r.raw_bytes),
+        synor: r.store_bytes,
+        peers: vec![
+            ("zstd -19 per file".to_string(), r.zstd19_bytes),
+            (
+                "zstd CLI best (-19, --patch-from for upgrades)".to_string(),
+                r.cli_best_bytes,
+            ),
+            ("ruzstd Fastest per file".to_string(), r.ruzstd_bytes),
+        ],
+        upgrades: (r.pairs > 0).then(|| crate::report::UpgradeBytes {
+            pairs: r.pairs,
+            synor: r.delta_bytes,
+            peer: "zstd -19 --patch-from".to_string(),
+            peer_bytes: r.patch_from_bytes,
+        }),
+    })
+}
+
 /// The report as a table for people.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();

@@ -29,6 +29,7 @@ use synor_core::tier::{Call, Engine, Tier, TierPolicy};
 use synor_host_std::{ArtifactSecret, FsArtifactCache};
 
 use super::{median, paired, progress};
+use crate::report::{TierPoint, TierRun};
 use crate::workload::{self, Chain, Deployment, Record};
 use synor_host_std::tiered::{DEFAULT_CACHE_BYTES, Mode, TieredExecutor};
 use synor_host_wasmtime::engine::{TrustedArtifacts, WasmtimeEngine, engines};
@@ -70,7 +71,14 @@ pub struct RunReport {
     pub calls_per_tier: [u64; 3],
     /// Real compilations per engine (cold, warm, hot).
     pub compilations: [u64; 3],
+    /// The tiered runs' calls per tier and promotions over [`TIMELINE_WINDOWS`] windows of
+    /// the workload, for `--report` (empty for the single-tier runs; not in the JSON).
+    #[serde(skip)]
+    pub timeline: Vec<TierPoint>,
 }
+
+/// Windows of a tiered run's workload in its timeline.
+pub const TIMELINE_WINDOWS: usize = 40;
 
 /// One compute program's metering overhead.
 #[derive(Debug, Clone, Serialize)]
@@ -152,9 +160,25 @@ fn run_config(
     let mut per_contract = vec![(Duration::ZERO, Duration::ZERO); deployments.len()];
     let mut seen = vec![false; deployments.len()];
     let mut calls_per_tier = [0u64; 3];
-    for spec in calls {
+    // Only the tiered runs' timelines say something (bookkeeping outside the timed calls).
+    let timeline_window = (config == "tiered" || config == "restart")
+        .then(|| calls.len().div_ceil(TIMELINE_WINDOWS).max(1));
+    let mut timeline = Vec::new();
+    let mut window = [0u64; 3];
+    let promotions_before = exec.stats().promotions;
+    for (i, spec) in calls.iter().enumerate() {
         let (record, tier, took) = chain.execute(exec, deployments, spec, false)?;
         calls_per_tier[tier as usize] += 1;
+        if let Some(w) = timeline_window {
+            window[tier as usize] += 1;
+            if (i + 1) % w == 0 || i + 1 == calls.len() {
+                timeline.push(TierPoint {
+                    at: (i + 1) as f64,
+                    calls: std::mem::take(&mut window),
+                    promotions: exec.stats().promotions - promotions_before,
+                });
+            }
+        }
         let c = &mut per_contract[spec.contract];
         c.0 += took;
         if !seen[spec.contract] {
@@ -175,6 +199,7 @@ fn run_config(
             first_calls_secs: first.as_secs_f64(),
             calls_per_tier,
             compilations: exec.compilations(),
+            timeline,
         },
         records,
         per_contract,
@@ -479,6 +504,37 @@ pub fn run(files: &[(String, Vec<u8>)], options: &Options) -> Result<Report, Err
         programs,
         skipped_programs: skipped,
     })
+}
+
+/// Adds what the benchmark measured to `out`: the tiered run's (and the restarted one's) tier
+/// timeline.
+///
+/// # Errors
+/// A chart could not be drawn.
+pub fn report(r: &Report, out: &mut crate::report::Report) -> Result<(), Error> {
+    let runs: Vec<TierRun> = r
+        .runs
+        .iter()
+        .filter(|run| !run.timeline.is_empty())
+        .map(|run| TierRun {
+            name: match run.config.as_str() {
+                "restart" => "tiered, after a restart (artifact cache)".to_string(),
+                other => other.to_string(),
+            },
+            points: run.timeline.clone(),
+        })
+        .collect();
+    out.tiers(
+        &format!(
+            "{} Zipf-skewed calls over {} contracts, tiered from cold (wasmi) through warm \
+             (Winch) to hot (Cranelift) by use, promotions compiled on a background thread; \
+             then the same workload after a restart, with the artifact cache. Tiered over the \
+             best static tier per contract in hindsight: {:.2}; gas identical on every tier: {}.",
+            r.calls, r.contracts, r.tiered_over_oracle, r.gas_identical
+        ),
+        "calls",
+        &runs,
+    )
 }
 
 /// A human-readable summary.
