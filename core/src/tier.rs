@@ -392,11 +392,18 @@ impl From<InstrumentError> for EngineError {
 }
 
 /// Checks `call`'s arguments against the export's signature; every engine calls this first so
-/// that a bad call gets the same error on every tier.
+/// that a bad call gets the same error on every tier. A CosmWasm contract takes no such call
+/// ([`Compiled::call_cosmwasm`] calls its entry points).
 ///
 /// # Errors
 /// No such export, or the arguments do not match.
 pub fn check_call(module: &Instrumented, call: &Call<'_>) -> Result<(), EngineError> {
+    if module.cosmwasm.is_some() {
+        return Err(EngineError::NoSuchExport(alloc::format!(
+            "{} (a CosmWasm contract is called through its entry points)",
+            call.entry
+        )));
+    }
     let entry = if call.program {
         match program_steps(module)? {
             true => "setup",

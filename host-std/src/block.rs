@@ -752,9 +752,10 @@ impl Calls for Nested {
 }
 
 /// Whether `entry` is an export of `module` a transaction or a contract may call: one that
-/// takes no parameters (contracts read their input).
+/// takes no parameters (contracts read their input), of a contract of synor's ABI (a
+/// CosmWasm contract is called through its entry points, with messages).
 fn callable(module: &Instrumented, entry: &str) -> bool {
-    module.export(entry).is_some_and(|e| e.params.is_empty())
+    module.cosmwasm.is_none() && module.export(entry).is_some_and(|e| e.params.is_empty())
 }
 
 /// One step of a range scan by an optimistic execution, kept to be validated: where it

@@ -226,6 +226,10 @@ fn run_all(
             .iter()
             .map(|e| e.compile(&module).unwrap())
             .collect();
+        if module.cosmwasm.is_some() {
+            t.calls += cosmwasm_entries_agree(path, &module, &compiled);
+            continue;
+        }
         for export in module.exports.iter().take(12) {
             let args: Vec<Value> = export
                 .params
@@ -267,6 +271,74 @@ fn run_all(
         }
     }
     t
+}
+
+/// Calls every CosmWasm entry point of `module` (its imports stubbed) with an empty message
+/// on every tier, in turn, over one state: each call's result, gas and writes must be the
+/// same on every tier. Returns the calls made.
+fn cosmwasm_entries_agree(
+    path: &std::path::Path,
+    module: &synor_core::instrument::Instrumented,
+    compiled: &[Arc<dyn synor_core::tier::Compiled>],
+) -> usize {
+    use synor_core::cosmwasm::tx::CwChain;
+    use synor_core::cosmwasm::{CwContext, Entry};
+    let chain = CwChain::default();
+    let me = synor_core::digest::Digest([7; 32]);
+    let env = serde_json::to_vec(&chain.env(&me, 5, Some(0))).unwrap();
+    let info = format!(r#"{{"sender":"{}","funds":[]}}"#, chain.address(&[1; 32])).into_bytes();
+    let reply = br#"{"id":1,"payload":"","gas_used":0,"result":{"error":"x"}}"#.to_vec();
+    let Some(interface) = &module.cosmwasm else {
+        return 0;
+    };
+    let mut state: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut calls = 0;
+    let migrate_info = format!(
+        r#"{{"sender":"{}","old_migrate_version":null}}"#,
+        chain.address(&[1; 32])
+    )
+    .into_bytes();
+    for (entry, params) in &interface.entries {
+        let args: Vec<&[u8]> = match (entry, params) {
+            (Entry::Instantiate | Entry::Execute, _) => vec![&env, &info, b"{}"],
+            (Entry::Reply, _) => vec![&env, &reply],
+            // cosmwasm-std 2.2's `migrate` with its `MigrateInfo`.
+            (Entry::Migrate, 3) => vec![&env, b"{}", &migrate_info],
+            _ => vec![&env, b"{}"],
+        };
+        let mut first = None;
+        for c in compiled {
+            let mut ctx = CwContext::new(me, 50_000_000, Box::new(state.clone()));
+            ctx.read_only = *entry == Entry::Query;
+            let outcome = c.call_cosmwasm(&mut ctx, *entry, &args).unwrap_or_else(|e| {
+                panic!("{}: {} `{}`: {e}", path.display(), c.tier(), entry.name())
+            });
+            let writes: Vec<_> = std::mem::take(&mut ctx.writes).into_writes().collect();
+            match &first {
+                None => first = Some((outcome, writes)),
+                Some(f) => assert_eq!(
+                    f,
+                    &(outcome, writes),
+                    "{}: cold and {} differ on `{}`",
+                    path.display(),
+                    c.tier(),
+                    entry.name()
+                ),
+            }
+        }
+        if let Some((outcome, writes)) = first
+            && outcome.result.is_ok()
+        {
+            for (k, v) in writes {
+                match v {
+                    Some(v) => state.insert(k, v),
+                    None => state.remove(&k),
+                };
+            }
+        }
+        calls += 1;
+    }
+    calls
 }
 
 #[test]

@@ -361,6 +361,25 @@ enum BenchCommand {
     /// Block latency with speculation (pending transactions pre-executed between blocks)
     /// against without, over shares pre-executed and invalidated.
     Spec(BenchSpecArgs),
+    /// CosmWasm end to end: cw20-base transfer blocks through the node and through
+    /// cosmwasm-vm (in builds with the `peer-cosmwasm` feature).
+    E2e(BenchE2eArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchE2eArgs {
+    /// The cw20-base build to run (default: the one embedded, 2.0.0).
+    #[arg(long)]
+    contract: Option<PathBuf>,
+    /// Workload seed.
+    #[arg(long, default_value_t = synor_cli::bench::e2e::SEED)]
+    seed: u64,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Also write a report with charts to DIR/index.html (one self-contained page).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -929,6 +948,31 @@ fn bench_store(args: BenchStoreArgs) -> Result<(), Error> {
     })
 }
 
+fn bench_e2e(args: BenchE2eArgs) -> Result<(), Error> {
+    use synor_cli::bench::{e2e, e2e_synor};
+    report_dir_ready(args.report.as_deref())?;
+    let wasm = match &args.contract {
+        Some(f) => std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?,
+        None => synor_cli::demo::CW20_BASE.to_vec(),
+    };
+    let blocks = e2e::workload(args.seed);
+    let v = e2e_synor::compare(&wasm, &blocks, !args.json)?;
+    if args.json {
+        println!("{v}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    if v.get("tps_cosmwasm_vm").is_some() {
+        write_report(args.report.as_deref(), "synor bench e2e", |out| {
+            out.e2e(&v)?;
+            Ok(())
+        })?;
+    } else if args.report.is_some() {
+        return Err("the report compares with cosmwasm-vm, which this build lacks (--features peer-cosmwasm)".into());
+    }
+    Ok(())
+}
+
 fn hex_bytes(s: &str, what: &str) -> Result<Vec<u8>, Error> {
     let s = s.strip_prefix("0x").unwrap_or(s);
     if !s.len().is_multiple_of(2) {
@@ -1306,6 +1350,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(BenchCommand::Sched(args))) => bench_sched(args),
         Some(Command::Bench(BenchCommand::Node(args))) => bench_node(args),
         Some(Command::Bench(BenchCommand::Spec(args))) => bench_spec(args),
+        Some(Command::Bench(BenchCommand::E2e(args))) => bench_e2e(args),
         Some(Command::Demo { json, report }) => demo(json, &report),
         None => demo(false, Path::new(DEMO_REPORT)),
         Some(command) => node_command(&cli.data, command),

@@ -177,6 +177,87 @@ pub fn run(
     })
 }
 
+/// `synor bench e2e`: the workload through a node on two threads and on one, and through
+/// cosmwasm-vm when this build has it (the `peer-cosmwasm` feature), in the same run; the
+/// figures as JSON (see the fields' names), with `balances_identical` comparing every
+/// account's balance between synor and cosmwasm-vm.
+///
+/// # Errors
+/// A run failed; the message says which.
+pub fn compare(
+    wasm: &[u8],
+    blocks: &[Vec<Transfer>],
+    progress: bool,
+) -> Result<serde_json::Value, String> {
+    let say = |what: &str| {
+        if progress {
+            eprintln!("synor bench e2e: {what}");
+        }
+    };
+    let expected = e2e::expected_balances(e2e::ACCOUNTS, blocks.iter().flatten());
+    say("synor, 2 threads");
+    let two = run(wasm, e2e::ACCOUNTS, blocks, 2)?;
+    say("synor, 1 thread");
+    let one = run(wasm, e2e::ACCOUNTS, blocks, 1)?;
+    let peer = peer(wasm, blocks, &say)?;
+    let mut v = serde_json::json!({
+        "accounts": e2e::ACCOUNTS,
+        "transfers": two.transfers,
+        "blocks": blocks.len(),
+        "tps_synor": two.tps(),
+        "tps_synor_1t": one.tps(),
+        "deploy_ms": two.deploy_ms,
+        "tier_up_ms": two.tier_up_ms,
+        "failed_synor": two.failed + one.failed,
+        "synor_balances_as_cw20_says": two.balances == expected && one.balances == expected,
+        "tier_calls_synor": two.tier_calls,
+        "blocks_synor": two.block_tps,
+        "blocks_synor_1t": one.block_tps,
+    });
+    match peer {
+        Some(p) => {
+            v["tps_cosmwasm_vm"] = p.tps.into();
+            v["ratio"] = (two.tps() / p.tps).into();
+            v["ratio_1t"] = (one.tps() / p.tps).into();
+            v["balances_identical"] =
+                (p.balances == two.balances && p.balances == one.balances).into();
+            v["deploy_ms_cosmwasm_vm"] = p.deploy_ms.into();
+            v["failed_cosmwasm_vm"] = p.failed.into();
+        }
+        None => {
+            v["cosmwasm_vm"] =
+                "not in this build: cargo run --release --features peer-cosmwasm -- bench e2e"
+                    .into();
+        }
+    }
+    Ok(v)
+}
+
+/// What the peer measured, reduced to what [`compare`] reports.
+struct Peer {
+    tps: f64,
+    deploy_ms: f64,
+    failed: usize,
+    balances: Vec<u128>,
+}
+
+#[cfg(feature = "peer-cosmwasm")]
+fn peer(wasm: &[u8], blocks: &[Vec<Transfer>], say: &dyn Fn(&str)) -> Result<Option<Peer>, String> {
+    say("cosmwasm-vm, 1 thread");
+    let p = super::peer_cosmwasm::run(wasm, blocks)?;
+    Ok(Some(Peer {
+        tps: p.tps(),
+        deploy_ms: p.deploy_ms,
+        failed: p.failed,
+        balances: p.balances,
+    }))
+}
+
+#[cfg(not(feature = "peer-cosmwasm"))]
+fn peer(_: &[u8], _: &[Vec<Transfer>], _: &dyn Fn(&str)) -> Result<Option<Peer>, String> {
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

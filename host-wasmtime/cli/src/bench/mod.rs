@@ -4,6 +4,8 @@
 pub mod e2e;
 pub mod e2e_synor;
 pub mod node;
+#[cfg(feature = "peer-cosmwasm")]
+pub mod peer_cosmwasm;
 pub mod sched;
 pub mod spec;
 pub mod store;
