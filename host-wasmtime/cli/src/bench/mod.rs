@@ -1,6 +1,7 @@
 //! Benchmarks: synor against its peers, measured in the same run on the same input and reported
 //! as ratios. Progress goes to stderr; results are returned as serializable reports.
 
+pub mod e2e;
 pub mod node;
 pub mod sched;
 pub mod spec;
