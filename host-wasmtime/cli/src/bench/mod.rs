@@ -3,6 +3,8 @@
 
 pub mod e2e;
 pub mod node;
+#[cfg(feature = "peer-cosmwasm")]
+pub mod peer_cosmwasm;
 pub mod sched;
 pub mod spec;
 pub mod store;
