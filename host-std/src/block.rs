@@ -682,6 +682,8 @@ struct Shared {
     state: Arc<BlockState>,
     /// The block's height.
     height: u64,
+    /// The block position of `txs[0]` (a pre-execution's guess; 0 in a block).
+    first: u32,
     txs: Arc<[Transaction]>,
     /// Per transaction, its access set as scheduling found it.
     declared: Arc<[Declared]>,
@@ -1020,6 +1022,7 @@ pub fn query_cosmwasm(
     let shared = Arc::new(Shared {
         state: state.clone(),
         height,
+        first: 0,
         declared: txs
             .iter()
             .map(|t| Declared::of(t.access.as_ref()))
@@ -1108,7 +1111,7 @@ fn execute_cosmwasm(
         &shared.calls.cosmwasm,
         views(),
         t,
-        (shared.height, tx as u32),
+        (shared.height, shared.first + tx as u32),
     )?;
     Ok(Effects {
         receipt: done.receipt,
@@ -1215,6 +1218,9 @@ pub struct PreExecuted {
     parents: Vec<u64>,
     /// A number that tells this result apart from every other of its pool (set by the pool).
     pub(crate) serial: u64,
+    /// The block position (height, index) it was pre-executed for, when its outcome depends
+    /// on it (a CosmWasm transaction: its contracts see both).
+    position: Option<(u64, u32)>,
 }
 
 /// A pre-executed result offered to a block ([`execute_block_reusing`]) for one of its
@@ -1329,6 +1335,7 @@ pub fn pre_execute(
     cosmwasm: &Arc<CwChain>,
     state: &Arc<BlockState>,
     height: u64,
+    index: u32,
     tx: Transaction,
     parents: &[Arc<PreExecuted>],
 ) -> Result<Option<PreExecuted>, EngineError> {
@@ -1346,6 +1353,7 @@ pub fn pre_execute(
             Arc::new(own)
         }
     };
+    let position = is_cosmwasm(&**contracts, &tx).then_some((height, index));
     let txs: Arc<[Transaction]> = Arc::from([tx]);
     let declared: Arc<[Declared]> = txs
         .iter()
@@ -1361,6 +1369,7 @@ pub fn pre_execute(
     let shared = Arc::new(Shared {
         state: state.clone(),
         height,
+        first: index,
         txs,
         declared,
         window: None,
@@ -1398,6 +1407,7 @@ pub fn pre_execute(
         chained: recorded.chained,
         parents: parents.iter().map(|p| p.serial).collect(),
         serial: 0,
+        position,
     }))
 }
 
@@ -1447,7 +1457,14 @@ pub fn execute_block_reusing(
     reuse: &[Option<Reused>],
 ) -> Result<Execution, EngineError> {
     let reused = AtomicUsize::new(0);
-    let pre = |tx: usize| reuse.get(tx).and_then(Option::as_ref);
+    // A result that depends on its block position (a CosmWasm call's environment carries it)
+    // stands only at the position it was pre-executed for.
+    let pre = |tx: usize| {
+        reuse
+            .get(tx)
+            .and_then(Option::as_ref)
+            .filter(|r| r.result.position.is_none_or(|at| at == (height, tx as u32)))
+    };
     // Per transaction, whether its execution is its reused result (set before its writes are
     // visible to any other transaction).
     let used: Vec<AtomicBool> = (0..reuse.len()).map(|_| AtomicBool::new(false)).collect();
@@ -1480,6 +1497,7 @@ pub fn execute_block_reusing(
                 Arc::new(Shared {
                     state: state.clone(),
                     height,
+                    first: 0,
                     txs: txs.clone(),
                     declared: declared.clone(),
                     window: window.clone(),

@@ -174,9 +174,10 @@ impl Entries {
     }
 
     /// The oldest transaction not run yet, with the results of the same sender's earlier
-    /// pending transactions (oldest first), which it is to run on top of.
+    /// pending transactions (oldest first), which it is to run on top of, and its place among
+    /// the pending transactions.
     #[allow(clippy::type_complexity)]
-    fn next_untried(&mut self) -> Option<(Digest, Arc<Transaction>, Vec<Arc<PreExecuted>>)> {
+    fn next_untried(&mut self) -> Option<(Digest, Arc<Transaction>, u32, Vec<Arc<PreExecuted>>)> {
         // Ids of transactions that left the pool stay in `order` until they reach its front.
         while self
             .order
@@ -195,7 +196,12 @@ impl Entries {
             .take(MAX_PARENTS)
             .collect();
         parents.reverse();
-        Some((id, tx, parents))
+        // Its place among the pending transactions: where a block taking them in order puts
+        // it (a result that depends on its place stands only there).
+        let rank = (self.order.range(..at))
+            .filter(|id| self.by_id.contains_key(id))
+            .count();
+        Some((id, tx, u32::try_from(rank).unwrap_or(u32::MAX), parents))
     }
 
     /// Whether every parent of `result` is still the result of a pending transaction.
@@ -327,7 +333,7 @@ impl Pool {
                 if self.generation.load(Ordering::Acquire) != generation {
                     continue 'snapshot;
                 }
-                let (id, tx, parents) = {
+                let (id, tx, index, parents) = {
                     let mut entries = self.entries();
                     match entries.next_untried() {
                         Some(next) => next,
@@ -346,6 +352,7 @@ impl Pool {
                     &snapshot.cosmwasm,
                     &snapshot.state,
                     snapshot.height + 1,
+                    index,
                     Transaction::clone(&tx),
                     &parents,
                 );

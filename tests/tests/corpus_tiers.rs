@@ -310,9 +310,11 @@ fn cosmwasm_entries_agree(
         for c in compiled {
             let mut ctx = CwContext::new(me, 50_000_000, Box::new(state.clone()));
             ctx.read_only = *entry == Entry::Query;
-            let outcome = c.call_cosmwasm(&mut ctx, *entry, &args).unwrap_or_else(|e| {
-                panic!("{}: {} `{}`: {e}", path.display(), c.tier(), entry.name())
-            });
+            let outcome = c
+                .call_cosmwasm(&mut ctx, *entry, &args)
+                .unwrap_or_else(|e| {
+                    panic!("{}: {} `{}`: {e}", path.display(), c.tier(), entry.name())
+                });
             let writes: Vec<_> = std::mem::take(&mut ctx.writes).into_writes().collect();
             match &first {
                 None => first = Some((outcome, writes)),

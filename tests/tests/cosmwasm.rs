@@ -859,3 +859,58 @@ fn cosmwasm_blocks_agree_in_every_mode_and_on_every_tier() {
         }
     }
 }
+
+/// CosmWasm transactions submitted before their block are pre-executed and reused, and the
+/// block gives what a node that pre-executed nothing gives.
+#[test]
+fn pre_executed_cosmwasm_transactions_are_reused_and_change_nothing() {
+    let run = |speculate: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Chain::new(
+            dir.path(),
+            Mode::Optimistic { threads: 2 },
+            TierPolicy::DEFAULT,
+        );
+        let balances: Vec<(String, u128)> = (0..80).map(|i| (format!("user{i}"), 1_000)).collect();
+        let balances: Vec<(&str, u128)> = balances.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+        let token = c
+            .ok(cw_tx(
+                c.cw20,
+                "instantiate",
+                "user0",
+                &token_init("user0", &balances),
+            ))
+            .created[0]
+            .address;
+        let txs: Vec<Transaction> = (0..40)
+            .map(|i| {
+                // Distinct accounts, except every fifth transfer, which pays the one before.
+                let (from, to) = match i % 5 {
+                    4 => (format!("user{}", 2 * i), format!("user{}", 2 * i - 1)),
+                    _ => (format!("user{}", 2 * i), format!("user{}", 2 * i + 1)),
+                };
+                cw_tx(token, "execute", &from, &json!({"transfer": {"recipient": human(&account(&to)), "amount": (i * 13 % 700).to_string()}}))
+            })
+            .collect();
+        if speculate {
+            for tx in &txs {
+                c.node.submit(tx.clone());
+            }
+            c.node.wait_speculation();
+        }
+        let out = c.block(txs);
+        c.node.sync().unwrap();
+        (
+            out.reused,
+            (out.receipts_digest, out.diff_digest),
+            c.node.state_digest().unwrap(),
+        )
+    };
+    let (none, reference, state) = run(false);
+    assert_eq!(none, 0);
+    let (reused, digests, state_after) = run(true);
+    // The transfers that read a balance an earlier one of the block wrote (every fifth) run
+    // again; the others stand.
+    assert_eq!(reused, 32, "{reused} of 40 pre-executed results reused");
+    assert_eq!((digests, state_after), (reference, state));
+}

@@ -18,8 +18,8 @@
 //! - After the run, each account's balance is read with [`balance_query`] and
 //!   [`parse_balance`], and compared with the other side and with [`expected_balances`].
 
-use serde::Deserialize;
 use k256::sha2::{Digest, Sha256};
+use serde::Deserialize;
 use synor_core::cosmwasm::{Api, Bech32Api};
 
 use crate::workload::Rng;
