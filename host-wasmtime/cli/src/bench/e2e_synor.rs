@@ -280,38 +280,4 @@ mod tests {
             assert_eq!(run.block_tps.len(), 3);
         }
     }
-
-    /// The full workload, timed (run with `--ignored --nocapture` in a release build).
-    #[test]
-    #[ignore]
-    fn full_workload_timing() {
-        let wasm = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../")
-                .join(e2e::CW20_BASE),
-        )
-        .unwrap();
-        let blocks = e2e::workload(e2e::SEED);
-        let threads: Vec<usize> =
-            std::env::var("E2E_THREADS").map_or_else(|_| vec![1, 2], |t| vec![t.parse().unwrap()]);
-        for threads in threads {
-            // On a thread with a main thread's stack, as the program runs it.
-            let (wasm, blocks) = (wasm.clone(), blocks.clone());
-            let run = std::thread::Builder::new()
-                .stack_size(8 << 20)
-                .spawn(move || run(&wasm, e2e::ACCOUNTS, &blocks, threads).unwrap())
-                .unwrap()
-                .join()
-                .unwrap();
-            eprintln!(
-                "threads {threads}: {:.0} tps, deploy {:.1} ms, tier-up {:.0} ms, failed {}, tiers {:?}, blocks {:?}",
-                run.tps(),
-                run.deploy_ms,
-                run.tier_up_ms,
-                run.failed,
-                run.tier_calls,
-                run.block_tps.iter().map(|t| *t as u64).collect::<Vec<_>>()
-            );
-        }
-    }
 }
