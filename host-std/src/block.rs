@@ -1321,7 +1321,7 @@ impl Reused {
 
 /// Executes `tx` on `state` (the committed state, through a base, with no block's writes) and
 /// on top of the writes of `parents` (results of the same sender's earlier transactions,
-/// oldest first) as a transaction of the block at `height` would, keeping what
+/// oldest first) as the transaction at (`height`, `index`) of a block would, keeping what
 /// [`PreExecuted`] needs to stand for it later, and applying nothing. `None` when the result could not stand for an
 /// execution in a block: the transaction was not run (refused), instantiated contracts (their
 /// addresses depend on its place in its block), or met what versions cannot vouch for (a
@@ -1334,8 +1334,7 @@ pub fn pre_execute(
     contracts: &Arc<dyn Contracts>,
     cosmwasm: &Arc<CwChain>,
     state: &Arc<BlockState>,
-    height: u64,
-    index: u32,
+    (height, index): (u64, u32),
     tx: Transaction,
     parents: &[Arc<PreExecuted>],
 ) -> Result<Option<PreExecuted>, EngineError> {

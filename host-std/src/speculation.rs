@@ -351,8 +351,7 @@ impl Pool {
                     &snapshot.contracts,
                     &snapshot.cosmwasm,
                     &snapshot.state,
-                    snapshot.height + 1,
-                    index,
+                    (snapshot.height + 1, index),
                     Transaction::clone(&tx),
                     &parents,
                 );
