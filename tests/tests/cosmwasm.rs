@@ -470,7 +470,7 @@ fn proposals_run_wasm_and_bank_messages() {
     assert_eq!(number, 1);
     let child = base64(token_init("dave", &[("dave", 77)]).to_string().as_bytes());
     let propose = json!({"propose": {"title": "a token", "description": "", "msgs": [
-        {"wasm": {"instantiate": {"admin": null, "code_id": number, "msg": child, "funds": [], "label": "child"}}},
+        {"wasm": {"instantiate": {"admin": human(multisig.as_bytes()), "code_id": number, "msg": child, "funds": [], "label": "child"}}},
     ], "latest": null}});
     c.ok(cw_tx(multisig, "execute", "alice", &propose));
     c.ok(cw_tx(
@@ -509,6 +509,32 @@ fn proposals_run_wasm_and_bank_messages() {
         ),
         "no code with id 99",
     );
+
+    // The child's admin (the multisig) migrates it (`WasmMsg::Migrate`) to cw20-base again,
+    // whose `migrate` checks and records the version; its balances stay.
+    let mut proposal = 4;
+    let mut pass = |c: &mut Chain, msgs: Value| {
+        let propose =
+            json!({"propose": {"title": "t", "description": "", "msgs": msgs, "latest": null}});
+        c.ok(cw_tx(multisig, "execute", "alice", &propose));
+        let vote = json!({"vote": {"proposal_id": proposal, "vote": "yes"}});
+        c.ok(cw_tx(multisig, "execute", "bob", &vote));
+        let execute = json!({"execute": {"proposal_id": proposal}});
+        proposal += 1;
+        c.one(cw_tx(multisig, "execute", "bob", &execute)).0
+    };
+    let migrate = |to: &Address| json!([{"wasm": {"migrate": {"contract_addr": human(to.as_bytes()), "new_code_id": number, "msg": base64(b"{}")}}}]);
+    let r = pass(&mut c, migrate(&made));
+    assert_eq!(r.trap, None, "{r:?}");
+    assert_eq!(c.balance(&made, "dave"), 77);
+    // A contract without an admin cannot be migrated: the first token's admin is none.
+    let r = pass(&mut c, migrate(&token));
+    assert!(r.trap.unwrap().contains("is not the admin"));
+    // Clearing the admin stops migrations too.
+    let clear = json!([{"wasm": {"clear_admin": {"contract_addr": human(made.as_bytes())}}}]);
+    assert_eq!(pass(&mut c, clear).trap, None);
+    let r = pass(&mut c, migrate(&made));
+    assert!(r.trap.unwrap().contains("is not the admin"));
 }
 
 /// CosmWasm modules are checked at deployment as CosmWasm checks them: an older interface

@@ -38,6 +38,22 @@ use crate::tier::{CwOutcome, EngineError};
 /// blake3 outputs).
 pub const BANK: Address = Digest(*b"synor/bank/native-balances/v1\0\0\0");
 
+/// Where the node keeps what CosmWasm keeps of each contract besides its code: its admin
+/// ([`admin_key`]) and, once migrated, its code ([`code_key`]). A namespace no contract
+/// address can take.
+pub const WASM: Address = Digest(*b"synor/cosmwasm/contract-info/v1\0");
+
+/// The state key of `contract`'s admin (its canonical address; absent: none).
+pub fn admin_key(contract: &Address) -> Vec<u8> {
+    abi::namespaced(&WASM, &[b"admin/".as_slice(), contract.as_bytes()].concat())
+}
+
+/// The state key of the code `contract` runs since a migration (absent: the code it was
+/// instantiated with).
+pub fn code_key(contract: &Address) -> Vec<u8> {
+    abi::namespaced(&WASM, &[b"code/".as_slice(), contract.as_bytes()].concat())
+}
+
 /// Most messages deep a transaction may go (a message's messages, and so on).
 pub const MAX_MESSAGE_DEPTH: u32 = 32;
 
@@ -447,7 +463,14 @@ fn smart_query(
     height: u64,
     depth: u32,
 ) -> Result<Vec<u8>, Stop> {
-    let module = chain.module(contract).ok_or_else(|| {
+    let mut state = state;
+    let migrated = abi::read_through(pending, &mut *state, &code_key(contract))
+        .map_err(|t| Stop::Failed(Failure::Trap(t)))?;
+    let module = match migrated {
+        Some(code) => code_of(&code).and_then(|c| chain.code(&c)),
+        None => chain.module(contract),
+    }
+    .ok_or_else(|| {
         error(format!(
             "no contract at {}",
             config.address(contract.as_bytes())
@@ -477,6 +500,11 @@ fn smart_query(
         Ok(ContractResult::Err(e)) => Err(error(e)),
         Err(e) => Err(error(e.to_string())),
     }
+}
+
+/// The code id a [`code_key`] value holds.
+fn code_of(value: &[u8]) -> Option<CodeId> {
+    <[u8; 32]>::try_from(value).ok().map(Digest)
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Stop> {
@@ -641,7 +669,8 @@ impl Run<'_> {
             "execute" => self.execute(&sender, tx.contract, &input.msg, &input.funds, 0),
             "instantiate" => {
                 let code = tx.contract;
-                let address = self.instantiate(&sender, Digest(tx.caller), code, &input, 0)?;
+                let address =
+                    self.instantiate(&sender, Digest(tx.caller), code, &input, None, 0)?;
                 Ok(Some(Binary(address.as_bytes().to_vec())))
             }
             other => Err(error(format!(
@@ -692,6 +721,24 @@ impl Run<'_> {
 
     fn charge(&mut self, gas: u64) -> Result<(), Stop> {
         abi::charge(&mut self.gas_left, gas).map_err(|t| Stop::Failed(Failure::Trap(t)))
+    }
+
+    /// The value of `key` as the transaction sees it.
+    fn read(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Stop> {
+        let state = self.state.as_deref_mut().ok_or_else(|| error("no state"))?;
+        abi::read_through(&self.writes, state, key).map_err(|t| Stop::Failed(Failure::Trap(t)))
+    }
+
+    /// Fails unless `sender` is the admin of `contract`.
+    fn admin(&mut self, sender: &Address, contract: &Address) -> Result<(), Stop> {
+        match self.read(&admin_key(contract))? {
+            Some(admin) if admin == sender.as_bytes() => Ok(()),
+            _ => Err(error(format!(
+                "unauthorized: {} is not the admin of {}",
+                self.config.address(sender.as_bytes()),
+                self.config.address(contract.as_bytes())
+            ))),
+        }
     }
 
     fn balance(&mut self, denom: &str, account: &[u8]) -> Result<u128, Stop> {
@@ -754,7 +801,15 @@ impl Run<'_> {
     }
 
     /// The module at `address`: a contract of the state, or one this transaction made.
-    fn module(&self, address: &Address) -> Result<Arc<Instrumented>, Stop> {
+    fn module(&mut self, address: &Address) -> Result<Arc<Instrumented>, Stop> {
+        if let Some(code) = self.read(&code_key(address))? {
+            let code = code_of(&code)
+                .ok_or_else(|| Stop::Fault(EngineError::Engine("a damaged code key".into())))?;
+            return self
+                .chain
+                .code(&code)
+                .ok_or_else(|| error(format!("no code {code}")));
+        }
         if let Some(m) = self.chain.module(address) {
             return Ok(m);
         }
@@ -848,6 +903,7 @@ impl Run<'_> {
         creator: Address,
         code: CodeId,
         input: &CwInput,
+        admin: Option<Vec<u8>>,
         depth: u32,
     ) -> Result<Address, Stop> {
         let module = self
@@ -865,6 +921,9 @@ impl Run<'_> {
             creator,
         });
         let made = self.new_contracts.len();
+        if let Some(admin) = admin {
+            self.writes.put(&admin_key(&address), admin);
+        }
         let result = (|| {
             self.transfer(sender, address.as_bytes(), &input.funds)?;
             let env = to_json(
@@ -1011,11 +1070,13 @@ impl Run<'_> {
                 self.execute(contract.as_bytes(), target, &msg.0, funds, depth)
             }
             CosmosMsg::Wasm(WasmMsg::Instantiate {
+                admin,
                 code_id,
                 msg,
                 funds,
                 ..
             }) => {
+                let admin = admin.as_deref().map(|a| self.canonical(a)).transpose()?;
                 let code = self
                     .chain
                     .code_by_number(*code_id)
@@ -1025,7 +1086,7 @@ impl Run<'_> {
                     funds: funds.clone(),
                 };
                 let address =
-                    self.instantiate(contract.as_bytes(), contract, code, &input, depth)?;
+                    self.instantiate(contract.as_bytes(), contract, code, &input, admin, depth)?;
                 // The data cosmwasm-std's `parse_instantiate_response_data` reads: field 1,
                 // the address (protobuf).
                 let human = self.config.address(address.as_bytes());
@@ -1039,6 +1100,62 @@ impl Run<'_> {
                 data.extend_from_slice(human.as_bytes());
                 Ok(Some(Binary(data)))
             }
+            CosmosMsg::Wasm(WasmMsg::Migrate {
+                contract_addr,
+                new_code_id,
+                msg,
+            }) => {
+                let target = self.contract_address(contract_addr)?;
+                self.admin(&contract, &target)?;
+                let old = self.module(&target)?;
+                let code = self
+                    .chain
+                    .code_by_number(*new_code_id)
+                    .ok_or_else(|| error(format!("no code with id {new_code_id}")))?;
+                let new = self
+                    .chain
+                    .code(&code)
+                    .filter(|m| m.cosmwasm.as_ref().is_some_and(|i| i.has(Entry::Migrate)))
+                    .ok_or_else(|| {
+                        error(format!(
+                            "code {new_code_id} is not a CosmWasm contract with `migrate`"
+                        ))
+                    })?;
+                self.writes
+                    .put(&code_key(&target), code.as_bytes().to_vec());
+                let env = to_json(&self.config.env(
+                    &target,
+                    self.position.0,
+                    Some(self.position.1),
+                ))?;
+                let info = to_json(&serde_json::json!({
+                    "sender": self.config.address(contract.as_bytes()),
+                    "old_migrate_version": old.cosmwasm.as_ref().and_then(|i| i.migrate_version),
+                }))?;
+                let three = new.cosmwasm.as_ref().and_then(|i| i.params(Entry::Migrate)) == Some(3);
+                let args: &[&[u8]] = match three {
+                    true => &[&env, &msg.0, &info],
+                    false => &[&env, &msg.0],
+                };
+                let response = self.call(&target, Entry::Migrate, args)?;
+                self.respond(target, response, depth)
+            }
+            CosmosMsg::Wasm(WasmMsg::UpdateAdmin {
+                contract_addr,
+                admin,
+            }) => {
+                let target = self.contract_address(contract_addr)?;
+                self.admin(&contract, &target)?;
+                let admin = self.canonical(admin)?;
+                self.writes.put(&admin_key(&target), admin);
+                Ok(None)
+            }
+            CosmosMsg::Wasm(WasmMsg::ClearAdmin { contract_addr }) => {
+                let target = self.contract_address(contract_addr)?;
+                self.admin(&contract, &target)?;
+                self.writes.remove(&admin_key(&target));
+                Ok(None)
+            }
             CosmosMsg::Wasm(other) => Err(error(format!(
                 "unsupported message: wasm.{}",
                 wasm_kind(other)
@@ -1048,7 +1165,7 @@ impl Run<'_> {
     }
 
     /// The contract `human` names.
-    fn contract_address(&self, human: &str) -> Result<Address, Stop> {
+    fn contract_address(&mut self, human: &str) -> Result<Address, Stop> {
         let bytes = self.canonical(human)?;
         let address = <[u8; 32]>::try_from(bytes.as_slice())
             .map(Digest)
