@@ -582,7 +582,7 @@ pub fn text(s: &Summary) -> String {
          sequential); balances as cw20 says: {}\
          \n  hot-state cache hit rate                {:>9.1} %\
          \n  code store                              {} records in {:.0} KiB; zstd -19 alone: \
-         {:.0} KiB ({:.2}x smaller)\
+         {:.0} KiB (the store is {:.2}x its size)\
          \n  state digest                            {}\
          \n  after restart                           {} ({})\n",
         s.blocks,
@@ -609,7 +609,7 @@ pub fn text(s: &Summary) -> String {
         s.store_records,
         kib(s.store_bytes),
         kib(s.zstd19_bytes),
-        s.zstd19_bytes as f64 / s.store_bytes.max(1) as f64,
+        s.store_bytes as f64 / s.zstd19_bytes.max(1) as f64,
         s.digest,
         s.digest_after_restart,
         if s.digest == s.digest_after_restart {
