@@ -122,6 +122,18 @@ impl Chain {
         assert!(r.events.is_empty() && r.return_data.is_empty(), "{r:?}");
     }
 
+    /// A cw20-base token (instantiated by alice) whose whole supply `holder` holds.
+    fn token_held_by(&mut self, holder: &Address, amount: u128) -> Address {
+        let init = json!({
+            "name": "Synor Token", "symbol": "SYN", "decimals": 6,
+            "initial_balances": [{"address": human(holder.as_bytes()), "amount": amount.to_string()}],
+            "mint": null,
+        });
+        self.ok(cw_tx(self.cw20, "instantiate", "alice", &init))
+            .created[0]
+            .address
+    }
+
     fn query(&mut self, contract: &Address, msg: &Value) -> Value {
         query(&mut self.node, contract, msg)
     }
@@ -401,19 +413,7 @@ fn proposals_run_wasm_and_bank_messages() {
         .ok(cw_tx(c.multisig, "instantiate", "alice", &init))
         .created[0]
         .address;
-    let token = c
-        .ok(cw_tx(
-            c.cw20,
-            "instantiate",
-            "alice",
-            &json!({
-                "name": "Synor Token", "symbol": "SYN", "decimals": 6,
-                "initial_balances": [{"address": human(multisig.as_bytes()), "amount": "1000"}],
-                "mint": null,
-            }),
-        ))
-        .created[0]
-        .address;
+    let token = c.token_held_by(&multisig, 1000);
     // Native funds to the multisig: a bank send; more than alice has fails.
     let send = |n| {
         let input = CwInput {
@@ -599,19 +599,7 @@ fn submessages_reply_and_queries_reach_the_chain() {
         .ok(cw_tx(reflect_code, "instantiate", "alice", &json!({})))
         .created[0]
         .address;
-    let token = c
-        .ok(cw_tx(
-            c.cw20,
-            "instantiate",
-            "alice",
-            &json!({
-                "name": "Synor Token", "symbol": "SYN", "decimals": 6,
-                "initial_balances": [{"address": human(reflect.as_bytes()), "amount": "100"}],
-                "mint": null,
-            }),
-        ))
-        .created[0]
-        .address;
+    let token = c.token_held_by(&reflect, 100);
     let transfer = |n: u32| {
         let msg = base64(
             json!({"transfer": {"recipient": to("bob"), "amount": n.to_string()}})

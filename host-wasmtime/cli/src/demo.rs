@@ -507,7 +507,7 @@ struct Cw20 {
 /// Deploys cw20-base on `node` and instantiates it in a block with `options.cw_accounts`
 /// accounts, and makes the blocks of transfers to run.
 fn cosmwasm(node: &mut Node, options: &Options) -> Result<Cw20, Error> {
-    use crate::bench::{e2e, e2e_synor::GAS};
+    use crate::bench::{e2e, e2e_synor, e2e_synor::GAS};
     let code = node.deploy(CW20_BASE)?;
     let init = Transaction {
         contract: code,
@@ -528,18 +528,7 @@ fn cosmwasm(node: &mut Node, options: &Options) -> Result<Cw20, Error> {
     );
     let blocks = e2e::blocks(&transfers, per_block)
         .iter()
-        .map(|b| {
-            b.iter()
-                .map(|t| Transaction {
-                    contract: token,
-                    entry: "execute".into(),
-                    caller: e2e::account_seed(t.from),
-                    input: e2e::transfer_msg(t),
-                    gas: GAS,
-                    access: None,
-                })
-                .collect()
-        })
+        .map(|b| b.iter().map(|t| e2e_synor::transfer(token, t)).collect())
         .collect();
     Ok(Cw20 {
         token,

@@ -56,8 +56,8 @@ fn chain() -> CwChain {
     }
 }
 
-/// A transaction of `t`.
-fn transfer(token: Address, t: &Transfer) -> Transaction {
+/// The transaction of transfer `t` on the token at `token`.
+pub fn transfer(token: Address, t: &Transfer) -> Transaction {
     Transaction {
         contract: token,
         entry: "execute".into(),
