@@ -935,10 +935,11 @@ fn execute_one(
     if let Declared::Refused(e) = &shared.declared[tx] {
         return Ok(refused(e.to_string()));
     }
-    if is_cosmwasm(contracts, t) {
+    let module = contracts.module(&t.contract);
+    if is_cosmwasm(contracts, t, module) {
         return execute_cosmwasm(session, shared, tx, speculative, recording);
     }
-    let Some(module) = contracts.module(&t.contract) else {
+    let Some(module) = module else {
         return Ok(refused(format!(
             "no_contract: no contract at {}",
             t.contract
@@ -1058,11 +1059,16 @@ pub fn query_cosmwasm(
 
 /// Whether `t` is a CosmWasm transaction: to the bank, to a CosmWasm contract, or
 /// `instantiate` of CosmWasm code.
-fn is_cosmwasm(contracts: &dyn Contracts, t: &Transaction) -> bool {
+/// `module` is the contract's at `t.contract`, if any.
+fn is_cosmwasm(
+    contracts: &dyn Contracts,
+    t: &Transaction,
+    module: Option<&Arc<Instrumented>>,
+) -> bool {
     if t.contract == cw_tx::BANK {
         return true;
     }
-    match contracts.module(&t.contract) {
+    match module {
         Some(m) => m.cosmwasm.is_some(),
         None => {
             t.entry == "instantiate"
@@ -1159,8 +1165,12 @@ impl CwHostChain for BlockChain {
         Ok(session.call_cosmwasm(module, ctx, entry, args)?.0)
     }
 
-    fn fork(&self) -> (Box<dyn State>, Box<dyn CwHostChain>) {
-        ((self.views)(), Box::new(self.clone()))
+    fn fork(&self) -> Box<dyn CwHostChain> {
+        Box::new(self.clone())
+    }
+
+    fn state(&self) -> Box<dyn State> {
+        (self.views)()
     }
 }
 
@@ -1193,8 +1203,12 @@ impl CwHostChain for WorkerChain<'_, '_> {
         Ok(self.session.call_cosmwasm(module, ctx, entry, args)?.0)
     }
 
-    fn fork(&self) -> (Box<dyn State>, Box<dyn CwHostChain>) {
+    fn fork(&self) -> Box<dyn CwHostChain> {
         self.forked.fork()
+    }
+
+    fn state(&self) -> Box<dyn State> {
+        self.forked.state()
     }
 }
 
@@ -1352,7 +1366,8 @@ pub fn pre_execute(
             Arc::new(own)
         }
     };
-    let position = is_cosmwasm(&**contracts, &tx).then_some((height, index));
+    let position =
+        is_cosmwasm(&**contracts, &tx, contracts.module(&tx.contract)).then_some((height, index));
     let txs: Arc<[Transaction]> = Arc::from([tx]);
     let declared: Arc<[Declared]> = txs
         .iter()

@@ -595,13 +595,6 @@ impl Compiled for WasmtimeModule {
             ctx: std::mem::take(ctx),
             ..Host::default()
         };
-        if self.pres.is_empty() {
-            *ctx = host.ctx;
-            return Err(EngineError::NoSuchExport(format!(
-                "{} (a CosmWasm contract is called through its entry points)",
-                call.entry
-            )));
-        }
         let lane = LaneClaim::new(&self.lane_state, self.pres.len());
         let pre = &self.pres[lane.lane];
         let mut kept = self.kept.take(pre.module().engine(), host);
@@ -682,12 +675,6 @@ impl WasmtimeModule {
         args: &[&[u8]],
         limit: u64,
     ) -> Result<CwOutcome, EngineError> {
-        if self.cw_pres.is_empty() {
-            return Err(EngineError::Engine(format!(
-                "wasmtime ({}): a CosmWasm contract compiled without its imports",
-                self.tier
-            )));
-        }
         let lane = LaneClaim::new(&self.lane_state, self.cw_pres.len());
         let pre = &self.cw_pres[lane.lane];
         let host = CwHost {
@@ -718,6 +705,7 @@ impl WasmtimeModule {
         let mut running = CwRunning {
             store: &mut kept.store,
             instance,
+            source: &self.source,
             tier: self.tier,
             fault: None,
         };
@@ -756,6 +744,8 @@ pub(crate) struct CwHost {
 struct CwRunning<'s> {
     store: &'s mut Store<CwHost>,
     instance: wasmtime::Instance,
+    /// The instrumenter's record of the exports (their result counts).
+    source: &'s Instrumented,
     tier: Tier,
     fault: Option<EngineError>,
 }
@@ -796,7 +786,12 @@ impl CwRunning<'_> {
         let gas = self.store.data().gas;
         set_gas(&mut *self.store, gas, *gas_left);
         let args: Vec<Val> = args.iter().map(|a| Val::I32(*a as i32)).collect();
-        let mut out = vec![Val::I32(0); func.ty(&*self.store).results().len()];
+        // The result count from the instrumenter's record, not `func.ty` (see `run`).
+        let arity = self.source.export(name).map_or_else(
+            || func.ty(&*self.store).results().len(),
+            |e| e.results.len(),
+        );
+        let mut out = vec![Val::I32(0); arity];
         let result = func.call(&mut *self.store, &args, &mut out);
         *gas_left = get_gas(&mut *self.store, gas).unwrap_or(*gas_left);
         match result {

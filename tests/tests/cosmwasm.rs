@@ -122,6 +122,22 @@ impl Chain {
         assert!(r.events.is_empty() && r.return_data.is_empty(), "{r:?}");
     }
 
+    /// Proposal `id` of `msgs` made by alice to the cw3 multisig at `multisig`, and voted
+    /// for by bob: the transaction that executes it.
+    fn passed(&mut self, multisig: Address, id: u64, msgs: Value) -> Transaction {
+        let propose =
+            json!({"propose": {"title": "t", "description": "", "msgs": msgs, "latest": null}});
+        self.ok(cw_tx(multisig, "execute", "alice", &propose));
+        let vote = json!({"vote": {"proposal_id": id, "vote": "yes"}});
+        self.ok(cw_tx(multisig, "execute", "bob", &vote));
+        cw_tx(
+            multisig,
+            "execute",
+            "bob",
+            &json!({"execute": {"proposal_id": id}}),
+        )
+    }
+
     /// A cw20-base token (instantiated by alice) whose whole supply `holder` holds.
     fn token_held_by(&mut self, holder: &Address, amount: u128) -> Address {
         let init = json!({
@@ -469,59 +485,29 @@ fn proposals_run_wasm_and_bank_messages() {
     let number = c.node.code_number(&c.cw20).unwrap().unwrap();
     assert_eq!(number, 1);
     let child = base64(token_init("dave", &[("dave", 77)]).to_string().as_bytes());
-    let propose = json!({"propose": {"title": "a token", "description": "", "msgs": [
+    let instantiate = json!([
         {"wasm": {"instantiate": {"admin": human(multisig.as_bytes()), "code_id": number, "msg": child, "funds": [], "label": "child"}}},
-    ], "latest": null}});
-    c.ok(cw_tx(multisig, "execute", "alice", &propose));
-    c.ok(cw_tx(
-        multisig,
-        "execute",
-        "bob",
-        &json!({"vote": {"proposal_id": 2, "vote": "yes"}}),
-    ));
-    let r = c.ok(cw_tx(
-        multisig,
-        "execute",
-        "bob",
-        &json!({"execute": {"proposal_id": 2}}),
-    ));
+    ]);
+    let execute = c.passed(multisig, 2, instantiate);
+    let r = c.ok(execute);
     assert_eq!(r.created.len(), 1, "{r:?}");
     assert_eq!(r.created[0].creator, multisig);
     let made = r.created[0].address;
     assert_eq!(c.balance(&made, "dave"), 77);
     // An unknown code number fails the proposal's execution, which makes nothing.
-    let propose = json!({"propose": {"title": "no code", "description": "", "msgs": [
+    let unknown = json!([
         {"wasm": {"instantiate": {"admin": null, "code_id": 99, "msg": child, "funds": [], "label": "x"}}},
-    ], "latest": null}});
-    c.ok(cw_tx(multisig, "execute", "alice", &propose));
-    c.ok(cw_tx(
-        multisig,
-        "execute",
-        "bob",
-        &json!({"vote": {"proposal_id": 3, "vote": "yes"}}),
-    ));
-    c.fails(
-        cw_tx(
-            multisig,
-            "execute",
-            "bob",
-            &json!({"execute": {"proposal_id": 3}}),
-        ),
-        "no code with id 99",
-    );
+    ]);
+    let execute = c.passed(multisig, 3, unknown);
+    c.fails(execute, "no code with id 99");
 
     // The child's admin (the multisig) migrates it (`WasmMsg::Migrate`) to cw20-base again,
     // whose `migrate` checks and records the version; its balances stay.
     let mut proposal = 4;
     let mut pass = |c: &mut Chain, msgs: Value| {
-        let propose =
-            json!({"propose": {"title": "t", "description": "", "msgs": msgs, "latest": null}});
-        c.ok(cw_tx(multisig, "execute", "alice", &propose));
-        let vote = json!({"vote": {"proposal_id": proposal, "vote": "yes"}});
-        c.ok(cw_tx(multisig, "execute", "bob", &vote));
-        let execute = json!({"execute": {"proposal_id": proposal}});
+        let execute = c.passed(multisig, proposal, msgs);
         proposal += 1;
-        c.one(cw_tx(multisig, "execute", "bob", &execute)).0
+        c.one(execute).0
     };
     let migrate = |to: &Address| json!([{"wasm": {"migrate": {"contract_addr": human(to.as_bytes()), "new_code_id": number, "msg": base64(b"{}")}}}]);
     let r = pass(&mut c, migrate(&made));

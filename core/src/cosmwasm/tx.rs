@@ -146,9 +146,50 @@ pub trait Chain {
         args: &[&[u8]],
     ) -> Result<CwOutcome, EngineError>;
 
-    /// Another view of the same transaction's state, and a chain to run queries on while a
-    /// call is running (queries made through `query_chain`).
-    fn fork(&self) -> (Box<dyn State>, Box<dyn Chain>);
+    /// A chain to run queries on while a call is running (queries made through
+    /// `query_chain`).
+    fn fork(&self) -> Box<dyn Chain>;
+
+    /// Another view of the same transaction's state, for such a query.
+    fn state(&self) -> Box<dyn State>;
+}
+
+/// A call's addresses: the chain's, shared by every call instead of copied into each.
+struct ChainApi(Arc<CwChain>);
+
+impl Api for ChainApi {
+    fn canonicalize(&self, human: &str) -> Result<Vec<u8>, String> {
+        self.0.api.canonicalize(human)
+    }
+
+    fn humanize(&self, canonical: &[u8]) -> Result<String, String> {
+        self.0.api.humanize(canonical)
+    }
+}
+
+/// The context of a call of `contract` at `height` over `state` with `gas_left`: the
+/// chain's gas and addresses, and a querier over a fork of `chain` (`depth` the call's
+/// nesting in queries).
+fn context(
+    config: &Arc<CwChain>,
+    chain: &dyn Chain,
+    contract: &Address,
+    gas_left: i64,
+    state: Box<dyn State>,
+    height: u64,
+    depth: u32,
+) -> CwContext {
+    let mut ctx = CwContext::new(*contract, u64::try_from(gas_left).unwrap_or(0), state);
+    ctx.gas = config.gas;
+    ctx.api = Box::new(ChainApi(config.clone()));
+    ctx.querier = Box::new(NodeQuerier {
+        chain: chain.fork(),
+        state: None,
+        config: config.clone(),
+        height,
+        depth,
+    });
+    ctx
 }
 
 /// Why a call, a message or a transaction failed.
@@ -367,7 +408,7 @@ pub fn bank_transaction(
 /// A fault of the node: the block is void.
 pub fn execute(
     chain: &mut dyn Chain,
-    config: &CwChain,
+    config: &Arc<CwChain>,
     state: Box<dyn State>,
     tx: &Transaction,
     position: (u64, u32),
@@ -417,7 +458,7 @@ pub fn execute(
 /// A fault of the node.
 pub fn query(
     chain: &mut dyn Chain,
-    config: &CwChain,
+    config: &Arc<CwChain>,
     state: Box<dyn State>,
     contract: &Address,
     msg: &[u8],
@@ -454,7 +495,7 @@ pub fn query(
 #[allow(clippy::too_many_arguments)]
 fn smart_query(
     chain: &mut dyn Chain,
-    config: &CwChain,
+    config: &Arc<CwChain>,
     state: Box<dyn State>,
     pending: &Journal,
     contract: &Address,
@@ -477,19 +518,9 @@ fn smart_query(
         ))
     })?;
     let env = to_json(&config.env(contract, height, None))?;
-    let mut ctx = CwContext::new(*contract, u64::try_from(*gas_left).unwrap_or(0), state);
-    ctx.gas = config.gas;
-    ctx.api = Box::new(config.api.clone());
+    let mut ctx = context(config, chain, contract, *gas_left, state, height, depth + 1);
     ctx.read_only = true;
     ctx.writes = pending.clone();
-    let (view, fork) = chain.fork();
-    ctx.querier = Box::new(NodeQuerier {
-        chain: fork,
-        state: Some(view),
-        config: config.clone(),
-        height,
-        depth: depth + 1,
-    });
     let outcome = chain
         .call(&module, &mut ctx, Entry::Query, &[&env, msg])
         .map_err(Stop::Fault)?;
@@ -515,8 +546,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Stop> {
 /// native balances, as of the calling transaction's writes so far.
 struct NodeQuerier {
     chain: Box<dyn Chain>,
+    /// A view of the state, made at the first query that reads one.
     state: Option<Box<dyn State>>,
-    config: CwChain,
+    config: Arc<CwChain>,
     height: u64,
     depth: u32,
 }
@@ -545,7 +577,6 @@ impl Querier for NodeQuerier {
             ));
         }
         let no_contract = |addr: &str| SystemError::NoSuchContract { addr: addr.into() };
-        let no_state = || Trap::Host("the querier has no state".into());
         match request {
             QueryRequest::Bank(BankQuery::Balance { address, denom }) => {
                 let Ok(account) = self.config.api.canonicalize(&address) else {
@@ -555,7 +586,7 @@ impl Querier for NodeQuerier {
                     ));
                 };
                 let key = balance_key(&denom, &account);
-                let state = self.state.as_deref_mut().ok_or_else(no_state)?;
+                let state = &mut **self.state.get_or_insert_with(|| self.chain.state());
                 let amount = balance_value(abi::read_through(pending, state, &key)?.as_deref())
                     .map_err(Trap::Host)?;
                 /// cosmwasm-std's `BalanceResponse`.
@@ -579,7 +610,7 @@ impl Querier for NodeQuerier {
                     return Ok((SystemResult::Err(no_contract(&contract_addr)), 0));
                 };
                 let full = abi::namespaced(&contract, &key.0);
-                let state = self.state.as_deref_mut().ok_or_else(no_state)?;
+                let state = &mut **self.state.get_or_insert_with(|| self.chain.state());
                 let value = abi::read_through(pending, state, &full)?.unwrap_or_default();
                 let s = self.config.gas.schedule;
                 let cost = GasSchedule::cost(
@@ -601,7 +632,7 @@ impl Querier for NodeQuerier {
                         0,
                     ));
                 }
-                let state = self.state.take().ok_or_else(no_state)?;
+                let state = self.state.take().unwrap_or_else(|| self.chain.state());
                 let mut gas_left = i64::try_from(gas_limit).unwrap_or(i64::MAX);
                 let result = smart_query(
                     &mut *self.chain,
@@ -614,8 +645,6 @@ impl Querier for NodeQuerier {
                     self.height,
                     self.depth,
                 );
-                // The state went with the query's context; a fresh view for the next one.
-                self.state = Some(self.chain.fork().0);
                 let used = abi::gas_used(gas_left.max(0), gas_limit);
                 match result {
                     Ok(answer) => Ok((SystemResult::Ok(ContractResult::Ok(Binary(answer))), used)),
@@ -648,7 +677,7 @@ impl NodeQuerier {
 /// One transaction's run: the state lent to each call, the writes so far, the gas left.
 struct Run<'a> {
     chain: &'a mut dyn Chain,
-    config: &'a CwChain,
+    config: &'a Arc<CwChain>,
     state: Option<Box<dyn State>>,
     writes: Journal,
     gas_left: i64,
@@ -837,17 +866,15 @@ impl Run<'_> {
             )));
         }
         let state = self.state.take().ok_or_else(|| error("no state"))?;
-        let mut ctx = CwContext::new(*contract, u64::try_from(self.gas_left).unwrap_or(0), state);
-        ctx.gas = self.config.gas;
-        ctx.api = Box::new(self.config.api.clone());
-        let (view, fork) = self.chain.fork();
-        ctx.querier = Box::new(NodeQuerier {
-            chain: fork,
-            state: Some(view),
-            config: self.config.clone(),
-            height: self.position.0,
-            depth: 1,
-        });
+        let mut ctx = context(
+            self.config,
+            &*self.chain,
+            contract,
+            self.gas_left,
+            state,
+            self.position.0,
+            1,
+        );
         let checkpoint = self.writes.checkpoint();
         ctx.writes = core::mem::take(&mut self.writes);
         let outcome = self.chain.call(&module, &mut ctx, entry, args);
@@ -1106,8 +1133,8 @@ impl Run<'_> {
                 msg,
             }) => {
                 let target = self.contract_address(contract_addr)?;
-                self.admin(&contract, &target)?;
                 let old = self.module(&target)?;
+                self.admin(&contract, &target)?;
                 let code = self
                     .chain
                     .code_by_number(*new_code_id)
@@ -1145,6 +1172,7 @@ impl Run<'_> {
                 admin,
             }) => {
                 let target = self.contract_address(contract_addr)?;
+                self.module(&target)?;
                 self.admin(&contract, &target)?;
                 let admin = self.canonical(admin)?;
                 self.writes.put(&admin_key(&target), admin);
@@ -1152,6 +1180,7 @@ impl Run<'_> {
             }
             CosmosMsg::Wasm(WasmMsg::ClearAdmin { contract_addr }) => {
                 let target = self.contract_address(contract_addr)?;
+                self.module(&target)?;
                 self.admin(&contract, &target)?;
                 self.writes.remove(&admin_key(&target));
                 Ok(None)
@@ -1164,14 +1193,12 @@ impl Run<'_> {
         }
     }
 
-    /// The contract `human` names.
-    fn contract_address(&mut self, human: &str) -> Result<Address, Stop> {
+    /// The address `human` names (whether a contract is there is for the call to find).
+    fn contract_address(&self, human: &str) -> Result<Address, Stop> {
         let bytes = self.canonical(human)?;
-        let address = <[u8; 32]>::try_from(bytes.as_slice())
+        <[u8; 32]>::try_from(bytes.as_slice())
             .map(Digest)
-            .map_err(|_| error(format!("no contract at {human}")))?;
-        self.module(&address)?;
-        Ok(address)
+            .map_err(|_| error(format!("no contract at {human}")))
     }
 }
 
